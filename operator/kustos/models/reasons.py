@@ -1,0 +1,59 @@
+"""Fixed reasons for status conditions and Kubernetes Events.
+
+One vocabulary for both, so a condition and the Event that announced it always agree, and
+tools can match on them. Never build a reason from data.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = ["ConditionType", "EventType", "Reason"]
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    ROTATION_FAILED = "RotationFailed"
+
+
+class EventType(StrEnum):
+    NORMAL = "Normal"
+    WARNING = "Warning"
+
+
+class Reason(StrEnum):
+    # lifecycle
+    CREATED = "Created"
+    VERSION_ADDED = "VersionAdded"
+    PROJECTED = "Projected"
+    DRIFT_CORRECTED = "DriftCorrected"
+    STAGE_MOVED = "StageMoved"
+    RECONCILED = "Reconciled"
+    RECONCILE_FAILED = "ReconcileFailed"
+    # problems a user can fix
+    INVALID_SPEC = "InvalidSpec"
+    SOURCE_NOT_FOUND = "SourceNotFound"
+    SOURCE_INVALID = "SourceInvalid"
+    TARGET_CONFLICT = "TargetConflict"
+    NO_VALUE = "NoValue"
+    # problems on Kustos's side
+    DECRYPTION_FAILED = "DecryptionFailed"
+    STORE_ERROR = "StoreError"
+    KEYRING_ERROR = "KeyringError"
+    # keys
+    KEY_ROTATED = "KeyRotated"
+    # rotation
+    ROTATION_STARTED = "RotationStarted"
+    ROTATION_STEP = "RotationStep"
+    ROTATION_SUCCEEDED = "RotationSucceeded"
+    ROTATION_FAILED = "RotationFailed"
+    ROTATION_ABANDONED = "RotationAbandoned"
+    # deletion
+    DELETION_SCHEDULED = "DeletionScheduled"
+    DELETION_CANCELLED = "DeletionCancelled"
+    DELETED = "Deleted"
+    RESTORED = "Restored"
+    # access
+    ACCESS_DENIED = "AccessDenied"
+    ACCESSED = "Accessed"
+    POLICY_CHANGED = "PolicyChanged"

@@ -1,0 +1,163 @@
+"""The `Rotator` interface: AWS's four rotation steps, one request and one response type each.
+
+The engine drives a rotation as a persisted state machine keyed by a rotation token and calls
+one rotator method per step. Each step must be idempotent for its token: the engine may call
+any step again after a crash, a timeout or a retry, with the same request. Request and
+response types are frozen keyword-only dataclasses; new fields get defaults, so adding one
+never breaks a rotator.
+
+Values: `current` is AWSCURRENT, `previous` AWSPREVIOUS, `pending` the AWSPENDING version for
+this token (None until `createSecret` has been persisted), `master` the master credentials
+(a JSON object with at least `username` and `password`) resolved by the engine from the
+rotation's `masterSecretRef`, for strategies that log in as an administrator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from kustos.errors import InvalidRequestError
+from kustos.models import SecretValue
+from kustos.rotation.passwords import PasswordParams
+
+__all__ = [
+    "CreateSecretRequest",
+    "CreateSecretResponse",
+    "FinishSecretRequest",
+    "FinishSecretResponse",
+    "Rotator",
+    "SetSecretRequest",
+    "SetSecretResponse",
+    "StepRequest",
+    "TestSecretRequest",
+    "TestSecretResponse",
+]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class StepRequest:
+    """What every step receives."""
+
+    step: ClassVar[str] = ""
+    secret_arn: str
+    secret_name: str
+    namespace: str
+    token: str
+    #: The rotator's configuration from the ManagedSecret spec (host, port, strategy, ...).
+    config: Mapping[str, Any] = field(default_factory=dict)
+    current: SecretValue | None = None
+    previous: SecretValue | None = None
+    pending: SecretValue | None = None
+    master: SecretValue | None = None
+    #: Password generation parameters, AWS GetRandomPassword names (`PasswordLength`, ...).
+    generate: Mapping[str, Any] = field(default_factory=dict)
+
+    def password_params(self) -> PasswordParams:
+        return PasswordParams.from_mapping(self.generate)
+
+    def require_pending(self) -> SecretValue:
+        if self.pending is None:
+            raise InvalidRequestError(
+                f"{self.step} for {self.secret_arn} (token {self.token}) needs the AWSPENDING "
+                "value created by createSecret"
+            )
+        return self.pending
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CreateSecretRequest(StepRequest):
+    step: ClassVar[str] = "createSecret"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetSecretRequest(StepRequest):
+    step: ClassVar[str] = "setSecret"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TestSecretRequest(StepRequest):
+    step: ClassVar[str] = "testSecret"
+    __test__: ClassVar[bool] = False  # not a pytest test class
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FinishSecretRequest(StepRequest):
+    step: ClassVar[str] = "finishSecret"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class CreateSecretResponse:
+    #: The new AWSPENDING value, to be persisted by the engine under the request's token.
+    pending: SecretValue
+    #: A short, secret-free note for events and the audit log.
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetSecretResponse:
+    #: False when the target already held the pending value (a repeated call).
+    changed: bool = True
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class TestSecretResponse:
+    __test__: ClassVar[bool] = False
+    message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FinishSecretResponse:
+    message: str = ""
+
+
+@runtime_checkable
+class Rotator(Protocol):
+    """One way of rotating a secret. Instances are stateless and safe to share.
+
+    Errors come from `kustos.errors` (see `kustos.rotation.errors`): ClientError when the
+    configuration or the data is wrong, ServerError when the target failed; messages never
+    contain a secret value.
+    """
+
+    #: The name a ManagedSecret's `rotation.rotator` refers to.
+    name: ClassVar[str]
+
+    def validate(self, config: Mapping[str, Any]) -> None:
+        """Check `config` without I/O; raise InvalidParameterError saying what is wrong.
+
+        Must not error for a config the steps accept.
+        """
+        ...
+
+    def create_secret(self, req: CreateSecretRequest) -> CreateSecretResponse:
+        """Make the new value, without changing the target.
+
+        Must return `req.pending` unchanged when it is set (the engine already persisted a
+        value for this token); must not change the target; may be called any number of times.
+        """
+        ...
+
+    def set_secret(self, req: SetSecretRequest) -> SetSecretResponse:
+        """Make the target accept `req.pending`.
+
+        Must not error if the target already accepts it (a repeated call); must keep the
+        AWSCURRENT credentials working when the strategy promises so (alternating users).
+        """
+        ...
+
+    def test_secret(self, req: TestSecretRequest) -> TestSecretResponse:
+        """Check that `req.pending` works against the target; must not change anything.
+
+        Must raise (CredentialsRejectedError or a ServerError) if it does not work.
+        """
+        ...
+
+    def finish_secret(self, req: FinishSecretRequest) -> FinishSecretResponse:
+        """Last chance to act on the target before the engine moves AWSCURRENT.
+
+        Must not error if called again after a success; labels are the engine's business.
+        """
+        ...

@@ -1,0 +1,259 @@
+"""Reconciles one ManagedSecret: its secret record, its versions, its projected Secret.
+
+Level-based and idempotent: called on create, update, resume and periodically, it compares
+what is declared with what exists and writes only the difference. A restarted operator
+therefore creates no versions and writes nothing when nothing changed. The returned status
+is what the adapter patches (only if it differs from the current one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pydantic
+
+from kustos.errors import (
+    ConflictError,
+    DecryptionFailure,
+    InvalidParameterError,
+    KeyringError,
+    KustosError,
+    StoreError,
+)
+from kustos.kube.events import EventSink, ObjectRef
+from kustos.models.reasons import ConditionType, EventType, Reason
+from kustos.models.records import SecretRecord, VersionRecord
+from kustos.models.spec import ManagedSecretSpec
+from kustos.services.projection import Projection, ProjectionOutcome, ProjectionService
+from kustos.services.secrets import SecretService
+from kustos.services.sources import SourceError, SourceService
+
+__all__ = ["API_VERSION", "KIND", "ManagedObject", "ManagedSecretService", "Reconciled"]
+
+API_VERSION = "kustos.io/v1alpha1"
+KIND = "ManagedSecret"
+#: How many versions the status lists (labelled ones always; then the newest).
+STATUS_VERSIONS = 10
+
+
+@dataclass(frozen=True)
+class ManagedObject:
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    spec: dict[str, Any]
+    status: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> ObjectRef:
+        return ObjectRef(API_VERSION, KIND, self.namespace, self.name, self.uid)
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    status: dict[str, Any]
+    error: KustosError | None = None
+
+
+class ManagedSecretService:
+    def __init__(
+        self,
+        secrets: SecretService,
+        sources: SourceService,
+        projection: ProjectionService,
+        events: EventSink,
+    ) -> None:
+        self._secrets = secrets
+        self._sources = sources
+        self._projection = projection
+        self._events = events
+
+    def reconcile(self, obj: ManagedObject) -> Reconciled:
+        record: SecretRecord | None = None
+        try:
+            spec = parse_spec(obj.spec)
+            record = self._ensure_record(obj, spec)
+            self._ensure_version(obj, spec, record)
+            current = self._secrets.current(record)
+            if current is None:
+                return Reconciled(self._status(obj, spec, record, Reason.NO_VALUE,
+                                               "the secret has no value yet", ready=False))
+            self._project(obj, spec, record, current)
+            message = (f"version {current.version_id} projected into Secret "
+                       f"{spec.target_name(obj.name)}")
+            return Reconciled(self._status(obj, spec, record, Reason.PROJECTED, message))
+        except KustosError as error:
+            reason = reason_for(error)
+            self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
+            status = self._status(obj, None, record, reason, error.message, ready=False)
+            return Reconciled(status, error)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _ensure_record(self, obj: ManagedObject, spec: ManagedSecretSpec) -> SecretRecord:
+        name = spec.secret_name(obj.name)
+        record = self._secrets.find(obj.namespace, name)
+        if record is None:
+            record = self._secrets.create(
+                obj.namespace, name, description=spec.description, tags=spec.tags,
+                object_name=obj.name,
+            )
+            self._events.emit(obj.ref, Reason.CREATED, f"secret {name} created as {record.arn}")
+            return record
+        if record.object_name not in (None, obj.name):
+            raise ConflictError(
+                f"secret {name} is already declared by ManagedSecret {record.object_name}"
+            )
+        if (record.description, record.tags, record.object_name) != (
+            spec.description, spec.tags, obj.name
+        ):
+            record = self._secrets.update(record.evolve(
+                description=spec.description, tags=dict(spec.tags), object_name=obj.name
+            ))
+        return record
+
+    def _ensure_version(
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord
+    ) -> None:
+        fingerprint = spec.source_fingerprint()
+        if not fingerprint:
+            return
+        current = self._secrets.current(record)
+        applied = record.extra.get("source")
+        if current is not None and fingerprint in (applied, current.fingerprint):
+            if applied != fingerprint:  # a crash between adding the version and this note
+                self._secrets.update(record.evolve(extra={**record.extra, "source": fingerprint}))
+            self._follow_source_changes(obj, spec, record, current)
+            return
+        source = self._sources.materialize(obj.namespace, spec)
+        version = self._secrets.add_version(record, source.value, fingerprint=fingerprint)
+        self._secrets.update(record.evolve(extra={
+            **record.extra, "source": fingerprint, "source_revision": source.revision,
+        }))
+        self._events.emit(obj.ref, Reason.VERSION_ADDED,
+                          f"version {version.version_id} added as AWSCURRENT")
+
+    def _follow_source_changes(
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        current: VersionRecord,
+    ) -> None:
+        """valueFrom: when the source Secret changed, its new content becomes a version."""
+        revision = self._sources.revision(obj.namespace, spec)
+        if revision is None or revision == record.extra.get("source_revision"):
+            return
+        source = self._sources.materialize(obj.namespace, spec)
+        if source.value != self._secrets.open(current):
+            version = self._secrets.add_version(
+                record, source.value, fingerprint=current.fingerprint
+            )
+            self._events.emit(obj.ref, Reason.VERSION_ADDED,
+                              f"source Secret changed: version {version.version_id} added "
+                              "as AWSCURRENT")
+        self._secrets.update(record.evolve(extra={**record.extra,
+                                                  "source_revision": source.revision}))
+
+    def _project(
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        current: VersionRecord,
+    ) -> None:
+        target = spec.target_name(obj.name)
+        outcome = self._projection.project(Projection(
+            owner=obj.ref, target_name=target, target_type=spec.target.type, arn=record.arn,
+            version_id=current.version_id, value=self._secrets.open(current),
+            static_data=dict(spec.target.static_data), labels=dict(spec.target.labels),
+            annotations=dict(spec.target.annotations),
+        ))
+        if outcome is ProjectionOutcome.DRIFT_CORRECTED:
+            self._events.emit(obj.ref, Reason.DRIFT_CORRECTED,
+                              f"Secret {target} was changed or deleted outside Kustos; restored "
+                              f"version {current.version_id}", EventType.WARNING)
+        elif outcome is not ProjectionOutcome.UNCHANGED:
+            self._events.emit(obj.ref, Reason.PROJECTED,
+                              f"version {current.version_id} projected into Secret {target}")
+
+    # -- status --------------------------------------------------------------------------
+    def _status(
+        self, obj: ManagedObject, spec: ManagedSecretSpec | None, record: SecretRecord | None,
+        reason: Reason, message: str, *, ready: bool = True,
+    ) -> dict[str, Any]:
+        status: dict[str, Any] = {"observedGeneration": obj.generation}
+        if record is not None:
+            versions = self._safe_versions(record)
+            status.update(arn=record.arn, secretName=record.name)
+            current = next((v for v in versions if "AWSCURRENT" in v.stages), None)
+            status["currentVersionId"] = current.version_id if current else None
+            status["versions"] = [
+                {"versionId": v.version_id, "stages": list(v.stages),
+                 "createdAt": _iso(v.created_at)}
+                for v in _status_versions(versions)
+            ]
+        if spec is not None:
+            status["projectedSecret"] = spec.target_name(obj.name)
+        status["conditions"] = [condition(
+            obj, ConditionType.READY, ready, reason, message,
+            previous=obj.status.get("conditions") or [],
+        )]
+        return status
+
+    def _safe_versions(self, record: SecretRecord) -> list[VersionRecord]:
+        try:
+            return self._secrets.versions(record)
+        except StoreError:
+            return []
+
+
+def parse_spec(raw: dict[str, Any]) -> ManagedSecretSpec:
+    """The spec as a model; errors name fields and problems, never input values."""
+    try:
+        return ManagedSecretSpec.model_validate(raw)
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'spec'}: {err['msg']}"
+            for err in exc.errors(include_input=False, include_url=False)
+        )
+        raise InvalidParameterError(f"invalid spec: {problems}") from None
+
+
+def reason_for(error: KustosError) -> Reason:
+    if isinstance(error, SourceError):
+        return Reason.SOURCE_NOT_FOUND if "not found" in error.message else Reason.SOURCE_INVALID
+    if isinstance(error, ConflictError):
+        return Reason.TARGET_CONFLICT
+    if isinstance(error, DecryptionFailure):
+        return Reason.DECRYPTION_FAILED
+    if isinstance(error, KeyringError):
+        return Reason.KEYRING_ERROR
+    if isinstance(error, StoreError):
+        return Reason.STORE_ERROR
+    if isinstance(error, InvalidParameterError):
+        return Reason.INVALID_SPEC
+    return Reason.RECONCILE_FAILED
+
+
+def condition(
+    obj: ManagedObject, ctype: ConditionType, ok: bool, reason: Reason, message: str,
+    previous: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A Kubernetes-convention condition; lastTransitionTime kept while status is unchanged."""
+    status = "True" if ok else "False"
+    old = next((c for c in previous if c.get("type") == str(ctype)), None)
+    if old is not None and old.get("status") == status and old.get("lastTransitionTime"):
+        transition = old["lastTransitionTime"]
+    else:
+        transition = _iso(datetime.now(UTC))
+    return {
+        "type": str(ctype), "status": status, "reason": str(reason), "message": message[:1024],
+        "observedGeneration": obj.generation, "lastTransitionTime": transition,
+    }
+
+
+def _status_versions(versions: list[VersionRecord]) -> list[VersionRecord]:
+    labelled = [v for v in versions if v.stages]
+    rest = [v for v in versions if not v.stages]
+    return (labelled + rest)[: max(STATUS_VERSIONS, len(labelled))]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

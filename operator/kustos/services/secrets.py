@@ -1,0 +1,142 @@
+"""Secret lifecycle: create secrets, seal and add versions, read values, move labels.
+
+The only place values are sealed and opened. Callers get `SecretValue`s back, which cannot
+leak by being printed.
+"""
+
+from __future__ import annotations
+
+import secrets as _random
+import string
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+
+from kustos.crypto import Keyring, open_sealed, seal
+from kustos.errors import InvalidParameterError, ResourceNotFoundError
+from kustos.models.records import AWSCURRENT, SecretRecord, VersionRecord
+from kustos.models.sensitive import SecretValue
+from kustos.store.base import Store
+
+__all__ = ["SecretService", "make_arn"]
+
+Clock = Callable[[], datetime]
+_SUFFIX_ALPHABET = string.ascii_letters + string.digits
+
+
+def make_arn(cluster: str, namespace: str, name: str) -> str:
+    """arn:kustos:secretsmanager:<cluster>:<namespace>:secret:<name>-<6 random chars>."""
+    suffix = "".join(_random.choice(_SUFFIX_ALPHABET) for _ in range(6))
+    return f"arn:kustos:secretsmanager:{cluster}:{namespace}:secret:{name}-{suffix}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SecretService:
+    def __init__(
+        self,
+        store: Store,
+        keyring: Callable[[], Keyring],
+        cluster: str,
+        clock: Clock = _utcnow,
+    ) -> None:
+        self.store = store
+        self._keyring = keyring
+        self.cluster = cluster
+        self.clock = clock
+
+    # -- secrets -------------------------------------------------------------------------
+    def find(self, namespace: str, name: str) -> SecretRecord | None:
+        return self.store.get_secret(namespace, name)
+
+    def require(self, namespace: str, name: str) -> SecretRecord:
+        record = self.store.get_secret(namespace, name)
+        if record is None:
+            raise ResourceNotFoundError(
+                f"Secrets Manager can't find the specified secret: {namespace}/{name}"
+            )
+        return record
+
+    def create(
+        self,
+        namespace: str,
+        name: str,
+        *,
+        description: str = "",
+        tags: dict[str, str] | None = None,
+        object_name: str | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> SecretRecord:
+        now = self.clock()
+        record = SecretRecord(
+            arn=make_arn(self.cluster, namespace, name),
+            namespace=namespace,
+            name=name,
+            created_at=now,
+            updated_at=now,
+            description=description,
+            tags=dict(tags or {}),
+            object_name=object_name,
+            extra=dict(extra or {}),
+        )
+        self.store.create_secret(record)
+        return record
+
+    def update(self, record: SecretRecord) -> SecretRecord:
+        updated = record.evolve(updated_at=self.clock())
+        self.store.update_secret(updated)
+        return updated
+
+    # -- versions ------------------------------------------------------------------------
+    def add_version(
+        self,
+        record: SecretRecord,
+        value: SecretValue,
+        *,
+        stages: Sequence[str] = (AWSCURRENT,),
+        version_id: str | None = None,
+        fingerprint: str = "",
+    ) -> VersionRecord:
+        if len(value) == 0:
+            raise InvalidParameterError("a secret value must not be empty")
+        if len(value) > 65536:
+            raise InvalidParameterError("a secret value is at most 65536 bytes")
+        vid = version_id or str(uuid.uuid4())
+        sealed = seal(
+            value.reveal_bytes(),
+            arn=record.arn,
+            version_id=vid,
+            keyring=self._keyring(),
+            binary=value.is_binary,
+        )
+        return self.store.add_version(
+            record.arn, vid, sealed, stages, self.clock(), fingerprint=fingerprint
+        )
+
+    def version(
+        self, record: SecretRecord, *, version_id: str | None = None, stage: str | None = None
+    ) -> VersionRecord:
+        if version_id is None and stage is None:
+            stage = AWSCURRENT
+        found = self.store.get_version(record.arn, version_id=version_id, stage=stage)
+        if found is None:
+            what = f"version {version_id}" if version_id else f"stage {stage}"
+            raise ResourceNotFoundError(
+                f"Secrets Manager can't find the specified secret value for {what}"
+            )
+        return found
+
+    def current(self, record: SecretRecord) -> VersionRecord | None:
+        return self.store.get_version(record.arn, stage=AWSCURRENT)
+
+    def open(self, version: VersionRecord) -> SecretValue:
+        plaintext = open_sealed(
+            version.sealed, arn=version.arn, version_id=version.version_id,
+            keyring=self._keyring(),
+        )
+        return SecretValue(plaintext if version.sealed.binary else plaintext.decode("utf-8"))
+
+    def versions(self, record: SecretRecord) -> list[VersionRecord]:
+        return self.store.list_versions(record.arn)

@@ -1,0 +1,80 @@
+"""The `Store` interface: everything Kustos persists, behind one protocol.
+
+Implementations (SQLite embedded, PostgreSQL) live beside this module and share schema
+migrations. The store never sees plaintext: versions arrive sealed. Versions are immutable;
+only their staging labels move, and every label move happens in the same transaction as the
+change that causes it, so AWSCURRENT is always on exactly one version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Protocol
+
+from kustos.models.records import SealedPayload, SecretRecord, VersionRecord
+
+__all__ = ["Store"]
+
+
+class Store(Protocol):
+    # -- secrets ------------------------------------------------------------------------
+    def create_secret(self, record: SecretRecord) -> None:
+        """Insert a new secret. ResourceExistsError if (namespace, name) or the ARN is taken."""
+
+    def update_secret(self, record: SecretRecord) -> None:
+        """Replace the metadata of an existing secret (matched by ARN)."""
+
+    def get_secret(self, namespace: str, name: str) -> SecretRecord | None: ...
+
+    def get_secret_by_arn(self, arn: str) -> SecretRecord | None: ...
+
+    def list_secrets(self, namespace: str | None = None) -> list[SecretRecord]: ...
+
+    def purge_secret(self, arn: str) -> None:
+        """Remove the secret and all its versions for good. No error if absent."""
+
+    # -- versions -----------------------------------------------------------------------
+    def add_version(
+        self,
+        arn: str,
+        version_id: str,
+        sealed: SealedPayload,
+        stages: Sequence[str],
+        created_at: datetime,
+        fingerprint: str = "",
+    ) -> VersionRecord:
+        """Insert an immutable version carrying `stages`, moving each label off any other
+        version in the same transaction. Moving AWSCURRENT makes the version that held it
+        AWSPREVIOUS (and AWSPREVIOUS leaves the version that held it before).
+        ResourceExistsError if `version_id` exists already for this secret."""
+
+    def get_version(
+        self, arn: str, *, version_id: str | None = None, stage: str | None = None
+    ) -> VersionRecord | None:
+        """By id, by stage, or both (then both must match). Stage AWSCURRENT by default."""
+
+    def list_versions(self, arn: str) -> list[VersionRecord]:
+        """All versions, newest first."""
+
+    def move_stage(
+        self, arn: str, stage: str, *, to_version: str | None, from_version: str | None
+    ) -> None:
+        """Move (or attach, or with to_version None remove) a label, as AWS
+        UpdateSecretVersionStage. Moving AWSCURRENT gives AWSPREVIOUS to the version that
+        held it. InvalidParameterError when from_version does not hold the label."""
+
+    def delete_versions(self, arn: str, version_ids: Sequence[str]) -> None:
+        """Remove versions that carry no label (AWS deprecates unlabelled versions)."""
+
+    # -- keys ---------------------------------------------------------------------------
+    def iter_sealed(self) -> Iterator[tuple[str, str, SealedPayload]]:
+        """Every (arn, version_id, sealed) in the store, for rewrapping."""
+
+    def replace_wrapped_key(
+        self, arn: str, version_id: str, old_key_id: str, new_key_id: str, wrapped_key: bytes
+    ) -> bool:
+        """Swap a version's wrapped data key (compare-and-set on old_key_id); payload bytes
+        are untouched. Returns False if the row changed meanwhile."""
+
+    def close(self) -> None: ...

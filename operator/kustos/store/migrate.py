@@ -1,0 +1,110 @@
+"""Engines and schema migrations for the SQL store (SQLite embedded, PostgreSQL).
+
+`make_engine` configures each connection: on SQLite, WAL journal, foreign keys on, a busy
+timeout, ``synchronous=FULL`` (a committed rotation step must survive power loss), and
+transactions begun explicitly so that writers take the write lock up front (``BEGIN
+IMMEDIATE``) instead of failing on lock upgrade. `upgrade` brings the schema to the newest
+Alembic revision under ``migrations/``; it is idempotent and serialised between processes
+(the SQLite write lock; a PostgreSQL advisory lock).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = ["VERSION_TABLE", "WRITE", "head_revision", "make_engine", "schema_version", "upgrade"]
+
+VERSION_TABLE = "kustos_schema_version"
+#: Execution option marking a connection that will write (BEGIN IMMEDIATE on SQLite).
+WRITE = "kustos_write"
+BUSY_TIMEOUT_S = 30
+MIGRATIONS = Path(__file__).parent / "migrations"
+_PG_LOCK_KEY = 0x6B7573746F73  # "kustos"
+
+
+def normalize_url(url: str) -> URL:
+    """`postgresql://` means psycopg 3 (the driver Kustos ships), not psycopg2."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str) -> Engine:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(parsed, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {
+        "connect_args": {"check_same_thread": False, "timeout": BUSY_TIMEOUT_S},
+    }
+    if parsed.database in (None, "", ":memory:"):
+        kwargs["poolclass"] = StaticPool  # one shared connection: tests only
+    else:
+        _create_private(Path(parsed.database or ""))
+    engine = sa.create_engine(parsed, **kwargs)
+    sa.event.listen(engine, "connect", _sqlite_connect)
+    sa.event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _create_private(path: Path) -> None:
+    """Create the database file readable by its owner only (-wal/-shm inherit the mode)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, see _sqlite_begin
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = FULL")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    write = connection.get_execution_options().get(WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _config(connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Run every pending migration in one transaction (`upgrade head`)."""
+    with engine.execution_options(**{WRITE: True}).begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+        command.upgrade(_config(connection), "head")
+
+
+def schema_version(engine: Engine) -> str | None:
+    """The revision the database is at, or None before the first migration."""
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def head_revision() -> str | None:
+    """The newest revision this code knows."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()

@@ -1,0 +1,292 @@
+"""`SqlStore`: the `Store` on SQLAlchemy Core, for SQLite (embedded) and PostgreSQL.
+
+Thread-safe: every call takes its own pooled connection and transaction. Writers lock the
+secret they change first (``BEGIN IMMEDIATE`` on SQLite, ``SELECT ... FOR UPDATE`` on
+PostgreSQL), so label moves are read and written atomically. The schema is migrated to the
+newest revision when the store opens. Errors name ARNs, ids and labels, never row contents.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic.util import CommandError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from kustos.errors import (
+    InvalidParameterError,
+    InvalidRequestError,
+    KustosError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    StoreError,
+)
+from kustos.models.records import (
+    AWSCURRENT,
+    SealedPayload,
+    SecretRecord,
+    VersionRecord,
+)
+from kustos.store import migrate
+from kustos.store.labels import attach, holder_of, lock_secret, version_exists
+from kustos.store.rows import secret_from_row, secret_to_row, version_from_row
+from kustos.store.schema import secrets, stages, versions
+
+__all__ = ["SqlStore"]
+
+log = logging.getLogger(__name__)
+_BATCH = 500
+
+
+class SqlStore:
+    """A `Store` on the database at `url` (``sqlite:///path`` or ``postgresql://...``)."""
+
+    def __init__(self, url: str) -> None:
+        self._engine = migrate.make_engine(url)
+        self._writer = self._engine.execution_options(**{migrate.WRITE: True})
+        self._dialect = self._engine.dialect.name
+        try:
+            migrate.upgrade(self._engine)
+        except CommandError as exc:
+            self._engine.dispose()
+            raise StoreError(f"cannot migrate the store schema: {exc}") from None
+        except DBAPIError as exc:
+            self._engine.dispose()
+            raise StoreError(f"cannot open the store: {exc.orig}") from None
+
+    def __repr__(self) -> str:
+        return f"SqlStore({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    def schema_version(self) -> str | None:
+        return migrate.schema_version(self._engine)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    # -- plumbing -----------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+        """A transaction; driver errors become StoreError without parameters or SQL."""
+        try:
+            with self._writer.begin() if write else self._engine.connect() as conn:
+                yield conn
+        except (KustosError, IntegrityError):
+            raise  # integrity: the caller knows which conflict it means
+        except DBAPIError as exc:
+            raise StoreError(f"store failed to {what}: {type(exc.orig).__name__}") from None
+
+    # -- secrets ------------------------------------------------------------------------
+    def create_secret(self, record: SecretRecord) -> None:
+        try:
+            with self._tx("create a secret", write=True) as conn:
+                conn.execute(sa.insert(secrets).values(**secret_to_row(record)))
+        except IntegrityError:
+            raise ResourceExistsError(
+                f"secret {record.name!r} in namespace {record.namespace!r} "
+                f"or ARN {record.arn!r} exists already"
+            ) from None
+
+    def update_secret(self, record: SecretRecord) -> None:
+        row = secret_to_row(record)
+        try:
+            with self._tx("update a secret", write=True) as conn:
+                query = sa.update(secrets).where(secrets.c.arn == record.arn).values(**row)
+                if conn.execute(query).rowcount == 0:
+                    raise ResourceNotFoundError(f"secret {record.arn!r} not found")
+        except IntegrityError:
+            raise ResourceExistsError(
+                f"secret {record.name!r} in namespace {record.namespace!r} exists already"
+            ) from None
+
+    def _one_secret(self, where: Any) -> SecretRecord | None:
+        with self._tx("read a secret") as conn:
+            row = conn.execute(sa.select(secrets).where(where)).mappings().first()
+        return None if row is None else secret_from_row(row)
+
+    def get_secret(self, namespace: str, name: str) -> SecretRecord | None:
+        return self._one_secret(sa.and_(secrets.c.namespace == namespace, secrets.c.name == name))
+
+    def get_secret_by_arn(self, arn: str) -> SecretRecord | None:
+        return self._one_secret(secrets.c.arn == arn)
+
+    def list_secrets(self, namespace: str | None = None) -> list[SecretRecord]:
+        """Healthy secrets ordered by (namespace, name); corrupted rows are logged, skipped."""
+        query = sa.select(secrets).order_by(secrets.c.namespace, secrets.c.name)
+        if namespace is not None:
+            query = query.where(secrets.c.namespace == namespace)
+        with self._tx("list secrets") as conn:
+            rows = conn.execute(query).mappings().all()
+        records = []
+        for row in rows:
+            try:
+                records.append(secret_from_row(row))
+            except StoreError as exc:
+                log.error("skipping a corrupted secret: %s", exc.message)
+        return records
+
+    def purge_secret(self, arn: str) -> None:
+        with self._tx("purge a secret", write=True) as conn:
+            conn.execute(sa.delete(stages).where(stages.c.arn == arn))
+            conn.execute(sa.delete(versions).where(versions.c.arn == arn))
+            conn.execute(sa.delete(secrets).where(secrets.c.arn == arn))
+
+    # -- versions -----------------------------------------------------------------------
+    def add_version(
+        self,
+        arn: str,
+        version_id: str,
+        sealed: SealedPayload,
+        stages: Sequence[str],
+        created_at: datetime,
+        fingerprint: str = "",
+    ) -> VersionRecord:
+        labels = tuple(dict.fromkeys(stages))
+        try:
+            with self._tx("add a version", write=True) as conn:
+                lock_secret(conn, arn)
+                if version_exists(conn, arn, version_id):
+                    raise ResourceExistsError(f"version {version_id!r} of {arn!r} exists already")
+                last = sa.select(sa.func.max(versions.c.seq)).where(versions.c.arn == arn)
+                seq = (conn.execute(last).scalar_one_or_none() or 0) + 1
+                conn.execute(
+                    sa.insert(versions).values(
+                        arn=arn, version_id=version_id, seq=seq, created_at=created_at,
+                        fingerprint=fingerprint, key_id=sealed.key_id,
+                        wrapped_key=sealed.wrapped_key, nonce=sealed.nonce,
+                        ciphertext=sealed.ciphertext, is_binary=sealed.binary,
+                    )
+                )  # fmt: skip
+                for stage in labels:
+                    attach(conn, arn, stage, version_id)
+        except IntegrityError:
+            raise ResourceExistsError(f"version {version_id!r} of {arn!r} exists already") from None
+        labels = tuple(sorted(labels))
+        return VersionRecord(arn, version_id, created_at, labels, sealed, fingerprint)
+
+    def get_version(
+        self, arn: str, *, version_id: str | None = None, stage: str | None = None
+    ) -> VersionRecord | None:
+        if version_id is None and stage is None:
+            stage = AWSCURRENT
+        with self._tx("read a version") as conn:
+            if stage is not None:
+                holder = holder_of(conn, arn, stage)
+                if holder is None or (version_id is not None and holder != version_id):
+                    return None
+                version_id = holder
+            query = sa.select(versions).where(
+                versions.c.arn == arn, versions.c.version_id == version_id
+            )
+            row = conn.execute(query).mappings().first()
+            if row is None:
+                if stage is not None:
+                    raise StoreError(f"secret {arn!r}: label {stage!r} is on a missing version")
+                return None
+            labels = sa.select(stages.c.stage).where(
+                stages.c.arn == arn, stages.c.version_id == version_id
+            )
+            found = tuple(conn.execute(labels).scalars())
+        return version_from_row(row, found)
+
+    def list_versions(self, arn: str) -> list[VersionRecord]:
+        query = (
+            sa.select(versions)
+            .where(versions.c.arn == arn)
+            .order_by(versions.c.created_at.desc(), versions.c.seq.desc())
+        )
+        with self._tx("list versions") as conn:
+            rows = conn.execute(query).mappings().all()
+            labels = conn.execute(sa.select(stages).where(stages.c.arn == arn)).all()
+        by_version: dict[str, list[str]] = {}
+        for label in labels:
+            by_version.setdefault(label.version_id, []).append(label.stage)
+        if set(by_version) - {row["version_id"] for row in rows}:
+            raise StoreError(f"secret {arn!r}: a label is on a missing version")
+        return [version_from_row(r, tuple(by_version.get(r["version_id"], ()))) for r in rows]
+
+    def move_stage(
+        self, arn: str, stage: str, *, to_version: str | None, from_version: str | None
+    ) -> None:
+        """As AWS UpdateSecretVersionStage: a label held elsewhere moves only when
+        `from_version` names its holder; AWSCURRENT can be moved, never removed."""
+        with self._tx("move a label", write=True) as conn:
+            lock_secret(conn, arn)
+            holder = holder_of(conn, arn, stage)
+            if from_version is not None and holder != from_version:
+                raise InvalidParameterError(
+                    f"label {stage!r} is not on version {from_version!r} of {arn!r}"
+                )
+            if to_version is None:
+                if from_version is None:
+                    raise InvalidParameterError(f"removing label {stage!r} needs from_version")
+                if stage == AWSCURRENT:
+                    raise InvalidParameterError("AWSCURRENT can be moved, not removed")
+                conn.execute(sa.delete(stages).where(stages.c.arn == arn, stages.c.stage == stage))
+                return
+            if not version_exists(conn, arn, to_version):
+                raise ResourceNotFoundError(f"version {to_version!r} of {arn!r} not found")
+            if holder not in (None, to_version) and from_version is None:
+                raise InvalidParameterError(
+                    f"label {stage!r} is on version {holder!r} of {arn!r}; "
+                    "name it as from_version to move the label"
+                )
+            attach(conn, arn, stage, to_version)
+
+    def delete_versions(self, arn: str, version_ids: Sequence[str]) -> None:
+        """Unknown ids are ignored; a labelled version refuses the whole call."""
+        ids = list(version_ids)
+        if not ids:
+            return
+        with self._tx("delete versions", write=True) as conn:
+            query = sa.select(stages).where(stages.c.arn == arn, stages.c.version_id.in_(ids))
+            labelled = conn.execute(query).first()
+            if labelled is not None:
+                raise InvalidRequestError(
+                    f"version {labelled.version_id!r} of {arn!r} carries "
+                    f"label {labelled.stage!r} and cannot be deleted"
+                )
+            conn.execute(
+                sa.delete(versions).where(versions.c.arn == arn, versions.c.version_id.in_(ids))
+            )
+
+    # -- keys ---------------------------------------------------------------------------
+    def iter_sealed(self) -> Iterator[tuple[str, str, SealedPayload]]:
+        """In (arn, version_id) order, in batches; no connection is held between batches."""
+        last: tuple[str, str] | None = None
+        while True:
+            query = sa.select(versions).order_by(versions.c.arn, versions.c.version_id)
+            if last is not None:
+                query = query.where(
+                    sa.or_(
+                        versions.c.arn > last[0],
+                        sa.and_(versions.c.arn == last[0], versions.c.version_id > last[1]),
+                    )
+                )
+            with self._tx("list versions") as conn:
+                rows = conn.execute(query.limit(_BATCH)).mappings().all()
+            for row in rows:
+                yield row["arn"], row["version_id"], version_from_row(row, ()).sealed
+            if len(rows) < _BATCH:
+                return
+            last = (rows[-1]["arn"], rows[-1]["version_id"])
+
+    def replace_wrapped_key(
+        self, arn: str, version_id: str, old_key_id: str, new_key_id: str, wrapped_key: bytes
+    ) -> bool:
+        with self._tx("replace a wrapped key", write=True) as conn:
+            query = (
+                sa.update(versions)
+                .where(
+                    versions.c.arn == arn,
+                    versions.c.version_id == version_id,
+                    versions.c.key_id == old_key_id,
+                )
+                .values(key_id=new_key_id, wrapped_key=wrapped_key)
+            )
+            return bool(conn.execute(query).rowcount == 1)

@@ -1,0 +1,168 @@
+"""Database rotators against real PostgreSQL and MariaDB: the failure modes and promises."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import pytest
+from conftest import Engine, RotationCase, build_case
+
+from kustos.errors import ClientError, ServerError
+from kustos.models import SecretValue
+from kustos.rotation import SetSecretRequest, TestSecretRequest
+from kustos.rotation.errors import (
+    CredentialsRejectedError,
+    TargetUnreachableError,
+    TargetUserMissingError,
+)
+
+pytestmark = pytest.mark.db
+
+
+def _passwords(*values: SecretValue | None) -> list[str]:
+    return [str((v.as_mapping() or {})["password"]) for v in values if v is not None]
+
+
+def _select(case: RotationCase, value: SecretValue) -> Any:
+    data = value.as_mapping() or {}
+    assert case.server is not None
+    conn = case.server.connect(data["username"], data["password"], **case.extra["db_kw"])
+    table = f"{case.username}_t" if case.server.kind == "postgresql" else "t"
+    with conn, conn.cursor() as cur:
+        cur.execute(f"SELECT x FROM {table}")
+        return cur.fetchone()[0]
+
+
+def test_rotated_users_keep_their_privileges(db_case: RotationCase) -> None:
+    engine = Engine(db_case, db_case.current)
+    for _ in range(2):  # the second rotation returns to the base user
+        engine.rotate()
+        assert _select(db_case, engine.current) == 42
+
+
+def test_a_live_connection_survives_rotations(db_case: RotationCase) -> None:
+    engine = Engine(db_case, db_case.current)
+    data = db_case.current.as_mapping() or {}
+    assert db_case.server is not None
+    conn = db_case.server.connect(data["username"], data["password"], **db_case.extra["db_kw"])
+    try:
+        for _ in range(3):
+            engine.rotate()
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                assert cur.fetchone()[0] == 1
+    finally:
+        conn.close()
+
+
+def test_no_password_reaches_the_server_log(db_case: RotationCase) -> None:
+    engine = Engine(db_case, db_case.current)
+    for _ in range(3):
+        engine.rotate()
+    assert db_case.server is not None
+    log = db_case.server.log_text()
+    assert db_case.username in log  # the log is on and records our statements
+    for password in _passwords(db_case.current, *engine.history):
+        assert password not in log
+
+
+def test_unreachable_database_gives_a_clear_sanitized_error(db_case: RotationCase) -> None:
+    engine = Engine(db_case, db_case.current)
+    token = str(uuid.uuid4())
+    engine.create(token)
+    assert db_case.server is not None
+    with db_case.server.stopped():
+        for cls in (SetSecretRequest, TestSecretRequest):
+            with pytest.raises(TargetUnreachableError) as info:
+                engine.step(cls, token)
+            assert isinstance(info.value, ServerError) and info.value.retryable
+            assert f"{db_case.server.host}:{db_case.server.port}" in info.value.message
+            for secret in _passwords(engine.pending[token], engine.current, db_case.master):
+                assert secret not in str(info.value)
+            assert info.value.__cause__ is None and info.value.__suppress_context__
+    engine.step(SetSecretRequest, token)  # back up: the step resumes
+    engine.step(TestSecretRequest, token)
+
+
+def test_wrong_current_password_single_user(db_case: RotationCase) -> None:
+    if db_case.alternating:
+        pytest.skip("single-user only")
+    data = dict(db_case.current.as_mapping() or {}, password="not-the-password")
+    engine = Engine(db_case, SecretValue(json.dumps(data)))
+    token = str(uuid.uuid4())
+    engine.create(token)
+    with pytest.raises(CredentialsRejectedError, match="neither AWSCURRENT nor AWSPREVIOUS"):
+        engine.step(SetSecretRequest, token)
+
+
+def test_previous_credentials_finish_an_interrupted_single_user_rotation(
+    db_case: RotationCase,
+) -> None:
+    if db_case.alternating:
+        pytest.skip("single-user only")
+    engine = Engine(db_case, db_case.current)
+    engine.rotate()
+    # The store lost the last finish: AWSCURRENT points at a password the DB no longer has.
+    stale = Engine(db_case, SecretValue(json.dumps(dict(
+        db_case.current.as_mapping() or {}, password="lost"))), previous=engine.current)
+    token = str(uuid.uuid4())
+    new = stale.create(token)
+    stale.step(SetSecretRequest, token)
+    assert db_case.logs_in(new)
+
+
+def test_wrong_master_credentials(db_case: RotationCase) -> None:
+    if not db_case.alternating:
+        pytest.skip("alternating-users only")
+    db_case.master = SecretValue.from_mapping({"username": "kustos_admin", "password": "wrong"})
+    engine = Engine(db_case, db_case.current)
+    token = str(uuid.uuid4())
+    engine.create(token)
+    with pytest.raises(CredentialsRejectedError, match="kustos_admin") as info:
+        engine.step(SetSecretRequest, token)
+    assert isinstance(info.value, ClientError) and info.value.retryable
+    assert "wrong" not in info.value.message
+
+
+def test_missing_master_value(db_case: RotationCase) -> None:
+    if not db_case.alternating:
+        pytest.skip("alternating-users only")
+    db_case.master = None
+    engine = Engine(db_case, db_case.current)
+    token = str(uuid.uuid4())
+    engine.create(token)
+    with pytest.raises(ClientError, match="master"):
+        engine.step(SetSecretRequest, token)
+
+
+def test_user_deleted_in_the_database(db_case: RotationCase) -> None:
+    assert db_case.server is not None
+    with db_case.server.connect() as conn, conn.cursor() as cur:
+        host = "" if db_case.server.kind == "postgresql" else "@'%'"
+        cur.execute(f"DROP {'ROLE' if host == '' else 'USER'} {db_case.username}{host}")
+    engine = Engine(db_case, db_case.current)
+    token = str(uuid.uuid4())
+    engine.create(token)
+    expected = TargetUserMissingError if db_case.alternating else CredentialsRejectedError
+    with pytest.raises(expected, match=db_case.username):
+        engine.step(SetSecretRequest, token)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_tls_verify_full_with_the_server_ca(request: pytest.FixtureRequest, kind: str) -> None:
+    case = build_case(request, f"{kind}-single-user")
+    assert case.server is not None
+    ca = case.server.ca_path.read_text()
+    case.config = {**case.config, "tls": {"mode": "verify-full", "caData": ca}}
+    engine = Engine(case, case.current)
+    engine.rotate()
+    assert case.logs_in(engine.current)
+    # A CA that did not sign the server certificate is refused before any password is sent.
+    other = (request.getfixturevalue("webhook_server")).ca_data
+    case.config = {**case.config, "tls": {"mode": "verify-full", "caData": other}}
+    token = str(uuid.uuid4())
+    engine.create(token)
+    with pytest.raises(TargetUnreachableError, match="certificate"):
+        engine.step(SetSecretRequest, token)

@@ -1,0 +1,594 @@
+#!/usr/bin/env python3
+"""A local Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager.
+
+Owns everything about running the binaries that ``build.sh`` produces on loopback: the PKI
+(a CA, the apiserver's serving certificate, client certificates and the ServiceAccount
+signing key), the choice of free ports, the detached processes (pidfiles and logs in the
+state directory), readiness, and the admin kubeconfig. There is no kubelet, so pods never
+run; everything that needs only the API and the controllers (CRDs, RBAC, ownerReference
+garbage collection, namespace deletion, ServiceAccounts, TokenRequest/TokenReview) is real.
+
+Usable from the command line (``up``, ``down``, ``status``) and as a library
+(``ControlPlane``), which is how the test fixtures start a private control plane.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = ["REPO", "ControlPlane", "build_binaries", "main"]
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SERVICE_CIDR = "10.0.0.0/24"
+SA_ISSUER = "https://kubernetes.default.svc"
+API_AUDIENCES = ("https://kubernetes.default.svc", "kustos")
+# What the operator and the tests rely on: ownerReference GC, namespace deletion,
+# ServiceAccounts (and their legacy token Secrets), the kube-root-ca.crt ConfigMap and the
+# aggregation of ClusterRoles labelled for admin/edit/view.
+CONTROLLERS = (
+    "garbage-collector-controller",
+    "namespace-controller",
+    "serviceaccount-controller",
+    "serviceaccount-token-controller",
+    "root-ca-certificate-publisher-controller",
+    "clusterrole-aggregation-controller",
+)
+# Stopped in this order; started in the reverse.
+COMPONENTS = ("kube-controller-manager", "kube-apiserver", "etcd")
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be built, started or reached."""
+
+
+def build_binaries() -> Path:
+    """Build (or reuse the cached) binaries and return the directory holding them."""
+    override = os.environ.get("KUSTOS_CONTROLPLANE_BIN")
+    if override:
+        return Path(override)
+    proc = subprocess.run(
+        ["bash", str(HERE / "build.sh")], stdout=subprocess.PIPE, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise ControlPlaneError(f"tools/controlplane/build.sh failed (exit {proc.returncode})")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pid_alive(pid: int, binary: str) -> bool:
+    """True if ``pid`` is a live (not zombie) process running ``binary``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[1].split()[0]
+    return state not in ("Z", "X") and bool(cmdline) and cmdline[0].decode() == binary
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
+        os.waitpid(pid, os.WNOHANG)
+
+
+# --- PKI ----------------------------------------------------------------------------------
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _write(path: Path, data: bytes, mode: int = 0o600) -> None:
+    path.write_bytes(data)
+    path.chmod(mode)
+
+
+def _issue(
+    ca_key: ec.EllipticCurvePrivateKey | None,
+    ca_cert: x509.Certificate | None,
+    subject: x509.Name,
+    *,
+    is_ca: bool = False,
+    server_names: tuple[str, ...] = (),
+    client: bool = False,
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject if ca_cert else subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if is_ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+    else:
+        # Strict verifiers (Python 3.13's default context) insist on the key identifiers.
+        assert ca_cert is not None
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_cert.public_key()),  # type: ignore[arg-type]
+            critical=False,
+        ).add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        usages = []
+        if server_names:
+            usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+            sans: list[x509.GeneralName] = []
+            for name in server_names:
+                try:
+                    sans.append(x509.IPAddress(ipaddress.ip_address(name)))
+                except ValueError:
+                    sans.append(x509.DNSName(name))
+            builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        if client:
+            usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        builder = builder.add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+    cert = builder.sign(ca_key or key, hashes.SHA256())
+    return key, cert
+
+
+def _make_pki(pki: Path) -> None:
+    pki.mkdir(parents=True, exist_ok=True)
+    ca_key, ca = _issue(
+        None,
+        None,
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kustos-local-ca")]),
+        is_ca=True,
+    )
+    _write(pki / "ca.key", _pem_key(ca_key))
+    _write(pki / "ca.crt", ca.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    first_service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
+    names = (
+        "127.0.0.1",
+        "localhost",
+        first_service_ip,
+        "kubernetes",
+        "kubernetes.default",
+        "kubernetes.default.svc",
+        "kubernetes.default.svc.cluster.local",
+    )
+    leaves = {
+        "apiserver": (
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]),
+            names,
+            False,
+        ),
+        # Both clients are cluster admins; the controller manager runs every loop with its
+        # own credentials (--use-service-account-credentials=false).
+        "admin": (
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "kustos-admin"),
+                ]
+            ),
+            (),
+            True,
+        ),
+        "controller-manager": (
+            x509.Name(
+                [
+                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "system:masters"),
+                    x509.NameAttribute(NameOID.COMMON_NAME, "system:kube-controller-manager"),
+                ]
+            ),
+            (),
+            True,
+        ),
+    }
+    for stem, (subject, sans, client) in leaves.items():
+        key, cert = _issue(ca_key, ca, subject, server_names=sans, client=client)
+        _write(pki / f"{stem}.key", _pem_key(key))
+        _write(pki / f"{stem}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    _write(pki / "sa.key", _pem_key(sa_key))
+    _write(
+        pki / "sa.pub",
+        sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        0o644,
+    )
+
+
+def _kubeconfig(server: str, pki: Path, user: str) -> str:
+    """A kubeconfig with the CA and client credentials embedded (so it can be copied)."""
+
+    def b64(name: str) -> str:
+        return base64.b64encode((pki / name).read_bytes()).decode()
+
+    # JSON is valid YAML, and keeps this module free of a YAML dependency.
+    return (
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "kustos-local",
+                        "cluster": {"server": server, "certificate-authority-data": b64("ca.crt")},
+                    }
+                ],
+                "users": [
+                    {
+                        "name": user,
+                        "user": {
+                            "client-certificate-data": b64(f"{user}.crt"),
+                            "client-key-data": b64(f"{user}.key"),
+                        },
+                    }
+                ],
+                "contexts": [
+                    {
+                        "name": "kustos-local",
+                        "context": {
+                            "cluster": "kustos-local",
+                            "user": user,
+                            "namespace": "default",
+                        },
+                    }
+                ],
+                "current-context": "kustos-local",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+# --- processes ----------------------------------------------------------------------------
+
+
+@dataclass
+class State:
+    """What ``up`` records in ``state.json`` so that ``status`` and ``down`` can find it."""
+
+    bin_dir: str
+    server: str
+    kubeconfig: str
+    ports: dict[str, int] = field(default_factory=dict)
+    pids: dict[str, int] = field(default_factory=dict)
+
+
+class ControlPlane:
+    """One control plane whose state (PKI, etcd data, pids, logs) lives in ``state_dir``."""
+
+    def __init__(self, state_dir: Path, kubeconfig: Path, kubectl_link: Path | None = None):
+        self.state_dir = state_dir.resolve()
+        self.kubeconfig = kubeconfig.resolve()
+        self.kubectl_link = kubectl_link
+
+    @property
+    def _state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def _load(self) -> State | None:
+        try:
+            return State(**json.loads(self._state_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        pki = self.state_dir / "pki"
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+        return ctx
+
+    def _get(self, server: str, path: str, timeout: float = 2.0) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(  # noqa: S310 - https to our own loopback apiserver
+                server + path, context=self._ssl_context(), timeout=timeout
+            ) as resp:
+                return int(resp.status), resp.read().decode()
+        except urllib.error.HTTPError as e:
+            return int(e.code), e.read().decode(errors="replace")
+        except (OSError, ssl.SSLError) as e:
+            return 0, str(e)
+
+    def healthy(self) -> bool:
+        """All processes alive and the apiserver ready."""
+        state = self._load()
+        if state is None or not self.kubeconfig.exists():
+            return False
+        for name in COMPONENTS:
+            pid = state.pids.get(name)
+            if pid is None or not _pid_alive(pid, str(Path(state.bin_dir) / name)):
+                return False
+        return self._get(state.server, "/readyz")[0] == 200
+
+    def status(self) -> str:
+        state = self._load()
+        if state is None:
+            return "down"
+        lines = [f"server     {state.server}", f"kubeconfig {state.kubeconfig}"]
+        for name in COMPONENTS:
+            pid = state.pids.get(name, 0)
+            alive = pid and _pid_alive(pid, str(Path(state.bin_dir) / name))
+            lines.append(f"{name:<24} pid {pid:<8} {'running' if alive else 'DEAD'}")
+        code, _ = self._get(state.server, "/readyz")
+        lines.append(f"readyz     {code or 'unreachable'}")
+        return "\n".join(lines)
+
+    def up(self, timeout: float = 60.0) -> Path:
+        """Start the control plane unless it is already running; return the kubeconfig."""
+        if self.healthy():
+            return self.kubeconfig
+        self.down()  # clear whatever a crashed or half-started run left behind
+        bin_dir = build_binaries()
+        started = time.monotonic()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        pki = self.state_dir / "pki"
+        _make_pki(pki)
+        ports = {k: _free_port() for k in ("etcd", "etcd-peer", "apiserver", "cm")}
+        server = f"https://127.0.0.1:{ports['apiserver']}"
+        state = State(
+            bin_dir=str(bin_dir), server=server, kubeconfig=str(self.kubeconfig), ports=ports
+        )
+        self._save(state)
+
+        cm_kubeconfig = self.state_dir / "controller-manager.kubeconfig"
+        _write(cm_kubeconfig, _kubeconfig(server, pki, "controller-manager").encode())
+        etcd_url = f"http://127.0.0.1:{ports['etcd']}"
+        peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
+        try:
+            self._spawn(
+                state,
+                "etcd",
+                [
+                    "--name=kustos",
+                    f"--data-dir={self.state_dir / 'etcd'}",
+                    f"--listen-client-urls={etcd_url}",
+                    f"--advertise-client-urls={etcd_url}",
+                    f"--listen-peer-urls={peer_url}",
+                    f"--initial-advertise-peer-urls={peer_url}",
+                    f"--initial-cluster=kustos={peer_url}",
+                    # A throwaway development store: durability is not worth the fsync latency.
+                    "--unsafe-no-fsync",
+                    "--log-level=warn",
+                ],
+            )
+            self._wait(lambda: _http_ok(f"{etcd_url}/health"), "etcd", state, timeout)
+            self._spawn(
+                state,
+                "kube-apiserver",
+                [
+                    "--bind-address=127.0.0.1",
+                    "--advertise-address=127.0.0.1",
+                    f"--secure-port={ports['apiserver']}",
+                    f"--cert-dir={pki}",
+                    f"--tls-cert-file={pki / 'apiserver.crt'}",
+                    f"--tls-private-key-file={pki / 'apiserver.key'}",
+                    f"--client-ca-file={pki / 'ca.crt'}",
+                    f"--etcd-servers={etcd_url}",
+                    f"--service-cluster-ip-range={SERVICE_CIDR}",
+                    f"--service-account-issuer={SA_ISSUER}",
+                    f"--service-account-key-file={pki / 'sa.pub'}",
+                    f"--service-account-signing-key-file={pki / 'sa.key'}",
+                    f"--api-audiences={','.join(API_AUDIENCES)}",
+                    "--authorization-mode=RBAC",
+                    # No kubelet or load balancer: nothing serves the `kubernetes` Service, and
+                    # an endpoint pointing at loopback would be wrong anyway.
+                    "--endpoint-reconciler-type=none",
+                    "--allow-privileged=true",
+                ],
+            )
+            self._wait(
+                lambda: self._get(server, "/readyz")[0] == 200, "kube-apiserver", state, timeout
+            )
+            _write(self.kubeconfig, _kubeconfig(server, pki, "admin").encode())
+            self._spawn(
+                state,
+                "kube-controller-manager",
+                [
+                    f"--kubeconfig={cm_kubeconfig}",
+                    f"--authentication-kubeconfig={cm_kubeconfig}",
+                    f"--authorization-kubeconfig={cm_kubeconfig}",
+                    "--bind-address=127.0.0.1",
+                    f"--secure-port={ports['cm']}",
+                    f"--cert-dir={self.state_dir / 'cm-certs'}",
+                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--service-account-private-key-file={pki / 'sa.key'}",
+                    f"--root-ca-file={pki / 'ca.crt'}",
+                    "--use-service-account-credentials=false",
+                    "--leader-elect=false",
+                ],
+            )
+            cm_health = f"https://127.0.0.1:{ports['cm']}/healthz"
+            self._wait(
+                lambda: _http_ok(cm_health, insecure=True),
+                "kube-controller-manager",
+                state,
+                timeout,
+            )
+            # The ServiceAccount controller has done its first pass: controllers are running.
+            self._wait(
+                lambda: (
+                    self._get(server, "/api/v1/namespaces/default/serviceaccounts/default")[0]
+                    == 200
+                ),
+                "kube-controller-manager (default ServiceAccount)",
+                state,
+                timeout,
+            )
+        except BaseException:
+            self.down()
+            raise
+        if self.kubectl_link is not None:
+            self.kubectl_link.parent.mkdir(parents=True, exist_ok=True)
+            self.kubectl_link.unlink(missing_ok=True)
+            self.kubectl_link.symlink_to(bin_dir / "kubectl")
+        self._log(f"control plane up in {time.monotonic() - started:.1f}s at {server}")
+        return self.kubeconfig
+
+    def down(self) -> None:
+        """Stop the processes and delete the state (etcd data, PKI, logs) and kubeconfig."""
+        state = self._load()
+        if state is not None:
+            for name in COMPONENTS:
+                pid = state.pids.get(name)
+                if pid is not None:
+                    _stop(pid, str(Path(state.bin_dir) / name))
+        if self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        self.kubeconfig.unlink(missing_ok=True)
+
+    def _save(self, state: State) -> None:
+        self._state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+    def _spawn(self, state: State, name: str, args: list[str]) -> None:
+        log = (self.state_dir / f"{name}.log").open("ab")
+        try:
+            proc = subprocess.Popen(
+                [str(Path(state.bin_dir) / name), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                start_new_session=True,
+                close_fds=True,
+            )
+        finally:
+            log.close()
+        state.pids[name] = proc.pid
+        (self.state_dir / f"{name}.pid").write_text(f"{proc.pid}\n")
+        self._save(state)
+
+    def _wait(self, ready: Callable[[], bool], name: str, state: State, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        binary = str(Path(state.bin_dir) / name.split()[0])
+        while time.monotonic() < deadline:
+            if ready():
+                return
+            pid = state.pids.get(name.split()[0])
+            if pid is not None and not _pid_alive(pid, binary):
+                _reap(pid)
+                raise ControlPlaneError(f"{name} exited during startup; {self._tail(name)}")
+            time.sleep(0.1)
+        raise ControlPlaneError(f"{name} not ready after {timeout:.0f}s; {self._tail(name)}")
+
+    def _tail(self, name: str) -> str:
+        log = self.state_dir / f"{name.split()[0]}.log"
+        try:
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+        except OSError:
+            return "no log"
+        return f"last lines of {log}:\n" + "\n".join(lines)
+
+    @staticmethod
+    def _log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+
+def _http_ok(url: str, insecure: bool = False) -> bool:
+    ctx = None
+    if insecure:  # the controller manager's self-signed health endpoint on loopback
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    try:
+        with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:  # noqa: S310
+            return int(resp.status) == 200
+    except (OSError, ssl.SSLError):
+        return False
+
+
+def _running(pid: int) -> bool:
+    """True until ``pid`` has exited (a zombie counts as exited); no identity check."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
+def _stop(pid: int, binary: str, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace``; reap it if it is our child (the test fixture)."""
+    if _pid_alive(pid, binary):  # our process, not a recycled pid
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+            os.kill(pid, sig)
+            deadline = time.monotonic() + wait
+            # While exiting, /proc/PID/cmdline is already empty: poll the state instead.
+            while time.monotonic() < deadline and _running(pid):
+                time.sleep(0.05)
+            if not _running(pid):
+                break
+    _reap(pid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    local = REPO / ".local"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("command", choices=["up", "down", "status"])
+    parser.add_argument("--state-dir", type=Path, default=local / "cluster")
+    parser.add_argument("--kubeconfig", type=Path, default=local / "kubeconfig")
+    parser.add_argument("--kubectl-link", type=Path, default=local / "bin" / "kubectl")
+    args = parser.parse_args(argv)
+    cp = ControlPlane(args.state_dir, args.kubeconfig, args.kubectl_link)
+    if args.command == "up":
+        try:
+            print(cp.up())
+        except ControlPlaneError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
+    elif args.command == "down":
+        cp.down()
+    else:
+        print(cp.status())
+        return 0 if cp.healthy() else 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
