@@ -61,3 +61,46 @@ cluster-status: ## Show the local control plane's processes and health
 kubectl: ## How to use the kubectl that matches the control plane
 	@echo "After 'make cluster-up', kubectl v1.34.4 is linked at $(LOCAL)/bin/kubectl:"
 	@echo "  export KUBECONFIG=$(LOCAL)/kubeconfig PATH=$(LOCAL)/bin:\$$PATH"
+
+# ---------------------------------------------------------------------------------------
+# Operator, databases, tests
+
+STORE_URL ?= sqlite:///$(LOCAL)/kustos.db
+DB := $(VENV)/bin/python tools/db/dbctl.py
+
+.PHONY: run
+run: $(VENV_STAMP) ## Start the control plane (unless KUBECONFIG reaches a cluster), apply CRDs, run the operator
+	@mkdir -p $(LOCAL)
+	@if ! $(VENV)/bin/python tools/reachable.py "$(KUBECONFIG)"; then \
+		echo "starting the local control plane (KUBECONFIG=$(KUBECONFIG))"; $(CLUSTER) up >/dev/null; fi
+	@$(VENV)/bin/python tools/apply_crds.py "$(KUBECONFIG)"
+	KUSTOS_STORE_URL="$(STORE_URL)" KUSTOS_NAMESPACE="$${KUSTOS_NAMESPACE:-kustos-system}" \
+		$(VENV)/bin/kustos run
+
+.PHONY: db-up
+db-up: $(VENV_STAMP) ## Start local PostgreSQL and MariaDB (loopback, throwaway data); see .local/db/env.json
+	@$(DB) up
+
+.PHONY: db-down
+db-down: ## Stop the local databases
+	@if [ -x $(VENV)/bin/python ]; then $(DB) down; fi
+
+.PHONY: lint
+lint: $(VENV_STAMP) ## ruff, mypy --strict and the layer contracts (import-linter)
+	$(VENV)/bin/ruff check operator tests tools bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: test-unit
+test-unit: $(VENV_STAMP) ## Unit tests only (no I/O)
+	$(VENV)/bin/pytest tests/unit -q
+
+.PHONY: test
+test: $(VENV_STAMP) controlplane ## Install what is missing and run every test tier (unit, integration, e2e)
+	@bash tools/db/ensure-packages.sh
+	$(MAKE) lint
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider
+
+.PHONY: bench
+bench: $(VENV_STAMP) ## Run the benchmarks (on demand; figures go to docs/benchmarks.md)
+	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b; done

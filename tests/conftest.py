@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-pytest_plugins = ["tests.cluster_fixture", "tests.operator_fixture"]
+pytest_plugins = ["tests.cluster_fixture", "tests.operator_fixture", "tests.db_fixture"]

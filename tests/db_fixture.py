@@ -9,8 +9,8 @@ Use from `tests/conftest.py`:
 
     from db_fixture import mariadb_server, pg_server  # noqa: F401  (fixtures)
 
-Import the module as `db_fixture` everywhere (not `tests.db_fixture`), so that every
-conftest shares one server per kind.
+Every import of this module (as `tests.db_fixture` or `db_fixture`) shares one server per
+kind: the registry lives on the one loaded copy of dbctl.
 
 A server object has `host`, `port`, `admin_user`, `admin_password`, `database`, `log_path`,
 `ca_path`, `connect(user=None, password=None, **kw)` (admin by default, autocommit on),
@@ -37,8 +37,6 @@ from typing import Any
 import pytest
 
 _REPO = Path(__file__).resolve().parents[1]
-_servers: dict[str, DbServer] = {}
-_private_state: list[Path] = []
 
 
 def _dbctl() -> ModuleType:
@@ -46,10 +44,13 @@ def _dbctl() -> ModuleType:
         spec = importlib.util.spec_from_file_location(
             "kustos_dbctl", _REPO / "tools" / "db" / "dbctl.py"
         )
-        assert spec and spec.loader
+        assert spec
+        assert spec.loader
         module = importlib.util.module_from_spec(spec)
         sys.modules["kustos_dbctl"] = module
         spec.loader.exec_module(module)
+        module.fixture_servers = {}  # kind -> DbServer, shared by every copy of this module
+        module.fixture_private_state = []  # temp state dirs to remove at exit
     return sys.modules["kustos_dbctl"]
 
 
@@ -90,7 +91,11 @@ class DbServer:
             kw.setdefault("dbname", self.database)
             kw.setdefault("connect_timeout", 5)
             return psycopg.connect(
-                host=self.host, port=self.port, user=user, password=password, autocommit=True,
+                host=self.host,
+                port=self.port,
+                user=user,
+                password=password,
+                autocommit=True,
                 **kw,
             )
         import pymysql
@@ -127,6 +132,8 @@ class DbServer:
 
 
 def _server(kind: str) -> DbServer:
+    _servers: dict[str, DbServer] = _dbctl().fixture_servers
+    _private_state: list[Path] = _dbctl().fixture_private_state
     if kind in _servers:
         return _servers[kind]
     env_file = os.environ.get("KUSTOS_TEST_DB_ENV")
@@ -146,11 +153,12 @@ def _server(kind: str) -> DbServer:
 
 def _cleanup() -> None:
     """Stop the private servers and remove their state (reused ones are left alone)."""
+    _private_state: list[Path] = _dbctl().fixture_private_state
     for state in _private_state:
         _dbctl().down(state)
         shutil.rmtree(state, ignore_errors=True)
     _private_state.clear()
-    _servers.clear()
+    _dbctl().fixture_servers.clear()
 
 
 @pytest.fixture(scope="session")

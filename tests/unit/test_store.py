@@ -27,7 +27,13 @@ from kustos.errors import (
     ResourceNotFoundError,
     StoreError,
 )
-from kustos.models.records import AWSCURRENT, AWSPENDING, AWSPREVIOUS, SecretRecord
+from kustos.models.records import (
+    AWSCURRENT,
+    AWSPENDING,
+    AWSPREVIOUS,
+    SealedPayload,
+    SecretRecord,
+)
 from kustos.store import SqlStore, open_store
 from kustos.store import sql as sql_module
 from kustos.store.migrate import VERSION_TABLE, head_revision
@@ -43,7 +49,7 @@ def record(arn: str = ARN, namespace: str = "team-a", name: str = "prod/db") -> 
     return SecretRecord(arn=arn, namespace=namespace, name=name, created_at=T0, updated_at=T0)
 
 
-def sealed(version_id: str, value: bytes = b"value", arn: str = ARN):  # type: ignore[no-untyped-def]
+def sealed(version_id: str, value: bytes = b"value", arn: str = ARN) -> SealedPayload:
     return seal(value, arn=arn, version_id=version_id, keyring=KEYRING)
 
 
@@ -354,7 +360,9 @@ def test_migrations_reach_head_and_reopen_idempotently(db_path: Path) -> None:
     again.close()
 
 
-def _same_type(_ctx: object, _i: object, _m: object, inspected: object, declared: object) -> bool | None:
+def _same_type(
+    _ctx: object, _i: object, _m: object, inspected: object, declared: object
+) -> bool | None:
     """UTCDateTime is DATETIME in the DDL; every other type uses Alembic's comparison."""
     if isinstance(declared, UTCDateTime):
         return not isinstance(inspected, sa.DateTime)
@@ -384,7 +392,7 @@ def test_pragmas(store: SqlStore, db_path: Path) -> None:
 def test_newer_schema_is_refused(db_path: Path) -> None:
     SqlStore(f"sqlite:///{db_path}").close()
     with sqlite3.connect(db_path) as raw:
-        raw.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")
+        raw.execute(f"UPDATE {VERSION_TABLE} SET version_num = '9999'")  # noqa: S608
     raw.close()
     with pytest.raises(StoreError, match="9999"):
         SqlStore(f"sqlite:///{db_path}")
@@ -408,7 +416,7 @@ def test_corrupted_secret_row(
 ) -> None:
     store.create_secret(record())
     store.create_secret(record(arn="arn:healthy", name="healthy"))
-    _raw(db_path, f"UPDATE secrets SET {column} = ? WHERE arn = ?", value, ARN)
+    _raw(db_path, f"UPDATE secrets SET {column} = ? WHERE arn = ?", value, ARN)  # noqa: S608
     with pytest.raises(StoreError, match=f"{ARN}.*{column}") as info:
         store.get_secret_by_arn(ARN)
     assert value not in str(info.value) or value in ("", "null")

@@ -91,6 +91,8 @@ def free_port() -> int:
 
 def port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As the servers do: connections of a stopped server in TIME_WAIT do not count.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
@@ -126,6 +128,8 @@ def ensure_tls(state: Path) -> tuple[Path, Path]:
     tls = state / "tls"
     crt, key = tls / "server.crt", tls / "server.key"
     if not crt.exists():
+        if not shutil.which("openssl"):
+            _apt_install("openssl")
         tls.mkdir(parents=True, exist_ok=True)
         _run(
             [
@@ -153,7 +157,8 @@ def ensure_tls(state: Path) -> tuple[Path, Path]:
 
 def _load(state: Path) -> dict[str, Any]:
     path = state / "env.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    data: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {}
+    return data
 
 
 def _save(state: Path, env: dict[str, Any]) -> None:
@@ -172,7 +177,7 @@ def _open_path_for_postgres(path: Path) -> None:
 
 # --------------------------------------------------------------------------- PostgreSQL
 def pg_up(state: Path) -> dict[str, Any]:
-    env = _load(state).get("postgresql", {})
+    env: dict[str, Any] = _load(state).get("postgresql", {})
     bindir = pg_bindir()
     data = state / "pg" / "data"
     log = state / "pg" / "server.log"
@@ -289,7 +294,7 @@ def _mariadb_args(state: Path, port: int) -> list[str]:
 
 
 def mariadb_up(state: Path) -> dict[str, Any]:
-    env = _load(state).get("mariadb", {})
+    env: dict[str, Any] = _load(state).get("mariadb", {})
     daemon, install = mariadb_bins()
     d = state / "mariadb"
     init_sql = d / "init.sql"

@@ -1,18 +1,20 @@
-"""Kopf handlers for ManagedSecret: reconcile on create/update/resume and on a timer."""
+"""Kopf handlers for ManagedSecret: reconcile on create/update/resume; a resync loop after."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
 from kustos.config import Settings
 from kustos.errors import KustosError
+from kustos.operator.resync import Resyncer
 from kustos.services.factory import Services
-from kustos.services.managed import ManagedObject
+from kustos.services.managed import ManagedObject, Reconciled
 
 GROUP, VERSION, PLURAL = "kustos.io", "v1alpha1", "managedsecrets"
 RESOURCE = (GROUP, VERSION, PLURAL)
@@ -34,12 +36,27 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
     services = Services.build(SETTINGS)
-    services.keys.keyring()  # fail fast on a missing or inconsistent keyring
+    try:
+        services.keys.keyring()  # fail fast on a missing or inconsistent keyring
+    except KustosError as exc:
+        services.close()
+        log.error("cannot start: %s", exc.message)
+        raise kopf.PermanentError(exc.message) from None
     memo["services"] = services
+    resyncer = Resyncer(
+        services.managed_objects.list_all,
+        lambda obj: resync_object(services, obj),
+        SETTINGS.resync_seconds,
+    )
+    memo["resyncer"] = resyncer
+    resyncer.start()
 
 
 @kopf.on.cleanup()
 def close(memo: kopf.Memo, **_: Any) -> None:
+    resyncer = memo.get("resyncer")
+    if resyncer is not None:
+        resyncer.stop()
     services = memo.get("services")
     if services is not None:
         services.close()
@@ -54,29 +71,36 @@ def reconcile(
     _reconcile(body, status, patch, memo)
 
 
-@kopf.timer(*RESOURCE, interval=SETTINGS.resync_seconds, initial_delay=SETTINGS.resync_seconds)
-def resync(
-    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any
-) -> None:
-    """Periodic check: restores an edited or deleted projected Secret, follows sources."""
-    _reconcile(body, status, patch, memo)
-
-
 def _reconcile(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo) -> None:
-    services: Services = memo["services"]
+    result = reconcile_object(memo["services"], body)
+    for key, value in status_changes(dict(status or {}), result.status).items():
+        patch.status[key] = value
+    if result.error is not None:
+        raise to_kopf(result.error)
+
+
+def reconcile_object(services: Services, body: Mapping[str, Any]) -> Reconciled:
     meta = body["metadata"]
     obj = ManagedObject(
         namespace=meta["namespace"], name=meta["name"], uid=meta["uid"],
         generation=int(meta.get("generation", 0)), spec=dict(body.get("spec") or {}),
-        status=dict(status or {}),
+        status=dict(body.get("status") or {}),
     )
     with _locks[obj.uid]:
-        result = services.managed.reconcile(obj)
-    for key, value in result.status.items():
-        if status.get(key) != value:
-            patch.status[key] = value
-    if result.error is not None:
-        raise to_kopf(result.error)
+        return services.managed.reconcile(obj)
+
+
+def resync_object(services: Services, body: dict[str, Any]) -> None:
+    """The periodic check of one object (outside Kopf): patch the status only if changed."""
+    result = reconcile_object(services, body)
+    changes = status_changes(dict(body.get("status") or {}), result.status)
+    if changes:
+        meta = body["metadata"]
+        services.managed_objects.patch_status(meta["namespace"], meta["name"], changes)
+
+
+def status_changes(current: dict[str, Any], desired: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in desired.items() if current.get(key) != value}
 
 
 def to_kopf(error: KustosError) -> Exception:

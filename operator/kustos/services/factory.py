@@ -10,6 +10,7 @@ from kustos.config import Settings
 from kustos.kube.client import api_client
 from kustos.kube.events import EventRecorder
 from kustos.kube.keyring_secret import KeyringSecret
+from kustos.kube.managed import ManagedSecretGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.services.keys import KeyService
 from kustos.services.managed import ManagedSecretService
@@ -31,19 +32,21 @@ class Services:
     secrets: SecretService
     managed: ManagedSecretService
     events: EventRecorder
+    managed_objects: ManagedSecretGateway
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         api = api_client(settings.kubeconfig)
         store = open_store(settings.store_url)
         keys = KeyService(store, KeyringSecret(api, settings.namespace, settings.keyring_secret))
-        secrets = SecretService(store, keys.keyring, settings.cluster_name)
+        secrets = SecretService(store, keys.keyring, settings.cluster_name, reload=keys.reload)
         gateway = SecretGateway(api)
         events = EventRecorder(api)
         managed = ManagedSecretService(
             secrets, SourceService(gateway), ProjectionService(gateway), events
         )
-        return cls(settings, api, store, keys, secrets, managed, events)
+        return cls(settings, api, store, keys, secrets, managed, events,
+                   ManagedSecretGateway(api))
 
     def close(self) -> None:
         self.store.close()

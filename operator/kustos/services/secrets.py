@@ -41,9 +41,11 @@ class SecretService:
         keyring: Callable[[], Keyring],
         cluster: str,
         clock: Clock = _utcnow,
+        reload: Callable[[], Keyring] | None = None,
     ) -> None:
         self.store = store
         self._keyring = keyring
+        self._reload = reload
         self.cluster = cluster
         self.clock = clock
 
@@ -68,10 +70,12 @@ class SecretService:
         tags: dict[str, str] | None = None,
         object_name: str | None = None,
         extra: dict[str, object] | None = None,
+        arn: str | None = None,
     ) -> SecretRecord:
+        """`arn` may be chosen beforehand (see `make_arn`), e.g. to audit it before writing."""
         now = self.clock()
         record = SecretRecord(
-            arn=make_arn(self.cluster, namespace, name),
+            arn=arn or make_arn(self.cluster, namespace, name),
             namespace=namespace,
             name=name,
             created_at=now,
@@ -132,9 +136,12 @@ class SecretService:
         return self.store.get_version(record.arn, stage=AWSCURRENT)
 
     def open(self, version: VersionRecord) -> SecretValue:
+        keyring = self._keyring()
+        if version.sealed.key_id not in keyring and self._reload is not None:
+            # Sealed with a key added since we loaded the keyring (`kustos keys rotate`).
+            keyring = self._reload()
         plaintext = open_sealed(
-            version.sealed, arn=version.arn, version_id=version.version_id,
-            keyring=self._keyring(),
+            version.sealed, arn=version.arn, version_id=version.version_id, keyring=keyring,
         )
         return SecretValue(plaintext if version.sealed.binary else plaintext.decode("utf-8"))
 

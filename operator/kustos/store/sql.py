@@ -36,7 +36,8 @@ from kustos.models.records import (
 from kustos.store import migrate
 from kustos.store.labels import attach, holder_of, lock_secret, version_exists
 from kustos.store.rows import secret_from_row, secret_to_row, version_from_row
-from kustos.store.schema import secrets, stages, versions
+from kustos.store.schema import secrets, versions
+from kustos.store.schema import stages as stage_rows
 
 __all__ = ["SqlStore"]
 
@@ -62,6 +63,12 @@ class SqlStore:
 
     def __repr__(self) -> str:
         return f"SqlStore({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> sa.engine.Engine:
+        """The engine, for store modules that own their own tables (e.g. access keys)."""
+        return self._engine
+
 
     def schema_version(self) -> str | None:
         return migrate.schema_version(self._engine)
@@ -132,7 +139,7 @@ class SqlStore:
 
     def purge_secret(self, arn: str) -> None:
         with self._tx("purge a secret", write=True) as conn:
-            conn.execute(sa.delete(stages).where(stages.c.arn == arn))
+            conn.execute(sa.delete(stage_rows).where(stage_rows.c.arn == arn))
             conn.execute(sa.delete(versions).where(versions.c.arn == arn))
             conn.execute(sa.delete(secrets).where(secrets.c.arn == arn))
 
@@ -188,8 +195,8 @@ class SqlStore:
                 if stage is not None:
                     raise StoreError(f"secret {arn!r}: label {stage!r} is on a missing version")
                 return None
-            labels = sa.select(stages.c.stage).where(
-                stages.c.arn == arn, stages.c.version_id == version_id
+            labels = sa.select(stage_rows.c.stage).where(
+                stage_rows.c.arn == arn, stage_rows.c.version_id == version_id
             )
             found = tuple(conn.execute(labels).scalars())
         return version_from_row(row, found)
@@ -202,7 +209,7 @@ class SqlStore:
         )
         with self._tx("list versions") as conn:
             rows = conn.execute(query).mappings().all()
-            labels = conn.execute(sa.select(stages).where(stages.c.arn == arn)).all()
+            labels = conn.execute(sa.select(stage_rows).where(stage_rows.c.arn == arn)).all()
         by_version: dict[str, list[str]] = {}
         for label in labels:
             by_version.setdefault(label.version_id, []).append(label.stage)
@@ -227,7 +234,11 @@ class SqlStore:
                     raise InvalidParameterError(f"removing label {stage!r} needs from_version")
                 if stage == AWSCURRENT:
                     raise InvalidParameterError("AWSCURRENT can be moved, not removed")
-                conn.execute(sa.delete(stages).where(stages.c.arn == arn, stages.c.stage == stage))
+                conn.execute(
+                    sa.delete(stage_rows).where(
+                        stage_rows.c.arn == arn, stage_rows.c.stage == stage
+                    )
+                )
                 return
             if not version_exists(conn, arn, to_version):
                 raise ResourceNotFoundError(f"version {to_version!r} of {arn!r} not found")
@@ -244,7 +255,9 @@ class SqlStore:
         if not ids:
             return
         with self._tx("delete versions", write=True) as conn:
-            query = sa.select(stages).where(stages.c.arn == arn, stages.c.version_id.in_(ids))
+            query = sa.select(stage_rows).where(
+                stage_rows.c.arn == arn, stage_rows.c.version_id.in_(ids)
+            )
             labelled = conn.execute(query).first()
             if labelled is not None:
                 raise InvalidRequestError(

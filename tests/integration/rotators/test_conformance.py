@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import Engine, RotationCase
+from rotation_harness import Engine, RotationCase
 
 from kustos.errors import InvalidParameterError, InvalidRequestError
 from kustos.rotation import (
@@ -37,8 +37,9 @@ def test_one_rotation_end_to_end(case: RotationCase, engine: Engine) -> None:
         assert case.logs_in(engine.previous) is case.alternating  # type: ignore[arg-type]
 
 
-def test_create_is_idempotent_and_leaves_the_target_alone(case: RotationCase,
-                                                          engine: Engine) -> None:
+def test_create_is_idempotent_and_leaves_the_target_alone(
+    case: RotationCase, engine: Engine
+) -> None:
     token = str(uuid.uuid4())
     first = engine.create(token)
     again = engine.create(token)  # the engine now passes the stored pending value
@@ -62,8 +63,7 @@ def test_every_step_can_be_repeated(case: RotationCase, engine: Engine) -> None:
     assert case.logs_in(engine.pending[token])
 
 
-def test_three_rotations_previous_and_older_credentials(case: RotationCase,
-                                                         engine: Engine) -> None:
+def test_three_rotations_previous_and_older_credentials(case: RotationCase, engine: Engine) -> None:
     for _ in range(3):
         engine.rotate()
         assert case.logs_in(engine.current)
@@ -85,8 +85,9 @@ def test_set_and_test_need_a_pending_value(case: RotationCase, engine: Engine) -
 def test_unknown_config_key_is_rejected(case: RotationCase) -> None:
     with pytest.raises(InvalidParameterError, match="bogus"):
         case.rotator.validate({**case.config, "bogus": 1})
-    req = case.request(CreateSecretRequest, Engine(case, case.current), "t",
-                       config={**case.config, "bogus": 1})
+    req = case.request(
+        CreateSecretRequest, Engine(case, case.current), "t", config={**case.config, "bogus": 1}
+    )
     with pytest.raises(InvalidParameterError):
         case.rotator.create_secret(req)
 

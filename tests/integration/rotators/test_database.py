@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import Engine, RotationCase, build_case
+from rotation_harness import Engine, RotationCase, build_case
 
 from kustos.errors import ClientError, ServerError
 from kustos.models import SecretValue
@@ -31,7 +31,7 @@ def _select(case: RotationCase, value: SecretValue) -> Any:
     conn = case.server.connect(data["username"], data["password"], **case.extra["db_kw"])
     table = f"{case.username}_t" if case.server.kind == "postgresql" else "t"
     with conn, conn.cursor() as cur:
-        cur.execute(f"SELECT x FROM {table}")
+        cur.execute(f"SELECT x FROM {table}")  # noqa: S608 - test-made names
         return cur.fetchone()[0]
 
 
@@ -77,20 +77,20 @@ def test_unreachable_database_gives_a_clear_sanitized_error(db_case: RotationCas
         for cls in (SetSecretRequest, TestSecretRequest):
             with pytest.raises(TargetUnreachableError) as info:
                 engine.step(cls, token)
-            assert isinstance(info.value, ServerError) and info.value.retryable
+            assert isinstance(info.value, ServerError)
+            assert info.value.retryable
             assert f"{db_case.server.host}:{db_case.server.port}" in info.value.message
             for secret in _passwords(engine.pending[token], engine.current, db_case.master):
                 assert secret not in str(info.value)
-            assert info.value.__cause__ is None and info.value.__suppress_context__
+            assert info.value.__cause__ is None
+            assert info.value.__suppress_context__
     engine.step(SetSecretRequest, token)  # back up: the step resumes
     engine.step(TestSecretRequest, token)
 
 
-def test_wrong_current_password_single_user(db_case: RotationCase) -> None:
-    if db_case.alternating:
-        pytest.skip("single-user only")
-    data = dict(db_case.current.as_mapping() or {}, password="not-the-password")
-    engine = Engine(db_case, SecretValue(json.dumps(data)))
+def test_wrong_current_password_single_user(single_case: RotationCase) -> None:
+    data = dict(single_case.current.as_mapping() or {}, password="not-the-password")
+    engine = Engine(single_case, SecretValue(json.dumps(data)))
     token = str(uuid.uuid4())
     engine.create(token)
     with pytest.raises(CredentialsRejectedError, match="neither AWSCURRENT nor AWSPREVIOUS"):
@@ -98,39 +98,39 @@ def test_wrong_current_password_single_user(db_case: RotationCase) -> None:
 
 
 def test_previous_credentials_finish_an_interrupted_single_user_rotation(
-    db_case: RotationCase,
+    single_case: RotationCase,
 ) -> None:
-    if db_case.alternating:
-        pytest.skip("single-user only")
-    engine = Engine(db_case, db_case.current)
+    engine = Engine(single_case, single_case.current)
     engine.rotate()
     # The store lost the last finish: AWSCURRENT points at a password the DB no longer has.
-    stale = Engine(db_case, SecretValue(json.dumps(dict(
-        db_case.current.as_mapping() or {}, password="lost"))), previous=engine.current)
+    stale = Engine(
+        single_case,
+        SecretValue(json.dumps(dict(single_case.current.as_mapping() or {}, password="lost"))),
+        previous=engine.current,
+    )
     token = str(uuid.uuid4())
     new = stale.create(token)
     stale.step(SetSecretRequest, token)
-    assert db_case.logs_in(new)
+    assert single_case.logs_in(new)
 
 
-def test_wrong_master_credentials(db_case: RotationCase) -> None:
-    if not db_case.alternating:
-        pytest.skip("alternating-users only")
-    db_case.master = SecretValue.from_mapping({"username": "kustos_admin", "password": "wrong"})
-    engine = Engine(db_case, db_case.current)
+def test_wrong_master_credentials(alternating_case: RotationCase) -> None:
+    alternating_case.master = SecretValue.from_mapping(
+        {"username": "kustos_admin", "password": "wrong"}
+    )
+    engine = Engine(alternating_case, alternating_case.current)
     token = str(uuid.uuid4())
     engine.create(token)
     with pytest.raises(CredentialsRejectedError, match="kustos_admin") as info:
         engine.step(SetSecretRequest, token)
-    assert isinstance(info.value, ClientError) and info.value.retryable
+    assert isinstance(info.value, ClientError)
+    assert info.value.retryable
     assert "wrong" not in info.value.message
 
 
-def test_missing_master_value(db_case: RotationCase) -> None:
-    if not db_case.alternating:
-        pytest.skip("alternating-users only")
-    db_case.master = None
-    engine = Engine(db_case, db_case.current)
+def test_missing_master_value(alternating_case: RotationCase) -> None:
+    alternating_case.master = None
+    engine = Engine(alternating_case, alternating_case.current)
     token = str(uuid.uuid4())
     engine.create(token)
     with pytest.raises(ClientError, match="master"):
@@ -140,8 +140,11 @@ def test_missing_master_value(db_case: RotationCase) -> None:
 def test_user_deleted_in_the_database(db_case: RotationCase) -> None:
     assert db_case.server is not None
     with db_case.server.connect() as conn, conn.cursor() as cur:
-        host = "" if db_case.server.kind == "postgresql" else "@'%'"
-        cur.execute(f"DROP {'ROLE' if host == '' else 'USER'} {db_case.username}{host}")
+        if db_case.server.kind == "postgresql":
+            cur.execute(f"DROP OWNED BY {db_case.username}")
+            cur.execute(f"DROP ROLE {db_case.username}")
+        else:
+            cur.execute(f"DROP USER '{db_case.username}'@'%'")
     engine = Engine(db_case, db_case.current)
     token = str(uuid.uuid4())
     engine.create(token)
