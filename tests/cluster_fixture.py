@@ -119,7 +119,7 @@ class KubeCluster:
 
 def apply_crds(cluster: KubeCluster, crds: Path = CRDS) -> bool:
     """Apply ``crds/*.yaml`` (if any) and wait until they are served; False if there are none."""
-    files = sorted(crds.glob("*.yaml")) if crds.is_dir() else []
+    files = sorted(p for p in crds.glob("*.yaml") if p.name != "kustomization.yaml")
     if not files:
         return False
     args = [arg for f in files for arg in ("-f", str(f))]

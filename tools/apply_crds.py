@@ -17,7 +17,7 @@ def main() -> int:
     api = config.new_client_from_config(config_file=sys.argv[1] if len(sys.argv) > 1 else None)
     ext = client.ApiextensionsV1Api(api)
     names = []
-    for path in sorted(CRDS.glob("*.yaml")):
+    for path in sorted(p for p in CRDS.glob("*.yaml") if p.name != "kustomization.yaml"):
         body = yaml.safe_load(path.read_text())
         name = body["metadata"]["name"]
         names.append(name)
