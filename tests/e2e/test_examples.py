@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from tests.kube_helpers import get, new_namespace, ready, secret_data, wait_for
 
 pytestmark = pytest.mark.cluster

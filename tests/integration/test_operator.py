@@ -6,7 +6,6 @@ import json
 from typing import Any
 
 import pytest
-
 from tests.kube_helpers import (
     apply,
     condition,
