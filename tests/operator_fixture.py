@@ -47,6 +47,8 @@ class OperatorRunner:
             KUSTOS_NAMESPACE=self.namespace,
             KUSTOS_RESYNC_SECONDS="2",
             KUSTOS_CLUSTER_NAME="test",
+            KUSTOS_API_PORT="0",  # tests that need the API server ask for a port
+            KUSTOS_METRICS_PORT="0",
             PYTHONUNBUFFERED="1",
         )
         env.update(self.extra_env)

@@ -19,7 +19,20 @@ class Settings:
     cluster_name: str = "local"
     #: Seconds between periodic checks of each ManagedSecret (drift, source changes).
     resync_seconds: float = 30.0
+    #: Window over which successful reads are folded into one `Accessed` Event.
+    read_events_seconds: float = 60.0
     kubeconfig: str | None = None
+    #: Rotation: seconds between looks at due and in-progress rotations; concurrency
+    #: limits (all rotations, rotations against one database host); failure backoff
+    #: (first delay, doubling up to the maximum).
+    rotation_tick_seconds: float = 10.0
+    rotation_max_concurrent: int = 8
+    rotation_max_per_host: int = 2
+    rotation_backoff_seconds: float = 30.0
+    rotation_backoff_max_seconds: float = 3600.0
+    #: Tests only: make the operator SIGKILL itself at a rotation step boundary
+    #: (`<step>:before`, `<step>:after`, `setSecret:mid`); see kustos.rotation.engine.
+    test_crash_at: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -30,5 +43,19 @@ class Settings:
             keyring_secret=env.get("KUSTOS_KEYRING_SECRET", cls.keyring_secret),
             cluster_name=env.get("KUSTOS_CLUSTER_NAME", cls.cluster_name),
             resync_seconds=float(env.get("KUSTOS_RESYNC_SECONDS", cls.resync_seconds)),
+            read_events_seconds=float(
+                env.get("KUSTOS_READ_EVENTS_SECONDS", cls.read_events_seconds)
+            ),
             kubeconfig=env.get("KUBECONFIG") or None,
+            rotation_tick_seconds=float(
+                env.get("KUSTOS_ROTATION_TICK_SECONDS", cls.rotation_tick_seconds)),
+            rotation_max_concurrent=int(
+                env.get("KUSTOS_ROTATION_MAX_CONCURRENT", cls.rotation_max_concurrent)),
+            rotation_max_per_host=int(
+                env.get("KUSTOS_ROTATION_MAX_PER_HOST", cls.rotation_max_per_host)),
+            rotation_backoff_seconds=float(
+                env.get("KUSTOS_ROTATION_BACKOFF_SECONDS", cls.rotation_backoff_seconds)),
+            rotation_backoff_max_seconds=float(
+                env.get("KUSTOS_ROTATION_BACKOFF_MAX_SECONDS", cls.rotation_backoff_max_seconds)),
+            test_crash_at=env.get("KUSTOS_TEST_CRASH_AT") or None,
         )

@@ -45,7 +45,10 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SERVICE_CIDR = "10.0.0.0/24"
 SA_ISSUER = "https://kubernetes.default.svc"
-API_AUDIENCES = ("https://kubernetes.default.svc", "kustos")
+# Only the apiserver's own audience: a token minted for Kustos (audience "kustos") must not be
+# accepted by the Kubernetes API, nor a plain Kubernetes token by Kustos. Kustos checks its
+# audience itself through TokenReview's spec.audiences.
+API_AUDIENCES = ("https://kubernetes.default.svc",)
 # What the operator and the tests rely on: ownerReference GC, namespace deletion,
 # ServiceAccounts (and their legacy token Secrets), the kube-root-ca.crt ConfigMap and the
 # aggregation of ClusterRoles labelled for admin/edit/view.

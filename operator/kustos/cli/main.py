@@ -7,6 +7,12 @@ import sys
 
 import click
 
+from kustos.cli import access as access_cli
+from kustos.cli import api_cmd
+from kustos.cli import audit as audit_cli
+from kustos.cli import policy as policy_cli
+from kustos.cli import sm as sm_cli
+from kustos.cli import snippet as snippet_cli
 from kustos.config import Settings
 from kustos.errors import KustosError
 
@@ -27,8 +33,10 @@ def run(verbose: bool, liveness: str) -> None:
     """Run the operator in the foreground (all namespaces)."""
     import kopf
 
-    import kustos.operator.handlers  # noqa: F401  (registers the handlers)
+    import kustos.operator.handlers
+    import kustos.operator.policies  # noqa: F401  (access policy status)
 
+    api_cmd.serve_in_operator()  # the Secrets Manager API on Kopf's loop ($KUSTOS_API_PORT, 0: off)
     kopf.configure(verbose=verbose)
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness or None)
 
@@ -50,6 +58,15 @@ def keys_rotate() -> None:
         services.close()
     click.echo(json.dumps({"NewKeyId": result.new_key_id, "Rewrapped": result.rewrapped,
                            "Skipped": result.skipped}))
+
+
+cli.add_command(api_cmd.api)
+cli.add_command(audit_cli.audit)
+cli.add_command(audit_cli.usage)
+cli.add_command(access_cli.access_key)
+cli.add_command(policy_cli.policy)
+cli.add_command(snippet_cli.snippet)
+sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process
 
 
 def main() -> None:

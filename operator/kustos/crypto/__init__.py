@@ -4,7 +4,10 @@ The only package allowed to import ``cryptography.hazmat``. No I/O: callers load
 and persist sealed payloads.
 """
 
+from kustos.crypto.derive import derive_key
 from kustos.crypto.envelope import FORMAT_VERSION, open_sealed, rewrap, seal
 from kustos.crypto.keyring import KEY_BYTES, Keyring
 
-__all__ = ["FORMAT_VERSION", "KEY_BYTES", "Keyring", "open_sealed", "rewrap", "seal"]
+__all__ = [
+    "FORMAT_VERSION", "KEY_BYTES", "Keyring", "derive_key", "open_sealed", "rewrap", "seal",
+]

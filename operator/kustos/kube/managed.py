@@ -37,6 +37,16 @@ class ManagedSecretGateway:
                               f"HTTP {exc.status}") from None
         return obj
 
+    def annotate(self, namespace: str, name: str, key: str, value: str) -> None:
+        body = {"metadata": {"annotations": {key: value}}}
+        try:
+            self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body
+            )
+        except ApiException as exc:
+            raise ServerError(f"cannot annotate ManagedSecret {namespace}/{name}: "
+                              f"HTTP {exc.status}") from None
+
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         try:
             self._custom.patch_namespaced_custom_object_status(

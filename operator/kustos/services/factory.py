@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property, partial
 
 from kubernetes import client
 
@@ -11,14 +13,29 @@ from kustos.kube.client import api_client
 from kustos.kube.events import EventRecorder
 from kustos.kube.keyring_secret import KeyringSecret
 from kustos.kube.managed import ManagedSecretGateway
+from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
-from kustos.services.keys import KeyService
+from kustos.models.records import SecretRecord
+from kustos.rotation.engine import RotationEngine
+from kustos.services.access import AccessService, build_access_service
+from kustos.services.audit import AuditService, AuditSettings
+from kustos.services.audit_sink import AuditingEventSink
+from kustos.services.deletion import DeletionService
+from kustos.services.keys import KeyService, SealedItem
 from kustos.services.managed import ManagedSecretService
+from kustos.services.notify import Notifier
 from kustos.services.projection import ProjectionService
+from kustos.services.reads import ReadEvents
+from kustos.services.rotation import RotationService
+from kustos.services.rotation_support import RotationLimits
 from kustos.services.secrets import SecretService
+from kustos.services.secrets_api import SecretsApi
 from kustos.services.sources import SourceService
-from kustos.store import open_store
+from kustos.store import SqlStore, open_store
+from kustos.store.access_keys import AccessKeyStore
+from kustos.store.audit import AuditStore
 from kustos.store.base import Store
+from kustos.store.rotations import RotationStore
 
 __all__ = ["Services"]
 
@@ -33,21 +50,120 @@ class Services:
     managed: ManagedSecretService
     events: EventRecorder
     managed_objects: ManagedSecretGateway
+    audit: AuditService
+    notifier: Notifier | None = None
 
     @classmethod
     def build(cls, settings: Settings) -> Services:
         api = api_client(settings.kubeconfig)
         store = open_store(settings.store_url)
         keys = KeyService(store, KeyringSecret(api, settings.namespace, settings.keyring_secret))
+        if isinstance(store, SqlStore):
+            keys.add_sealed_source(_access_key_payloads(AccessKeyStore(store.engine)))
         secrets = SecretService(store, keys.keyring, settings.cluster_name, reload=keys.reload)
         gateway = SecretGateway(api)
         events = EventRecorder(api)
+        audit, notifier = build_audit(settings, store, keys)
+        lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
         managed = ManagedSecretService(
-            secrets, SourceService(gateway), ProjectionService(gateway), events
+            secrets, SourceService(gateway), ProjectionService(gateway), lifecycle
         )
         return cls(settings, api, store, keys, secrets, managed, events,
-                   ManagedSecretGateway(api))
+                   ManagedSecretGateway(api), audit=audit, notifier=notifier)
+
+    @cached_property
+    def access(self) -> AccessService:
+        """Authentication and authorization of API callers (built on first use)."""
+        return build_access_service(
+            self.api, self.store, self.keys.keyring, self.events, self.settings.cluster_name
+        )
+
+    @cached_property
+    def deletion(self) -> DeletionService:
+        """Scheduled deletion, restore and purge (API and `kubectl delete ms`)."""
+        events = AuditingEventSink(self.events, self.audit, _object_resolver(self.store))
+        return DeletionService(self.secrets, ManagedObjectGateway(self.api),
+                               SecretGateway(self.api), events)
+
+    @cached_property
+    def secrets_api(self) -> SecretsApi:
+        """The Secrets Manager operations, authorized by `access`, audited by `audit`."""
+        return SecretsApi(self.secrets, ManagedObjectGateway(self.api), SecretGateway(self.api),
+                          self.access, self.audit, self.reads)
+
+    @cached_property
+    def reads(self) -> ReadEvents:
+        """Aggregated `Accessed` Events for successful reads (one per secret and caller)."""
+        return ReadEvents(self.events, _uid_of(self.managed_objects),
+                          self.settings.read_events_seconds)
+
+    @cached_property
+    def rotation(self) -> RotationService:
+        """Rotation (engine, limits, Events that are also audit records), built on first use."""
+        return build_rotation(self)
 
     def close(self) -> None:
+        if "reads" in self.__dict__:
+            self.reads.close()  # posts the last window's reads before the audit log closes
+        self.audit.close()
+        if self.notifier is not None:
+            self.notifier.close()
+        if "access" in self.__dict__:
+            self.access.close()
         self.store.close()
         self.api.close()
+
+
+def build_audit(settings: Settings, store: Store, keys: KeyService) -> tuple[AuditService,
+                                                                             Notifier | None]:
+    """The audit log on the store's database, with webhook notifications if configured."""
+    if not isinstance(store, SqlStore):
+        raise TypeError("the audit log needs the SQL store")
+    audit = AuditService(AuditStore(store.engine), settings.cluster_name, keys.keyring,
+                         AuditSettings.from_env())
+    notifier = Notifier.from_env()
+    if notifier is not None:
+        audit.add_listener(notifier.offer)
+    return audit, notifier
+
+
+def build_rotation(services: Services) -> RotationService:
+    store, settings = services.store, services.settings
+    if not isinstance(store, SqlStore):
+        raise TypeError("rotation needs the SQL store")
+    base, cap = settings.rotation_backoff_seconds, settings.rotation_backoff_max_seconds
+    engine = RotationEngine(
+        RotationStore(store.engine), clock=services.secrets.clock,
+        backoff=lambda attempt, _error: min(cap, base * 2 ** max(0, attempt - 1)),
+        crash_at=settings.test_crash_at,
+    )
+    limits = RotationLimits(settings.rotation_max_concurrent, settings.rotation_max_per_host)
+    events = AuditingEventSink(services.events, services.audit, _object_resolver(store))
+    return RotationService(services.secrets, RotationStore(store.engine),
+                           SecretGateway(services.api), events, engine, limits)
+
+
+def _object_resolver(store: Store) -> Callable[[str, str], SecretRecord | None]:
+    def resolve(namespace: str, object_name: str) -> SecretRecord | None:
+        return next((s for s in store.list_secrets(namespace) if s.object_name == object_name),
+                    None)
+
+    return resolve
+
+
+def _access_key_payloads(store: AccessKeyStore) -> Callable[[], list[SealedItem]]:
+    """The sealed secrets of issued access keys, so `kustos keys rotate` rewraps them too."""
+
+    def items() -> list[SealedItem]:
+        return [(record.sealed, partial(store.replace_sealed, record.access_key_id))
+                for record in store.list()]
+
+    return items
+
+
+def _uid_of(objects: ManagedSecretGateway) -> Callable[[str, str], str | None]:
+    def uid(namespace: str, name: str) -> str | None:
+        obj = objects.get(namespace, name)
+        return None if obj is None else str(obj["metadata"]["uid"])
+
+    return uid

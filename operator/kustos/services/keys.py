@@ -11,14 +11,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kustos.crypto import Keyring, rewrap
 from kustos.errors import ConflictError, KeyringError
 from kustos.kube.keyring_secret import KeyringSecret
+from kustos.models.records import SealedPayload
 from kustos.store.base import Store
 
-__all__ = ["KeyRotation", "KeyService"]
+__all__ = ["KeyRotation", "KeyService", "SealedItem"]
+
+#: Something else sealed with the keyring (e.g. an access key's secret): its payload and a
+#: function that stores the rewrapped payload.
+SealedItem = tuple[SealedPayload, Callable[[SealedPayload], None]]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,11 @@ class KeyService:
         self._loaded_at = 0.0
         self._refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
+        self._other_sealed: list[Callable[[], Iterable[SealedItem]]] = []
+
+    def add_sealed_source(self, source: Callable[[], Iterable[SealedItem]]) -> None:
+        """Register more sealed data for `rewrap_all` (stores of other features)."""
+        self._other_sealed.append(source)
 
     def keyring(self) -> Keyring:
         """The keyring; loaded (or created) on first use, re-read every `refresh_seconds`
@@ -128,5 +139,15 @@ class KeyService:
                 rewrapped += 1
             else:
                 skipped += 1
+        for source in self._other_sealed:
+            for sealed, store_rewrapped in source():
+                if sealed.key_id == newest:
+                    continue
+                try:
+                    store_rewrapped(rewrap(sealed, keyring))
+                except KeyringError:
+                    skipped += 1
+                    continue
+                rewrapped += 1
         return KeyRotation(new_key_id=newest, rewrapped=rewrapped, skipped=skipped)
 

@@ -76,6 +76,11 @@ class ManagedSecretService:
         try:
             spec = parse_spec(obj.spec)
             record = self._ensure_record(obj, spec)
+            if record.deletion_date is not None:  # values are not served during the window
+                return Reconciled(self._status(
+                    obj, spec, record, Reason.DELETION_SCHEDULED,
+                    f"secret scheduled for deletion on {_iso(record.deletion_date)}; "
+                    "restore it with RestoreSecret", ready=False))
             self._ensure_version(obj, spec, record)
             current = self._secrets.current(record)
             if current is None:
@@ -139,7 +144,13 @@ class ManagedSecretService:
         self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
         current: VersionRecord,
     ) -> None:
-        """valueFrom: when the source Secret changed, its new content becomes a version."""
+        """valueFrom: when the source Secret changed, its new content becomes a version.
+
+        Not when the secret rotates: then the source gave only the first value, and later
+        values belong to the rotation (copying the source again would put back credentials
+        the database no longer accepts)."""
+        if spec.rotation:
+            return
         revision = self._sources.revision(obj.namespace, spec)
         if revision is None or revision == record.extra.get("source_revision"):
             return
@@ -191,10 +202,10 @@ class ManagedSecretService:
             ]
         if spec is not None:
             status["projectedSecret"] = spec.target_name(obj.name)
+        previous = obj.status.get("conditions") or []
         status["conditions"] = [condition(
-            obj, ConditionType.READY, ready, reason, message,
-            previous=obj.status.get("conditions") or [],
-        )]
+            obj, ConditionType.READY, ready, reason, message, previous=previous,
+        )] + [c for c in previous if c.get("type") != ConditionType.READY]  # e.g. RotationFailed
         return status
 
     def _safe_versions(self, record: SecretRecord) -> list[VersionRecord]:

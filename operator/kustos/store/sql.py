@@ -27,6 +27,7 @@ from kustos.errors import (
     ResourceNotFoundError,
     StoreError,
 )
+from kustos.metrics import STORE_ERRORS
 from kustos.models.records import (
     AWSCURRENT,
     SealedPayload,
@@ -86,6 +87,7 @@ class SqlStore:
         except (KustosError, IntegrityError):
             raise  # integrity: the caller knows which conflict it means
         except DBAPIError as exc:
+            STORE_ERRORS.labels(what).inc()
             raise StoreError(f"store failed to {what}: {type(exc.orig).__name__}") from None
 
     # -- secrets ------------------------------------------------------------------------

@@ -1,0 +1,190 @@
+"""AWS Secrets Manager's JSON 1.1 protocol, driven by botocore's published service model.
+
+Owns: which operations exist (the model's names that Kustos implements), turning a request
+body into parameters (JSON object; blobs base64-decoded), validating them against the
+operation's input shape (botocore's own `ParamValidator` for types, required members and
+minimums; the model's `max`, `pattern` and `enum` constraints, which botocore leaves to the
+server), and turning results into the wire form (timestamps as epoch seconds, blobs base64).
+Validation messages name members and constraints, never the values given.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from botocore.loaders import create_loader
+from botocore.model import OperationModel, ServiceModel, Shape, StructureShape
+from botocore.validate import ParamValidator
+
+from kustos.errors import ClientError, ValidationError
+
+__all__ = [
+    "CONTENT_TYPE",
+    "SerializationError",
+    "UnknownOperationError",
+    "UnsupportedMediaTypeError",
+    "operation_for",
+    "parse_params",
+    "to_wire",
+]
+
+CONTENT_TYPE = "application/x-amz-json-1.1"
+_TARGET_PREFIX = "secretsmanager."
+
+
+class SerializationError(ClientError):
+    aws_code = "SerializationException"
+
+
+class UnknownOperationError(ClientError):
+    aws_code = "UnknownOperationException"
+
+
+class UnsupportedMediaTypeError(ClientError):
+    http_status = 415
+    aws_code = "UnsupportedMediaTypeException"
+
+
+@cache
+def service_model() -> ServiceModel:
+    return ServiceModel(create_loader().load_service_model("secretsmanager", "service-2"),
+                        "secretsmanager")
+
+
+def operation_for(target: str | None, implemented: frozenset[str]) -> OperationModel:
+    """The operation named by `X-Amz-Target: secretsmanager.<Operation>`."""
+    if not target or not target.startswith(_TARGET_PREFIX):
+        raise UnknownOperationError("Missing or malformed X-Amz-Target header.")
+    name = target[len(_TARGET_PREFIX):]
+    if name not in implemented or name not in service_model().operation_names:
+        raise UnknownOperationError(f"Operation {name[:64]!r} is not supported.")
+    return service_model().operation_model(name)
+
+
+def check_content_type(value: str | None) -> None:
+    media = (value or "").split(";", 1)[0].strip().lower()
+    if media not in (CONTENT_TYPE, "application/json"):
+        raise UnsupportedMediaTypeError(f"Content-Type must be {CONTENT_TYPE}.")
+
+
+def parse_params(operation: OperationModel, body: bytes) -> dict[str, Any]:
+    """The validated parameters of `operation` in `body` (ValidationException otherwise)."""
+    try:
+        data = json.loads(body.decode("utf-8")) if body.strip() else {}
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise SerializationError("The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise SerializationError("The request body must be a JSON object.")
+    shape = operation.input_shape
+    if shape is None:
+        return {}
+    params = _from_wire(shape, data, shape.name)
+    problems = _problems(params, shape)
+    if problems:
+        count = len(problems)
+        raise ValidationError(
+            f"{count} validation error{'s' if count > 1 else ''} detected: "
+            + "; ".join(problems[:10])
+        )
+    return dict(params)
+
+
+def _from_wire(shape: Shape, value: Any, where: str) -> Any:
+    """Wire JSON to botocore's Python input types; members the model lacks are dropped."""
+    kind = shape.type_name
+    if kind == "structure" and isinstance(value, dict):
+        assert isinstance(shape, StructureShape)
+        return {k: _from_wire(shape.members[k], v, f"{where}.{k}")
+                for k, v in value.items() if k in shape.members}
+    if kind == "list" and isinstance(value, list):
+        return [_from_wire(shape.member, item, where) for item in value]
+    if kind == "map" and isinstance(value, dict):
+        return {k: _from_wire(shape.value, v, where) for k, v in value.items()}
+    if kind == "blob" and isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise SerializationError(f"{where} is not valid base64.") from None
+    if kind == "timestamp" and isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise SerializationError(f"{where} is not a valid timestamp.") from None
+    return value
+
+
+def _problems(params: dict[str, Any], shape: Shape) -> list[str]:
+    report = ParamValidator().validate(params, shape)
+    found = [_describe(error) for error in getattr(report, "_errors", [])]
+    if report.has_errors() and not found:  # botocore changed its report's internals
+        found = ["the request does not match the operation's input shape"]
+    if not found:
+        _constraints(params, shape, "", found)
+    return found
+
+
+def _describe(error: tuple[str, str, dict[str, Any]]) -> str:
+    reason, name, details = error
+    name = name.partition(".")[2] or name
+    if reason == "missing required field":
+        member = f"{name}.{details.get('required_name')}" if name else details.get("required_name")
+        return f"Value null at '{member}' failed to satisfy constraint: Member must not be null"
+    if reason == "invalid length":
+        return (f"Value at '{name}' failed to satisfy constraint: Member must have length "
+                f"greater than or equal to {details.get('min_allowed')}")
+    if reason == "invalid range":
+        return (f"Value at '{name}' failed to satisfy constraint: Member must have value "
+                f"greater than or equal to {details.get('min_allowed')}")
+    if reason == "invalid type":
+        return f"Value at '{name}' failed to satisfy constraint: Member has the wrong type"
+    return f"Value at '{name}' failed to satisfy constraint: {reason}"
+
+
+def _constraints(value: Any, shape: Shape, where: str, found: list[str]) -> None:
+    """The model's max/pattern/enum constraints (and bool passed as a number)."""
+    meta, kind = shape.metadata, shape.type_name
+    at = where or shape.name
+    if kind == "structure":
+        for key, item in value.items():
+            member = shape.members[key]
+            _constraints(item, member, f"{where}.{key}" if where else key, found)
+        return
+    if kind == "list":
+        for index, item in enumerate(value):
+            _constraints(item, shape.member, f"{at}[{index}]", found)
+    elif kind == "map":
+        for item in value.values():
+            _constraints(item, shape.value, at, found)
+    elif kind in ("integer", "long") and isinstance(value, bool):
+        found.append(f"Value at '{at}' failed to satisfy constraint: Member must be a number")
+        return
+    size = len(value) if isinstance(value, str | bytes | list | dict) else value
+    if "max" in meta and isinstance(size, int) and size > meta["max"]:
+        what = "value less" if kind in ("integer", "long") else "length less"
+        found.append(f"Value at '{at}' failed to satisfy constraint: Member must have {what} "
+                     f"than or equal to {meta['max']}")
+    if kind == "string" and "pattern" in meta and not re.search(meta["pattern"], value):
+        found.append(f"Value at '{at}' failed to satisfy constraint: Member must satisfy "
+                     f"regular expression pattern: {meta['pattern']}")
+    if kind == "string" and "enum" in meta and value not in meta["enum"]:
+        found.append(f"Value at '{at}' failed to satisfy constraint: Member must satisfy enum "
+                     f"value set: [{', '.join(meta['enum'])}]")
+
+
+def to_wire(value: Any) -> Any:
+    """Results to JSON types: datetimes as epoch seconds, bytes as base64."""
+    if isinstance(value, dict):
+        return {k: to_wire(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [to_wire(v) for v in value]
+    if isinstance(value, datetime):
+        return round(value.timestamp(), 3)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return value

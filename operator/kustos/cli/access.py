@@ -1,0 +1,85 @@
+"""`kustos access-key create|list|delete`: long-term SigV4 keys bound to a ServiceAccount.
+
+`create` prints the secret access key once (as `aws iam create-access-key` does); Kustos keeps
+it only sealed by the keyring. Prefer the container-credentials endpoint for pods: it needs
+no static key at all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import click
+
+from kustos.config import Settings
+from kustos.errors import InvalidParameterError, ResourceNotFoundError
+from kustos.kube.access import AccessGateway
+from kustos.models.access_keys import AccessKeyRecord
+from kustos.services.factory import Services
+
+__all__ = ["access_key", "services_from_env"]
+
+
+@contextmanager
+def services_from_env() -> Iterator[Services]:
+    services = Services.build(Settings.from_env())
+    try:
+        yield services
+    finally:
+        services.close()
+
+
+def _metadata(record: AccessKeyRecord) -> dict[str, str]:
+    return {
+        "AccessKeyId": record.access_key_id,
+        "ServiceAccount": f"{record.namespace}/{record.service_account}",
+        "PrincipalArn": f"arn:kustos:iam::{record.namespace}:serviceaccount/"
+                        f"{record.service_account}",
+        "Status": record.status,
+        "CreateDate": record.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }  # fmt: skip
+
+
+@click.group("access-key")
+def access_key() -> None:
+    """Manage SigV4 access keys that authenticate as a ServiceAccount."""
+
+
+@access_key.command("create")
+@click.option("--service-account", "service_account", required=True, metavar="NS/NAME",
+              help="The ServiceAccount the key authenticates as.")
+@click.option("--no-verify", is_flag=True,
+              help="Do not check that the ServiceAccount exists.")
+def create(service_account: str, no_verify: bool) -> None:
+    """Create a key and print its secret, once."""
+    namespace, _, name = service_account.partition("/")
+    if not namespace or not name or "/" in name:
+        raise InvalidParameterError("--service-account must be NAMESPACE/NAME")
+    with services_from_env() as services:
+        if not no_verify and not AccessGateway(services.api).service_account_exists(
+            namespace, name
+        ):
+            raise ResourceNotFoundError(f"ServiceAccount {namespace}/{name} not found")
+        issued = services.access.keys.create(namespace, name)
+    body = _metadata(issued.record)
+    body["SecretAccessKey"] = issued.secret_access_key.reveal()
+    click.echo(json.dumps({"AccessKey": body}, indent=4))
+
+
+@access_key.command("list")
+@click.option("--namespace", default=None, help="Only keys of this namespace.")
+def list_keys(namespace: str | None) -> None:
+    """List keys (never their secrets)."""
+    with services_from_env() as services:
+        records = services.access.keys.list(namespace)
+    click.echo(json.dumps({"AccessKeyMetadata": [_metadata(r) for r in records]}, indent=4))
+
+
+@access_key.command("delete")
+@click.option("--access-key-id", required=True)
+def delete(access_key_id: str) -> None:
+    """Delete a key; it stops working within seconds on every API replica."""
+    with services_from_env() as services:
+        services.access.keys.delete(access_key_id)

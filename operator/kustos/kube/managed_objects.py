@@ -1,0 +1,85 @@
+"""Reads and writes ManagedSecret objects (kustos.io/v1alpha1) through the Kubernetes API.
+
+Used by the Secrets Manager API so a secret created there exists as a ManagedSecret (one
+source of truth), and by deletion/restore. Objects are plain dicts; errors name objects,
+never data (ManagedSecrets hold no values anyway).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from kustos.errors import ConflictError, ServerError
+
+__all__ = ["GROUP", "PLURAL", "VERSION", "ManagedObjectGateway"]
+
+GROUP, VERSION, PLURAL = "kustos.io", "v1alpha1", "managedsecrets"
+Obj = dict[str, Any]
+
+
+class ManagedObjectGateway:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._custom = client.CustomObjectsApi(api)
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        try:
+            found: Obj = self._custom.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _error("read", namespace, name, exc) from None
+        return found
+
+    def create(self, namespace: str, name: str, spec: Obj, annotations: dict[str, str]) -> Obj:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "ManagedSecret",
+            "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
+            "spec": spec,
+        }
+        try:
+            created: Obj = self._custom.create_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, body
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                raise ConflictError(f"ManagedSecret {namespace}/{name} exists already") from None
+            raise _error("create", namespace, name, exc) from None
+        return created
+
+    def merge_patch(self, namespace: str, name: str, patch: Obj) -> Obj | None:
+        """JSON merge patch (None values delete keys); None when the object is gone."""
+        try:
+            patched: Obj = self._custom.patch_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, patch,
+                _content_type="application/merge-patch+json",
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise _error("patch", namespace, name, exc) from None
+        return patched
+
+    def delete(self, namespace: str, name: str, uid: str | None = None) -> bool:
+        """Delete if present (only that incarnation when `uid` is given)."""
+        body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
+        try:
+            self._custom.delete_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, body=body
+            )
+        except ApiException as exc:
+            if exc.status in (404, 409):
+                return False
+            raise _error("delete", namespace, name, exc) from None
+        return True
+
+
+def _error(verb: str, namespace: str, name: str, exc: ApiException) -> ServerError:
+    return ServerError(
+        f"cannot {verb} ManagedSecret {namespace}/{name}: HTTP {exc.status} {exc.reason}"
+    )

@@ -1,0 +1,226 @@
+"""The rotation engine: AWS's four steps as a persisted, write-ahead state machine.
+
+A rotation is a row in `RotationStore` keyed by (secret ARN, token); the token is also the
+id of the new version. For each step the engine first persists "step X started", then acts,
+then persists "step X done". `createSecret` stores the new value sealed and labelled
+AWSPENDING *before* `setSecret` touches the target, so whatever instant the process dies at,
+the store holds every password the target may have accepted. Resuming re-runs the step that
+was started and not done; every rotator step is idempotent for its token, so re-running is
+safe. `finishSecret` moves AWSCURRENT (AWSPREVIOUS follows), removes AWSPENDING and closes the
+row in one store transaction. A failed step leaves AWSCURRENT alone and records the sanitized
+error, the attempt count and when to try again (the caller's backoff policy).
+
+The engine knows nothing of Kubernetes or HTTP. For crash-safety tests only, `crash_at`
+(`<step>:before`, `<step>:after` or `setSecret:mid`) makes the process SIGKILL itself there;
+`setSecret:mid` fires inside a database rotator, right after the statement that changed the
+password and before the rotator returns.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from kustos.errors import KustosError, ServerError
+from kustos.models import SecretValue
+from kustos.models.records import AWSCURRENT, AWSPREVIOUS
+from kustos.rotation.errors import sanitize
+from kustos.rotation.rotator import (
+    CreateSecretRequest,
+    FinishSecretRequest,
+    Rotator,
+    SetSecretRequest,
+    StepRequest,
+    TestSecretRequest,
+)
+from kustos.store.rotations import DONE, STARTED, RotationRecord, RotationStore
+
+__all__ = ["STEPS", "RotationEngine", "RotationJob", "RunResult", "Vault"]
+
+log = logging.getLogger(__name__)
+
+CREATE, SET, TEST, FINISH = "createSecret", "setSecret", "testSecret", "finishSecret"
+STEPS = (CREATE, SET, TEST, FINISH)
+_REQUESTS: dict[str, type[StepRequest]] = {
+    CREATE: CreateSecretRequest, SET: SetSecretRequest, TEST: TestSecretRequest,
+    FINISH: FinishSecretRequest,
+}  # fmt: skip
+
+
+class Vault(Protocol):
+    """One secret's versions as the engine needs them; sealing happens behind this."""
+
+    def read(
+        self, *, version_id: str | None = None, stage: str | None = None
+    ) -> SecretValue | None:
+        """The value of a version (by id or by label), None when there is none."""
+
+    def add_pending(self, version_id: str, value: SecretValue) -> None:
+        """Store `value` as a new version labelled AWSPENDING (taking the label elsewhere)."""
+
+    def label_pending(self, version_id: str) -> None:
+        """Make sure the existing `version_id` carries AWSPENDING."""
+
+
+@dataclass(frozen=True)
+class RotationJob:
+    arn: str
+    name: str
+    namespace: str
+    token: str
+    rotator: Rotator
+    vault: Vault
+    config: Mapping[str, Any] = field(default_factory=dict)
+    master: SecretValue | None = None
+    generate: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    finished: bool
+    #: (step, rotator's message) for each step completed by this run.
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    error: KustosError | None = None
+    #: The sanitized error message, as persisted.
+    message: str = ""
+    retry_at: datetime | None = None
+
+
+Backoff = Callable[[int, KustosError], float]
+
+
+def default_backoff(attempt: int, _error: KustosError) -> float:
+    return float(min(3600, 30 * 2 ** max(0, attempt - 1)))
+
+
+class RotationEngine:
+    def __init__(
+        self,
+        log_store: RotationStore,
+        *,
+        backoff: Backoff = default_backoff,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        crash_at: str | None = None,
+    ) -> None:
+        self._log = log_store
+        self._backoff = backoff
+        self._clock = clock
+        self._crash_at = crash_at or None
+
+    def resume_point(self, record: RotationRecord) -> int:
+        """Index in STEPS of the first step still to run."""
+        return STEPS.index(record.step) + (1 if record.phase == DONE else 0)
+
+    def run(
+        self, job: RotationJob, *, on_step: Callable[[str, str], None] | None = None
+    ) -> RunResult:
+        """Run (or resume) the rotation `job.token` to the end, or to the first failure."""
+        record = self._log.get(job.arn, job.token)
+        if record is None or not record.active:
+            raise ServerError(f"rotation {job.token} of {job.arn} is not in progress")
+        done: list[tuple[str, str]] = []
+        values: list[SecretValue | None] = [job.master]
+        step = record.step
+        try:
+            for step in STEPS[self.resume_point(record):]:
+                self._log.mark(job.arn, job.token, step, STARTED, self._clock())
+                self._crash(f"{step}:before")
+                message = self._step(step, job, values)
+                self._crash(f"{step}:after")
+                if step != FINISH:  # finish closed the row in its own transaction
+                    self._log.mark(job.arn, job.token, step, DONE, self._clock())
+                done.append((step, message))
+                if on_step is not None:
+                    on_step(step, message)
+        except Exception as exc:  # every failure is recorded; a bug must not wedge rotation
+            error = exc if isinstance(exc, KustosError) else ServerError(
+                f"{step} failed unexpectedly ({type(exc).__name__})"
+            )
+            if not isinstance(exc, KustosError):
+                log.exception("rotation %s of %s: unexpected error in %s", job.token, job.arn,
+                              step)  # fmt: skip
+            message = sanitize(f"{step}: {error.message}", values)
+            now = self._clock()
+            retry_at = now + timedelta(seconds=self._backoff(record.attempts + 1, error))
+            self._log.record_failure(job.arn, job.token, message, now=now,
+                                     next_attempt_at=retry_at)  # fmt: skip
+            return RunResult(False, done, error, message, retry_at)
+        return RunResult(True, done)
+
+    # -- steps ---------------------------------------------------------------------------
+    def _step(self, step: str, job: RotationJob, values: list[SecretValue | None]) -> str:
+        current = job.vault.read(stage=AWSCURRENT)
+        previous = job.vault.read(stage=AWSPREVIOUS)
+        pending = job.vault.read(version_id=job.token)
+        values.extend((current, previous, pending))
+        req = _REQUESTS[step](
+            secret_arn=job.arn, secret_name=job.name, namespace=job.namespace, token=job.token,
+            config=job.config, current=current, previous=previous, pending=pending,
+            master=job.master, generate=job.generate,
+        )  # fmt: skip
+        rotator = self._rotator(job.rotator, step)
+        if step == CREATE:
+            created = rotator.create_secret(req)  # type: ignore[arg-type]
+            values.append(created.pending)
+            if pending is None:
+                job.vault.add_pending(job.token, created.pending)
+            else:
+                job.vault.label_pending(job.token)
+            return created.message
+        if step == SET:
+            return rotator.set_secret(req).message  # type: ignore[arg-type]
+        if step == TEST:
+            return rotator.test_secret(req).message  # type: ignore[arg-type]
+        message = rotator.finish_secret(req).message  # type: ignore[arg-type]
+        self._log.finish(job.arn, job.token, self._clock())
+        return message
+
+    # -- crash points (tests only) --------------------------------------------------------
+    def _crash(self, point: str) -> None:
+        if self._crash_at == point:
+            log.warning("KUSTOS_TEST_CRASH_AT=%s reached: killing the operator", point)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def _rotator(self, rotator: Rotator, step: str) -> Rotator:
+        """The rotator, wrapped to crash mid-setSecret when that crash point is armed."""
+        if self._crash_at != f"{SET}:mid" or step != SET or not hasattr(rotator, "connect"):
+            return rotator
+        armed = copy.copy(rotator)
+        inner = rotator.connect
+        crash = self._crash
+
+        @contextmanager
+        def connect(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            with inner(*args, **kwargs) as session:
+                yield _CrashAfterChange(session, lambda: crash(f"{SET}:mid"))
+
+        armed.connect = connect
+        return armed
+
+
+class _CrashAfterChange:
+    """A database session that dies right after a statement changed a password."""
+
+    _CHANGES = frozenset({"set_password", "set_own_password", "create_clone"})
+
+    def __init__(self, session: Any, crash: Callable[[], None]) -> None:
+        self._session, self._crash_now = session, crash
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._session, name)
+        if name not in self._CHANGES:
+            return attr
+
+        def changed(*args: Any, **kwargs: Any) -> Any:
+            result = attr(*args, **kwargs)
+            self._crash_now()
+            return result
+
+        return changed

@@ -1,0 +1,199 @@
+"""Shared rules of the Secrets Manager operations: secret ids, names, tags, values, tokens.
+
+Owns how a SecretId (name, full ARN, partial ARN) finds a secret, how a hierarchical name
+becomes a ManagedSecret `metadata.name`, and the pagination token format. No I/O besides
+the store lookups passed in.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kustos.errors import InvalidParameterError, InvalidRequestError, ResourceNotFoundError
+from kustos.models.records import SecretRecord
+from kustos.models.sensitive import SecretValue
+from kustos.services.api_call import Call, Deps
+from kustos.store.base import Store
+
+__all__ = [
+    "InvalidNextTokenError",
+    "check_name",
+    "check_tags",
+    "decode_token",
+    "encode_token",
+    "find",
+    "not_deleted",
+    "object_name_for",
+    "provisional",
+    "resolve",
+    "tags_to_aws",
+    "value_of",
+]
+
+_NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
+_ARN = re.compile(
+    r"^arn:kustos:secretsmanager:(?P<cluster>[^:]*):(?P<ns>[^:]+):secret:(?P<rest>.+)$"
+)
+_OBJECT_NAME_MAX = 200
+
+
+class InvalidNextTokenError(InvalidParameterError):
+    aws_code = "InvalidNextTokenException"
+
+
+def check_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise InvalidParameterError(
+            "Invalid name. Must be a valid name containing alphanumeric characters, or any "
+            "of the following: -/_+=.@"
+        )
+    return name
+
+
+def resolve(store: Store, cluster: str, caller_namespace: str, secret_id: str) -> SecretRecord:
+    """The secret a SecretId names: a name in the caller's namespace, or an ARN (full, or
+    partial without the 6-character suffix) in any namespace of this cluster."""
+    found: SecretRecord | None = None
+    match = _ARN.match(secret_id)
+    if match is not None:
+        if match["cluster"] == cluster:
+            found = store.get_secret_by_arn(secret_id) or store.get_secret(
+                match["ns"], match["rest"]
+            )
+    elif not secret_id.startswith("arn:") and caller_namespace:
+        found = store.get_secret(caller_namespace, secret_id)
+    if found is None:
+        raise ResourceNotFoundError("Secrets Manager can't find the specified secret.")
+    return found
+
+
+def target_namespace(cluster: str, caller_namespace: str, secret_id: str) -> str:
+    """The namespace a SecretId points into (for authorizing a request on a missing secret)."""
+    match = _ARN.match(secret_id)
+    if match is not None and match["cluster"] == cluster:
+        return match["ns"]
+    return caller_namespace
+
+
+def provisional(deps: Deps, namespace: str, secret_id: str, arn: str | None = None) -> (
+    SecretRecord
+):
+    """A record for authorizing an action on a secret that does not exist (yet): its ARN is
+    `arn`, or the id itself when it is an ARN, or the name's ARN without the suffix."""
+    match = _ARN.match(secret_id)
+    name = match["rest"] if match else secret_id
+    if arn is None:
+        arn = secret_id if match else (
+            f"arn:kustos:secretsmanager:{deps.cluster}:{namespace}:secret:{name}"
+        )
+    now = deps.secrets.clock()
+    return SecretRecord(arn=arn, namespace=namespace, name=name, created_at=now, updated_at=now)
+
+
+def not_deleted(record: SecretRecord) -> SecretRecord:
+    if record.deletion_date is not None:
+        raise InvalidRequestError(
+            "You can't perform this operation on the secret because it was marked for deletion."
+        )
+    return record
+
+
+def object_name_for(name: str, *, hashed: bool = False) -> str:
+    """A DNS-1123 `metadata.name` for a secret name: `prod/payments/db` -> `prod-payments-db`.
+
+    A short hash of the name is appended when the mapping loses information (upper case,
+    characters other than letters, digits, `-`, `/`), when it is too long, or when `hashed`
+    (the plain form is taken by another object)."""
+    base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    lossless = base == name.replace("/", "-") and "--" not in base
+    if hashed or not lossless or not base or len(base) > _OBJECT_NAME_MAX:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        base = f"{base[:_OBJECT_NAME_MAX].strip('-') or 'secret'}-{digest}"
+    return base
+
+
+def value_of(params: Mapping[str, Any], *, required: bool) -> SecretValue | None:
+    text, blob = params.get("SecretString"), params.get("SecretBinary")
+    if text is not None and blob is not None:
+        raise InvalidParameterError("You can't specify both a binary secret value and a string "
+                                    "secret value in the same secret.")
+    if text is None and blob is None:
+        if required:
+            raise InvalidParameterError("You must provide either SecretString or SecretBinary.")
+        return None
+    value = SecretValue(str(text) if text is not None else bytes(blob or b""))
+    if len(value) > 65536:
+        raise InvalidParameterError("The secret value exceeds 65536 bytes.")
+    return value
+
+
+def check_tags(tags: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for tag in tags or ():
+        key, value = tag.get("Key"), tag.get("Value", "")
+        if not key or len(key) > 128 or key.lower().startswith("aws:"):
+            raise InvalidParameterError("Tag keys are 1-128 characters and must not start with "
+                                        "aws:")
+        if len(value) > 256:
+            raise InvalidParameterError(f"The value of tag {key!r} exceeds 256 characters.")
+        out[key] = value
+    if len(out) > 50:
+        raise InvalidParameterError("A secret has at most 50 tags.")
+    return out
+
+
+def tags_to_aws(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def encode_token(offset: int, query: Mapping[str, Any]) -> str:
+    blob = json.dumps({"o": offset, "q": _query_hash(query)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(blob.encode()).decode()
+
+
+def decode_token(token: str | None, query: Mapping[str, Any]) -> int:
+    """The offset a NextToken stands for; InvalidNextTokenException if it is not ours or
+    was issued for a different query."""
+    if not token:
+        return 0
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token.encode()))
+        offset = int(data["o"])
+        same = data["q"] == _query_hash(query)
+    except (ValueError, KeyError, TypeError, binascii.Error):
+        raise InvalidNextTokenError("The NextToken value is invalid.") from None
+    if not same or offset < 0:
+        raise InvalidNextTokenError("The NextToken value is invalid.")
+    return offset
+
+
+def _query_hash(query: Mapping[str, Any]) -> str:
+    blob = json.dumps(query, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def find(
+    deps: Deps, call: Call, action: str, secret_id: str,
+    keys: Mapping[str, Any] | None = None,
+) -> SecretRecord:
+    """Resolve `secret_id` and authorize `action` on it. A missing secret is answered with
+    ResourceNotFoundException only to a caller who may do `action` there (AWS hides
+    existence from callers without permission)."""
+    caller = call.principal.namespace
+    try:
+        record = resolve(deps.store, deps.cluster, caller, secret_id)
+    except ResourceNotFoundError:
+        namespace = target_namespace(deps.cluster, caller, secret_id)
+        if namespace:
+            call.authorize(action, provisional(deps, namespace, secret_id), namespace,
+                           {"secretsmanager:SecretId": secret_id, **(keys or {})})
+        raise
+    call.about(record)
+    call.authorize(action, record, record.namespace, keys)
+    return record

@@ -1,0 +1,170 @@
+"""Identity policies from the cluster: SecretAccessPolicy and ClusterSecretAccessPolicy.
+
+Owns which policies apply to a caller (namespace ~ AWS account):
+
+* A ClusterSecretAccessPolicy applies to the ServiceAccounts, users and groups it names,
+  whatever the secret's namespace.
+* A SecretAccessPolicy in namespace N is an identity policy *of N*. For a ServiceAccount
+  caller, the policies of its own namespace that name it (or one of its groups) apply; as
+  in AWS, an identity policy may reach secrets of another namespace, but there the secret's
+  resource policy must agree too. ServiceAccount subjects must belong to N (granting another
+  namespace's ServiceAccount is what a resource policy is for). For users and groups, which
+  have no namespace, the SecretAccessPolicies of the *secret's* namespace apply, like a
+  RoleBinding.
+* Nobody is allowed by default: not cluster-admins (system:masters), not Kustos's operator.
+
+Policies are listed from the API server at most every `ttl` seconds and compiled once per
+resourceVersion; an invalid one is skipped (the operator reports it in its status).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from kustos.errors import MalformedPolicyError
+from kustos.models.identity import Principal
+from kustos.policy import Policy, PolicyKind, parse_policy
+
+__all__ = ["BoundPolicy", "PolicyIndex", "Subject", "compile_policy_object"]
+
+CLUSTER_KIND = "ClusterSecretAccessPolicy"
+NAMESPACED_KIND = "SecretAccessPolicy"
+Obj = dict[str, Any]
+Source = Callable[[], tuple[list[Obj], list[Obj]]]
+
+
+@dataclass(frozen=True)
+class Subject:
+    kind: str  # ServiceAccount | User | Group
+    name: str
+    namespace: str = ""
+
+    @property
+    def key(self) -> tuple[str, ...]:
+        if self.kind == "ServiceAccount":
+            return ("sa", self.namespace, self.name)
+        return (self.kind.lower(), self.name)
+
+
+@dataclass(frozen=True)
+class BoundPolicy:
+    kind: str  # SecretAccessPolicy | ClusterSecretAccessPolicy
+    namespace: str  # "" for cluster policies
+    name: str
+    subjects: tuple[Subject, ...]
+    policy: Policy | None
+    error: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
+            f"{self.kind} {self.name}"
+        )
+
+
+def _subjects(raw: object, namespace: str) -> tuple[Subject, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise MalformedPolicyError("spec.subjects must be a non-empty list")
+    found: list[Subject] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict):
+            raise MalformedPolicyError(f"spec.subjects[{i}] must be an object")
+        kind, name = item.get("kind"), item.get("name")
+        if kind not in ("ServiceAccount", "User", "Group") or not isinstance(name, str) or not name:
+            raise MalformedPolicyError(
+                f"spec.subjects[{i}] needs kind ServiceAccount, User or Group and a name"
+            )
+        sa_ns = ""
+        if kind == "ServiceAccount":
+            sa_ns = str(item.get("namespace") or namespace)
+            if not sa_ns:
+                raise MalformedPolicyError(
+                    f"spec.subjects[{i}]: a ServiceAccount subject needs a namespace"
+                )
+            if namespace and sa_ns != namespace:
+                raise MalformedPolicyError(
+                    f"spec.subjects[{i}]: ServiceAccount {sa_ns}/{name} is in another namespace; "
+                    f"a SecretAccessPolicy grants only its own namespace's ServiceAccounts "
+                    f"(use the secret's resource policy to grant across namespaces)"
+                )
+        found.append(Subject(str(kind), name, sa_ns))
+    return tuple(found)
+
+
+def compile_policy_object(obj: Obj) -> BoundPolicy:
+    """Validate and parse one policy CR; never raises (errors land in `.error`)."""
+    meta = obj.get("metadata") or {}
+    namespace = str(meta.get("namespace") or "")
+    kind = NAMESPACED_KIND if namespace else CLUSTER_KIND
+    name = str(meta.get("name") or "")
+    label = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+    spec = obj.get("spec") or {}
+    try:
+        subjects = _subjects(spec.get("subjects"), namespace)
+        document = spec.get("policy")
+        if not isinstance(document, dict):
+            raise MalformedPolicyError("spec.policy must be a policy document object")
+        policy = parse_policy(document, kind=PolicyKind.IDENTITY, name=label)
+    except MalformedPolicyError as exc:
+        return BoundPolicy(kind, namespace, name, (), None, exc.message)
+    return BoundPolicy(kind, namespace, name, subjects, policy)
+
+
+def _principal_keys(principal: Principal) -> set[tuple[str, ...]]:
+    keys: set[tuple[str, ...]] = {("user", principal.username)}
+    keys.update(("group", g) for g in principal.groups)
+    if principal.kind == "ServiceAccount":
+        keys.add(("sa", principal.namespace, principal.username.rsplit(":", 1)[-1]))
+    return keys
+
+
+class PolicyIndex:
+    def __init__(self, source: Source, *, ttl: float = 3.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+        self._source = source
+        self._ttl = ttl
+        self._clock = clock
+        self._compiled: dict[tuple[str, str], BoundPolicy] = {}
+        self._policies: list[BoundPolicy] = []
+        self._loaded_at: float | None = None
+        self._lock = threading.Lock()
+
+    def refresh(self) -> None:
+        namespaced, cluster = self._source()
+        compiled: dict[tuple[str, str], BoundPolicy] = {}
+        for obj in [*namespaced, *cluster]:
+            meta = obj.get("metadata") or {}
+            key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
+            compiled[key] = self._compiled.get(key) or compile_policy_object(obj)
+        self._compiled = compiled
+        self._policies = sorted(compiled.values(), key=lambda p: (p.kind, p.namespace, p.name))
+        self._loaded_at = self._clock()
+
+    def policies(self) -> list[BoundPolicy]:
+        with self._lock:
+            if self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl:
+                self.refresh()
+            return self._policies
+
+    def applicable(self, principal: Principal, target_namespace: str) -> list[BoundPolicy]:
+        """The valid policies that bind `principal` for a request on `target_namespace`."""
+        keys = _principal_keys(principal)
+        home = principal.namespace if principal.kind == "ServiceAccount" else target_namespace
+        return [
+            bound
+            for bound in self.policies()
+            if bound.policy is not None
+            and (not bound.namespace or bound.namespace == home)
+            and any(s.key in keys for s in bound.subjects)
+        ]
+
+    def identity_policies(self, principal: Principal, target_namespace: str) -> list[Policy]:
+        return [b.policy for b in self.applicable(principal, target_namespace)
+                if b.policy is not None]  # fmt: skip
+
+    def invalid(self) -> Iterable[BoundPolicy]:
+        return [b for b in self.policies() if b.error is not None]

@@ -1,0 +1,276 @@
+"""Rotation use case: decide when a ManagedSecret rotates, start it, drive it to the end.
+
+`tick(obj)` is level-based and cheap when nothing is due: it validates the `rotation`
+section (schedule, window, rotator and its config, Secret references in the same namespace
+only), resumes an in-progress rotation (after a crash or a failure, once its backoff has
+passed), or starts one when the schedule, `rotateImmediately` or a new `kustos.io/rotate-now`
+annotation value says so. Preconditions (master Secret present with its keys, a current value
+to rotate) are checked before anything is written, so bad input rotates nothing. Limits: a
+global number of concurrent rotations and a number per database host. Every start, step,
+success, failure and abandonment is an Event; the status carries lastRotatedAt,
+nextRotationAt, the rotation's progress and a RotationFailed condition. AWSCURRENT moves only
+at finishSecret; the caller then re-projects the Secret.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from kustos.errors import InvalidRequestError, KustosError
+from kustos.kube.events import EventSink
+from kustos.kube.secrets import SecretGateway
+from kustos.models.reasons import ConditionType, EventType, Reason
+from kustos.models.records import AWSPENDING, SecretRecord
+from kustos.models.rotation_spec import RotationSpec, parse_rotation_spec
+from kustos.rotation.engine import STEPS, RotationEngine, RotationJob
+from kustos.rotation.registry import get_rotator
+from kustos.rotation.schedule import Schedule, parse_schedule
+from kustos.services.managed import ManagedObject, condition, parse_spec, reason_for
+from kustos.services.rotation_support import (
+    RotationLimits,
+    SecretVault,
+    check_refs,
+    resolve_refs,
+)
+from kustos.services.secrets import SecretService
+from kustos.store.rotations import STARTED, RotationRecord, RotationStore
+
+__all__ = ["ANNOTATION_ROTATE_NOW", "RotationService", "RotationTick"]
+
+ANNOTATION_ROTATE_NOW = "kustos.io/rotate-now"
+
+
+@dataclass(frozen=True)
+class RotationTick:
+    #: Status fields to patch (lastRotatedAt, nextRotationAt, rotation, conditions).
+    status: dict[str, Any] = field(default_factory=dict)
+    #: AWSCURRENT moved: the projected Secret must be re-projected now.
+    rotated: bool = False
+    error: KustosError | None = None
+    token: str | None = None
+
+
+class RotationService:
+    def __init__(
+        self, secrets: SecretService, store: RotationStore, gateway: SecretGateway,
+        events: EventSink, engine: RotationEngine, limits: RotationLimits,
+    ) -> None:  # fmt: skip
+        self._secrets, self._store, self._gateway = secrets, store, gateway
+        self._events, self._engine, self._limits = events, engine, limits
+
+    def _now(self) -> datetime:
+        return self._secrets.clock()
+
+    def tick(
+        self, obj: ManagedObject, *, rotate_now: str | None = None, force: str | None = None
+    ) -> RotationTick:
+        """One look at `obj`. `rotate_now` is the `kustos.io/rotate-now` annotation's value
+        (a value not seen before starts a rotation); `force` (a trigger name) starts one."""
+        spec_rotation = (obj.spec or {}).get("rotation")
+        seen = any(obj.status.get(k) for k in ("rotation", "nextRotationAt"))
+        if spec_rotation is None and not seen and force is None:
+            return RotationTick()  # rotation not configured: nothing to read
+        record: SecretRecord | None = None
+        try:
+            spec = parse_spec(obj.spec)
+            record = self._secrets.find(obj.namespace, spec.secret_name(obj.name))
+            if record is None:
+                return RotationTick()  # the reconciler has not created it yet
+            rotation = parse_rotation_spec(spec_rotation)
+            active = self._store.active(record.arn)
+            if rotation is None:
+                return self._disabled(obj, record, active)
+            schedule = parse_schedule(rotation.schedule, rotation.window) \
+                if rotation.schedule else None  # fmt: skip
+            config = rotation.rotator_config()
+            if rotation.generated is not None and "keys" not in config and spec.generate:
+                config["keys"] = list(spec.generate.keys)
+            check_refs(config, obj.namespace)
+            get_rotator(rotation.rotator_name).validate(config)
+            if active is not None and (active.rotator, active.config) != (
+                rotation.rotator_name, config
+            ):
+                active = self._abandon_if_early(obj, active, "the rotation spec changed")
+            enabled_at, _ = self._store.enabled_at(record.arn, self._now())
+            last = self._store.last_success(record.arn)
+            base = max(last.finished_at or enabled_at, enabled_at) if last else enabled_at
+            due = schedule.next_rotation(base=base, now=self._now()) if schedule else None
+            if active is None:
+                trigger = force or self._trigger(record, rotation, rotate_now, enabled_at, due)
+                if trigger is None:
+                    return RotationTick(self._status(obj, record, due, None, None))
+                active = self._begin(obj, record, rotation.rotator_name, config, trigger)
+            return self._advance(obj, record, active, config, schedule, due)
+        except KustosError as error:
+            reason = Reason.INVALID_SPEC if reason_for(error) is Reason.INVALID_SPEC \
+                else Reason.ROTATION_FAILED  # fmt: skip
+            old: dict[str, Any] = next((c for c in obj.status.get("conditions") or []
+                        if c.get("type") == ConditionType.ROTATION_FAILED), {})  # fmt: skip
+            if (old.get("status"), old.get("message")) != ("True", error.message[:1024]):
+                self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
+            status = self._status(obj, record, None, None, (reason, error.message))
+            return RotationTick(status, error=error)
+
+    # -- deciding ------------------------------------------------------------------------
+    def _trigger(
+        self, record: SecretRecord, rotation: RotationSpec, rotate_now: str | None,
+        enabled_at: datetime, due: datetime | None,
+    ) -> str | None:  # fmt: skip
+        history = self._store.history(record.arn, limit=20)
+        wanted = (rotate_now or "")[:64]
+        if wanted and all(r.trigger != f"rotate-now:{wanted}" for r in history):
+            return f"rotate-now:{wanted}"
+        if rotation.rotate_immediately and not any(r.created_at >= enabled_at for r in history):
+            return "immediate"
+        if due is not None and self._now() >= due:
+            return "schedule"
+        return None
+
+    def _abandon_if_early(
+        self, obj: ManagedObject, active: RotationRecord, why: str
+    ) -> RotationRecord | None:
+        """Abandon a rotation that has not touched the target yet; else keep it going."""
+        touched = self._engine.resume_point(active) > 1 or (
+            active.step == STEPS[1] and active.phase == STARTED
+        )
+        if touched:
+            return active
+        self._store.abandon(active.arn, active.token, self._now())
+        self._events.emit(obj.ref, Reason.ROTATION_ABANDONED,
+                          f"rotation {active.token} abandoned before setSecret: {why}",
+                          EventType.WARNING)  # fmt: skip
+        return None
+
+    def _begin(
+        self, obj: ManagedObject, record: SecretRecord, rotator: str, config: dict[str, Any],
+        trigger: str,
+    ) -> RotationRecord:  # fmt: skip
+        resolve_refs(self._gateway, config, obj.namespace)  # preflight: nothing written yet
+        if self._secrets.current(record) is None:
+            raise InvalidRequestError(f"secret {record.name} has no AWSCURRENT value to rotate")
+        stray = self._secrets.store.get_version(record.arn, stage=AWSPENDING)
+        if stray is not None and self._store.drop_stray_pending(record.arn, stray.version_id):
+            self._events.emit(obj.ref, Reason.ROTATION_ABANDONED,
+                              f"AWSPENDING removed from version {stray.version_id} left by an "
+                              "earlier, unfinished rotation (the version is kept)",
+                              EventType.WARNING)  # fmt: skip
+        token = str(uuid.uuid4())
+        active = self._store.begin(record.arn, token, rotator=rotator, config=config,
+                                   trigger=trigger, now=self._now())  # fmt: skip
+        self._events.emit(obj.ref, Reason.ROTATION_STARTED,
+                          f"rotation {token} started ({trigger.split(':')[0]}) with rotator "
+                          f"{rotator}")  # fmt: skip
+        return active
+
+    # -- running -------------------------------------------------------------------------
+    def _advance(
+        self, obj: ManagedObject, record: SecretRecord, active: RotationRecord,
+        config: dict[str, Any], schedule: Schedule | None, due: datetime | None,
+    ) -> RotationTick:  # fmt: skip
+        if active.next_attempt_at is not None and active.next_attempt_at > self._now():
+            return RotationTick(self._status(obj, record, due, active, self._failure(active)))
+        config, master = resolve_refs(self._gateway, config, obj.namespace)
+        current = self._secrets.current(record)
+        job = RotationJob(
+            arn=record.arn, name=record.name, namespace=obj.namespace, token=active.token,
+            rotator=get_rotator(active.rotator), config=config, master=master,
+            generate=self._generate(obj), vault=SecretVault(
+                self._secrets, record, current.fingerprint if current else ""),
+        )  # fmt: skip
+        value = self._secrets.open(current).as_mapping() if current is not None else None
+        with self._limits.slot(_host(config, value or {})) as free:
+            if not free:  # deferred to the next tick
+                return RotationTick(self._status(obj, record, due, active, self._failure(active)))
+            result = self._engine.run(job, on_step=lambda step, msg: self._events.emit(
+                obj.ref, Reason.ROTATION_STEP,
+                f"{step} done for rotation {active.token}" + (f": {msg}" if msg else "")))
+        after = self._store.get(record.arn, active.token) or active
+        if not result.finished:
+            self._events.emit(obj.ref, Reason.ROTATION_FAILED,
+                              f"rotation {active.token} failed: {result.message}",
+                              EventType.WARNING)  # fmt: skip
+            return RotationTick(self._status(obj, record, due, after, self._failure(after)),
+                                error=result.error, token=active.token)  # fmt: skip
+        version = self._secrets.current(record)
+        self._events.emit(obj.ref, Reason.ROTATION_SUCCEEDED,
+                          f"rotation {active.token} succeeded: version "
+                          f"{version.version_id if version else active.token} is AWSCURRENT")
+        now = self._now()
+        nxt = schedule.next_rotation(base=now, now=now) if schedule is not None else None
+        return RotationTick(self._status(obj, record, nxt, after, None), rotated=True,
+                            token=active.token)  # fmt: skip
+
+    def _generate(self, obj: ManagedObject) -> dict[str, Any]:
+        spec = parse_spec(obj.spec)
+        return spec.generate.aws_parameters() if spec.generate is not None else {}
+
+    def _disabled(
+        self, obj: ManagedObject, record: SecretRecord, active: RotationRecord | None
+    ) -> RotationTick:
+        if active is not None:
+            active = self._abandon_if_early(obj, active, "rotation was disabled")
+        if active is not None:  # past setSecret: finish it with the config it started with
+            return self._advance(obj, record, active, dict(active.config), None, None)
+        self._store.disable(record.arn)
+        status = self._status(obj, record, None, None, None)
+        status["rotation"] = None
+        status["conditions"] = [c for c in status["conditions"]
+                                if c.get("type") != ConditionType.ROTATION_FAILED]
+        return RotationTick(status)
+
+    # -- status --------------------------------------------------------------------------
+    @staticmethod
+    def _failure(active: RotationRecord) -> tuple[Reason, str] | None:
+        if not active.last_error:
+            return None
+        return Reason.ROTATION_FAILED, f"rotation {active.token}: {active.last_error}"
+
+    def _status(
+        self, obj: ManagedObject, record: SecretRecord | None, due: datetime | None,
+        active: RotationRecord | None, failure: tuple[Reason, str] | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        status: dict[str, Any] = {}
+        last = self._store.last_success(record.arn) if record is not None else None
+        status["lastRotatedAt"] = _iso(last.finished_at) if last and last.finished_at else None
+        status["nextRotationAt"] = _iso(due) if due is not None else None
+        if active is None and record is not None:  # show the last one
+            active = next(iter(self._store.history(record.arn, limit=1)), None)
+        if active is not None:
+            status["rotation"] = {
+                "token": active.token, "rotator": active.rotator, "step": active.step,
+                "phase": active.phase, "state": active.status, "attempts": active.attempts,
+                "trigger": active.trigger.split(":")[0], "lastError": active.last_error,
+                "nextAttemptAt": _iso(active.next_attempt_at) if active.next_attempt_at
+                else None,
+            }  # fmt: skip
+            # A merge patch drops null fields: leave them out, or every tick differs.
+            status["rotation"] = {k: v for k, v in status["rotation"].items() if v is not None}
+        previous = list(obj.status.get("conditions") or [])
+        others = [c for c in previous if c.get("type") != str(ConditionType.ROTATION_FAILED)]
+        old = next((c for c in previous if c.get("type") == ConditionType.ROTATION_FAILED), None)
+        if failure is not None:
+            others.append(condition(obj, ConditionType.ROTATION_FAILED, True, failure[0],
+                                    failure[1], previous))  # fmt: skip
+        elif (active is not None and not active.active) or old is not None:
+            others.append(condition(obj, ConditionType.ROTATION_FAILED, False,
+                                    Reason.ROTATION_SUCCEEDED, "the last rotation succeeded"
+                                    if last else "no rotation has failed", previous))
+        status["conditions"] = others
+        return status
+
+
+def _host(config: dict[str, Any], value: dict[str, Any]) -> str | None:
+    """The target host (for the per-host limit): config first, then the current value."""
+    host = config.get("host") or value.get("host")
+    if isinstance(host, str) and host:
+        return f"{host}:{config.get('port') or value.get('port') or ''}"
+    url = config.get("url")
+    return urlsplit(url).netloc if isinstance(url, str) else None
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

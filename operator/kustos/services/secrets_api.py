@@ -1,0 +1,106 @@
+"""The Secrets Manager API as a use case: one entry point per call, for any adapter.
+
+`SecretsApi.call(operation, params, principal, meta)` runs one operation with parameters
+already validated against the service model (the HTTP adapter does that), under the
+authorization and audit rules of `kustos.services.api_call`. The operations live in
+`api_write` (values, metadata, tags, labels), `api_read` (values and listings),
+`api_lifecycle` (delete, restore, rotate) and `api_policy` (resource policies, passwords).
+`reject` audits a request that failed before reaching an operation (authentication,
+protocol errors).
+
+Unexpected exceptions become a generic InternalServiceError: their messages, which might
+quote input, are neither returned nor logged (only their type and traceback lines are).
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from kustos.errors import KustosError, ServerError
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
+from kustos.models.identity import Principal
+from kustos.services import api_lifecycle, api_policy, api_read, api_write
+from kustos.services.api_call import ANONYMOUS, AuditSink, Authorizer, Call, CallMeta, Deps
+from kustos.services.reads import ReadEvents
+from kustos.services.secrets import SecretService
+
+__all__ = ["OPERATIONS", "SecretsApi"]
+
+log = logging.getLogger(__name__)
+
+Operation = Callable[[Deps, Call, dict[str, Any]], dict[str, Any]]
+OPERATIONS: dict[str, Operation] = {
+    "CreateSecret": api_write.create_secret,
+    "PutSecretValue": api_write.put_secret_value,
+    "UpdateSecret": api_write.update_secret,
+    "UpdateSecretVersionStage": api_write.update_secret_version_stage,
+    "TagResource": api_write.tag_resource,
+    "UntagResource": api_write.untag_resource,
+    "GetSecretValue": api_read.get_secret_value,
+    "BatchGetSecretValue": api_read.batch_get_secret_value,
+    "DescribeSecret": api_read.describe_secret,
+    "ListSecrets": api_read.list_secrets,
+    "ListSecretVersionIds": api_read.list_secret_version_ids,
+    "DeleteSecret": api_lifecycle.delete_secret,
+    "RestoreSecret": api_lifecycle.restore_secret,
+    "RotateSecret": api_lifecycle.rotate_secret,
+    "CancelRotateSecret": api_lifecycle.cancel_rotate_secret,
+    "PutResourcePolicy": api_policy.put_resource_policy,
+    "GetResourcePolicy": api_policy.get_resource_policy,
+    "DeleteResourcePolicy": api_policy.delete_resource_policy,
+    "ValidateResourcePolicy": api_policy.validate_resource_policy_op,
+    "GetRandomPassword": api_policy.get_random_password,
+}
+
+
+class SecretsApi:
+    def __init__(
+        self,
+        secrets: SecretService,
+        objects: ManagedObjectGateway,
+        projected: SecretGateway,
+        authorizer: Authorizer,
+        audit: AuditSink,
+        reads: ReadEvents | None = None,
+    ) -> None:
+        self._deps = Deps(secrets, objects, projected, secrets.cluster, reads)
+        self._authorizer = authorizer
+        self._audit = audit
+
+    @property
+    def operations(self) -> frozenset[str]:
+        return frozenset(OPERATIONS)
+
+    def call(
+        self, operation: str, params: dict[str, Any], principal: Principal, meta: CallMeta
+    ) -> dict[str, Any]:
+        """Run `operation`; KustosError (with its AWS code) on failure, after auditing."""
+        call = Call(operation, params, principal, meta, self._authorizer, self._audit)
+        try:
+            handler = OPERATIONS[operation]
+            result = handler(self._deps, call, params)
+            call.commit_point()
+            return result
+        except KustosError as exc:
+            call.failed(exc)
+            raise
+        except Exception as exc:
+            log.error("internal error in %s (request %s): %s\n%s", operation, meta.request_id,
+                      type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
+            error = ServerError("An internal error occurred; the request can be retried.")
+            call.failed(error)
+            raise error from None
+
+    def reject(
+        self, operation: str, error: KustosError, meta: CallMeta,
+        principal: Principal | None = None, params: dict[str, Any] | None = None,
+    ) -> None:
+        """Audit a request refused before any operation ran (AuditUnavailableError if the
+        record cannot be written)."""
+        call = Call(operation or "Unknown", dict(params or {}), principal or ANONYMOUS, meta,
+                    self._authorizer, self._audit)
+        call.failed(error)

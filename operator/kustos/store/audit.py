@@ -1,0 +1,248 @@
+"""The audit log's persistence: an append-only, hash-chained table and its signed digests.
+
+Format of the chain (what `kustos audit verify` recomputes). Every row has a `seq` (1, 2,
+3, ... with no gaps), the canonical CloudTrail-shaped JSON in `record`, a few columns copied
+from it for lookups, and
+
+    hash = SHA-256( prev_hash "\\n" seq "\\n" columns "\\n" record )
+
+where `columns` joins `HASHED_COLUMNS` with U+001F (NULL written as U+0000) and `prev_hash`
+is the previous row's hash (64 zeros before the first row, or the hash carried by the newest
+pruning checkpoint). The hash thus covers every column, so editing any of them shows.
+
+Appends are serialised across processes (SQLite's write lock via BEGIN IMMEDIATE; a
+PostgreSQL advisory lock), so a batch reads the tail and extends it atomically. Digests and
+checkpoints (`audit_digests`) are built by a callback inside the same kind of transaction; the
+signing lives in the service, which holds the keyring. Nothing here knows about keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from kustos.store.audit_query import AuditQuery, where_clause
+from kustos.store.audit_tables import audit_digests, audit_log
+from kustos.store.migrate import WRITE
+
+__all__ = [
+    "GENESIS",
+    "HASHED_COLUMNS",
+    "AuditQuery",
+    "AuditStore",
+    "DigestRow",
+    "PendingRow",
+    "audit_digests",
+    "audit_log",
+    "chain_hash",
+]
+
+GENESIS = "0" * 64
+_SEP = "\x1f"
+_PG_LOCK_KEY = 0x6B75737461  # "kusta"
+
+HASHED_COLUMNS = (
+    "event_id", "event_time", "event_name", "event_type", "namespace", "secret_arn",
+    "secret_name", "principal_arn", "user_name", "read_only", "denied",
+)
+_hashed = operator.attrgetter(*HASHED_COLUMNS)
+#: Columns `iter_chain` yields, in order.
+CHAIN_COLUMNS = ("seq", *HASHED_COLUMNS, "record", "prev_hash", "hash")
+
+
+@dataclass(frozen=True)
+class PendingRow:
+    """A record about to be appended: the lookup columns and the canonical JSON."""
+
+    event_id: str
+    event_time: str
+    event_name: str
+    event_type: str
+    namespace: str
+    secret_arn: str | None
+    secret_name: str | None
+    principal_arn: str
+    user_name: str
+    read_only: bool
+    denied: bool
+    record: str
+
+
+@dataclass(frozen=True)
+class DigestRow:
+    kind: str
+    created_at: str
+    first_seq: int
+    last_seq: int
+    chain_hash: str
+    prev_signature: str
+    key_id: str
+    signature: str
+    id: int | None = None
+
+
+def _text(value: object) -> str:
+    if value is None:
+        return "\x00"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def chain_hash(prev_hash: str, seq: int, columns: Sequence[object], record: str) -> str:
+    """The hash of one row (see the module docstring)."""
+    head = f"{prev_hash}\n{seq}\n{_SEP.join(map(_text, columns))}\n"
+    return hashlib.sha256(head.encode() + record.encode()).hexdigest()
+
+
+class AuditStore:
+    """The audit tables on the store's engine (SQLite or PostgreSQL)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{WRITE: True})
+
+    def _lock(self, conn: Connection) -> None:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+
+    # -- appending ----------------------------------------------------------------------
+    def _tail(self, conn: Connection) -> tuple[int, str]:
+        row = conn.execute(
+            sa.select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+        ).first()
+        if row is not None:
+            return int(row.seq), str(row.hash)
+        checkpoint = self._last_digest(conn, kind="checkpoint")
+        if checkpoint is not None:
+            return checkpoint.last_seq, checkpoint.chain_hash
+        return 0, GENESIS
+
+    def tail(self) -> tuple[int, str]:
+        """(seq, hash) of the newest record; (0, GENESIS) for an empty log."""
+        with self._engine.connect() as conn:
+            return self._tail(conn)
+
+    def append(self, rows: Sequence[PendingRow]) -> list[tuple[int, str]]:
+        """Chain and insert `rows` in one transaction; (seq, hash) of each, once committed."""
+        out: list[tuple[int, str]] = []
+        with self._writer.begin() as conn:
+            self._lock(conn)
+            seq, prev = self._tail(conn)
+            values = []
+            for row in rows:
+                seq += 1
+                fields = _hashed(row)
+                digest = chain_hash(prev, seq, fields, row.record)
+                values.append({"seq": seq, **dict(zip(HASHED_COLUMNS, fields, strict=True)),
+                               "record": row.record, "prev_hash": prev, "hash": digest})
+                out.append((seq, digest))
+                prev = digest
+            if values:
+                conn.execute(sa.insert(audit_log), values)
+        return out
+
+    # -- reading ------------------------------------------------------------------------
+    def iter_chain(self, after_seq: int = 0, batch: int = 5000) -> Iterator[tuple[Any, ...]]:
+        """Every row with seq > after_seq, in seq order, as tuples of `CHAIN_COLUMNS`;
+        one read transaction (one snapshot) for the whole walk."""
+        cols = [audit_log.c[name] for name in CHAIN_COLUMNS]
+        query = sa.select(*cols).where(audit_log.c.seq > after_seq).order_by(audit_log.c.seq)
+        with self._engine.connect() as conn:
+            result = conn.execution_options(yield_per=batch).execute(query)
+            for row in result:
+                yield tuple(row)
+
+    def find_seq_by_hash(self, digest: str) -> int | None:
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                sa.select(audit_log.c.seq).where(audit_log.c.hash == digest).limit(1)
+            ).scalar_one_or_none()
+        return None if found is None else int(found)
+
+    def lookup(self, q: AuditQuery) -> list[tuple[int, str]]:
+        """(seq, record JSON) of matching records, newest first, at most `q.limit`."""
+        query = (sa.select(audit_log.c.seq, audit_log.c.record).where(*where_clause(q))
+                 .order_by(audit_log.c.seq.desc()).limit(q.limit))
+        with self._engine.connect() as conn:
+            return [(int(r.seq), str(r.record)) for r in conn.execute(query)]
+
+    def export(self, q: AuditQuery, batch: int = 5000) -> Iterator[str]:
+        """Record JSON of matching records, oldest first, streamed (q.limit ignored)."""
+        query = sa.select(audit_log.c.record).where(*where_clause(q)).order_by(audit_log.c.seq)
+        with self._engine.connect() as conn:
+            for row in conn.execution_options(yield_per=batch).execute(query):
+                yield str(row.record)
+
+    def count_by(self, column: str, q: AuditQuery, **equal: object) -> dict[str, int]:
+        col = audit_log.c[column]
+        where = where_clause(q) + [audit_log.c[k] == v for k, v in equal.items()]
+        query = sa.select(col, sa.func.count()).where(*where).group_by(col)
+        with self._engine.connect() as conn:
+            return {str(k): int(n) for k, n in conn.execute(query)}
+
+    def secret_spans(self, event_names: Sequence[str]) -> dict[str, tuple[str, str, str]]:
+        """secret_arn -> (namespace, first, last event_time) over records named `event_names`."""
+        c = audit_log.c
+        query = (sa.select(c.secret_arn, sa.func.min(c.namespace), sa.func.min(c.event_time),
+                           sa.func.max(c.event_time))
+                 .where(c.event_name.in_(list(event_names)), c.secret_arn.is_not(None))
+                 .group_by(c.secret_arn))
+        with self._engine.connect() as conn:
+            return {str(r[0]): (str(r[1]), str(r[2]), str(r[3])) for r in conn.execute(query)}
+
+    # -- digests and checkpoints -----------------------------------------------------------
+    def _last_digest(self, conn: Connection, kind: str | None = None) -> DigestRow | None:
+        query = sa.select(audit_digests).order_by(audit_digests.c.id.desc()).limit(1)
+        if kind is not None:
+            query = query.where(audit_digests.c.kind == kind)
+        row = conn.execute(query).mappings().first()
+        return None if row is None else DigestRow(**dict(row))
+
+    def digests(self) -> list[DigestRow]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(sa.select(audit_digests).order_by(audit_digests.c.id)).mappings()
+            return [DigestRow(**dict(r)) for r in rows]
+
+    def add_digest(
+        self, build: Callable[[DigestRow | None, tuple[int, str]], DigestRow | None]
+    ) -> DigestRow | None:
+        """Insert what `build(last digest, tail)` returns (None: nothing to sign)."""
+        with self._writer.begin() as conn:
+            self._lock(conn)
+            made = build(self._last_digest(conn), self._tail(conn))
+            if made is not None:
+                self._insert_digest(conn, made)
+        return made
+
+    def _insert_digest(self, conn: Connection, row: DigestRow) -> None:
+        values = {k: v for k, v in row.__dict__.items() if k != "id"}
+        conn.execute(sa.insert(audit_digests).values(**values))
+
+    def prune(
+        self, before: str,
+        build: Callable[[DigestRow | None, tuple[int, str], int], DigestRow],
+    ) -> int:
+        """Delete the records older than `before` (a prefix of the chain: everything up to
+        the newest such seq) and insert the checkpoint `build(last digest, (seq, hash) of
+        the last pruned record, first pruned seq)` in the same transaction. Returns how many
+        records were deleted."""
+        c = audit_log.c
+        with self._writer.begin() as conn:
+            self._lock(conn)
+            upto = conn.execute(sa.select(sa.func.max(c.seq)).where(c.event_time < before))
+            last = upto.scalar_one_or_none()
+            if last is None:
+                return 0
+            first = conn.execute(sa.select(sa.func.min(c.seq))).scalar_one()
+            digest = conn.execute(sa.select(c.hash).where(c.seq == last)).scalar_one()
+            self._insert_digest(conn, build(self._last_digest(conn), (int(last), digest),
+                                            int(first)))
+            deleted = conn.execute(sa.delete(audit_log).where(c.seq <= last)).rowcount
+        return int(deleted)

@@ -1,0 +1,265 @@
+"""Authorization over policy objects as the API server returns them (listing faked, no I/O).
+
+The same rules run against the real API server and real CRDs in
+tests/integration/test_access.py; here they are exercised quickly and exhaustively.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from kustos.errors import AccessDeniedError
+from kustos.kube.events import ObjectRef
+from kustos.models.identity import Principal
+from kustos.models.reasons import EventType, Reason
+from kustos.models.records import SecretRecord
+from kustos.operator.policies import policy_status
+from kustos.policy import DecisionKind
+from kustos.services.access import AccessService
+from kustos.services.denials import DenialEvents
+from kustos.services.policies import PolicyIndex
+from kustos.services.tokens import TokenAuthenticator
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+APP = Principal.service_account("team-a", "app", groups=(
+    "system:serviceaccounts", "system:serviceaccounts:team-a", "system:authenticated"))
+ADMIN = Principal.user("kubernetes-admin", groups=("system:masters", "system:authenticated"))
+
+# The two example documents of the seed, verbatim but for the ARN (Kustos's form).
+SEED_PREFIX = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+        "Resource": "arn:kustos:secretsmanager:test:team-a:secret:My_Test_Secret/*",
+    }],
+}  # fmt: skip
+SEED_TAGS = {
+    "Version": "2012-10-17",
+    "Statement": [{
+        "Effect": "Allow",
+        "Action": ["secretsmanager:Describe*", "secretsmanager:GetSecretValue"],
+        "Resource": "*",
+        "Condition": {"StringEqualsIgnoreCase": {"secretsmanager:ResourceTag/team": "Payments"}},
+    }],
+}  # fmt: skip
+
+
+def secret(name: str, ns: str = "team-a", tags: dict[str, str] | None = None,
+           resource_policy: dict[str, Any] | None = None) -> SecretRecord:  # fmt: skip
+    return SecretRecord(
+        arn=f"arn:kustos:secretsmanager:test:{ns}:secret:{name}-AbCdEf", namespace=ns, name=name,
+        created_at=T0, updated_at=T0, tags=tags or {}, object_name=name.replace("/", "-").lower(),
+        resource_policy=json.dumps(resource_policy) if resource_policy else None,
+    )  # fmt: skip
+
+
+def sap(name: str, ns: str, subjects: list[dict[str, str]], policy: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": ns, "uid": f"{ns}-{name}",
+                         "resourceVersion": "1", "generation": 1},
+            "spec": {"subjects": subjects, "policy": policy}}  # fmt: skip
+
+
+def csap(name: str, subjects: list[dict[str, str]], policy: dict[str, Any]) -> dict[str, Any]:
+    obj = sap(name, "", subjects, policy)
+    del obj["metadata"]["namespace"]
+    return obj
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[tuple[ObjectRef, Reason, str, EventType]] = []
+
+    def emit(self, ref: ObjectRef, reason: Reason, message: str,
+             type: EventType = EventType.NORMAL) -> None:  # fmt: skip
+        self.events.append((ref, reason, message, type))
+
+
+class World:
+    def __init__(self) -> None:
+        self.namespaced: list[dict[str, Any]] = []
+        self.cluster: list[dict[str, Any]] = []
+        self.sink = Sink()
+        self.denials = DenialEvents(self.sink, lambda ns, name: f"uid-{ns}-{name}")
+        self.access = AccessService(
+            TokenAuthenticator(None),  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            PolicyIndex(lambda: (self.namespaced, self.cluster), ttl=0),
+            region="test", denials=self.denials,
+        )  # fmt: skip
+
+    def allowed(self, who: Principal, action: str, record: SecretRecord | None,
+                **context: Any) -> bool:  # fmt: skip
+        return self.access.simulate(who, action, record, context).allowed
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+SA_APP = [{"kind": "ServiceAccount", "name": "app"}]
+
+
+def test_nothing_is_allowed_by_default_not_even_cluster_admins(world: World) -> None:
+    record = secret("My_Test_Secret/MySQL")
+    assert not world.allowed(APP, "GetSecretValue", record)
+    assert not world.allowed(ADMIN, "GetSecretValue", record)
+    world.cluster.append(csap("admins", [{"kind": "Group", "name": "system:masters"}],
+                              {"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+                               "Action": "secretsmanager:*", "Resource": "*"}}))  # fmt: skip
+    assert world.allowed(ADMIN, "GetSecretValue", record)
+    assert not world.allowed(APP, "GetSecretValue", record)
+
+
+def test_seed_prefix_policy(world: World) -> None:
+    world.namespaced.append(sap("readers", "team-a", SA_APP, SEED_PREFIX))
+    assert world.allowed(APP, "secretsmanager:GetSecretValue", secret("My_Test_Secret/MySQL"))
+    assert world.allowed(APP, "DescribeSecret", secret("My_Test_Secret/MySQL"))
+    assert not world.allowed(APP, "PutSecretValue", secret("My_Test_Secret/MySQL"))
+    assert not world.allowed(APP, "GetSecretValue", secret("Other/MySQL"))
+    other = Principal.service_account("team-a", "other")
+    assert not world.allowed(other, "GetSecretValue", secret("My_Test_Secret/MySQL"))
+
+
+def test_seed_tag_policy(world: World) -> None:
+    world.namespaced.append(sap("tagged", "team-a", SA_APP, SEED_TAGS))
+    assert world.allowed(APP, "GetSecretValue", secret("x", tags={"team": "payments"}))
+    assert world.allowed(APP, "DescribeSecret", secret("x", tags={"team": "PAYMENTS"}))
+    assert not world.allowed(APP, "GetSecretValue", secret("x", tags={"team": "ops"}))
+    assert not world.allowed(APP, "GetSecretValue", secret("x"))
+    assert not world.allowed(APP, "DeleteSecret", secret("x", tags={"team": "payments"}))
+
+
+def test_explicit_deny_wins_and_is_named(world: World) -> None:
+    world.namespaced.append(sap("all", "team-a", SA_APP, {"Version": "2012-10-17", "Statement": {
+        "Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}}))  # fmt: skip
+    world.cluster.append(csap("no-prod", [{"kind": "Group", "name": "system:authenticated"}], {
+        "Version": "2012-10-17", "Statement": {"Sid": "NoProd", "Effect": "Deny",
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+        "Condition": {"StringLike": {"secretsmanager:Name": "prod/*"}}}}))  # fmt: skip
+    assert world.allowed(APP, "GetSecretValue", secret("dev/db"))
+    decision = world.access.simulate(APP, "GetSecretValue", secret("prod/db"))
+    assert decision.kind is DecisionKind.EXPLICIT_DENY
+    assert [(s.policy, s.sid) for s in decision.statements] == [
+        ("ClusterSecretAccessPolicy no-prod", "NoProd")]
+    with pytest.raises(AccessDeniedError, match=r"with an explicit deny in an? identity-based"):
+        world.access.authorize(APP, "GetSecretValue", secret("prod/db"), {})
+
+
+def test_cross_namespace_needs_both_sides(world: World) -> None:
+    caller = Principal.service_account("team-b", "reader")
+    target = secret("shared/db", ns="team-a")
+    identity = {"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue", "Resource": target.arn}}  # fmt: skip
+    resource = {"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+                "Principal": {"AWS": caller.arn}, "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*"}}  # fmt: skip
+    # resource policy alone: not enough
+    assert not world.allowed(caller, "GetSecretValue", secret("shared/db", resource_policy=resource))
+    # identity policy alone: not enough, and the message says which side is missing
+    world.namespaced.append(sap("cross", "team-b", [{"kind": "ServiceAccount", "name": "reader"}],
+                                identity))  # fmt: skip
+    with pytest.raises(AccessDeniedError, match="no resource-based policy allows"):
+        world.access.authorize(caller, "GetSecretValue", target, {})
+    # both
+    assert world.allowed(caller, "GetSecretValue", secret("shared/db", resource_policy=resource))
+    # a team-a policy cannot grant team-b's ServiceAccount: it is invalid and ignored
+    world.namespaced[:] = [sap("sneaky", "team-a", [
+        {"kind": "ServiceAccount", "name": "reader", "namespace": "team-b"}], identity)]
+    assert not world.allowed(caller, "GetSecretValue", secret("shared/db", resource_policy=resource))
+    assert [b.label for b in world.access.policies.invalid()] == ["SecretAccessPolicy team-a/sneaky"]
+
+
+def test_same_namespace_resource_policy_alone_allows(world: World) -> None:
+    resource = {"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+                "Principal": {"AWS": APP.arn}, "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*"}}  # fmt: skip
+    assert world.allowed(APP, "GetSecretValue", secret("db", resource_policy=resource))
+
+
+def test_user_policies_apply_in_their_own_namespace_only(world: World) -> None:
+    alice = Principal.user("alice", groups=("devs",))
+    world.namespaced.append(sap("devs", "team-a", [{"kind": "Group", "name": "devs"}], {
+        "Version": "2012-10-17", "Statement": {"Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}}))  # fmt: skip
+    assert world.allowed(alice, "GetSecretValue", secret("db", ns="team-a"))
+    assert not world.allowed(alice, "GetSecretValue", secret("db", ns="team-b"))
+
+
+def test_conditions_from_the_request(world: World) -> None:
+    world.namespaced.append(sap("net", "team-a", SA_APP, {"Version": "2012-10-17", "Statement": {
+        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+        "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"},
+                      "Bool": {"aws:SecureTransport": "true"},
+                      "StringEquals": {"secretsmanager:VersionStage": "AWSCURRENT"}}}}))
+    record = secret("db")
+    ok = {"aws:SourceIp": "10.1.2.3", "aws:SecureTransport": True,
+          "secretsmanager:VersionStage": "AWSCURRENT"}  # fmt: skip
+    assert world.allowed(APP, "GetSecretValue", record, **ok)
+    assert not world.allowed(APP, "GetSecretValue", record, **{**ok, "aws:SourceIp": "192.168.0.1"})
+    assert not world.allowed(APP, "GetSecretValue", record, **{**ok, "aws:SecureTransport": False})
+    assert not world.allowed(APP, "GetSecretValue", record,
+                             **{**ok, "secretsmanager:VersionStage": "AWSPREVIOUS"})
+
+
+def test_the_context_cannot_claim_another_identity_or_name(world: World) -> None:
+    admin_sa = "arn:kustos:iam::team-a:serviceaccount/admin"
+    world.namespaced.append(sap("only-admin", "team-a",
+        [{"kind": "Group", "name": "system:serviceaccounts:team-a"}],
+        {"Version": "2012-10-17", "Statement": {"Effect": "Allow",
+         "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+         "Condition": {"ArnEquals": {"aws:PrincipalArn": admin_sa},
+                       "StringEquals": {"secretsmanager:Name": "db"}}}}))  # fmt: skip
+    admin = Principal.service_account("team-a", "admin", groups=("system:serviceaccounts:team-a",))
+    assert world.allowed(admin, "GetSecretValue", secret("db"))
+    spoof = {"aws:PrincipalArn": admin_sa, "secretsmanager:Name": "db"}
+    assert not world.allowed(APP, "GetSecretValue", secret("db"), **spoof)
+    assert not world.allowed(admin, "GetSecretValue", secret("other"), **spoof)
+
+
+def test_denial_message_and_event(world: World) -> None:
+    record = secret("My_Test_Secret/MySQL")
+    with pytest.raises(AccessDeniedError) as caught:
+        world.access.authorize(APP, "secretsmanager:GetSecretValue", record, {})
+    assert caught.value.message == (
+        f"User: {APP.arn} is not authorized to perform: secretsmanager:GetSecretValue on "
+        f"resource: {record.arn} because no identity-based policy allows the "
+        "secretsmanager:GetSecretValue action"
+    )
+    for _ in range(3):  # repeats within the throttle window post once
+        with pytest.raises(AccessDeniedError):
+            world.access.authorize(APP, "GetSecretValue", record, {})
+    world.denials.flush()
+    assert len(world.sink.events) == 1
+    ref, reason, message, kind = world.sink.events[0]
+    assert (ref.namespace, ref.name, ref.uid) == ("team-a", "my_test_secret-mysql",
+                                                  "uid-team-a-my_test_secret-mysql")
+    assert (reason, kind) == (Reason.ACCESS_DENIED, EventType.WARNING)
+    assert APP.arn in message and "GetSecretValue" in message
+
+
+def test_list_secrets_targets_the_namespace_in_context(world: World) -> None:
+    alice = Principal.user("alice")
+    world.namespaced.append(sap("list", "team-a", [{"kind": "User", "name": "alice"}], {
+        "Version": "2012-10-17", "Statement": {"Effect": "Allow",
+        "Action": "secretsmanager:ListSecrets", "Resource": "*"}}))  # fmt: skip
+    assert world.allowed(alice, "ListSecrets", None, **{"kustos:Namespace": "team-a"})
+    assert not world.allowed(alice, "ListSecrets", None, **{"kustos:Namespace": "team-b"})
+
+
+def test_policy_status_reports_validity() -> None:
+    good = sap("ok", "team-a", SA_APP, SEED_PREFIX)
+    status = policy_status(good, {})
+    assert status["statements"] == 1
+    assert status["conditions"][0]["status"] == "True"
+    bad = sap("bad", "team-a", SA_APP, {"Version": "2012-10-17", "Statement": {
+        "Effect": "Allow", "Principal": "*", "Action": "secretsmanager:*", "Resource": "*"}})
+    status = policy_status(bad, {})
+    condition = status["conditions"][0]
+    assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
+    assert "Principal" in condition["message"]
