@@ -48,7 +48,8 @@ def rotate_secret(secret_id: str, namespace: str, wait_seconds: float = 300.0) -
             raise InvalidRequestError(f"secret {record.name} has no rotation configured")
         before = _rotation(body).get("token")
         stamp = f"cli-{time.time_ns()}"
-        objects.annotate(record.namespace, body["metadata"]["name"], ANNOTATION, stamp)
+        objects.merge_patch(record.namespace, body["metadata"]["name"],
+                            {"metadata": {"annotations": {ANNOTATION: stamp}}})
         deadline = time.monotonic() + wait_seconds
         while True:
             current = objects.get(record.namespace, body["metadata"]["name"]) or {}

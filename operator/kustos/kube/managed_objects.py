@@ -1,8 +1,9 @@
 """Reads and writes ManagedSecret objects (kustos.io/v1alpha1) through the Kubernetes API.
 
 Used by the Secrets Manager API so a secret created there exists as a ManagedSecret (one
-source of truth), and by deletion/restore. Objects are plain dicts; errors name objects,
-never data (ManagedSecrets hold no values anyway).
+source of truth), by deletion/restore, and by the operator's resync and rotation loops
+(listing, status patches outside Kopf's handler cycle). Objects are plain dicts; errors name
+objects, never data (ManagedSecrets hold no values anyway).
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ Obj = dict[str, Any]
 class ManagedObjectGateway:
     def __init__(self, api: client.ApiClient) -> None:
         self._custom = client.CustomObjectsApi(api)
+
+    def list_all(self) -> list[Obj]:
+        """Every ManagedSecret in the cluster (one request; the resync and rotation loops)."""
+        try:
+            result = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
+        except ApiException as exc:
+            raise ServerError(f"cannot list ManagedSecrets: HTTP {exc.status}") from None
+        return list(result.get("items", []))
 
     def get(self, namespace: str, name: str) -> Obj | None:
         try:
@@ -64,6 +73,16 @@ class ManagedObjectGateway:
                 return None
             raise _error("patch", namespace, name, exc) from None
         return patched
+
+    def patch_status(self, namespace: str, name: str, status: Obj) -> None:
+        """Merge `status` into the status subresource; nothing when the object is gone."""
+        try:
+            self._custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise _error("patch the status of", namespace, name, exc) from None
 
     def delete(self, namespace: str, name: str, uid: str | None = None) -> bool:
         """Delete if present (only that incarnation when `uid` is given)."""

@@ -12,10 +12,11 @@ annotation; it does not rotate by itself.
 
 from __future__ import annotations
 
+import uuid
 from datetime import timedelta
 from typing import Any
 
-from kustos.errors import InvalidParameterError
+from kustos.errors import InvalidParameterError, InvalidRequestError
 from kustos.models.records import SecretRecord
 from kustos.services.api_call import Call, Deps
 from kustos.services.api_ids import find, not_deleted
@@ -59,11 +60,24 @@ def restore_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
 
 
 def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
+    """Record the rotation rules and, unless RotateImmediately is false, ask the operator to
+    rotate now. The ClientRequestToken (or a fresh one) becomes the new version's id, as in
+    AWS; a retry with the same token starts nothing new. How to rotate (the rotator and its
+    settings) is the ManagedSecret's `spec.rotation`; RotationRules set its schedule."""
     record = not_deleted(find(deps, call, "RotateSecret", p["SecretId"], {
         "secretsmanager:RotationLambdaARN": p.get("RotationLambdaARN")}))
     rules = dict(p.get("RotationRules") or {})
     if record.object_name is None:
         raise InvalidParameterError("The secret has no ManagedSecret object to rotate through.")
+    immediately = p.get("RotateImmediately", True)
+    obj = deps.objects.get(record.namespace, record.object_name) or {}
+    configured = bool((obj.get("spec") or {}).get("rotation"))
+    if immediately and not configured:
+        raise InvalidRequestError(
+            f"Rotation is not configured: add a rotation section (the rotator and its "
+            f"settings) to ManagedSecret {record.namespace}/{record.object_name}."
+        )
+    token = p.get("ClientRequestToken") or str(uuid.uuid4())
     call.commit_point(ARN=record.arn, Name=record.name)
     extra = dict(record.extra)
     if p.get("RotationLambdaARN"):
@@ -72,11 +86,29 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     if rules:
         changes["rotation_rules"] = rules
     deps.secrets.update(record.evolve(**changes))
-    if p.get("RotateImmediately", True):
-        stamp = str(int(deps.secrets.clock().timestamp()))
-        deps.objects.merge_patch(record.namespace, record.object_name,
-                                 {"metadata": {"annotations": {ANNOTATION_ROTATE_NOW: stamp}}})
-    return {"ARN": record.arn, "Name": record.name}
+    patch: dict[str, Any] = {}
+    if configured and (schedule := _schedule_of(rules)):
+        patch["spec"] = {"rotation": schedule}
+    if immediately:
+        patch["metadata"] = {"annotations": {ANNOTATION_ROTATE_NOW: token}}
+    if patch:
+        deps.objects.merge_patch(record.namespace, record.object_name, patch)
+    out: Result = {"ARN": record.arn, "Name": record.name}
+    if immediately:
+        out["VersionId"] = token
+    return out
+
+
+def _schedule_of(rules: dict[str, Any]) -> dict[str, str]:
+    """RotationRules as the spec.rotation fields they stand for."""
+    out: dict[str, str] = {}
+    if rules.get("ScheduleExpression"):
+        out["schedule"] = str(rules["ScheduleExpression"])
+    elif rules.get("AutomaticallyAfterDays"):
+        out["schedule"] = f"rate({int(rules['AutomaticallyAfterDays'])} days)"
+    if rules.get("Duration") and out:
+        out["window"] = str(rules["Duration"])
+    return out
 
 
 def cancel_rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:

@@ -12,7 +12,6 @@ from kustos.config import Settings
 from kustos.kube.client import api_client
 from kustos.kube.events import EventRecorder
 from kustos.kube.keyring_secret import KeyringSecret
-from kustos.kube.managed import ManagedSecretGateway
 from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.models.records import SecretRecord
@@ -49,7 +48,7 @@ class Services:
     secrets: SecretService
     managed: ManagedSecretService
     events: EventRecorder
-    managed_objects: ManagedSecretGateway
+    managed_objects: ManagedObjectGateway
     audit: AuditService
     notifier: Notifier | None = None
 
@@ -69,7 +68,7 @@ class Services:
             secrets, SourceService(gateway), ProjectionService(gateway), lifecycle
         )
         return cls(settings, api, store, keys, secrets, managed, events,
-                   ManagedSecretGateway(api), audit=audit, notifier=notifier)
+                   ManagedObjectGateway(api), audit=audit, notifier=notifier)
 
     @cached_property
     def access(self) -> AccessService:
@@ -82,13 +81,13 @@ class Services:
     def deletion(self) -> DeletionService:
         """Scheduled deletion, restore and purge (API and `kubectl delete ms`)."""
         events = AuditingEventSink(self.events, self.audit, _object_resolver(self.store))
-        return DeletionService(self.secrets, ManagedObjectGateway(self.api),
+        return DeletionService(self.secrets, self.managed_objects,
                                SecretGateway(self.api), events)
 
     @cached_property
     def secrets_api(self) -> SecretsApi:
         """The Secrets Manager operations, authorized by `access`, audited by `audit`."""
-        return SecretsApi(self.secrets, ManagedObjectGateway(self.api), SecretGateway(self.api),
+        return SecretsApi(self.secrets, self.managed_objects, SecretGateway(self.api),
                           self.access, self.audit, self.reads)
 
     @cached_property
@@ -161,7 +160,7 @@ def _access_key_payloads(store: AccessKeyStore) -> Callable[[], list[SealedItem]
     return items
 
 
-def _uid_of(objects: ManagedSecretGateway) -> Callable[[str, str], str | None]:
+def _uid_of(objects: ManagedObjectGateway) -> Callable[[str, str], str | None]:
     def uid(namespace: str, name: str) -> str | None:
         obj = objects.get(namespace, name)
         return None if obj is None else str(obj["metadata"]["uid"])

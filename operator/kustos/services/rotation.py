@@ -14,6 +14,7 @@ at finishSecret; the caller then re-projects the Secret.
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +41,9 @@ from kustos.services.secrets import SecretService
 from kustos.store.rotations import STARTED, RotationRecord, RotationStore
 
 __all__ = ["ANNOTATION_ROTATE_NOW", "RotationService", "RotationTick"]
+
+#: What may serve as a version id (AWS: 32-64 characters; Kustos: letters, digits, dashes).
+_VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
 
 ANNOTATION_ROTATE_NOW = "kustos.io/rotate-now"
 
@@ -99,6 +103,7 @@ class RotationService:
             last = self._store.last_success(record.arn)
             base = max(last.finished_at or enabled_at, enabled_at) if last else enabled_at
             due = schedule.next_rotation(base=base, now=self._now()) if schedule else None
+            self._note_schedule(record, True, due)
             if active is None:
                 trigger = force or self._trigger(record, rotation, rotate_now, enabled_at, due)
                 if trigger is None:
@@ -158,13 +163,23 @@ class RotationService:
                               f"AWSPENDING removed from version {stray.version_id} left by an "
                               "earlier, unfinished rotation (the version is kept)",
                               EventType.WARNING)  # fmt: skip
-        token = str(uuid.uuid4())
+        token = self._requested_token(record, trigger) or str(uuid.uuid4())
         active = self._store.begin(record.arn, token, rotator=rotator, config=config,
                                    trigger=trigger, now=self._now())  # fmt: skip
         self._events.emit(obj.ref, Reason.ROTATION_STARTED,
                           f"rotation {token} started ({trigger.split(':')[0]}) with rotator "
                           f"{rotator}")  # fmt: skip
         return active
+
+    def _requested_token(self, record: SecretRecord, trigger: str) -> str | None:
+        """A rotate-now value that is a usable version id (RotateSecret's ClientRequestToken)
+        becomes the new version's id, so the API can answer with it before the rotation ends."""
+        value = trigger.removeprefix("rotate-now:") if trigger.startswith("rotate-now:") else ""
+        if not _VERSION_ID.fullmatch(value):
+            return None
+        if self._secrets.store.get_version(record.arn, version_id=value) is not None:
+            return None
+        return value
 
     # -- running -------------------------------------------------------------------------
     def _advance(
@@ -216,11 +231,24 @@ class RotationService:
         if active is not None:  # past setSecret: finish it with the config it started with
             return self._advance(obj, record, active, dict(active.config), None, None)
         self._store.disable(record.arn)
+        self._note_schedule(record, False, None)
         status = self._status(obj, record, None, None, None)
         status["rotation"] = None
         status["conditions"] = [c for c in status["conditions"]
                                 if c.get("type") != ConditionType.ROTATION_FAILED]
         return RotationTick(status)
+
+    def _note_schedule(self, record: SecretRecord, enabled: bool, due: datetime | None) -> None:
+        """Keep the record's RotationEnabled and NextRotationDate (DescribeSecret, metrics) in
+        step with the spec; written only when they change."""
+        due = due.replace(microsecond=0) if due is not None else None
+        if (record.rotation_enabled, record.next_rotation_at) == (enabled, due):
+            return
+        fresh = self._secrets.store.get_secret_by_arn(record.arn)  # finish may have written
+        if fresh is not None and (fresh.rotation_enabled, fresh.next_rotation_at) != (
+            enabled, due
+        ):
+            self._secrets.update(fresh.evolve(rotation_enabled=enabled, next_rotation_at=due))
 
     # -- status --------------------------------------------------------------------------
     @staticmethod

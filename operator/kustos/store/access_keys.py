@@ -6,18 +6,15 @@ Errors name access key ids, never key material.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 
-from kustos.errors import ResourceExistsError, StoreError
+from kustos.errors import ResourceExistsError
 from kustos.models.access_keys import AccessKeyRecord
 from kustos.models.records import SealedPayload
-from kustos.store.migrate import WRITE
 from kustos.store.schema import UTCDateTime, metadata
+from kustos.store.tx import Tables
 
 __all__ = ["AccessKeyStore", "access_keys"]
 
@@ -54,20 +51,7 @@ def _from_row(row: RowMapping) -> AccessKeyRecord:
     )
 
 
-class AccessKeyStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-
-    @contextmanager
-    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() if write else self._engine.connect() as conn:
-                yield conn
-        except IntegrityError:
-            raise
-        except DBAPIError as exc:
-            raise StoreError(f"store failed to {what}: {type(exc.orig).__name__}") from None
+class AccessKeyStore(Tables):
 
     def create(self, record: AccessKeyRecord) -> None:
         row = {

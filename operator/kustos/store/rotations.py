@@ -13,21 +13,20 @@ labelling, never a mix. `rotation_schedules` remembers when rotation was enabled
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from kustos.errors import InvalidRequestError, KustosError, ResourceNotFoundError, StoreError
+from kustos.errors import InvalidRequestError, ResourceNotFoundError, StoreError
 from kustos.models.records import AWSCURRENT, AWSPENDING
 from kustos.store.labels import attach, holder_of, lock_secret, version_exists
-from kustos.store.migrate import WRITE
 from kustos.store.schema import UTCDateTime, metadata, secrets, stages
+from kustos.store.tx import Tables
 
 __all__ = [
     "ABANDONED", "DONE", "IN_PROGRESS", "PENDING", "STARTED", "SUCCEEDED",
@@ -109,20 +108,7 @@ def _record(row: Mapping[Any, Any]) -> RotationRecord:
     )  # fmt: skip
 
 
-class RotationStore:
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._writer = engine.execution_options(**{WRITE: True})
-
-    @contextmanager
-    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
-        try:
-            with self._writer.begin() if write else self._engine.connect() as conn:
-                yield conn
-        except (KustosError, IntegrityError):
-            raise
-        except DBAPIError as exc:
-            raise StoreError(f"store failed to {what}: {type(exc.orig).__name__}") from None
+class RotationStore(Tables):
 
     # -- reading -------------------------------------------------------------------------
     def get(self, arn: str, token: str) -> RotationRecord | None:

@@ -10,24 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 from alembic.util import CommandError
-from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kustos.errors import (
     InvalidParameterError,
     InvalidRequestError,
-    KustosError,
     ResourceExistsError,
     ResourceNotFoundError,
     StoreError,
 )
-from kustos.metrics import STORE_ERRORS
 from kustos.models.records import (
     AWSCURRENT,
     SealedPayload,
@@ -39,19 +35,36 @@ from kustos.store.labels import attach, holder_of, lock_secret, version_exists
 from kustos.store.rows import secret_from_row, secret_to_row, version_from_row
 from kustos.store.schema import secrets, versions
 from kustos.store.schema import stages as stage_rows
+from kustos.store.tx import Tables
 
 __all__ = ["SqlStore"]
+
+# The hot read paths (every GetSecretValue) as statements built once with bind parameters:
+# building SQL expressions per call costs more than SQLite's own work.
+_P = sa.bindparam
+_SECRET_BY_ARN = sa.select(secrets).where(secrets.c.arn == _P("arn"))
+_SECRET_BY_NAME = sa.select(secrets).where(
+    secrets.c.namespace == _P("namespace"), secrets.c.name == _P("name")
+)
+_HOLDER = sa.select(stage_rows.c.version_id).where(
+    stage_rows.c.arn == _P("arn"), stage_rows.c.stage == _P("stage")
+)
+_VERSION = sa.select(versions).where(
+    versions.c.arn == _P("arn"), versions.c.version_id == _P("vid")
+)
+_LABELS = sa.select(stage_rows.c.stage).where(
+    stage_rows.c.arn == _P("arn"), stage_rows.c.version_id == _P("vid")
+)
 
 log = logging.getLogger(__name__)
 _BATCH = 500
 
 
-class SqlStore:
+class SqlStore(Tables):
     """A `Store` on the database at `url` (``sqlite:///path`` or ``postgresql://...``)."""
 
     def __init__(self, url: str) -> None:
-        self._engine = migrate.make_engine(url)
-        self._writer = self._engine.execution_options(**{migrate.WRITE: True})
+        super().__init__(migrate.make_engine(url))
         self._dialect = self._engine.dialect.name
         try:
             migrate.upgrade(self._engine)
@@ -78,18 +91,6 @@ class SqlStore:
         self._engine.dispose()
 
     # -- plumbing -----------------------------------------------------------------------
-    @contextmanager
-    def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
-        """A transaction; driver errors become StoreError without parameters or SQL."""
-        try:
-            with self._writer.begin() if write else self._engine.connect() as conn:
-                yield conn
-        except (KustosError, IntegrityError):
-            raise  # integrity: the caller knows which conflict it means
-        except DBAPIError as exc:
-            STORE_ERRORS.labels(what).inc()
-            raise StoreError(f"store failed to {what}: {type(exc.orig).__name__}") from None
-
     # -- secrets ------------------------------------------------------------------------
     def create_secret(self, record: SecretRecord) -> None:
         try:
@@ -113,16 +114,16 @@ class SqlStore:
                 f"secret {record.name!r} in namespace {record.namespace!r} exists already"
             ) from None
 
-    def _one_secret(self, where: Any) -> SecretRecord | None:
+    def _one_secret(self, query: sa.Select[Any], params: dict[str, str]) -> SecretRecord | None:
         with self._tx("read a secret") as conn:
-            row = conn.execute(sa.select(secrets).where(where)).mappings().first()
+            row = conn.execute(query, params).mappings().first()
         return None if row is None else secret_from_row(row)
 
     def get_secret(self, namespace: str, name: str) -> SecretRecord | None:
-        return self._one_secret(sa.and_(secrets.c.namespace == namespace, secrets.c.name == name))
+        return self._one_secret(_SECRET_BY_NAME, {"namespace": namespace, "name": name})
 
     def get_secret_by_arn(self, arn: str) -> SecretRecord | None:
-        return self._one_secret(secrets.c.arn == arn)
+        return self._one_secret(_SECRET_BY_ARN, {"arn": arn})
 
     def list_secrets(self, namespace: str | None = None) -> list[SecretRecord]:
         """Healthy secrets ordered by (namespace, name); corrupted rows are logged, skipped."""
@@ -185,22 +186,17 @@ class SqlStore:
             stage = AWSCURRENT
         with self._tx("read a version") as conn:
             if stage is not None:
-                holder = holder_of(conn, arn, stage)
+                holder = conn.execute(_HOLDER, {"arn": arn, "stage": stage}).scalar_one_or_none()
                 if holder is None or (version_id is not None and holder != version_id):
                     return None
                 version_id = holder
-            query = sa.select(versions).where(
-                versions.c.arn == arn, versions.c.version_id == version_id
-            )
-            row = conn.execute(query).mappings().first()
+            params = {"arn": arn, "vid": version_id}
+            row = conn.execute(_VERSION, params).mappings().first()
             if row is None:
                 if stage is not None:
                     raise StoreError(f"secret {arn!r}: label {stage!r} is on a missing version")
                 return None
-            labels = sa.select(stage_rows.c.stage).where(
-                stage_rows.c.arn == arn, stage_rows.c.version_id == version_id
-            )
-            found = tuple(conn.execute(labels).scalars())
+            found = tuple(conn.execute(_LABELS, params).scalars())
         return version_from_row(row, found)
 
     def list_versions(self, arn: str) -> list[VersionRecord]:
