@@ -66,6 +66,7 @@ kubectl: ## How to use the kubectl that matches the control plane
 # Operator, databases, tests
 
 STORE_URL ?= sqlite:///$(LOCAL)/kustos.db
+KUSTOS_NAMESPACE ?= kustos-system
 DB := $(VENV)/bin/python tools/db/dbctl.py
 
 .PHONY: run
@@ -73,9 +74,8 @@ run: $(VENV_STAMP) ## Start the control plane (unless KUBECONFIG reaches a clust
 	@mkdir -p $(LOCAL)
 	@if ! $(VENV)/bin/python tools/reachable.py "$(KUBECONFIG)"; then \
 		echo "starting the local control plane (KUBECONFIG=$(KUBECONFIG))"; $(CLUSTER) up >/dev/null; fi
-	@$(VENV)/bin/python tools/apply_crds.py "$(KUBECONFIG)"
-	KUSTOS_STORE_URL="$(STORE_URL)" KUSTOS_NAMESPACE="$${KUSTOS_NAMESPACE:-kustos-system}" \
-		$(VENV)/bin/kustos run
+	@$(VENV)/bin/python tools/apply_crds.py "$(KUBECONFIG)" "$(KUSTOS_NAMESPACE)"
+	KUSTOS_STORE_URL="$(STORE_URL)" KUSTOS_NAMESPACE="$(KUSTOS_NAMESPACE)" $(VENV)/bin/kustos run
 
 .PHONY: db-up
 db-up: $(VENV_STAMP) ## Start local PostgreSQL and MariaDB (loopback, throwaway data); see .local/db/env.json

@@ -1,4 +1,5 @@
-"""Apply crds/*.yaml to the cluster of the kubeconfig given as argv[1] and wait until served."""
+"""Apply crds/*.yaml to the cluster of the kubeconfig given as argv[1], wait until they are
+served, and create the operator's namespace (argv[2], if given) when it is missing."""
 
 from __future__ import annotations
 
@@ -41,7 +42,20 @@ def main() -> int:
                 return 1
             time.sleep(0.2)
     print(f"applied {len(names)} CRDs: {', '.join(names)}")
+    if len(sys.argv) > 2:
+        ensure_namespace(api, sys.argv[2])
     return 0
+
+
+def ensure_namespace(api: client.ApiClient, name: str) -> None:
+    core = client.CoreV1Api(api)
+    try:
+        core.read_namespace(name)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        print(f"created namespace {name}")
 
 
 if __name__ == "__main__":

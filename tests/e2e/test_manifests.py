@@ -32,3 +32,23 @@ def test_rbac_never_lists_or_watches_secrets(kube_cluster: Any) -> None:
         if "" in rule["apiGroups"] and "secrets" in rule["resources"]:
             assert not {"list", "watch", "*"} & set(rule["verbs"]), rule
     assert any("secrets" in r["resources"] for r in role["rules"])
+
+
+def test_make_run_bootstrap_applies_crds_and_creates_the_namespace(kube_cluster: Any) -> None:
+    """`make run` runs tools/apply_crds.py before the operator: on a fresh cluster the
+    operator's namespace does not exist yet, and the keyring Secret must go there."""
+    import subprocess
+    import sys
+    import uuid
+
+    namespace = f"kustos-run-{uuid.uuid4().hex[:6]}"
+    script = MANIFESTS.parent / "tools" / "apply_crds.py"
+    proc = subprocess.run([sys.executable, str(script), kube_cluster.kubeconfig, namespace],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"created namespace {namespace}" in proc.stdout
+    kube_cluster.kubectl("get", "namespace", namespace)
+    kube_cluster.kubectl("get", "crd", "managedsecrets.kustos.io")
+    again = subprocess.run([sys.executable, str(script), kube_cluster.kubeconfig, namespace],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == 0 and "created namespace" not in again.stdout

@@ -66,6 +66,11 @@ class KeyringSecret:
         except ApiException as exc:
             if exc.status == 409:
                 raise ConflictError(f"keyring Secret {self.ref} was created meanwhile") from None
+            if exc.status == 404:
+                raise KeyringError(
+                    f"cannot create keyring Secret {self.ref}: namespace {self.namespace} does "
+                    "not exist (create it, or set KUSTOS_NAMESPACE)"
+                ) from None
             raise KeyringError(
                 f"cannot create keyring Secret {self.ref}: HTTP {exc.status} {exc.reason}"
             ) from None
