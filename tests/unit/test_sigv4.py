@@ -305,3 +305,41 @@ def test_the_store_holds_no_secret_in_clear(
     assert issued.record.access_key_id.encode() in raw  # we are looking at the right bytes
     assert secret.encode() not in raw
     assert [k.access_key_id for k in keys.list("team-a")] == [issued.record.access_key_id]
+
+
+class _SignsAllBut(SigV4Auth):  # type: ignore[misc]
+    """A signer that leaves one header out of SignedHeaders (as a careless client might)."""
+
+    def __init__(self, credentials: Credentials, leave_out: str) -> None:
+        super().__init__(credentials, "secretsmanager", REGION)
+        self._leave_out = leave_out
+
+    def headers_to_sign(self, request: AWSRequest) -> object:
+        headers = super().headers_to_sign(request)
+        del headers[self._leave_out]
+        return headers
+
+
+def test_an_unsigned_operation_header_is_refused_so_a_replay_cannot_retarget(
+    access: AccessService, keys: AccessKeyService
+) -> None:
+    issued = keys.create("team-a", "app")
+    request = AWSRequest(method="POST", url=f"https://{HOST}/", data=BODY, headers={
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "secretsmanager.GetSecretValue",
+    })  # fmt: skip
+    credentials = Credentials(issued.record.access_key_id, issued.secret_access_key.reveal())
+    _SignsAllBut(credentials, "x-amz-target").add_auth(request)
+    assert "x-amz-target" not in request.headers["Authorization"]
+    with pytest.raises(AuthenticationError, match="X-Amz-Target") as caught:
+        access.authenticate(view(request))
+    assert caught.value.aws_code == "IncompleteSignatureException"
+    # The captured GetSecretValue, re-targeted as DeleteSecret: refused the same way.
+    retargeted = view(request, headers={"X-Amz-Target": "secretsmanager.DeleteSecret"})
+    assert code_of(access, retargeted) == "IncompleteSignatureException"
+    # Signed as the SDKs sign it, the same request is accepted; re-targeted, it is not.
+    proper = signed(issued.record.access_key_id, issued.secret_access_key.reveal())
+    assert "x-amz-target" in proper.headers["Authorization"]
+    assert access.authenticate(view(proper)).namespace == "team-a"
+    bent = view(proper, headers={"X-Amz-Target": "secretsmanager.DeleteSecret"})
+    assert code_of(access, bent) == "InvalidSignatureException"

@@ -114,6 +114,8 @@ def check_scope(
     stamp, moment = request_time(headers)
     if "x-amz-date" not in parsed.signed_headers:
         raise _incomplete("SignedHeaders must include 'x-amz-date'")
+    if "x-amz-target" not in parsed.signed_headers and headers.get("x-amz-target") is not None:
+        raise _incomplete("'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.")
     if moment < now - max_skew:
         raise _bad_signature(
             f"Signature expired: {stamp} is now earlier than "
