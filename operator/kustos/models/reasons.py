@@ -14,6 +14,7 @@ __all__ = ["ConditionType", "EventType", "Reason"]
 class ConditionType(StrEnum):
     READY = "Ready"
     ROTATION_FAILED = "RotationFailed"
+    RESOURCE_POLICY_IN_FORCE = "ResourcePolicyInForce"
 
 
 class EventType(StrEnum):
@@ -57,3 +58,4 @@ class Reason(StrEnum):
     ACCESS_DENIED = "AccessDenied"
     ACCESSED = "Accessed"
     POLICY_CHANGED = "PolicyChanged"
+    RESOURCE_POLICY_REJECTED = "ResourcePolicyRejected"

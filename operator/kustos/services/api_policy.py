@@ -1,8 +1,10 @@
 """Secrets Manager operations on resource policies, and GetRandomPassword.
 
 Put/Get/Delete/ValidateResourcePolicy use `kustos.policy` for parsing (MalformedPolicy-
-DocumentException), BlockPublicPolicy (PublicPolicyException) and validation findings. A
-resource policy is kept in the record and in the ManagedSecret's `spec.resourcePolicy`.
+DocumentException), BlockPublicPolicy (PublicPolicyException) and validation findings, through
+`services.resource_policy` (the same checks the controller applies to the spec). A resource
+policy is kept in the record (the one in force) and in the ManagedSecret's
+`spec.resourcePolicy`.
 GetRandomPassword uses the rotation package's generator with AWS's parameters.
 """
 
@@ -12,11 +14,11 @@ import json
 from typing import Any
 
 from kustos.models.records import SecretRecord
-from kustos.policy import ensure_not_public, parse_policy, validate_resource_policy
-from kustos.policy.model import PolicyKind
+from kustos.policy import is_public, validate_resource_policy
 from kustos.rotation.passwords import PasswordParams, generate_password
 from kustos.services.api_call import Call, Deps
 from kustos.services.api_ids import find, not_deleted
+from kustos.services.resource_policy import PUBLIC_ACCEPTED, checked_policy, digest
 
 __all__ = [
     "delete_resource_policy",
@@ -47,12 +49,15 @@ def put_resource_policy(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     block = bool(p.get("BlockPublicPolicy", False))
     record = not_deleted(find(deps, call, "PutResourcePolicy", p["SecretId"],
                               {"secretsmanager:BlockPublicPolicy": block}))
-    policy = parse_policy(text, kind=PolicyKind.RESOURCE, name=record.arn)
-    if block:
-        ensure_not_public(policy)
+    _, policy = checked_policy(text, name=record.arn, block_public=block)
     call.commit_point(ARN=record.arn, Name=record.name)
-    # Object first: the operator may copy spec.resourcePolicy into the record when it
-    # sees the change; both arrive at the same document.
+    if not block and is_public(policy) and record.object_name:
+        # The controller applies BlockPublicPolicy to the spec; this caller waived it for
+        # this document, so say so in the record before the spec shows the document.
+        record = deps.secrets.update(record.evolve(
+            extra={**record.extra, PUBLIC_ACCEPTED: digest(text)}))
+    # Object first: the operator makes spec.resourcePolicy the one in force when it sees
+    # the change; both arrive at the same document.
     _patch_policy(deps, record, json.loads(text))
     deps.secrets.update(record.evolve(resource_policy=text))
     return {"ARN": record.arn, "Name": record.name}

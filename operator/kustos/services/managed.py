@@ -27,6 +27,7 @@ from kustos.models.reasons import ConditionType, EventType, Reason
 from kustos.models.records import SecretRecord, VersionRecord
 from kustos.models.spec import ManagedSecretSpec
 from kustos.services.projection import Projection, ProjectionOutcome, ProjectionService
+from kustos.services.resource_policy import follow_spec
 from kustos.services.secrets import SecretService
 from kustos.services.sources import SourceError, SourceService
 
@@ -53,6 +54,14 @@ class ManagedObject:
 
 
 @dataclass(frozen=True)
+class PolicyState:
+    """Whether the spec's resourcePolicy is the one in force (see services.resource_policy)."""
+
+    in_force: bool
+    message: str
+
+
+@dataclass(frozen=True)
 class Reconciled:
     status: dict[str, Any]
     error: KustosError | None = None
@@ -76,20 +85,23 @@ class ManagedSecretService:
         try:
             spec = parse_spec(obj.spec)
             record = self._ensure_record(obj, spec)
+            record, policy = self._ensure_policy(obj, spec, record)
             if record.deletion_date is not None:  # values are not served during the window
                 return Reconciled(self._status(
                     obj, spec, record, Reason.DELETION_SCHEDULED,
                     f"secret scheduled for deletion on {_iso(record.deletion_date)}; "
-                    "restore it with RestoreSecret", ready=False))
+                    "restore it with RestoreSecret", ready=False, policy=policy))
             self._ensure_version(obj, spec, record)
             current = self._secrets.current(record)
             if current is None:
                 return Reconciled(self._status(obj, spec, record, Reason.NO_VALUE,
-                                               "the secret has no value yet", ready=False))
+                                               "the secret has no value yet", ready=False,
+                                               policy=policy))
             self._project(obj, spec, record, current)
             message = (f"version {current.version_id} projected into Secret "
                        f"{spec.target_name(obj.name)}")
-            return Reconciled(self._status(obj, spec, record, Reason.PROJECTED, message))
+            return Reconciled(self._status(obj, spec, record, Reason.PROJECTED, message,
+                                           policy=policy))
         except KustosError as error:
             reason = reason_for(error)
             self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
@@ -118,6 +130,30 @@ class ManagedSecretService:
                 description=spec.description, tags=dict(spec.tags), object_name=obj.name
             ))
         return record
+
+    def _ensure_policy(
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord
+    ) -> tuple[SecretRecord, PolicyState | None]:
+        """spec.resourcePolicy becomes the policy in force, if it passes the checks of
+        PutResourcePolicy (with BlockPublicPolicy); if not, the previous one stays."""
+        decided = follow_spec(record, spec.resource_policy)
+        if decided.problem is not None:
+            kept = "the previous resource policy" if record.resource_policy else "no policy"
+            message = (f"spec.resourcePolicy is not in force: {decided.problem}; {kept} "
+                       "stays in force")
+            old = _find(obj.status.get("conditions") or [], ConditionType.RESOURCE_POLICY_IN_FORCE)
+            if old is None or (old.get("status"), old.get("message")) != ("False", message):
+                self._events.emit(obj.ref, Reason.RESOURCE_POLICY_REJECTED, message,
+                                  EventType.WARNING)
+            return record, PolicyState(False, message)
+        if decided.changed:
+            record = self._secrets.update(decided.record)
+            self._events.emit(obj.ref, Reason.POLICY_CHANGED,
+                              "resource policy from spec.resourcePolicy in force"
+                              if record.resource_policy else "resource policy removed")
+        if spec.resource_policy is None:
+            return record, None
+        return record, PolicyState(True, "spec.resourcePolicy is the resource policy in force")
 
     def _ensure_version(
         self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord
@@ -187,8 +223,10 @@ class ManagedSecretService:
     # -- status --------------------------------------------------------------------------
     def _status(
         self, obj: ManagedObject, spec: ManagedSecretSpec | None, record: SecretRecord | None,
-        reason: Reason, message: str, *, ready: bool = True,
+        reason: Reason, message: str, *, ready: bool = True, policy: PolicyState | None = None,
     ) -> dict[str, Any]:
+        """The status to patch. A spec whose resourcePolicy is not in force is not Ready
+        (the secret still serves and projects, under the previous policy)."""
         status: dict[str, Any] = {"observedGeneration": obj.generation}
         if record is not None:
             versions = self._safe_versions(record)
@@ -203,9 +241,20 @@ class ManagedSecretService:
         if spec is not None:
             status["projectedSecret"] = spec.target_name(obj.name)
         previous = obj.status.get("conditions") or []
-        status["conditions"] = [condition(
-            obj, ConditionType.READY, ready, reason, message, previous=previous,
-        )] + [c for c in previous if c.get("type") != ConditionType.READY]  # e.g. RotationFailed
+        if policy is not None and not policy.in_force and ready:
+            ready, reason, message = False, Reason.RESOURCE_POLICY_REJECTED, policy.message
+        conditions = [condition(obj, ConditionType.READY, ready, reason, message,
+                                previous=previous)]
+        owned = {str(ConditionType.READY)}
+        if spec is not None:  # else the spec did not parse: keep what was known
+            owned.add(str(ConditionType.RESOURCE_POLICY_IN_FORCE))
+            if policy is not None:
+                conditions.append(condition(
+                    obj, ConditionType.RESOURCE_POLICY_IN_FORCE, policy.in_force,
+                    Reason.RECONCILED if policy.in_force else Reason.RESOURCE_POLICY_REJECTED,
+                    policy.message, previous=previous))
+        # the others (e.g. RotationFailed) belong to other services
+        status["conditions"] = conditions + [c for c in previous if c.get("type") not in owned]
         return status
 
     def _safe_versions(self, record: SecretRecord) -> list[VersionRecord]:
@@ -258,6 +307,10 @@ def condition(
         "type": str(ctype), "status": status, "reason": str(reason), "message": message[:1024],
         "observedGeneration": obj.generation, "lastTransitionTime": transition,
     }
+
+
+def _find(conditions: list[dict[str, Any]], ctype: ConditionType) -> dict[str, Any] | None:
+    return next((c for c in conditions if c.get("type") == str(ctype)), None)
 
 
 def _status_versions(versions: list[VersionRecord]) -> list[VersionRecord]:

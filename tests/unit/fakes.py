@@ -1,0 +1,46 @@
+"""In-memory stand-ins for the Kubernetes gateways, for unit tests of the services."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kustos.kube.events import ObjectRef
+from kustos.models.reasons import EventType, Reason
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.emitted: list[tuple[str, str, str, str]] = []
+
+    def emit(self, ref: ObjectRef, reason: Reason, message: str,
+             type: EventType = EventType.NORMAL) -> None:  # fmt: skip
+        self.emitted.append((ref.name, str(reason), message, str(type)))
+
+    def reasons(self) -> list[str]:
+        return [e[1] for e in self.emitted]
+
+
+class FakeSecrets:
+    """The Secret gateway's get/create/replace/delete over a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.rv = 0
+
+    def get(self, ns: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((ns, name))
+        return json.loads(json.dumps(obj)) if obj else None
+
+    def create(self, ns: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.rv += 1
+        body = json.loads(json.dumps(body))
+        body["metadata"].update(resourceVersion=str(self.rv), uid=f"uid-{self.rv}")
+        self.objects[(ns, body["metadata"]["name"])] = body
+        return body
+
+    def replace(self, ns: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.create(ns, body)
+
+    def delete(self, ns: str, name: str, uid: str | None = None) -> bool:
+        return self.objects.pop((ns, name), None) is not None
