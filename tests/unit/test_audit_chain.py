@@ -188,14 +188,45 @@ def test_insert_with_a_bad_hash_at_the_end_is_named(audit: AuditService, db: Pat
     assert kinds(audit.verify()) == [("modified", 11, "forged-2")]
 
 
-def test_reorder_is_named(audit: AuditService, db: Path) -> None:
+def swap(db: Path, a: int, b: int) -> None:
+    with sqlite3.connect(db) as conn:
+        for to, frm in ((-1, a), (a, b), (b, -1)):
+            conn.execute("UPDATE audit_log SET seq = ? WHERE seq = ?", (to, frm))
+    conn.close()
+
+
+def test_swapped_neighbours_are_both_named(audit: AuditService, db: Path) -> None:
     fill(audit)
-    raw(db, "UPDATE audit_log SET seq = -1 WHERE seq = 5",
-        "UPDATE audit_log SET seq = 5 WHERE seq = 6",
-        "UPDATE audit_log SET seq = 6 WHERE seq = -1")
+    swap(db, 5, 6)
     report = audit.verify()
-    assert kinds(report) == [("reordered", 6, "e0005")]
-    assert "written as seq 5" in report.findings[0].message
+    assert kinds(report) == [("reordered", 5, "e0006"), ("reordered", 6, "e0005")]
+    assert "written as seq 6" in report.findings[0].message
+
+
+@pytest.mark.parametrize(("a", "b"), [(3, 7), (1, 2), (9, 10), (1, 10), (2, 9)])
+def test_swap_names_exactly_the_moved_records(audit: AuditService, db: Path, a: int,
+                                              b: int) -> None:
+    fill(audit)
+    swap(db, a, b)
+    assert kinds(audit.verify()) == [("reordered", a, f"e{b:04d}"),
+                                     ("reordered", b, f"e{a:04d}")]
+
+
+def test_a_record_moved_far_is_the_only_one_named(audit: AuditService, db: Path) -> None:
+    fill(audit)
+    raw(db, "UPDATE audit_log SET seq = -3 WHERE seq = 3",
+        "UPDATE audit_log SET seq = seq - 1 WHERE seq BETWEEN 4 AND 8",
+        "UPDATE audit_log SET seq = 8 WHERE seq = -3")
+    assert kinds(audit.verify()) == [("reordered", 8, "e0003")]
+
+
+def test_a_move_next_to_a_deletion_names_the_move_and_the_deletion(
+        audit: AuditService, db: Path) -> None:
+    fill(audit)
+    raw(db, "DELETE FROM audit_log WHERE seq = 2")
+    swap(db, 6, 8)
+    assert kinds(audit.verify()) == [("reordered", 6, "e0008"), ("reordered", 8, "e0006"),
+                                     ("deleted", 2, None)]
 
 
 def test_deleted_digest_is_named(audit: AuditService, db: Path) -> None:

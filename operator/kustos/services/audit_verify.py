@@ -7,7 +7,9 @@ and that "as written" seq tells what happened around it:
 - contents no longer match the hash at any nearby seq   -> ``modified``
 - a seq written once is missing                         -> ``deleted``
 - a seq written once appears twice (the extra row does not chain) -> ``inserted``
-- a row written earlier sits after a later one          -> ``reordered``
+- a row that sits out of order among its neighbours     -> ``reordered``: a row is named
+  when its neighbours are in order with each other but it fits between neither (so a swap
+  names both rows, a row moved far names that row only, never the untouched ones between)
 - a row that verifies alone but does not chain to its predecessor -> ``broken-link``
 - a digest whose signature fails, whose key is unknown, whose predecessor is missing, or
   whose signed chain hash differs from the log's        -> ``digest``
@@ -127,6 +129,8 @@ class _Walk:
         self.recent: deque[tuple[int, str, str, str, int]] = deque(maxlen=_SEARCH + 1)
         self.flagged_prev = False
         self.pending_dup: tuple[int, str, str, int] | None = None  # seq, eid, hash, orig
+        #: The last two rows as (seq, eventID, original seq), to judge the middle one.
+        self.order: deque[tuple[int, str, int]] = deque([(start_seq, "", start_seq)], maxlen=2)
 
     def add(self, f: Finding) -> None:
         self.flagged_prev = True
@@ -165,9 +169,8 @@ class _Walk:
                 self.gaps[missing] = seq
         elif orig <= self.max_orig:
             if orig in self.gaps:
-                del self.gaps[orig]
-                self.add(Finding("reordered", seq, eid, f"record seq {seq} (eventID {eid}) was "
-                                 f"written as seq {orig} and moved after a later record"))
+                del self.gaps[orig]  # a moved row, named by `_judge_order`
+                self.flagged_prev = True
             else:
                 self.flagged_prev = True
                 self.pending_dup = (seq, eid, digest, orig)
@@ -185,6 +188,20 @@ class _Walk:
         self.max_orig = max(self.max_orig, orig)
         self.running = digest
         self.recent.append((seq, eid, prev, digest, orig))
+        self._judge_order(orig)
+        self.order.append((seq, eid, orig))
+
+    def _judge_order(self, next_orig: float) -> None:
+        """Name the previous row if it moved: its neighbours' original seqs are in order
+        but its own lies outside them."""
+        if len(self.order) < 2:
+            return
+        (_, _, before), (seq, eid, orig) = self.order
+        if before < next_orig and not before <= orig <= next_orig:
+            keep = self.flagged_prev  # that flag concerns the current row, not this one
+            self.add(Finding("reordered", seq, eid, f"record seq {seq} (eventID {eid}) was "
+                             f"written as seq {orig}: it was moved"))
+            self.flagged_prev = keep
 
     def _settle_duplicate(self, next_prev: str) -> None:
         """Two rows claim one original seq; the one the next row chains to is genuine."""
@@ -198,6 +215,7 @@ class _Walk:
                          f"seq {orig}"))
 
     def finish(self) -> None:
+        self._judge_order(float("inf"))
         if self.pending_dup is not None:
             self._settle_duplicate("")
         for missing, after in sorted(self.gaps.items()):
