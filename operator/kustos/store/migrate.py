@@ -51,6 +51,9 @@ def make_engine(url: str) -> Engine:
         kwargs["poolclass"] = StaticPool  # one shared connection: tests only
     else:
         _create_private(Path(parsed.database or ""))
+        # Room for every API worker thread: a connection opened past the pool's size is
+        # closed again when returned, and opening one (with its PRAGMAs) costs a query's worth.
+        kwargs.update(pool_size=48, max_overflow=16)
     engine = sa.create_engine(parsed, **kwargs)
     sa.event.listen(engine, "connect", _sqlite_connect)
     sa.event.listen(engine, "begin", _sqlite_begin)

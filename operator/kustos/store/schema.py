@@ -115,3 +115,12 @@ stages = sa.Table(
     ),
     sa.Index(None, "arn", "version_id"),
 )
+
+#: Moved by triggers on every change to secrets, versions and stages (migration 0005);
+#: `kustos.store.read_cache` trusts a cached read while it stands still.
+read_epoch = sa.Table(
+    "kustos_read_epoch",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -32,6 +33,7 @@ from kustos.models.records import (
 )
 from kustos.store import migrate
 from kustos.store.labels import attach, holder_of, lock_secret, version_exists
+from kustos.store.read_cache import ReadCache
 from kustos.store.rows import secret_from_row, secret_to_row, version_from_row
 from kustos.store.schema import secrets, versions
 from kustos.store.schema import stages as stage_rows
@@ -63,9 +65,15 @@ _BATCH = 500
 class SqlStore(Tables):
     """A `Store` on the database at `url` (``sqlite:///path`` or ``postgresql://...``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_cache: bool = True) -> None:
         super().__init__(migrate.make_engine(url))
         self._dialect = self._engine.dialect.name
+        database = self._engine.url.database
+        #: Reads served from memory while the read epoch stands (SQLite files only).
+        self.read_cache: ReadCache | None = (
+            ReadCache(Path(database)) if read_cache and self._dialect == "sqlite"
+            and database not in (None, "", ":memory:") else None
+        )
         try:
             migrate.upgrade(self._engine)
         except CommandError as exc:
@@ -88,6 +96,8 @@ class SqlStore(Tables):
         return migrate.schema_version(self._engine)
 
     def close(self) -> None:
+        if self.read_cache is not None:
+            self.read_cache.close()
         self._engine.dispose()
 
     # -- plumbing -----------------------------------------------------------------------
@@ -115,9 +125,18 @@ class SqlStore(Tables):
             ) from None
 
     def _one_secret(self, query: sa.Select[Any], params: dict[str, str]) -> SecretRecord | None:
+        cache = self.read_cache
+        if cache is not None:
+            key = ("secret", *params.values())
+            epoch, hit, found = cache.get(key)
+            if found:
+                return hit  # type: ignore[no-any-return]
         with self._tx("read a secret") as conn:
             row = conn.execute(query, params).mappings().first()
-        return None if row is None else secret_from_row(row)
+        record = None if row is None else secret_from_row(row)
+        if cache is not None:
+            cache.put(key, epoch, record)
+        return record
 
     def get_secret(self, namespace: str, name: str) -> SecretRecord | None:
         return self._one_secret(_SECRET_BY_NAME, {"namespace": namespace, "name": name})
@@ -184,6 +203,20 @@ class SqlStore(Tables):
     ) -> VersionRecord | None:
         if version_id is None and stage is None:
             stage = AWSCURRENT
+        cache = self.read_cache
+        if cache is None:
+            return self._load_version(arn, version_id, stage)
+        key = ("version", arn, version_id, stage)
+        epoch, hit, found = cache.get(key)
+        if found:
+            return hit  # type: ignore[no-any-return]
+        version = self._load_version(arn, version_id, stage)
+        cache.put(key, epoch, version)
+        return version
+
+    def _load_version(
+        self, arn: str, version_id: str | None, stage: str | None
+    ) -> VersionRecord | None:
         with self._tx("read a version") as conn:
             if stage is not None:
                 holder = conn.execute(_HOLDER, {"arn": arn, "stage": stage}).scalar_one_or_none()

@@ -1,0 +1,142 @@
+"""The store's read cache: repeated reads come from memory, and no write anywhere (another
+`SqlStore` on the same file, i.e. another replica, or raw SQL) is ever hidden by it."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from kustos.crypto import Keyring, seal
+from kustos.models.records import AWSCURRENT, AWSPREVIOUS, SecretRecord
+from kustos.store import SqlStore
+from kustos.store.read_cache import ReadCache
+
+ARN = "arn:kustos:secretsmanager:c1:team-a:secret:prod/db-AbCdEf"
+T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
+KEYRING = Keyring.generate()
+
+
+def _add(store: SqlStore, vid: str, *stages: str) -> None:
+    store.add_version(ARN, vid, seal(vid.encode(), arn=ARN, version_id=vid, keyring=KEYRING),
+                      stages or (AWSCURRENT,), T0)
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "kustos.db"
+
+
+@pytest.fixture
+def replicas(path: Path) -> Iterator[tuple[SqlStore, SqlStore]]:
+    """Two stores on one file, as two API replicas (or processes) would have."""
+    a, b = SqlStore(f"sqlite:///{path}"), SqlStore(f"sqlite:///{path}")
+    a.create_secret(SecretRecord(arn=ARN, namespace="team-a", name="prod/db", created_at=T0,
+                                 updated_at=T0, tags={"team": "a"}))
+    _add(a, "v1")
+    yield a, b
+    a.close()
+    b.close()
+
+
+def _cache(store: SqlStore) -> ReadCache:
+    assert store.read_cache is not None
+    return store.read_cache
+
+
+def test_repeated_reads_are_hits(replicas: tuple[SqlStore, SqlStore]) -> None:
+    _, b = replicas
+    cache = _cache(b)
+    for _ in range(3):
+        assert b.get_secret_by_arn(ARN) is not None
+        version = b.get_version(ARN, stage=AWSCURRENT)
+        assert version is not None and version.version_id == "v1"
+    assert (cache.misses, cache.hits) == (2, 4)
+
+
+def test_a_new_version_written_by_another_replica_is_read_at_once(
+    replicas: tuple[SqlStore, SqlStore],
+) -> None:
+    a, b = replicas
+    assert b.get_version(ARN, stage=AWSCURRENT).version_id == "v1"  # type: ignore[union-attr]
+    _add(a, "v2")
+    current = b.get_version(ARN, stage=AWSCURRENT)
+    assert current is not None and current.version_id == "v2"
+    assert current.sealed.ciphertext != b.get_version(ARN, version_id="v1").sealed.ciphertext  # type: ignore[union-attr]
+    assert b.get_version(ARN, version_id="v1").stages == (AWSPREVIOUS,)  # type: ignore[union-attr]
+
+
+def test_label_moves_updates_and_deletes_by_another_replica_are_seen(
+    replicas: tuple[SqlStore, SqlStore],
+) -> None:
+    a, b = replicas
+    _add(a, "v2")
+    assert b.get_version(ARN, stage=AWSCURRENT).version_id == "v2"  # type: ignore[union-attr]
+    a.move_stage(ARN, AWSCURRENT, to_version="v1", from_version="v2")
+    assert b.get_version(ARN, stage=AWSCURRENT).version_id == "v1"  # type: ignore[union-attr]
+
+    record = b.get_secret_by_arn(ARN)
+    assert record is not None and record.tags == {"team": "a"}
+    a.update_secret(record.evolve(tags={"team": "b"}, deletion_date=T0))
+    again = b.get_secret_by_arn(ARN)
+    assert again is not None and again.tags == {"team": "b"} and again.deletion_date == T0
+    assert b.get_secret("team-a", "prod/db").deletion_date == T0  # type: ignore[union-attr]
+
+    a.purge_secret(ARN)
+    assert b.get_secret_by_arn(ARN) is None
+    assert b.get_secret("team-a", "prod/db") is None
+    assert b.get_version(ARN, stage=AWSCURRENT) is None
+
+
+def test_a_missing_secret_created_elsewhere_is_found(path: Path) -> None:
+    a, b = SqlStore(f"sqlite:///{path}"), SqlStore(f"sqlite:///{path}")
+    try:
+        assert b.get_secret("team-a", "prod/db") is None
+        a.create_secret(SecretRecord(arn=ARN, namespace="team-a", name="prod/db",
+                                     created_at=T0, updated_at=T0))
+        assert b.get_secret("team-a", "prod/db") is not None
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE stages SET version_id = 'v2' WHERE stage = 'AWSCURRENT'",
+    "UPDATE versions SET ciphertext = x'00' WHERE version_id = 'v1'",
+    "DELETE FROM stages WHERE stage = 'AWSCURRENT'",
+])
+def test_raw_sql_writes_move_the_epoch_too(
+    replicas: tuple[SqlStore, SqlStore], path: Path, sql: str,
+) -> None:
+    """The epoch is moved by triggers, not by Kustos's code: any writer invalidates."""
+    a, b = replicas
+    _add(a, "v2", AWSPREVIOUS)
+    before = b.get_version(ARN, stage=AWSCURRENT)
+    cache = _cache(b)
+    epoch = cache.epoch()
+    with sqlite3.connect(path) as conn:
+        conn.execute(sql)
+    assert cache.epoch() > epoch
+    assert b.get_version(ARN, stage=AWSCURRENT) != before
+
+
+def test_audit_appends_do_not_invalidate(replicas: tuple[SqlStore, SqlStore]) -> None:
+    """Only the secret tables move the epoch: the audit log's appends (every read) do not."""
+    from kustos.store.audit import AuditStore, PendingRow
+
+    a, b = replicas
+    epoch = _cache(b).epoch()
+    AuditStore(a.engine).append([PendingRow("e1", "t", "GetSecretValue", "AwsApiCall", "team-a",
+                                            ARN, "prod/db", "p", "u", True, False, "{}")])
+    assert _cache(b).epoch() == epoch
+
+
+def test_no_cache_on_memory_stores() -> None:
+    store = SqlStore("sqlite:///:memory:")
+    try:
+        assert store.read_cache is None
+    finally:
+        store.close()
