@@ -50,6 +50,7 @@ from kustos.services.access_keys import SESSION_PREFIX, AccessKeyService, Sessio
 from kustos.services.denials import DenialEvents, denial_message
 from kustos.services.policies import PolicyIndex
 from kustos.services.sigv4 import check_scope, parse_authorization, verify_signature
+from kustos.services.sigv4_keys import SigningKeys
 from kustos.services.tokens import TokenAuthenticator
 from kustos.store.access_keys import AccessKeyStore
 from kustos.store.base import Store
@@ -83,6 +84,7 @@ class AccessService:
         self._denials = denials
         self._clock = clock
         self._resource_policies: dict[str, Policy | None] = {}
+        self._signing_keys = SigningKeys()
         self._lock = threading.Lock()
 
     # -- authentication -----------------------------------------------------------------
@@ -116,9 +118,12 @@ class AccessService:
             )
         else:
             principal, secret = self.keys.lookup(parsed.access_key_id)
+        signing_key = self._signing_keys.get(parsed.access_key_id, secret, parsed.date,
+                                             parsed.region, parsed.service)  # fmt: skip
         verify_signature(
             parsed, method=req.method, scheme=req.scheme, path=req.path, query=req.query,
             headers=req.headers, body=req.body, amz_date=amz_date, secret_key=secret,
+            signing_key=signing_key,
         )  # fmt: skip
         return principal
 

@@ -34,6 +34,7 @@ __all__ = ["ALGORITHM", "SigV4Header", "check_scope", "parse_authorization", "ve
 ALGORITHM = "AWS4-HMAC-SHA256"
 AMZ_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
 _FIELD = re.compile(r"\s*(Credential|SignedHeaders|Signature)\s*=\s*([^,\s]*)\s*")
+_AMZ_DATE = re.compile(r"[0-9]{8}T[0-9]{6}Z")
 _SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
 _ACCESS_KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 
@@ -94,8 +95,11 @@ def request_time(headers: Mapping[str, str]) -> tuple[str, datetime]:
     stamp = headers.get("x-amz-date")
     if not stamp:
         raise _incomplete("Authorization header requires existence of a 'X-Amz-Date' header")
-    try:
-        moment = datetime.strptime(stamp, AMZ_DATE_FORMAT).replace(tzinfo=UTC)
+    if _AMZ_DATE.fullmatch(stamp) is None:
+        raise _incomplete("X-Amz-Date must have the form yyyyMMddTHHmmssZ")
+    try:  # strptime's generality costs more than the rest of the check
+        moment = datetime(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]),
+                          int(stamp[11:13]), int(stamp[13:15]), tzinfo=UTC)
     except ValueError:
         raise _incomplete("X-Amz-Date must have the form yyyyMMddTHHmmssZ") from None
     return stamp, moment
@@ -148,15 +152,28 @@ def check_scope(
 
 
 class _Recompute(SigV4Auth):  # type: ignore[misc]
-    """botocore's signer, told exactly which headers the client signed."""
+    """botocore's signer, told exactly which headers the client signed, the body's hash
+    (already computed to check X-Amz-Content-SHA256) and, when cached, the derived
+    signing key of the scope (`kustos.services.sigv4_keys`)."""
 
     def __init__(self, credentials: Credentials, service: str, region: str,
-                 signed: HTTPHeaders) -> None:  # fmt: skip
+                 signed: HTTPHeaders, body_hash: str,
+                 signing_key: bytes | None = None) -> None:  # fmt: skip
         super().__init__(credentials, service, region)
         self._signed = signed
+        self._body_hash = body_hash
+        self._signing_key = signing_key
 
     def headers_to_sign(self, request: Any) -> HTTPHeaders:
         return self._signed
+
+    def payload(self, request: Any) -> str:
+        return self._body_hash
+
+    def signature(self, string_to_sign: str, request: Any) -> str:
+        if self._signing_key is None:
+            return str(super().signature(string_to_sign, request))
+        return hmac.new(self._signing_key, string_to_sign.encode(), hashlib.sha256).hexdigest()
 
 
 def _values(headers: Mapping[str, str], name: str) -> list[str]:
@@ -178,8 +195,10 @@ def verify_signature(
     body: bytes,
     amz_date: str,
     secret_key: str,
+    signing_key: bytes | None = None,
 ) -> None:
-    """Recompute the signature with botocore; InvalidSignatureException when it differs."""
+    """Recompute the signature with botocore; InvalidSignatureException when it differs.
+    `signing_key`: the scope's derived key if the caller has it (else derived here)."""
     body_hash = hashlib.sha256(body).hexdigest()
     claimed = headers.get("x-amz-content-sha256")
     if claimed is not None and claimed.strip().lower() != body_hash:
@@ -195,7 +214,8 @@ def verify_signature(
     request = AWSRequest(method=method.upper(), url=url, data=body, headers=dict(signed.items()))
     request.context["timestamp"] = amz_date
     signer = _Recompute(
-        Credentials(parsed.access_key_id, secret_key), parsed.service, parsed.region, signed
+        Credentials(parsed.access_key_id, secret_key), parsed.service, parsed.region, signed,
+        body_hash, signing_key,
     )
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
