@@ -1,8 +1,9 @@
 """Prometheus metrics of Kustos, in one dedicated registry (`REGISTRY`).
 
-Owns the metric definitions, the store-reading collector for per-namespace gauges, and the
-two ways to expose them: `render_metrics()` (for the API server's ``/metrics``) and
-`start_metrics_server(port)` (the operator process). Imports nothing of Kustos but models,
+Owns the metric definitions, the store-reading collector for per-namespace gauges, and how
+they are exposed: `start_metrics_server(port)`, a port of their own (the operator and the
+standalone API server each start one), never the API port, which every caller can reach;
+`render_metrics()` gives the exposition text (tests, tools). Imports nothing of Kustos but models,
 so every layer may record into it.
 
 Label policy: only low-cardinality, value-free labels — operation, outcome, rotator, result,

@@ -7,8 +7,10 @@ operation (`SecretsApi.call`, which authorizes and audits). Requests refused bef
 operation runs are audited through `SecretsApi.reject`. Every answer carries
 `x-amzn-RequestId`; errors have AWS's shape (`errors_map`) and never a stack trace.
 
-Also serves `GET /healthz`, `GET /metrics` (`kustos.metrics`, which counts every request
-by operation and outcome) and extra routes (the container-credentials endpoint).
+Also serves `GET /healthz` and extra routes (the container-credentials endpoint). Metrics
+(`kustos.metrics`, which counts every request by operation and outcome) are *not* served
+here: the API port is open to every caller, so they have their own port
+(`kustos.metrics.start_metrics_server`); `GET /metrics` on this port is not found.
 """
 
 from __future__ import annotations
@@ -136,11 +138,6 @@ async def _health(request: web.Request) -> web.Response:
     return web.Response(text="ok\n")
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    return web.Response(body=metrics.render_metrics(),
-                        headers={"Content-Type": metrics.CONTENT_TYPE})
-
-
 @web.middleware
 async def _no_traces(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Whatever escapes a handler is answered in AWS's shape, without details."""
@@ -161,7 +158,6 @@ async def _no_traces(request: web.Request, handler: Handler) -> web.StreamRespon
 def build_app(
     backend: ApiBackend,
     *,
-    metrics_handler: Handler | None = None,
     extra_routes: Callable[[web.Application], None] | None = None,
     max_body: int = MAX_BODY_BYTES,
 ) -> web.Application:
@@ -169,7 +165,6 @@ def build_app(
     app[_BACKEND] = backend
     app.router.add_post("/", _dispatch)
     app.router.add_get("/healthz", _health)
-    app.router.add_get("/metrics", metrics_handler or _metrics)
     if extra_routes is not None:
         extra_routes(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)

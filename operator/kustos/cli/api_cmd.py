@@ -3,8 +3,11 @@ serves it inside the operator process (`kustos run`, on Kopf's event loop).
 
 HTTPS by default, with the certificate from the Secret `kustos-api-tls` (generated with its
 own CA on first start, or supplied by the user: then never overwritten); plain HTTP only
-with `--insecure`, meant for tests. In the operator, `$KUSTOS_API_PORT` (default 8443) picks
-the port and 0 disables the API; `$KUSTOS_API_HOST` the address (default 0.0.0.0).
+with `--insecure`, meant for tests. Metrics never share the API port: the standalone server
+serves its request metrics on `--metrics-port` (default `$KUSTOS_METRICS_PORT` or 9090; 0
+disables), the operator on `$KUSTOS_METRICS_PORT`. In the operator, `$KUSTOS_API_PORT`
+(default 8443) picks the port and 0 disables the API; `$KUSTOS_API_HOST` the address
+(default 0.0.0.0).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import click
 from aiohttp import web
 
+from kustos import metrics
 from kustos.api.server import ApiBackend, build_app
 from kustos.api.tls import DEFAULT_SECRET, default_hosts, ensure_tls_secret, server_context
 from kustos.config import Settings
@@ -63,14 +67,21 @@ async def start_site(
 @click.option("--tls-secret", default=DEFAULT_SECRET, show_default=True,
               help="kubernetes.io/tls Secret in Kustos's namespace (generated if absent).")
 @click.option("--insecure", is_flag=True, help="Plain HTTP, no TLS (for tests only).")
+@click.option("--metrics-port", type=int, default=None,
+              help="Port of /metrics, never the API port  [default: $KUSTOS_METRICS_PORT or "
+                   "9090; 0 disables]")
 @click.option("--verbose", is_flag=True, help="Debug logging.")
-def api(host: str, port: int, tls_secret: str, insecure: bool, verbose: bool) -> None:
+def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int | None,
+        verbose: bool) -> None:  # fmt: skip
     """Serve the Secrets Manager API (AWS JSON protocol) in the foreground."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     services = Services.build(Settings.from_env())
     try:
         services.keys.keyring()  # fail fast on a missing keyring
+        if metrics_port is None:
+            metrics_port = int(os.environ.get("KUSTOS_METRICS_PORT", "9090"))
+        metrics.start_metrics_server(metrics_port)
         context = None if insecure else tls_context(services, tls_secret)
         asyncio.run(_serve(make_app(services), host, port, context))
     finally:
