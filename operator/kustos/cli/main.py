@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -10,10 +9,10 @@ import click
 from kustos.cli import access as access_cli
 from kustos.cli import api_cmd
 from kustos.cli import audit as audit_cli
+from kustos.cli import keys as keys_cli
 from kustos.cli import policy as policy_cli
 from kustos.cli import sm as sm_cli
 from kustos.cli import snippet as snippet_cli
-from kustos.config import Settings
 from kustos.errors import KustosError
 
 __all__ = ["main"]
@@ -41,26 +40,8 @@ def run(verbose: bool, liveness: str) -> None:
     kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness or None)
 
 
-@cli.group()
-def keys() -> None:
-    """Manage the keyring (key-encryption keys)."""
-
-
-@keys.command("rotate")
-def keys_rotate() -> None:
-    """Add a new key-encryption key and rewrap every data key to it (payloads untouched)."""
-    from kustos.services.factory import Services
-
-    services = Services.build(Settings.from_env())
-    try:
-        result = services.keys.rotate()
-    finally:
-        services.close()
-    click.echo(json.dumps({"NewKeyId": result.new_key_id, "Rewrapped": result.rewrapped,
-                           "Skipped": result.skipped}))
-
-
 cli.add_command(api_cmd.api)
+cli.add_command(keys_cli.keys)
 cli.add_command(audit_cli.audit)
 cli.add_command(audit_cli.usage)
 cli.add_command(access_cli.access_key)

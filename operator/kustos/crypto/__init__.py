@@ -6,8 +6,9 @@ and persist sealed payloads.
 
 from kustos.crypto.derive import derive_key
 from kustos.crypto.envelope import FORMAT_VERSION, open_sealed, rewrap, seal
-from kustos.crypto.keyring import KEY_BYTES, Keyring
+from kustos.crypto.keyring import KEY_BYTES, Keyring, check_key_name, key_of
 
 __all__ = [
-    "FORMAT_VERSION", "KEY_BYTES", "Keyring", "derive_key", "open_sealed", "rewrap", "seal",
+    "FORMAT_VERSION", "KEY_BYTES", "Keyring", "check_key_name", "derive_key", "key_of",
+    "open_sealed", "rewrap", "seal",
 ]

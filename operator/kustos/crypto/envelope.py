@@ -1,7 +1,8 @@
 """Envelope encryption of secret versions: seal, open, rewrap.
 
 Every version gets a fresh 256-bit data key (DEK). The value is encrypted with the DEK, and
-the DEK is wrapped by the newest key-encryption key (KEK) of the customer's `Keyring`. Both
+the DEK is wrapped by a key-encryption key (KEK) of the customer's `Keyring`: the newest
+version of the default key unless the caller names another (a secret's own key). Both
 layers are AES-256-GCM with a 96-bit random nonce (a fresh key per payload, and at most one
 wrap per DEK under a KEK per call, keeps random nonces far from their collision bound).
 
@@ -80,12 +81,14 @@ def _failure(arn: str, version_id: str, key_id: str) -> DecryptionFailure:
 
 
 def seal(
-    plaintext: bytes, *, arn: str, version_id: str, keyring: Keyring, binary: bool = False
+    plaintext: bytes, *, arn: str, version_id: str, keyring: Keyring, binary: bool = False,
+    key_id: str | None = None,
 ) -> SealedPayload:
-    """Encrypt `plaintext` for (arn, version_id) under a fresh data key and the newest KEK."""
+    """Encrypt `plaintext` for (arn, version_id) under a fresh data key, wrapped by the KEK
+    `key_id` (default: the default key's newest version)."""
     if not arn or not version_id:
         raise ValueError("seal needs a non-empty arn and version_id")
-    key_id = keyring.newest_id
+    key_id = keyring.newest_id if key_id is None else key_id
     try:
         data_key = AESGCM.generate_key(bit_length=KEY_BYTES * 8)
         nonce = os.urandom(NONCE_BYTES)
@@ -113,22 +116,26 @@ def open_sealed(sealed: SealedPayload, *, arn: str, version_id: str, keyring: Ke
         raise _failure(arn, version_id, sealed.key_id) from None
 
 
-def rewrap(sealed: SealedPayload, keyring: Keyring) -> SealedPayload:
-    """The same payload with its data key wrapped by the newest KEK instead.
+def rewrap(sealed: SealedPayload, keyring: Keyring, to: str | None = None) -> SealedPayload:
+    """The same payload with its data key wrapped by the KEK `to` instead (default: the
+    default key's newest version).
 
-    Nonce and ciphertext are returned byte-for-byte unchanged. Already on the newest key:
-    returned as is. DecryptionFailure when the old KEK cannot unwrap the data key.
+    Nonce and ciphertext are returned byte-for-byte unchanged. Already on `to`: returned as
+    is. DecryptionFailure when the old KEK cannot unwrap the data key; KeyringError when the
+    keyring lacks `to`.
     """
-    if sealed.key_id == keyring.newest_id:
+    target = keyring.newest_id if to is None else to
+    if sealed.key_id == target:
         return sealed
+    keyring.get(target)
     try:
         data_key = _unwrap(sealed.wrapped_key, sealed.key_id, keyring)
     except (InvalidTag, KeyringError, ValueError, TypeError):
         message = f"cannot unwrap a data key under key id {sealed.key_id!r}"
         raise DecryptionFailure(message) from None
-    wrapped = _wrap(data_key, keyring.newest_id, keyring)
+    wrapped = _wrap(data_key, target, keyring)
     return SealedPayload(
-        key_id=keyring.newest_id,
+        key_id=target,
         wrapped_key=wrapped,
         nonce=sealed.nonce,
         ciphertext=sealed.ciphertext,

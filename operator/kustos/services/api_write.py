@@ -79,7 +79,7 @@ def create_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     arn = existing.arn if existing is not None else make_arn(deps.cluster, namespace, name)
     call.authorize("CreateSecret", existing or provisional(deps, namespace, name, arn), namespace, {
         "secretsmanager:Name": name, "secretsmanager:Description": p.get("Description"),
-        "aws:TagKeys": sorted(tags) or None,
+        "secretsmanager:KmsKeyId": p.get("KmsKeyId"), "aws:TagKeys": sorted(tags) or None,
         **{f"aws:RequestTag/{k}": v for k, v in tags.items()},
     })
     token = p.get("ClientRequestToken") or str(uuid.uuid4())
@@ -91,6 +91,8 @@ def create_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
             raise ResourceExistsError(f"The operation failed because the secret {name} "
                                       "already exists.")
         return {"ARN": existing.arn, "Name": name, "VersionId": same.version_id}
+    kms_key_id = p.get("KmsKeyId") or ""
+    deps.secrets.key_for(kms_key_id)  # an unknown key is refused before anything is written
     object_name = _free_object_name(deps, namespace, name)
     call.secret_arn = arn
     result = {"ARN": arn, "Name": name}
@@ -99,7 +101,7 @@ def create_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     call.commit_point(**result)
     description = p.get("Description", "")
     record = deps.secrets.create(namespace, name, description=description, tags=tags,
-                                 object_name=object_name, arn=arn,
+                                 object_name=object_name, arn=arn, kms_key_id=kms_key_id,
                                  extra={"created_by": "api"})
     try:
         if value is not None:
@@ -163,15 +165,19 @@ def update_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     if "Description" in p and p["Description"] != record.description:
         changes["description"] = p["Description"]
     if "KmsKeyId" in p and p["KmsKeyId"] != record.kms_key_id:
+        deps.secrets.key_for(p["KmsKeyId"])  # an unknown key is refused, nothing changed
         changes["kms_key_id"] = p["KmsKeyId"]
-    if value is not None:
-        result = _add_value(deps, call, record, value, p.get("ClientRequestToken"), [AWSCURRENT])
+    if value is not None:  # sealed with the new key when KmsKeyId changes too
+        result = _add_value(deps, call, record.evolve(**changes), value,
+                            p.get("ClientRequestToken"), [AWSCURRENT])  # fmt: skip
         result.pop("VersionStages", None)
     call.commit_point(ARN=record.arn, Name=record.name)
     if changes:
         if "description" in changes:
             _patch_spec(deps, record, {"description": changes["description"] or None})
-        deps.secrets.update(record.evolve(**changes))
+        updated = deps.secrets.update(record.evolve(**changes))
+        if "kms_key_id" in changes:  # as AWS: labelled versions are re-encrypted with it
+            deps.secrets.rewrap_labelled(updated)
     return result
 
 

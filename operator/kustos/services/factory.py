@@ -34,6 +34,7 @@ from kustos.store import SqlStore, open_store
 from kustos.store.access_keys import AccessKeyStore
 from kustos.store.audit import AuditStore
 from kustos.store.base import Store
+from kustos.store.key_usage import KeyUsage
 from kustos.store.rotations import RotationStore
 
 __all__ = ["Services"]
@@ -56,7 +57,9 @@ class Services:
     def build(cls, settings: Settings) -> Services:
         api = api_client(settings.kubeconfig)
         store = open_store(settings.store_url)
-        keys = KeyService(store, KeyringSecret(api, settings.namespace, settings.keyring_secret))
+        keyring_secret = KeyringSecret(api, settings.namespace, settings.keyring_secret)
+        usage = KeyUsage(store.engine).counts if isinstance(store, SqlStore) else None
+        keys = KeyService(store, keyring_secret, usage=usage)
         if isinstance(store, SqlStore):
             keys.add_sealed_source(_access_key_payloads(AccessKeyStore(store.engine)))
         secrets = SecretService(store, keys.keyring, settings.cluster_name, reload=keys.reload)
@@ -154,8 +157,9 @@ def _access_key_payloads(store: AccessKeyStore) -> Callable[[], list[SealedItem]
     """The sealed secrets of issued access keys, so `kustos keys rotate` rewraps them too."""
 
     def items() -> list[SealedItem]:
-        return [(record.sealed, partial(store.replace_sealed, record.access_key_id))
-                for record in store.list()]
+        return [SealedItem("access-key", record.access_key_id, record.sealed,
+                           partial(store.replace_sealed, record.access_key_id))
+                for record in store.list()]  # fmt: skip
 
     return items
 

@@ -1,9 +1,16 @@
-"""The keyring's lifecycle: load it (or create it once), rotate it, rewrap data keys.
+"""The keyring's lifecycle: load it (or create it once), rotate, rewrap, create and retire keys.
 
-Rules that keep data safe: a keyring is generated only when the store holds nothing sealed
-(otherwise a missing keyring Secret is an error to fix, not a reason to start afresh); the
-keyring Secret is replaced only guarded by the resourceVersion read; rewrapping moves data
-keys to the newest key and never touches payloads.
+Rules that keep data safe:
+* a keyring is generated only when the store holds nothing sealed or signed -- no version,
+  no access key, no audit digest (`KeyUsage`); otherwise a missing keyring Secret is an
+  error to fix, never a reason to start afresh;
+* the keyring Secret is replaced only guarded by the resourceVersion read;
+* rewrapping moves each data key to the newest version of *its* key (a secret's KmsKeyId,
+  else the default key) and never touches payloads; whatever cannot be rewrapped is skipped
+  and reported by place (secret ARN and version id, or access key id), never by value, and
+  the rest is still done;
+* a key version is retired (removed from the keyring) only when it is not the newest of its
+  key and nothing in the store needs it.
 """
 
 from __future__ import annotations
@@ -11,33 +18,87 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
-from kustos.crypto import Keyring, rewrap
-from kustos.errors import ConflictError, KeyringError
-from kustos.kube.keyring_secret import KeyringSecret
+from kustos.crypto import Keyring, key_of, rewrap
+from kustos.errors import (
+    ConflictError,
+    DecryptionFailure,
+    EncryptionFailure,
+    InvalidRequestError,
+    KeyringError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from kustos.kube.keyring_secret import KeyringSecret, StoredKeyring
 from kustos.models.records import SealedPayload
+from kustos.services import kms
 from kustos.store.base import Store
 
-__all__ = ["KeyRotation", "KeyService", "SealedItem"]
+__all__ = ["KeyRotation", "KeyService", "SealedItem", "Skipped", "Usage"]
 
-#: Something else sealed with the keyring (e.g. an access key's secret): its payload and a
-#: function that stores the rewrapped payload.
-SealedItem = tuple[SealedPayload, Callable[[SealedPayload], None]]
+#: {kind: {key id: how many rows need it}}, e.g. {"version": {"k1": 3}} (`store.key_usage`).
+Usage = Mapping[str, Mapping[str, int]]
 
 log = logging.getLogger(__name__)
+_WHAT = {"version": "secret versions", "access-key": "access keys",
+         "audit-digest": "audit digests"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SealedItem:
+    """Something else sealed with the keyring: an access key's secret, say. `ident` names it
+    in reports; `store` saves the rewrapped payload."""
+
+    kind: str
+    ident: str
+    sealed: SealedPayload
+    store: Callable[[SealedPayload], None]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One sealed item a rewrap could not move; names its place and key, never its value."""
+
+    kind: str  # version | access-key | ...
+    key_id: str
+    reason: str
+    secret_arn: str | None = None
+    version_id: str | None = None
+    ident: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        body = {"Kind": self.kind, "KeyId": self.key_id, "Reason": self.reason}
+        if self.secret_arn is not None:
+            body["SecretArn"] = self.secret_arn
+        if self.version_id is not None:
+            body["VersionId"] = self.version_id
+        if self.ident is not None:
+            body["Id"] = self.ident
+        return body
 
 
 @dataclass(frozen=True)
 class KeyRotation:
-    new_key_id: str
+    new_key_id: str  # the newest version of the rotated key
     rewrapped: int
-    skipped: int
+    skipped_items: tuple[Skipped, ...] = field(default=())
+
+    @property
+    def skipped(self) -> int:
+        return len(self.skipped_items)
 
 
 class KeyService:
-    def __init__(self, store: Store, secret: KeyringSecret, refresh_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        secret: KeyringSecret,
+        refresh_seconds: float = 30.0,
+        *,
+        usage: Callable[[], Usage] | None = None,
+    ) -> None:
         self._store = store
         self._secret = secret
         self._keyring: Keyring | None = None
@@ -45,6 +106,7 @@ class KeyService:
         self._refresh_seconds = refresh_seconds
         self._lock = threading.Lock()
         self._other_sealed: list[Callable[[], Iterable[SealedItem]]] = []
+        self._usage = usage
 
     def add_sealed_source(self, source: Callable[[], Iterable[SealedItem]]) -> None:
         """Register more sealed data for `rewrap_all` (stores of other features)."""
@@ -70,18 +132,35 @@ class KeyService:
             self._loaded_at = time.monotonic()
         return self._keyring
 
+    # -- usage ---------------------------------------------------------------------------
+    def usage(self) -> Usage:
+        """What in the store needs which key version (see `Usage`)."""
+        if self._usage is not None:
+            return self._usage()
+        found: dict[str, dict[str, int]] = {}
+        for _, _, sealed in self._store.iter_sealed():
+            bucket = found.setdefault("version", {})
+            bucket[sealed.key_id] = bucket.get(sealed.key_id, 0) + 1
+        for source in self._other_sealed:
+            for item in source():
+                bucket = found.setdefault(item.kind, {})
+                bucket[item.sealed.key_id] = bucket.get(item.sealed.key_id, 0) + 1
+        return found
+
     def _load_or_create(self) -> Keyring:
         stored = self._secret.load()
         if stored is not None:
             keyring = Keyring.from_secret_data(stored.data)
             self._check_covers_store(keyring)
             return keyring
-        sealed_keys = self._store_key_ids()
-        if sealed_keys:
+        usage = self.usage()
+        if any(usage.values()):
+            held = ", ".join(f"{_WHAT.get(kind, kind)} with keys {sorted(ids)}"
+                             for kind, ids in sorted(usage.items()) if ids)  # fmt: skip
             raise KeyringError(
-                f"keyring Secret {self._secret.ref} is missing, but the store holds versions "
-                f"sealed with keys {sorted(sealed_keys)}; restore the keyring Secret "
-                "(Kustos will not generate a new one over existing data)"
+                f"keyring Secret {self._secret.ref} is missing, but the store holds {held}; "
+                "restore the keyring Secret (Kustos will not generate a new one over "
+                "existing data)"
             )
         keyring = Keyring.generate()
         try:
@@ -95,59 +174,131 @@ class KeyService:
             keyring = Keyring.from_secret_data(again.data)
         return keyring
 
-    def _store_key_ids(self) -> set[str]:
-        return {sealed.key_id for _, _, sealed in self._store.iter_sealed()}
-
     def _check_covers_store(self, keyring: Keyring) -> None:
-        missing = self._store_key_ids() - set(keyring.ids)
+        needed = {kid for ids in self.usage().values() for kid in ids}
+        missing = needed - set(keyring.ids)
         if missing:
             # Not fatal for the whole operator: secrets sealed with known keys keep working;
             # the others report DecryptionFailed on their own status.
             log.error(
-                "keyring Secret %s lacks keys %s used by stored versions; those secrets "
+                "keyring Secret %s lacks keys %s used by the store; what they sealed "
                 "cannot be read until the keys are restored", self._secret.ref, sorted(missing)
             )
 
-    def rotate(self) -> KeyRotation:
-        """Add a new newest key to the keyring Secret, then rewrap every data key to it."""
+    # -- changing the keyring --------------------------------------------------------------
+    def _replace(self, change: Callable[[Keyring], Keyring]) -> Keyring:
         with self._lock:
-            stored = self._secret.load()
-            if stored is None:
-                raise KeyringError(f"keyring Secret {self._secret.ref} is missing")
-            current = Keyring.from_secret_data(stored.data)
-            rotated = current.with_new_key()
-            self._secret.replace(rotated.to_secret_data(), stored.resource_version)
-            self._keyring = rotated
+            stored = self._load_stored()
+            changed = change(Keyring.from_secret_data(stored.data))
+            self._secret.replace(changed.to_secret_data(), stored.resource_version)
+            self._keyring = changed
             self._loaded_at = time.monotonic()
-        return self.rewrap_all()
+        return changed
 
-    def rewrap_all(self) -> KeyRotation:
+    def _load_stored(self) -> StoredKeyring:
+        stored = self._secret.load()
+        if stored is None:
+            raise KeyringError(f"keyring Secret {self._secret.ref} is missing")
+        return stored
+
+    def rotate(self, key: str = "") -> KeyRotation:
+        """Add a new newest version to `key` ("" the default key), then rewrap every data
+        key to the newest version of its own key."""
+
+        def add(current: Keyring) -> Keyring:
+            if key and key not in current.key_names:
+                raise ResourceNotFoundError(f"key {key!r} is not in the keyring")
+            return current.with_new_key(key=key)
+
+        rotated = self._replace(add)
+        return self.rewrap_all(rotated.newest_of(key))
+
+    def create_key(self, name: str) -> str:
+        """Add a customer key `name` (first version ``<name>.1``) for secrets' KmsKeyId."""
+
+        def add(current: Keyring) -> Keyring:
+            if name in current.key_names:
+                raise ResourceExistsError(f"key {name!r} is already in the keyring")
+            return current.with_new_key(key=name)
+
+        return self._replace(add).newest_of(name)
+
+    def retire(self, key_id: str) -> None:
+        """Remove the key version `key_id` from the keyring. Refused while it is the newest
+        version of its key or anything in the store needs it (rotate first, and fix what
+        the rotation reported as skipped)."""
+        current = Keyring.from_secret_data(self._load_stored().data)
+        if key_id not in current:
+            raise ResourceNotFoundError(f"key {key_id!r} is not in the keyring")
+        if key_id == current.newest_of(key_of(key_id)):
+            raise InvalidRequestError(
+                f"key {key_id!r} is the newest version of its key and seals new data; "
+                "rotate the key first"
+            )
+        needed = {kind: ids[key_id] for kind, ids in self.usage().items() if ids.get(key_id)}
+        if needed:
+            held = ", ".join(f"{count} {_WHAT.get(kind, kind)}"
+                             for kind, count in sorted(needed.items()))  # fmt: skip
+            raise InvalidRequestError(
+                f"key {key_id!r} is still needed by {held}; run `kustos keys rotate` and "
+                "resolve what it reports as skipped before retiring it"
+            )
+        self._replace(lambda keyring: keyring.without_key(key_id))
+
+    # -- rewrapping ----------------------------------------------------------------------
+    def rewrap_all(self, reported_key_id: str | None = None) -> KeyRotation:
+        """Move every data key to the newest version of its key. Never stops at an item it
+        cannot move: each is reported in `KeyRotation.skipped_items`."""
         keyring = self.keyring()
-        newest = keyring.newest_id
-        rewrapped = skipped = 0
+        targets: dict[str, str | None] = {}
+        for record in self._store.list_secrets():
+            try:
+                targets[record.arn] = kms.newest_version(keyring, record.kms_key_id)
+            except EncryptionFailure:
+                targets[record.arn] = None
+        rewrapped = 0
+        skipped: list[Skipped] = []
         for arn, version_id, sealed in list(self._store.iter_sealed()):
-            if sealed.key_id == newest:
+            target = targets.get(arn)
+
+            def skip(reason: str, arn: str = arn, version_id: str = version_id,
+                     key_id: str = sealed.key_id) -> None:  # fmt: skip
+                skipped.append(Skipped("version", key_id, reason, secret_arn=arn,
+                                       version_id=version_id))  # fmt: skip
+
+            if target is None:
+                skip("the secret's KmsKeyId names no key of the keyring" if arn in targets
+                     else "the secret's record is unreadable")  # fmt: skip
+                continue
+            if sealed.key_id == target:
                 continue
             try:
-                fresh = rewrap(sealed, keyring)
-            except KeyringError:
-                skipped += 1
+                fresh = rewrap(sealed, keyring, target)
+            except (DecryptionFailure, KeyringError):
+                skip(f"cannot unwrap the data key with key {sealed.key_id!r}")
                 continue
             if self._store.replace_wrapped_key(
                 arn, version_id, sealed.key_id, fresh.key_id, fresh.wrapped_key
             ):
                 rewrapped += 1
             else:
-                skipped += 1
+                skip("the version changed during the rewrap; run the rotation again")
+        newest = keyring.newest_id
         for source in self._other_sealed:
-            for sealed, store_rewrapped in source():
-                if sealed.key_id == newest:
+            for item in source():
+                if item.sealed.key_id == newest:
                     continue
                 try:
-                    store_rewrapped(rewrap(sealed, keyring))
-                except KeyringError:
-                    skipped += 1
+                    item.store(rewrap(item.sealed, keyring, newest))
+                except (DecryptionFailure, KeyringError):
+                    skipped.append(Skipped(
+                        item.kind, item.sealed.key_id,
+                        f"cannot unwrap the data key with key {item.sealed.key_id!r}",
+                        ident=item.ident))  # fmt: skip
                     continue
                 rewrapped += 1
-        return KeyRotation(new_key_id=newest, rewrapped=rewrapped, skipped=skipped)
-
+        for miss in skipped:
+            log.warning("rewrap skipped %s %s: %s", miss.kind,
+                        miss.ident or f"{miss.secret_arn} {miss.version_id}", miss.reason)
+        return KeyRotation(new_key_id=reported_key_id or newest, rewrapped=rewrapped,
+                           skipped_items=tuple(skipped))  # fmt: skip

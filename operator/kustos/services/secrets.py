@@ -1,7 +1,8 @@
 """Secret lifecycle: create secrets, seal and add versions, read values, move labels.
 
 The only place values are sealed and opened. Callers get `SecretValue`s back, which cannot
-leak by being printed.
+leak by being printed. Each version's data key is wrapped by the newest version of the
+secret's own key (its `kms_key_id`, see `kustos.services.kms`; the default key if none).
 """
 
 from __future__ import annotations
@@ -12,10 +13,17 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from kustos.crypto import Keyring, open_sealed, seal
-from kustos.errors import InvalidParameterError, ResourceNotFoundError
+from kustos.crypto import Keyring, open_sealed, rewrap, seal
+from kustos.errors import (
+    DecryptionFailure,
+    EncryptionFailure,
+    InvalidParameterError,
+    KeyringError,
+    ResourceNotFoundError,
+)
 from kustos.models.records import AWSCURRENT, SecretRecord, VersionRecord
 from kustos.models.sensitive import SecretValue
+from kustos.services import kms
 from kustos.store.base import Store
 
 __all__ = ["SecretService", "make_arn"]
@@ -71,6 +79,7 @@ class SecretService:
         object_name: str | None = None,
         extra: dict[str, object] | None = None,
         arn: str | None = None,
+        kms_key_id: str = "",
     ) -> SecretRecord:
         """`arn` may be chosen beforehand (see `make_arn`), e.g. to audit it before writing."""
         now = self.clock()
@@ -83,6 +92,7 @@ class SecretService:
             description=description,
             tags=dict(tags or {}),
             object_name=object_name,
+            kms_key_id=kms_key_id,
             extra=dict(extra or {}),
         )
         self.store.create_secret(record)
@@ -108,12 +118,14 @@ class SecretService:
         if len(value) > 65536:
             raise InvalidParameterError("a secret value is at most 65536 bytes")
         vid = version_id or str(uuid.uuid4())
+        keyring, key_id = self.key_for(record.kms_key_id)
         sealed = seal(
             value.reveal_bytes(),
             arn=record.arn,
             version_id=vid,
-            keyring=self._keyring(),
+            keyring=keyring,
             binary=value.is_binary,
+            key_id=key_id,
         )
         return self.store.add_version(
             record.arn, vid, sealed, stages, self.clock(), fingerprint=fingerprint
@@ -147,3 +159,40 @@ class SecretService:
 
     def versions(self, record: SecretRecord) -> list[VersionRecord]:
         return self.store.list_versions(record.arn)
+
+    # -- keys ----------------------------------------------------------------------------
+    def key_for(self, kms_key_id: str | None) -> tuple[Keyring, str]:
+        """The keyring and the key version that new data keys under `kms_key_id` get.
+
+        A key unknown to the loaded keyring is looked up once more after a reload (it may
+        have been created since, by `kustos keys create`); EncryptionFailure if still unknown.
+        """
+        keyring = self._keyring()
+        try:
+            return keyring, kms.newest_version(keyring, kms_key_id)
+        except EncryptionFailure:
+            if self._reload is None:
+                raise
+        keyring = self._reload()
+        return keyring, kms.newest_version(keyring, kms_key_id)
+
+    def rewrap_labelled(self, record: SecretRecord) -> int:
+        """Move the data keys of the versions carrying a label (AWSCURRENT, AWSPENDING,
+        AWSPREVIOUS, custom) to the newest version of the record's key, as AWS re-encrypts
+        them when UpdateSecret changes KmsKeyId. Payloads are untouched. Returns how many
+        moved; a version whose key is unavailable is left for `kustos keys rotate` to
+        report."""
+        keyring, target = self.key_for(record.kms_key_id)
+        moved = 0
+        for version in self.store.list_versions(record.arn):
+            if not version.stages or version.sealed.key_id == target:
+                continue
+            try:
+                fresh = rewrap(version.sealed, keyring, target)
+            except (DecryptionFailure, KeyringError):
+                continue
+            moved += self.store.replace_wrapped_key(
+                record.arn, version.version_id, version.sealed.key_id, fresh.key_id,
+                fresh.wrapped_key,
+            )  # fmt: skip
+        return moved
