@@ -167,7 +167,12 @@ class Call:
 
     def failed(self, error: Exception) -> None:
         """Audit a failed call (if a commit point already recorded it as successful, a
-        best-effort second record says that the change did not complete)."""
+        best-effort second record says that the change did not complete). A call that
+        failed because its audit record could not be written is not retried here: the
+        audit log just refused it (or is down), and waiting again only delays the answer."""
+        if isinstance(error, AuditUnavailableError) and not self.audited:
+            self.audited = True
+            return
         if not self.audited:
             self._record(self.event(error))
             self.audited = True

@@ -6,6 +6,16 @@ waits; one writer thread drains everything queued into one transaction, so N con
 callers pay for one commit (one fsync) instead of N. Each caller returns only after its
 batch committed, or raises `AuditUnavailableError` — the caller must then refuse to return
 a value or make a change. Listeners (notifications) run after the commit and never block it.
+
+A refused call never shows as succeeded: a record is either still queued, and then the
+caller that gives up takes it out of the queue (it is never written), or it is in the batch
+being committed, and then its caller waits for the store's verdict. That verdict comes
+within `stall_seconds`: the append waits that long at most for the store's write lock.
+
+Fail fast: when a commit fails or has run for longer than `stall_seconds`, the store is
+*down*: every record is refused at once (no queueing, no waiting), and the writer probes the
+store every `probe_seconds` until it answers again. A merely busy store (commits that keep
+completing, however full) is not down. The check costs one attribute read per record.
 """
 
 from __future__ import annotations
@@ -38,6 +48,10 @@ Listener = Callable[[Sequence[PendingRow]], None]
 class AuditSettings:
     #: How long record() waits for its commit before failing closed.
     commit_timeout: float = 10.0
+    #: A commit running (or waiting for the store's lock) longer than this means the store
+    #: stopped answering; how often a down store is probed.
+    stall_seconds: float = 3.0
+    probe_seconds: float = 0.5
     max_batch: int = 2000
     #: A digest is signed when this much time passed or this many records were added.
     digest_seconds: float = 300.0
@@ -53,14 +67,16 @@ class AuditSettings:
             digest_seconds=float(env.get("KUSTOS_AUDIT_DIGEST_SECONDS", cls.digest_seconds)),
             digest_records=int(env.get("KUSTOS_AUDIT_DIGEST_RECORDS", cls.digest_records)),
             retention=timedelta(days=float(days)) if days else None,
+            stall_seconds=float(env.get("KUSTOS_AUDIT_STALL_SECONDS", cls.stall_seconds)),
         )
 
 
-@dataclass
+@dataclass(eq=False)
 class _Pending:
     rows: list[PendingRow]
     done: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+    claimed: bool = False  # taken by the writer: only the store's verdict settles it
 
 
 class AuditService:
@@ -79,6 +95,9 @@ class AuditService:
         self._closing = threading.Event()
         self._listeners: list[Listener] = []
         self._since_digest = 0
+        #: monotonic start of the commit in progress; why the store is down (None: up).
+        self._commit_started: float | None = None
+        self._down: str | None = None
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -94,19 +113,47 @@ class AuditService:
             return
         if self._closing.is_set():
             raise AuditUnavailableError("the audit log is closed")
+        down = self.down()
+        if down is not None:
+            AUDIT_FAILURES.inc(len(rows))
+            raise AuditUnavailableError(f"the audit store is not answering ({down})")
         pending = _Pending(rows)
         started = time.perf_counter()
         with self._cond:
             self._ensure_writer()
             self._queue.append(pending)
             self._cond.notify()
-        if not pending.done.wait(self.settings.commit_timeout):
-            AUDIT_FAILURES.inc(len(rows))
-            raise AuditUnavailableError("the audit record was not committed in time")
+        if not pending.done.wait(min(self.settings.stall_seconds, self.settings.commit_timeout)):
+            self._wait_longer(pending, started)
         if pending.error is not None:
             AUDIT_FAILURES.inc(len(rows))
             raise AuditUnavailableError(f"the audit record could not be written: {pending.error}")
         AUDIT_WRITE_SECONDS.observe(time.perf_counter() - started)
+
+    def down(self) -> str | None:
+        """Why the store counts as not answering (None: it answers)."""
+        if self._down is not None:
+            return self._down
+        began = self._commit_started
+        if began is not None and time.monotonic() - began > self.settings.stall_seconds:
+            return f"a commit has been running for over {self.settings.stall_seconds:g} s"
+        return None
+
+    def _wait_longer(self, pending: _Pending, started: float) -> None:
+        """Past `stall_seconds`: once the store is down or the commit timeout passed,
+        withdraw the record if it is still queued (it is then never written); if it is
+        being committed, wait for the store's verdict."""
+        deadline = started + self.settings.commit_timeout
+        while not pending.done.wait(0.1):
+            if self.down() is None and time.perf_counter() < deadline:
+                continue
+            with self._cond:
+                if not pending.claimed:
+                    self._queue.remove(pending)
+                    AUDIT_FAILURES.inc(len(pending.rows))
+                    raise AuditUnavailableError("the audit record was not committed in time")
+            pending.done.wait()
+            return
 
     def _ensure_writer(self) -> None:
         if self._writer is None or not self._writer.is_alive():
@@ -120,23 +167,51 @@ class AuditService:
                 while not self._queue:
                     if self._closing.is_set():
                         return
-                    self._cond.wait(0.5)
+                    self._cond.wait(self.settings.probe_seconds if self._down else 0.5)
+                    if self._down is not None and not self._queue:
+                        break
                 batch: list[_Pending] = []
                 count = 0
                 while self._queue and count < self.settings.max_batch:
                     batch.append(self._queue.popleft())
+                    batch[-1].claimed = True
                     count += len(batch[-1].rows)
-            self._commit(batch)
+            if batch:
+                self._commit(batch)
+            elif self._down is not None:
+                self._probe()
+
+    def _probe(self) -> None:
+        try:
+            self.store.probe(self.settings.stall_seconds)
+        except Exception:  # still down
+            return
+        log.warning("audit: the store answers again; recording resumes (it was down: %s)",
+                    self._down)
+        self._down = None
 
     def _commit(self, batch: list[_Pending]) -> None:
         rows = [row for pending in batch for row in pending.rows]
         error: str | None = None
+        self._commit_started = began = time.monotonic()
         try:
-            written = self.store.append(rows)
+            written = self.store.append(rows, lock_timeout=self.settings.stall_seconds)
         except Exception as exc:  # any failure means: not durable
             error = type(getattr(exc, "orig", None) or exc).__name__
             log.error("audit: a batch of %d records could not be committed: %s", len(rows), error)
             written = []
+            took = time.monotonic() - began
+            if self.store.is_outage(exc) or took >= self.settings.stall_seconds:
+                # Down before the callers wake, so that their failure records are refused
+                # at once; whatever is queued behind is refused now (it was never written).
+                self._down = f"{error} after {took:.1f} s"
+                with self._cond:
+                    for queued in self._queue:
+                        queued.claimed = True  # settled here, with this batch's verdict
+                    batch.extend(self._queue)
+                    self._queue.clear()
+        finally:
+            self._commit_started = None
         for pending in batch:
             pending.error = error
             pending.done.set()

@@ -11,7 +11,9 @@ is the previous row's hash (64 zeros before the first row, or the hash carried b
 pruning checkpoint). The hash thus covers every column, so editing any of them shows.
 
 Appends are serialised across processes (SQLite's write lock via BEGIN IMMEDIATE; a
-PostgreSQL advisory lock), so a batch reads the tail and extends it atomically. Digests and
+PostgreSQL advisory lock), so a batch reads the tail and extends it atomically. The caller
+may bound how long an append waits for that lock (`lock_timeout`): the store then answers
+within that time, committed or not, instead of after the 30 s default busy wait. Digests and
 checkpoints (`audit_digests`) are built by a callback inside the same kind of transaction; the
 signing lives in the service, which holds the keyring. Nothing here knows about keys.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from kustos.store.audit_query import AuditQuery, where_clause
 from kustos.store.audit_tables import audit_digests, audit_log
-from kustos.store.migrate import WRITE
+from kustos.store.migrate import BUSY_TIMEOUT_S, WRITE
 
 __all__ = [
     "GENESIS",
@@ -129,11 +132,44 @@ class AuditStore:
         with self._engine.connect() as conn:
             return self._tail(conn)
 
-    def append(self, rows: Sequence[PendingRow]) -> list[tuple[int, str]]:
+    @contextmanager
+    def _write(self, lock_timeout: float | None) -> Iterator[Connection]:
+        """A write transaction holding the append lock, waiting at most `lock_timeout`
+        seconds for it (None: the engine's default)."""
+        with self._writer.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            if sqlite and lock_timeout is not None:  # before BEGIN IMMEDIATE waits
+                conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                    f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+            try:
+                with conn.begin():
+                    if not sqlite and lock_timeout is not None:
+                        conn.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"),
+                                     {"v": f"{int(lock_timeout * 1000)}ms"})
+                    self._lock(conn)
+                    yield conn
+            finally:
+                if sqlite and lock_timeout is not None and not conn.invalidated:
+                    conn.connection.driver_connection.execute(  # type: ignore[union-attr]
+                        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+
+    @staticmethod
+    def is_outage(exc: BaseException) -> bool:
+        """Whether `exc` from an append means the store is not answering (locked past the
+        timeout, unreachable, I/O failure), as opposed to a refused row."""
+        return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError
+                          | TimeoutError)
+
+    def probe(self, lock_timeout: float) -> None:
+        """Take the append lock and let it go (raises when the store does not answer)."""
+        with self._write(lock_timeout) as conn:
+            conn.execute(sa.select(sa.literal(1)))
+
+    def append(self, rows: Sequence[PendingRow],
+               lock_timeout: float | None = None) -> list[tuple[int, str]]:
         """Chain and insert `rows` in one transaction; (seq, hash) of each, once committed."""
         out: list[tuple[int, str]] = []
-        with self._writer.begin() as conn:
-            self._lock(conn)
+        with self._write(lock_timeout) as conn:
             seq, prev = self._tail(conn)
             values = []
             for row in rows:
