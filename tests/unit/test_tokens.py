@@ -1,4 +1,5 @@
-"""Bearer tokens: TokenReview results cached on success only, bounded by the token's expiry."""
+"""Bearer tokens: TokenReview results cached (successes up to the token's expiry, failures
+for seconds), and failed reviews bounded per source address."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 from kustos.errors import AuthenticationError
 from kustos.kube.access import TokenReviewResult
+from kustos.services.refusals import RefusalBudget
 from kustos.services.tokens import AUDIENCE, TokenAuthenticator, jwt_expiry
 
 NOW = 1_900_000_000.0
@@ -89,14 +91,56 @@ def test_success_is_cached_and_asks_for_audience_kustos(
     assert reviewer.calls == [(token, ["kustos"])]
 
 
-def test_failures_are_never_cached(auth: TokenAuthenticator, reviewer: Reviewer) -> None:
+def test_failures_are_cached_for_seconds_only(auth: TokenAuthenticator, reviewer: Reviewer,
+                                              clock: Clock) -> None:
     token = jwt(NOW + 3600)
-    assert code(auth, token) == "UnrecognizedClientException"
-    assert code(auth, token) == "UnrecognizedClientException"
-    assert len(reviewer.calls) == 2
+    for _ in range(50):  # a junk token replayed in a loop
+        assert code(auth, token) == "UnrecognizedClientException"
+    assert len(reviewer.calls) == 1
     reviewer.valid.add(token)  # e.g. the ServiceAccount was created meanwhile
+    clock.now += 5.1
     assert auth.authenticate(token).namespace == "team-a"
+    assert len(reviewer.calls) == 2
+    reviewer.error = "service account token has expired"
+    other = jwt(NOW + 3600, nonce="x")
+    assert code(auth, other) == code(auth, other) == "ExpiredTokenException"
     assert len(reviewer.calls) == 3
+
+
+def test_failures_cannot_evict_successes(reviewer: Reviewer, clock: Clock) -> None:
+    auth = TokenAuthenticator(reviewer, clock=clock, max_entries=3)
+    good = jwt(NOW + 3600, nonce="good")
+    reviewer.valid.add(good)
+    auth.authenticate(good)
+    for i in range(10):
+        code(auth, jwt(NOW + 3600, nonce=f"junk-{i}"))
+    assert len(auth._refused) == 3  # bounded
+    calls = len(reviewer.calls)
+    auth.authenticate(good)
+    assert len(reviewer.calls) == calls  # still served from the cache
+
+
+def test_failed_reviews_are_bounded_per_source(reviewer: Reviewer, clock: Clock) -> None:
+    budget = RefusalBudget(limit=5, interval=10.0, clock=clock)
+    auth = TokenAuthenticator(reviewer, clock=clock, budget=budget)
+    good = jwt(NOW + 3600, nonce="good")
+    reviewer.valid.add(good)
+    auth.authenticate(good, source="10.0.0.9")
+
+    def attempt(nonce: str, source: str) -> str:
+        with pytest.raises(AuthenticationError) as caught:
+            auth.authenticate(jwt(NOW + 3600, nonce=nonce), source=source)
+        return caught.value.aws_code
+
+    codes = [attempt(f"junk-{i}", "10.0.0.9") for i in range(100)]
+    assert codes[:5] == ["UnrecognizedClientException"] * 5
+    assert set(codes[5:]) == {"ThrottlingException"}
+    assert len(reviewer.calls) == 1 + 5  # the flood cost five TokenReviews, not a hundred
+    assert auth.authenticate(good, source="10.0.0.9").namespace == "team-a"  # cached: passes
+    assert attempt("other-source", "10.0.0.10") == "UnrecognizedClientException"
+    clock.now += 10
+    assert attempt("next-window", "10.0.0.9") == "UnrecognizedClientException"
+    assert len(reviewer.calls) == 1 + 5 + 2
 
 
 def test_cache_lasts_at_most_60_seconds(

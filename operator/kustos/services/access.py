@@ -96,7 +96,7 @@ class AccessService:
             )
         scheme, _, rest = header.strip().partition(" ")
         if scheme.lower() == "bearer":
-            return self.tokens.authenticate(rest)
+            return self.tokens.authenticate(rest, source=req.remote_addr or None)
         if scheme == "AWS4-HMAC-SHA256":
             return self._sigv4(req, header)
         raise AuthenticationError(

@@ -94,6 +94,7 @@ class AuditService:
         self._maint: threading.Thread | None = None
         self._closing = threading.Event()
         self._listeners: list[Listener] = []
+        self._flushers: list[Callable[[bool], None]] = []
         self._since_digest = 0
         #: monotonic start of the commit in progress; why the store is down (None: up).
         self._commit_started: float | None = None
@@ -101,6 +102,18 @@ class AuditService:
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def add_flusher(self, flush: Callable[[bool], None]) -> None:
+        """`flush(final)` runs on every maintenance tick (final=False) and once at close,
+        before the log closes (final=True): for producers that aggregate records."""
+        self._flushers.append(flush)
+
+    def _flush(self, final: bool) -> None:
+        for flush in self._flushers:
+            try:
+                flush(final)
+            except Exception:
+                log.exception("audit: a flusher failed")
 
     # -- recording ----------------------------------------------------------------------
     def record(self, event: AuditEvent) -> None:
@@ -275,6 +288,7 @@ class AuditService:
         def loop() -> None:
             last = time.monotonic()
             while not self._closing.wait(1.0):
+                self._flush(False)
                 due = time.monotonic() - last >= self.settings.digest_seconds
                 if due or self._since_digest >= self.settings.digest_records:
                     try:
@@ -302,6 +316,7 @@ class AuditService:
 
     def close(self) -> None:
         """Drain the queue, sign a last digest (best effort), stop the threads."""
+        self._flush(True)
         self._closing.set()
         with self._cond:
             self._cond.notify_all()

@@ -90,8 +90,10 @@ class Services:
     @cached_property
     def secrets_api(self) -> SecretsApi:
         """The Secrets Manager operations, authorized by `access`, audited by `audit`."""
-        return SecretsApi(self.secrets, self.managed_objects, SecretGateway(self.api),
-                          self.access, self.audit, self.reads)
+        api = SecretsApi(self.secrets, self.managed_objects, SecretGateway(self.api),
+                         self.access, self.audit, self.reads)
+        self.audit.add_flusher(lambda final: api.flush_refusals(everything=final))
+        return api
 
     @cached_property
     def reads(self) -> ReadEvents:

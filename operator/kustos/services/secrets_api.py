@@ -6,7 +6,9 @@ authorization and audit rules of `kustos.services.api_call`. The operations live
 `api_write` (values, metadata, tags, labels), `api_read` (values and listings),
 `api_lifecycle` (delete, restore, rotate) and `api_policy` (resource policies, passwords).
 `reject` audits a request that failed before reaching an operation (authentication,
-protocol errors).
+protocol errors). Unauthenticated refusals are bounded per source address
+(`kustos.services.refusals`): past the budget they are counted, and each source's count
+is written as one ``UnauthenticatedRequests`` record per window (`flush_refusals`).
 
 Unexpected exceptions become a generic InternalServiceError: their messages, which might
 quote input, are neither returned nor logged (only their type and traceback lines are).
@@ -19,13 +21,15 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from kustos.errors import KustosError, ServerError
+from kustos.errors import AuditUnavailableError, KustosError, ServerError
 from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
+from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
 from kustos.services import api_lifecycle, api_policy, api_read, api_write
 from kustos.services.api_call import ANONYMOUS, AuditSink, Authorizer, Call, CallMeta, Deps
 from kustos.services.reads import ReadEvents
+from kustos.services.refusals import OTHER_SOURCES, RefusalBudget, Suppressed
 from kustos.services.secrets import SecretService
 
 __all__ = ["OPERATIONS", "SecretsApi"]
@@ -66,10 +70,12 @@ class SecretsApi:
         authorizer: Authorizer,
         audit: AuditSink,
         reads: ReadEvents | None = None,
+        refusals: RefusalBudget | None = None,
     ) -> None:
         self._deps = Deps(secrets, objects, projected, secrets.cluster, reads)
         self._authorizer = authorizer
         self._audit = audit
+        self._refusals = refusals if refusals is not None else RefusalBudget()
 
     @property
     def operations(self) -> frozenset[str]:
@@ -100,7 +106,38 @@ class SecretsApi:
         principal: Principal | None = None, params: dict[str, Any] | None = None,
     ) -> None:
         """Audit a request refused before any operation ran (AuditUnavailableError if the
-        record cannot be written)."""
+        record cannot be written). Unauthenticated ones past their source's budget are
+        only counted, for an aggregate record."""
+        if principal is None:
+            admitted = self._refusals.admit(meta.source_ip or "unknown", error.aws_code)
+            self.flush_refusals()
+            if not admitted:
+                return
         call = Call(operation or "Unknown", dict(params or {}), principal or ANONYMOUS, meta,
                     self._authorizer, self._audit)
         call.failed(error)
+
+    def flush_refusals(self, *, everything: bool = False) -> None:
+        """Write one record per source whose window of suppressed refusals ended (all of
+        them when `everything`, at shutdown); counts that cannot be written are logged."""
+        tallies = self._refusals.drain() if everything else self._refusals.due()
+        for tally in tallies:
+            try:
+                self._audit.record(_aggregate(tally))
+            except AuditUnavailableError as exc:
+                log.error("audit: %d refused requests from %s not recorded: %s", tally.count,
+                          tally.source, exc.message)
+
+
+def _aggregate(tally: Suppressed) -> AuditEvent:
+    source = None if tally.source == OTHER_SOURCES else tally.source
+    code = max(tally.codes, key=lambda c: tally.codes[c])
+    return AuditEvent(
+        event_name="UnauthenticatedRequests", principal=ANONYMOUS, read_only=False,
+        namespace="", source_ip=source, error_code=code,
+        error_message=(f"{tally.count} more unauthenticated requests from "
+                       f"{tally.source} refused (over the per-source audit budget)"),
+        event_time=tally.window_end,
+        additional={"aggregated": True, "count": tally.count, "errorCodes": tally.codes,
+                    "windowStart": tally.window_start, "windowEnd": tally.window_end},
+    )

@@ -1,11 +1,16 @@
-"""Bearer-token authentication: TokenReview (audience `kustos`) with a success-only cache.
+"""Bearer-token authentication: TokenReview (audience `kustos`), cached, and bounded.
 
 The API server is the only judge of a token. Successes are cached for min(token expiry,
 `max_ttl`) under the SHA-256 of the token (the token itself is never kept as a key or
-logged); failures are never cached, so a token that starts working is accepted at once and a
-flood of forged tokens cannot poison the cache. A token whose JWT `exp` has already passed is
-refused without asking the API server. Only tokens whose review names our audience are
-accepted: a token minted for the Kubernetes API (or anyone else) is not a Kustos credential.
+logged). Failures are cached briefly (`negative_ttl`, 5 s) in a separate, bounded map, so a
+token replayed in a loop costs one TokenReview per few seconds, a token that starts working
+is accepted within seconds, and a flood of forged tokens cannot evict the successes. Distinct
+junk tokens are bounded per source address (`RefusalBudget`): once a source has had
+`limit` failed reviews in a window, its unknown tokens are refused with ThrottlingException
+without asking the API server until the window ends (cached valid tokens still pass). A
+token whose JWT `exp` has already passed is refused without asking the API server. Only
+tokens whose review names our audience are accepted: a token minted for the Kubernetes API
+(or anyone else) is not a Kustos credential.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Protocol
 from kustos.errors import AuthenticationError
 from kustos.kube.access import TokenReviewResult
 from kustos.models.identity import Principal
+from kustos.services.refusals import RefusalBudget
 
 __all__ = ["AUDIENCE", "TokenAuthenticator", "TokenReviewer", "jwt_expiry"]
 
@@ -63,6 +69,11 @@ def _expired() -> AuthenticationError:
     )
 
 
+def _throttled() -> AuthenticationError:
+    return AuthenticationError("Too many failed authentications from this address; retry "
+                               "later.", aws_code="ThrottlingException")
+
+
 class TokenAuthenticator:
     def __init__(
         self,
@@ -71,19 +82,25 @@ class TokenAuthenticator:
         audience: str = AUDIENCE,
         max_ttl: float = 60.0,
         max_entries: int = 4096,
+        negative_ttl: float = 5.0,
+        budget: RefusalBudget | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._reviewer = reviewer
         self.audience = audience
         self._max_ttl = max_ttl
         self._max_entries = max_entries
+        self._negative_ttl = negative_ttl
+        self._budget = budget if budget is not None else RefusalBudget()
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        self._refused: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
         #: How many TokenReviews were sent (for tests and metrics).
         self.reviews = 0
 
-    def authenticate(self, token: str) -> Principal:
+    def authenticate(self, token: str, source: str | None = None) -> Principal:
+        """The principal of `token`; `source` (the client's address) bounds failed reviews."""
         token = token.strip()
         if not token or len(token) > _MAX_TOKEN_CHARS:
             raise _invalid()
@@ -99,7 +116,23 @@ class TokenAuthenticator:
                     self._cache.move_to_end(key)
                     return hit[0]
                 del self._cache[key]
-        principal = self._review(token)
+            refused = self._refused.get(key)
+            if refused is not None:
+                if refused[1] > now:
+                    raise _expired() if refused[0] == "ExpiredTokenException" else _invalid()
+                del self._refused[key]
+        if source is not None and self._budget.over(source):
+            raise _throttled()
+        try:
+            principal = self._review(token)
+        except AuthenticationError as exc:
+            with self._lock:
+                self._refused[key] = (exc.aws_code, now + self._negative_ttl)
+                while len(self._refused) > self._max_entries:
+                    self._refused.popitem(last=False)
+            if source is not None:
+                self._budget.admit(source, exc.aws_code)
+            raise
         until = now + self._max_ttl if exp is None else min(exp, now + self._max_ttl)
         with self._lock:
             self._cache[key] = (principal, until)
@@ -126,3 +159,4 @@ class TokenAuthenticator:
     def forget(self) -> None:
         with self._lock:
             self._cache.clear()
+            self._refused.clear()
