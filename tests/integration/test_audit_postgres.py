@@ -1,0 +1,55 @@
+"""Fail fast on a real PostgreSQL: with the audit append lock held by another session, the
+first record is refused within seconds, the next ones at once, and recording resumes when
+the lock is released; no refused record is written."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+from tests.integration.test_store_postgres import pg_admin_url, pg_url, store  # noqa: F401
+
+from kustos.errors import AuditUnavailableError
+from kustos.models.audit import AuditEvent
+from kustos.models.identity import Principal
+from kustos.services.audit import AuditService, AuditSettings
+from kustos.store import SqlStore
+from kustos.store.audit import _PG_LOCK_KEY, AuditStore
+
+pytestmark = pytest.mark.db
+
+
+def event(eid: str) -> AuditEvent:
+    return AuditEvent(event_name="GetSecretValue", principal=Principal.service_account("a", "b"),
+                      read_only=True, namespace="a", event_id=eid)
+
+
+def test_a_locked_audit_store_is_refused_fast_and_recovers(store: SqlStore) -> None:  # noqa: F811
+    audit = AuditService(AuditStore(store.engine), "test",
+                         settings=AuditSettings(stall_seconds=1.0, probe_seconds=0.1))
+    audit.record(event("before"))
+    holder = store.engine.connect()
+    tx = holder.begin()
+    holder.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+    try:
+        started = time.monotonic()
+        with pytest.raises(AuditUnavailableError):
+            audit.record(event("refused-first"))
+        assert time.monotonic() - started < 3.0
+        started = time.monotonic()
+        with pytest.raises(AuditUnavailableError, match="not answering"):
+            audit.record(event("refused-next"))
+        assert time.monotonic() - started < 0.5
+    finally:
+        tx.rollback()
+        holder.close()
+    deadline = time.monotonic() + 15
+    while audit.down() is not None:
+        assert time.monotonic() < deadline, "the probe never saw the store answer"
+        time.sleep(0.05)
+    audit.record(event("after"))
+    audit.close()
+    with store.engine.connect() as conn:
+        ids = conn.execute(sa.text("SELECT event_id FROM audit_log ORDER BY seq")).scalars()
+        assert list(ids) == ["before", "after"]
