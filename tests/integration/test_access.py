@@ -32,6 +32,7 @@ from kustos.api.server import ApiBackend, build_app
 from kustos.config import Settings
 from kustos.models.records import SecretRecord
 from kustos.models.sensitive import SecretValue
+from kustos.services.container_credentials import ContainerCredentials
 from kustos.services.factory import Services
 from kustos.store.audit import AuditQuery
 
@@ -132,7 +133,8 @@ def env(kube_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator
                         kubeconfig=kube_cluster.kubeconfig)  # fmt: skip
     services = Services.build(settings)
     app = build_app(ApiBackend(services.access, services.secrets_api),
-                    extra_routes=lambda a: add_credentials_routes(a, services.access))
+                    extra_routes=lambda a: add_credentials_routes(
+                        a, ContainerCredentials(services.access, services.audit)))
     loop = asyncio.new_event_loop()
     runner = web.AppRunner(app)
     loop.run_until_complete(runner.setup())

@@ -4,7 +4,8 @@ A pod sets ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` to this URL and
 ``AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`` to a projected ServiceAccount token with audience
 ``kustos``; the AWS SDKs' container provider sends the token as the Authorization header and
 receives short-lived SigV4 credentials bound to that ServiceAccount (the shape ECS and EKS Pod
-Identity answer with). Thin adapter: `AccessService.credentials_for` decides.
+Identity answer with), never valid past that token's own expiry. Thin adapter:
+`ContainerCredentials.issue` decides, and audits each issue (who, which pod) before answering.
 
 The answer holds a secret access key, so it is never logged or cached (``no-store``).
 """
@@ -17,12 +18,12 @@ import logging
 from aiohttp import web
 
 from kustos.errors import KustosError
-from kustos.services.access import AccessService
+from kustos.services.container_credentials import ContainerCredentials
 
 __all__ = ["CREDENTIALS_PATH", "add_credentials_routes"]
 
 CREDENTIALS_PATH = "/v1/credentials"
-_ACCESS_KEY = web.AppKey("kustos_access_service", AccessService)
+_ISSUER = web.AppKey("kustos_container_credentials", ContainerCredentials)
 log = logging.getLogger(__name__)
 
 
@@ -32,10 +33,12 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 
 async def credentials(request: web.Request) -> web.Response:
-    access = request.app[_ACCESS_KEY]
+    issuer = request.app[_ISSUER]
     header = request.headers.get("Authorization", "")
     try:
-        issued = await asyncio.to_thread(access.credentials_for, header)
+        issued = await asyncio.to_thread(
+            issuer.issue, header, source_ip=request.remote or None,
+            user_agent=request.headers.get("User-Agent"))  # fmt: skip
     except KustosError as exc:
         status = 401 if exc.http_status < 500 else 503
         return _error(status, exc.aws_code, exc.message)
@@ -46,7 +49,7 @@ async def credentials(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "no-store"})  # fmt: skip
 
 
-def add_credentials_routes(app: web.Application, access: AccessService) -> None:
-    """Mount `GET /v1/credentials` on `app`, answered with `access`'s session credentials."""
-    app[_ACCESS_KEY] = access
+def add_credentials_routes(app: web.Application, issuer: ContainerCredentials) -> None:
+    """Mount `GET /v1/credentials` on `app`, answered with `issuer`'s session credentials."""
+    app[_ISSUER] = issuer
     app.router.add_get(CREDENTIALS_PATH, credentials)

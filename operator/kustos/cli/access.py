@@ -1,4 +1,5 @@
-"""`kustos access-key create|list|delete`: long-term SigV4 keys bound to a ServiceAccount.
+"""`kustos access-key create|list|delete`: long-term SigV4 keys bound to a ServiceAccount;
+`kustos access revoke|revocations`: cut a principal off (`kustos.services.revocations`).
 
 `create` prints the secret access key once (as `aws iam create-access-key` does); Kustos keeps
 it only sealed by the keyring. Prefer the container-credentials endpoint for pods: it needs
@@ -19,7 +20,7 @@ from kustos.kube.access import AccessGateway
 from kustos.models.access_keys import AccessKeyRecord
 from kustos.services.factory import Services
 
-__all__ = ["access_key", "services_from_env"]
+__all__ = ["access", "access_key", "services_from_env"]
 
 
 @contextmanager
@@ -83,3 +84,60 @@ def delete(access_key_id: str) -> None:
     """Delete a key; it stops working within seconds on every API replica."""
     with services_from_env() as services:
         services.access.keys.delete(access_key_id)
+
+
+@click.group("access")
+def access() -> None:
+    """Emergency controls over who can use the API."""
+
+
+@access.command("revoke")
+@click.option("--principal", required=True, metavar="ARN",
+              help="arn:kustos:iam::<namespace>:serviceaccount/<name> or "
+                   "arn:kustos:iam::cluster:user/<name>")
+@click.option("--reason", default="", help="Why (kept in the revocation and the audit log).")
+def revoke(principal: str, reason: str) -> None:
+    """Cut PRINCIPAL off: every access key, session credential and Kubernetes token it was
+    issued until now stops working on every API replica within 10 seconds."""
+    from kustos.models.audit import AuditEvent
+    from kustos.models.identity import Principal
+    from kustos.services.revocations import BOUND_SECONDS, RevocationService
+    from kustos.store.revocations import RevocationStore
+    from kustos.store.sql import SqlStore
+
+    with services_from_env() as services:
+        if not isinstance(services.store, SqlStore):
+            raise InvalidParameterError("revocation needs the SQL store")
+        who = AccessGateway(services.api).whoami()
+        caller = (Principal.user(who[0], groups=who[1], auth_method="Kubernetes") if who
+                  else Principal(arn="arn:kustos:iam::cluster:user/unknown", username="unknown",
+                                 auth_method="Kubernetes"))  # fmt: skip
+        revocation, deactivated = RevocationService(RevocationStore(services.store.engine)).revoke(
+            principal, by=caller.arn, reason=reason)
+        services.audit.record(AuditEvent(
+            "RevokePrincipal", caller, event_type="AwsServiceEvent",
+            request_parameters={"principalArn": revocation.principal_arn, "reason": reason},
+            response_elements={"revokedAt": revocation.revoked_at,
+                               "accessKeysDeactivated": deactivated}))  # fmt: skip
+    click.echo(json.dumps({
+        "PrincipalArn": revocation.principal_arn,
+        "RevokedAt": revocation.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "AccessKeysDeactivated": deactivated,
+        "InForceWithinSeconds": BOUND_SECONDS,
+    }, indent=4))  # fmt: skip
+
+
+@access.command("revocations")
+def revocations() -> None:
+    """List revoked principals."""
+    from kustos.services.revocations import RevocationService
+    from kustos.store.revocations import RevocationStore
+    from kustos.store.sql import SqlStore
+
+    with services_from_env() as services:
+        if not isinstance(services.store, SqlStore):
+            raise InvalidParameterError("revocation needs the SQL store")
+        rows = RevocationService(RevocationStore(services.store.engine)).list()
+    click.echo(json.dumps({"Revocations": [
+        {"PrincipalArn": r.principal_arn, "RevokedAt": r.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+         "RevokedBy": r.revoked_by, "Reason": r.reason} for r in rows]}, indent=4))

@@ -38,10 +38,11 @@ def make_app(services: Services) -> web.Application:
     """The API app on `services`: access for authentication, the audited operations, and
     the container-credentials endpoint."""
     from kustos.api.credentials import add_credentials_routes
+    from kustos.services.container_credentials import ContainerCredentials
 
     backend = ApiBackend(services.access, services.secrets_api)
-    return build_app(backend, extra_routes=lambda app: add_credentials_routes(app,
-                                                                              services.access))
+    issuer = ContainerCredentials(services.access, services.audit)
+    return build_app(backend, extra_routes=lambda app: add_credentials_routes(app, issuer))
 
 
 def tls_context(services: Services, secret: str) -> ssl.SSLContext:

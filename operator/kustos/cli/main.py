@@ -45,6 +45,7 @@ cli.add_command(keys_cli.keys)
 cli.add_command(audit_cli.audit)
 cli.add_command(audit_cli.usage)
 cli.add_command(access_cli.access_key)
+cli.add_command(access_cli.access)
 cli.add_command(policy_cli.policy)
 cli.add_command(snippet_cli.snippet)
 sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process

@@ -117,3 +117,15 @@ class AccessGateway:
                 f"cannot read ServiceAccount {namespace}/{name}: HTTP {exc.status}"
             ) from None
         return True
+
+    def whoami(self) -> tuple[str, tuple[str, ...]] | None:
+        """(username, groups) of the credentials this client uses (SelfSubjectReview), or
+        None when the API server cannot say (before Kubernetes 1.28, or not allowed)."""
+        try:
+            review = self._auth.create_self_subject_review(client.V1SelfSubjectReview())
+        except (ApiException, ValueError):
+            return None
+        info = review.status.user_info if review.status else None
+        if info is None or not info.username:
+            return None
+        return str(info.username), tuple(info.groups or ())

@@ -49,11 +49,13 @@ from kustos.policy import (
 from kustos.services.access_keys import SESSION_PREFIX, AccessKeyService, SessionCredentials
 from kustos.services.denials import DenialEvents, denial_message
 from kustos.services.policies import PolicyIndex
+from kustos.services.revocations import RevocationList, jwt_issued_at
 from kustos.services.sigv4 import check_scope, parse_authorization, verify_signature
 from kustos.services.sigv4_keys import SigningKeys
-from kustos.services.tokens import TokenAuthenticator
+from kustos.services.tokens import TokenAuthenticator, jwt_expiry
 from kustos.store.access_keys import AccessKeyStore
 from kustos.store.base import Store
+from kustos.store.revocations import RevocationStore
 from kustos.store.sql import SqlStore
 
 __all__ = ["AccessService", "build_access_service"]
@@ -76,8 +78,10 @@ class AccessService:
         region: str,
         denials: DenialEvents | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        revocations: RevocationList | None = None,
     ) -> None:
         self.tokens = tokens
+        self.revocations = revocations
         self.keys = keys
         self.policies = policies
         self.region = region
@@ -96,7 +100,7 @@ class AccessService:
             )
         scheme, _, rest = header.strip().partition(" ")
         if scheme.lower() == "bearer":
-            return self.tokens.authenticate(rest, source=req.remote_addr or None)
+            return self._bearer(rest, source=req.remote_addr or None)
         if scheme == "AWS4-HMAC-SHA256":
             return self._sigv4(req, header)
         raise AuthenticationError(
@@ -127,20 +131,45 @@ class AccessService:
         )  # fmt: skip
         return principal
 
-    def credentials_for(self, authorization: str) -> SessionCredentials:
-        """Session credentials for the holder of a Kubernetes token (container endpoint).
+    def container_caller(
+        self, authorization: str, source: str | None = None
+    ) -> tuple[Principal, str]:
+        """Who holds the Kubernetes token of a container-credentials request, and the token.
 
         botocore sends the token file's content as the Authorization header verbatim;
-        a ``Bearer`` prefix is accepted too.
+        a ``Bearer`` prefix is accepted too. TokenReview only: `session_for` then checks
+        revocation and issues.
         """
         token = authorization.strip()
         if token[:7].lower() == "bearer ":
-            token = token[7:]
+            token = token[7:].strip()
         if not token:
             raise AuthenticationError(
                 "Missing Authentication Token", aws_code="MissingAuthenticationTokenException"
             )
-        return self.keys.issue_session(self.tokens.authenticate(token))
+        return self.tokens.authenticate(token, source=source), token
+
+    def session_for(self, principal: Principal, token: str) -> SessionCredentials:
+        """Session credentials for `principal`, proven by `token`: refused if the token was
+        issued before the principal was revoked; never valid past the token's expiry."""
+        if self.revocations is not None:
+            self.revocations.check(principal.arn, jwt_issued_at(token))
+        expiry = jwt_expiry(token)  # the token was just accepted, so its claims are genuine
+        not_after = None if expiry is None else datetime.fromtimestamp(expiry, UTC)
+        return self.keys.issue_session(principal, not_after=not_after)
+
+    def credentials_for(self, authorization: str) -> SessionCredentials:
+        """`container_caller` then `session_for` (unaudited; the endpoint uses
+        `kustos.services.container_credentials`, which audits each issue)."""
+        return self.session_for(*self.container_caller(authorization))
+
+    def _bearer(self, token: str, source: str | None = None) -> Principal:
+        """TokenReview (cached), then revocation: refused if issued (JWT ``iat``) before
+        the principal was revoked (`kustos.services.revocations`)."""
+        principal = self.tokens.authenticate(token, source=source)
+        if self.revocations is not None:
+            self.revocations.check(principal.arn, jwt_issued_at(token.strip()))
+        return principal
 
     @staticmethod
     def request_context(req: RequestView) -> dict[str, ContextValue]:
@@ -265,10 +294,12 @@ def build_access_service(
     if not isinstance(store, SqlStore):
         raise TypeError("access keys need the SQL store")
     gateway = AccessGateway(api)
+    revocations = RevocationList(RevocationStore(store.engine).all)
     return AccessService(
         TokenAuthenticator(gateway),
-        AccessKeyService(AccessKeyStore(store.engine), keyring),
+        AccessKeyService(AccessKeyStore(store.engine), keyring, revocations=revocations),
         PolicyIndex(gateway.list_policies),
         region=region,
         denials=DenialEvents(events, gateway.managed_secret_uid),
+        revocations=revocations,
     )

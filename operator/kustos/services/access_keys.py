@@ -10,7 +10,12 @@ API verifies them. The session token *is* the sealed record -- who the caller is
 credentials expire and the secret access key -- encrypted under the keyring with the
 session's access key id (``ASIA`` + 16) as associated data. A token presented with another
 access key id, edited, or sealed under an unknown key does not open; an expired one is
-refused with ExpiredTokenException. They cannot be revoked before they expire (default 1 h).
+refused with ExpiredTokenException. They live `session_lifetime` (default 1 h), never longer
+than the Kubernetes token they were issued for (`issue_session(not_after=...)`).
+
+Revocation (`kustos.services.revocations`): both kinds carry their issue time (a key's
+creation time; the session's ``t`` claim), checked against the `RevocationList` on every
+lookup -- cache hits included -- so `kustos access revoke` stops them within its bound.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from kustos.models.access_keys import ACTIVE, AccessKeyRecord
 from kustos.models.identity import Principal
 from kustos.models.records import SealedPayload
 from kustos.models.sensitive import SecretValue
+from kustos.services.revocations import RevocationList
 from kustos.store.access_keys import AccessKeyStore
 
 __all__ = ["AccessKeyService", "IssuedKey", "SessionCredentials"]
@@ -100,13 +106,15 @@ class AccessKeyService:
         session_lifetime: timedelta = timedelta(hours=1),
         cache_seconds: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        revocations: RevocationList | None = None,
     ) -> None:
         self._store = store
         self._keyring = keyring
         self.session_lifetime = session_lifetime
         self._cache_seconds = cache_seconds
         self._clock = clock
-        self._cache: dict[str, tuple[Principal, str, float]] = {}
+        self._revocations = revocations
+        self._cache: dict[str, tuple[Principal, str, float, datetime]] = {}
         self._lock = threading.Lock()
 
     # -- long-term keys ------------------------------------------------------------------
@@ -134,6 +142,7 @@ class AccessKeyService:
         with self._lock:
             hit = self._cache.get(access_key_id)
         if hit is not None and hit[2] > now:
+            self._check_revoked(hit[0], hit[3])
             return hit[0], hit[1]
         record = self._store.get(access_key_id)
         if record is None or record.status != ACTIVE:
@@ -150,17 +159,37 @@ class AccessKeyService:
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[access_key_id] = (principal, secret, now + self._cache_seconds)
+            self._cache[access_key_id] = (principal, secret, now + self._cache_seconds,
+                                          record.created_at)  # fmt: skip
+        self._check_revoked(principal, record.created_at)
         return principal, secret
 
+    def _check_revoked(self, principal: Principal, issued_at: datetime | float | None) -> None:
+        if self._revocations is not None:
+            self._revocations.check(principal.arn, issued_at)
+
     # -- session credentials -------------------------------------------------------------
-    def issue_session(self, principal: Principal) -> SessionCredentials:
+    def issue_session(
+        self, principal: Principal, *, not_after: datetime | None = None
+    ) -> SessionCredentials:
+        """Session credentials for `principal`, expiring after `session_lifetime` or at
+        `not_after` (the expiry of the token that proved who the caller is), if sooner."""
         key_id = _new_id(SESSION_PREFIX)
         secret = _new_secret()
-        expiration = (self._clock() + self.session_lifetime).replace(microsecond=0)
+        now = self._clock()
+        expiration = now + self.session_lifetime
+        if not_after is not None and not_after < expiration:
+            expiration = not_after
+        expiration = expiration.replace(microsecond=0)  # rounds down: never past not_after
+        if expiration <= now:
+            raise AuthenticationError(
+                "The security token included in the request is expired",
+                aws_code="ExpiredTokenException",
+            )
         claims = {
             "u": principal.username, "g": list(principal.groups), "i": principal.uid,
             "p": principal.pod_name, "e": int(expiration.timestamp()), "s": secret,
+            "t": now.timestamp(),
         }  # fmt: skip
         sealed = seal(json.dumps(claims).encode(), arn=_SESSION_CONTEXT, version_id=key_id,
                       keyring=self._keyring())  # fmt: skip
@@ -183,6 +212,7 @@ class AccessKeyService:
             claims = json.loads(plain)
             expires = float(claims["e"])
             secret = str(claims["s"])
+            issued = float(claims["t"]) if "t" in claims else None
             principal = Principal.user(
                 str(claims["u"]), groups=tuple(claims["g"]), uid=str(claims["i"]),
                 auth_method="SigV4", access_key_id=access_key_id, pod_name=claims["p"],
@@ -195,4 +225,5 @@ class AccessKeyService:
                 "The security token included in the request is expired",
                 aws_code="ExpiredTokenException",
             )
+        self._check_revoked(principal, issued)
         return principal, secret

@@ -7,6 +7,7 @@ plaintext: values arrive sealed by `kustos.crypto`.
 
 from kustos.store import access_keys as _access_keys  # noqa: F401  (registers its table)
 from kustos.store import audit as _audit  # noqa: F401  (registers the audit tables)
+from kustos.store import revocations as _revocations  # noqa: F401  (registers its table)
 from kustos.store import rotations as _rotations  # noqa: F401  (registers the rotation tables)
 from kustos.store.base import Store
 from kustos.store.sql import SqlStore
