@@ -2,7 +2,9 @@
 serves it inside the operator process (`kustos run`, on Kopf's event loop).
 
 HTTPS by default, with the certificate from the Secret `kustos-api-tls` (generated with its
-own CA on first start, or supplied by the user: then never overwritten); plain HTTP only
+own CA on first start and renewed before it expires, or supplied by the user, e.g. by
+cert-manager: then never overwritten); a changed certificate is served from the next TLS
+handshake on, without a restart (`kustos.api.tls.ServingTls`); plain HTTP only
 with `--insecure`, meant for tests. Metrics never share the API port: the standalone server
 serves its request metrics on `--metrics-port` (default `$KUSTOS_METRICS_PORT` or 9090; 0
 disables), the operator on `$KUSTOS_METRICS_PORT`. In the operator, `$KUSTOS_API_PORT`
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from kustos import metrics
 from kustos.api.server import ApiBackend, build_app
-from kustos.api.tls import DEFAULT_SECRET, default_hosts, ensure_tls_secret, server_context
+from kustos.api.tls import CHECK_SECONDS, DEFAULT_SECRET, ServingTls, default_hosts
 from kustos.config import Settings
 from kustos.kube.secrets import SecretGateway
 from kustos.services.factory import Services
@@ -45,11 +47,18 @@ def make_app(services: Services) -> web.Application:
     return build_app(backend, extra_routes=lambda app: add_credentials_routes(app, issuer))
 
 
-def tls_context(services: Services, secret: str) -> ssl.SSLContext:
+def serving_tls(services: Services, secret: str) -> ServingTls:
+    """The serving certificate from `secret`, loaded (generated when absent)."""
     settings = services.settings
-    data = ensure_tls_secret(SecretGateway(services.api), settings.namespace, secret,
-                             default_hosts(settings.namespace))
-    return server_context(data["tls.crt"], data["tls.key"])
+    tls = ServingTls(SecretGateway(services.api), settings.namespace, secret,
+                     default_hosts(settings.namespace))  # fmt: skip
+    tls.start()
+    return tls
+
+
+def tls_check_seconds() -> float:
+    """Seconds between looks at the TLS Secret ($KUSTOS_API_TLS_CHECK_SECONDS, default 300)."""
+    return float(os.environ.get("KUSTOS_API_TLS_CHECK_SECONDS", CHECK_SECONDS))
 
 
 async def start_site(
@@ -83,16 +92,15 @@ def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int
         if metrics_port is None:
             metrics_port = int(os.environ.get("KUSTOS_METRICS_PORT", "9090"))
         metrics.start_metrics_server(metrics_port)
-        context = None if insecure else tls_context(services, tls_secret)
-        asyncio.run(_serve(make_app(services), host, port, context))
+        tls = None if insecure else serving_tls(services, tls_secret)
+        asyncio.run(_serve(make_app(services), host, port, tls))
     finally:
         services.close()
 
 
-async def _serve(
-    app: web.Application, host: str, port: int, context: ssl.SSLContext | None
-) -> None:
-    runner = await start_site(app, host, port, context)
+async def _serve(app: web.Application, host: str, port: int, tls: ServingTls | None) -> None:
+    runner = await start_site(app, host, port, tls.context if tls else None)
+    renewal = asyncio.create_task(tls.run(tls_check_seconds())) if tls else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -100,6 +108,8 @@ async def _serve(
     try:
         await stop.wait()
     finally:
+        if renewal is not None:
+            renewal.cancel()
         await runner.cleanup()
 
 
@@ -117,12 +127,18 @@ def serve_in_operator() -> None:
         services: Services = memo["services"]
         host = os.environ.get("KUSTOS_API_HOST", "0.0.0.0")  # noqa: S104 (a pod's service)
         insecure = os.environ.get("KUSTOS_API_INSECURE", "") == "1"
-        context = None if insecure else await asyncio.to_thread(
-            tls_context, services, os.environ.get("KUSTOS_API_TLS_SECRET", DEFAULT_SECRET))
-        memo["api_runner"] = await start_site(make_app(services), host, port, context)
+        tls = None if insecure else await asyncio.to_thread(
+            serving_tls, services, os.environ.get("KUSTOS_API_TLS_SECRET", DEFAULT_SECRET))
+        memo["api_runner"] = await start_site(make_app(services), host, port,
+                                              tls.context if tls else None)  # fmt: skip
+        if tls is not None:
+            memo["api_tls_renewal"] = asyncio.create_task(tls.run(tls_check_seconds()))
 
     @kopf.on.cleanup()
     async def stop_api(memo: kopf.Memo, **_: Any) -> None:
+        renewal = memo.get("api_tls_renewal")
+        if renewal is not None:
+            renewal.cancel()
         runner = memo.get("api_runner")
         if runner is not None:
             await runner.cleanup()
