@@ -93,3 +93,26 @@ def test_migrated_schema_matches_metadata_and_reopens(store: SqlStore, pg_url: s
     assert diff == []
     created = next(c for c in column if c["name"] == "created_at")
     assert created["type"].timezone is True  # timestamptz
+
+
+def test_audit_appends_chain_on_postgres(store: SqlStore) -> None:
+    """The audit log's appends (the driver's executemany) on PostgreSQL: one unbroken chain."""
+    from kustos.store.audit import GENESIS, AuditStore, PendingRow, chain_hash
+
+    audit = AuditStore(store.engine)
+
+    def row(i: int) -> PendingRow:
+        return PendingRow(f"e{i}", "2030-01-01T00:00:00.000000Z", "GetSecretValue",
+                          "AwsApiCall", "team-a", None, None, "p", "u", True, i % 2 == 0,
+                          f'{{"n":{i}}}')
+
+    first = audit.append([row(1), row(2)])
+    second = audit.append([row(3)])
+    assert [seq for seq, _ in first + second] == [1, 2, 3]
+    prev = GENESIS
+    for got in audit.iter_chain():
+        seq, columns, record, prev_hash, digest = got[0], got[1:12], got[12], got[13], got[14]
+        assert prev_hash == prev
+        assert digest == chain_hash(prev, seq, columns, record)
+        prev = digest
+    assert prev == second[-1][1]

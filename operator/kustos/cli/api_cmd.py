@@ -10,6 +10,14 @@ serves its request metrics on `--metrics-port` (default `$KUSTOS_METRICS_PORT` o
 disables), the operator on `$KUSTOS_METRICS_PORT`. In the operator, `$KUSTOS_API_PORT`
 (default 8443) picks the port and 0 disables the API; `$KUSTOS_API_HOST` the address
 (default 0.0.0.0).
+
+Several processes (`--processes N`, in the operator `$KUSTOS_API_PROCESSES`): the first
+serves and starts N-1 more `kustos api --reuse-port` processes on the same address, all
+bound with SO_REUSEPORT, so the kernel spreads connections over them and CPython uses more
+than one core. They share the store: the audit log stays one hash chain (each process's
+group commit appends under the store's write lock), and the read cache of each process is
+checked against the store's read epoch on every read, so a write through any process is
+seen by all (docs/benchmarks.md). The extra processes serve no metrics port of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +27,8 @@ import logging
 import os
 import signal
 import ssl
+import subprocess
+import sys
 from typing import Any
 
 import click
@@ -62,13 +72,50 @@ def tls_check_seconds() -> float:
 
 
 async def start_site(
-    app: web.Application, host: str, port: int, context: ssl.SSLContext | None
+    app: web.Application, host: str, port: int, context: ssl.SSLContext | None,
+    *, reuse_port: bool = False,
 ) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, ssl_context=context, backlog=1024).start()
+    await web.TCPSite(runner, host, port, ssl_context=context, backlog=1024,
+                      reuse_port=reuse_port or None).start()
     log.info("Secrets Manager API on %s://%s:%d", "https" if context else "http", host, port)
     return runner
+
+
+def start_workers(n: int, host: str, port: int, tls_secret: str, insecure: bool,
+                  ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+    """`n` more `kustos api --reuse-port` processes on host:port (same environment)."""
+    argv = [sys.executable, "-m", "kustos.cli.main", "api", "--host", host, "--port",
+            str(port), "--tls-secret", tls_secret, "--reuse-port", "--metrics-port", "0"]
+    if insecure:
+        argv.append("--insecure")
+    prctl = _prctl()
+    # In the child, between fork and exec, only a C call (no imports, no locks): a worker
+    # gets SIGTERM when its parent dies, even by SIGKILL (PR_SET_PDEATHSIG, Linux).
+    term = int(signal.SIGTERM)
+    hook = None if prctl is None else (lambda: prctl(1, term) and None)
+    return [subprocess.Popen(argv, preexec_fn=hook) for _ in range(n)]
+
+
+def _prctl() -> Any:
+    import ctypes
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in workers:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @click.command("api")
@@ -81,25 +128,35 @@ async def start_site(
               help="Port of /metrics, never the API port  [default: $KUSTOS_METRICS_PORT or "
                    "9090; 0 disables]")
 @click.option("--verbose", is_flag=True, help="Debug logging.")
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Server processes sharing the port (SO_REUSEPORT) and the store.")
+@click.option("--reuse-port", is_flag=True, help="Bind with SO_REUSEPORT (set for --processes).")
 def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int | None,
-        verbose: bool) -> None:  # fmt: skip
+        verbose: bool, processes: int, reuse_port: bool) -> None:  # fmt: skip
     """Serve the Secrets Manager API (AWS JSON protocol) in the foreground."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     services = Services.build(Settings.from_env())
+    workers: list[subprocess.Popen[bytes]] = []
     try:
         services.keys.keyring()  # fail fast on a missing keyring
         if metrics_port is None:
             metrics_port = int(os.environ.get("KUSTOS_METRICS_PORT", "9090"))
         metrics.start_metrics_server(metrics_port)
         tls = None if insecure else serving_tls(services, tls_secret)
-        asyncio.run(_serve(make_app(services), host, port, tls))
+        if processes > 1:
+            workers = start_workers(processes - 1, host, port, tls_secret, insecure)
+        asyncio.run(_serve(make_app(services), host, port, tls,
+                           reuse_port=reuse_port or processes > 1))
     finally:
+        stop_workers(workers)
         services.close()
 
 
-async def _serve(app: web.Application, host: str, port: int, tls: ServingTls | None) -> None:
-    runner = await start_site(app, host, port, tls.context if tls else None)
+async def _serve(app: web.Application, host: str, port: int, tls: ServingTls | None,
+                 *, reuse_port: bool = False) -> None:  # fmt: skip
+    runner = await start_site(app, host, port, tls.context if tls else None,
+                              reuse_port=reuse_port)
     renewal = asyncio.create_task(tls.run(tls_check_seconds())) if tls else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -127,15 +184,22 @@ def serve_in_operator() -> None:
         services: Services = memo["services"]
         host = os.environ.get("KUSTOS_API_HOST", "0.0.0.0")  # noqa: S104 (a pod's service)
         insecure = os.environ.get("KUSTOS_API_INSECURE", "") == "1"
-        tls = None if insecure else await asyncio.to_thread(
-            serving_tls, services, os.environ.get("KUSTOS_API_TLS_SECRET", DEFAULT_SECRET))
+        secret = os.environ.get("KUSTOS_API_TLS_SECRET", DEFAULT_SECRET)
+        processes = max(1, int(os.environ.get("KUSTOS_API_PROCESSES", "1")))
+        tls = None if insecure else await asyncio.to_thread(serving_tls, services, secret)
         memo["api_runner"] = await start_site(make_app(services), host, port,
-                                              tls.context if tls else None)  # fmt: skip
+                                              tls.context if tls else None,
+                                              reuse_port=processes > 1)  # fmt: skip
         if tls is not None:
             memo["api_tls_renewal"] = asyncio.create_task(tls.run(tls_check_seconds()))
+        if processes > 1:
+            memo["api_workers"] = start_workers(processes - 1, host, port, secret, insecure)
 
     @kopf.on.cleanup()
     async def stop_api(memo: kopf.Memo, **_: Any) -> None:
+        workers = memo.get("api_workers")
+        if workers:
+            await asyncio.to_thread(stop_workers, workers)
         renewal = memo.get("api_tls_renewal")
         if renewal is not None:
             renewal.cancel()

@@ -23,13 +23,15 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from kustos.store.append_lock import AppendLock
 from kustos.store.audit_query import AuditQuery, where_clause
 from kustos.store.audit_tables import audit_digests, audit_log
 from kustos.store.migrate import BUSY_TIMEOUT_S, WRITE
@@ -98,6 +100,15 @@ def _text(value: object) -> str:
     return str(value)
 
 
+_INSERT_COLUMNS = ("seq", *HASHED_COLUMNS, "record", "prev_hash", "hash")
+
+
+def _insert_sql(paramstyle: str) -> str:
+    mark = "?" if paramstyle == "qmark" else "%s"
+    return (f"INSERT INTO audit_log ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608 (constants)
+            f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
+
+
 def chain_hash(prev_hash: str, seq: int, columns: Sequence[object], record: str) -> str:
     """The hash of one row (see the module docstring)."""
     head = f"{prev_hash}\n{seq}\n{_SEP.join(map(_text, columns))}\n"
@@ -110,6 +121,10 @@ class AuditStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = engine.execution_options(**{WRITE: True})
+        database = engine.url.database
+        #: Queues appenders of every process on a SQLite file without SQLite's polling.
+        self._append_lock = AppendLock(Path(database)) if engine.dialect.name == "sqlite" \
+            and database not in (None, "", ":memory:") else None
 
     def _lock(self, conn: Connection) -> None:
         if conn.dialect.name == "postgresql":
@@ -169,19 +184,19 @@ class AuditStore:
                lock_timeout: float | None = None) -> list[tuple[int, str]]:
         """Chain and insert `rows` in one transaction; (seq, hash) of each, once committed."""
         out: list[tuple[int, str]] = []
-        with self._write(lock_timeout) as conn:
+        queue = self._append_lock.held(lock_timeout) if self._append_lock else nullcontext()
+        with queue, self._write(lock_timeout) as conn:
             seq, prev = self._tail(conn)
             values = []
             for row in rows:
                 seq += 1
                 fields = _hashed(row)
                 digest = chain_hash(prev, seq, fields, row.record)
-                values.append({"seq": seq, **dict(zip(HASHED_COLUMNS, fields, strict=True)),
-                               "record": row.record, "prev_hash": prev, "hash": digest})
+                values.append((seq, *fields, row.record, prev, digest))
                 out.append((seq, digest))
                 prev = digest
-            if values:
-                conn.execute(sa.insert(audit_log), values)
+            if values:  # the driver's executemany: SQLAlchemy's insert costs more per row
+                conn.exec_driver_sql(_insert_sql(conn.dialect.paramstyle), values)
         return out
 
     # -- reading ------------------------------------------------------------------------
