@@ -146,7 +146,9 @@ def main() -> None:
             for i in range(args.pg):
                 user, password, dbname = make_db_user(pg)
                 docs.append({"apiVersion": "v1", "kind": "Secret",
-                             "metadata": {"name": f"p{i:04d}-initial", "namespace": ns},
+                             "metadata": {"name": f"p{i:04d}-initial", "namespace": ns,
+                                          "annotations": {
+                                              "kustos.io/allow-import-by": f"p{i:04d}"}},
                              "stringData": {"username": user, "password": password,
                                             "host": pg.host, "port": str(pg.port),
                                             "dbname": dbname}})

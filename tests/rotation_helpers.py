@@ -86,6 +86,8 @@ def create_db_managed_secret(
                "port": str(server.port), "dbname": dbname}
     cluster.kubectl("create", "secret", "generic", f"{name}-initial", "-n", ns,
                     *[f"--from-literal={k}={v}" for k, v in initial.items()])
+    cluster.kubectl("annotate", "secret", f"{name}-initial", "-n", ns,
+                    f"kustos.io/allow-import-by={name}")
     kind = "postgresql" if server.kind == "postgresql" else "mysql"
     config: dict[str, Any] = {"strategy": strategy, "connectTimeoutSeconds": 2,
                               "tls": {"mode": "require"}}

@@ -40,12 +40,16 @@ def test_01_generated_password(cluster: Any, operator_factory: Any) -> None:
 
 
 def test_02_from_existing_secret(cluster: Any, operator_factory: Any) -> None:
+    """The commands in the example's header, as written (with `-n`), in their order."""
     operator_factory().start()
     ns = new_namespace(cluster)
-    cluster.kubectl("create", "secret", "generic", "legacy-api-key", "-n", ns,
-                    "--from-literal=apiKey=abc123")
     manifest = EXAMPLES / "02-from-existing-secret" / "managedsecret.yaml"
-    cluster.kubectl("apply", "-n", ns, "-f", str(manifest))
+    steps = [line.removeprefix("#").strip() for line in manifest.read_text().splitlines()
+             if line.startswith("#   kubectl ")]
+    assert [s.split()[1] for s in steps] == ["create", "annotate", "apply"]
+    for step in steps:
+        args = step.replace("apiKey=...", "apiKey=abc123").split()[1:]
+        cluster.kubectl(*args, "-n", ns)
     name = yaml.safe_load(manifest.read_text())["metadata"]["name"]
     wait_for(lambda: ready(cluster, name, ns))
     assert secret_data(get(cluster, "secret", "payments-api-key", ns) or {}) == {

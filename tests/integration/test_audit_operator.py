@@ -43,6 +43,7 @@ def test_lifecycle_is_audited_and_verifies(cluster: Any, operator_factory: Any) 
     ns = new_namespace(cluster)
     cluster.kubectl("create", "secret", "generic", "src", "-n", ns,
                     f"--from-literal=password={CANARY}")
+    cluster.kubectl("annotate", "secret", "src", "-n", ns, "kustos.io/allow-import-by=orders-db")
     apply(cluster, managed_secret("orders-db", ns, {"name": "prod/orders-db",
                                                     "valueFrom": {"secretRef": {"name": "src"}}}))
     obj = wait_for(lambda: ready(cluster, "orders-db", ns), what="Ready")

@@ -126,6 +126,8 @@ def test_canary_never_leaks(cluster: Any, operator_factory: Any) -> None:
     ns = new_namespace(cluster)
     cluster.kubectl("create", "secret", "generic", "canary-src", "-n", ns,
                     f"--from-literal=password={CANARY}")
+    cluster.kubectl("annotate", "secret", "canary-src", "-n", ns,
+                    "kustos.io/allow-import-by=canary,canary-bad")
     apply(cluster, managed_secret("canary", ns, {
         "valueFrom": {"secretRef": {"name": "canary-src"}}, "target": {"name": "canary-out"}}))
     wait_for(lambda: ready(cluster, "canary", ns))

@@ -141,6 +141,12 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
 
     cluster.kubectl("create", "secret", "generic", "src", "-n", ns,
                     "--from-literal=user=u1", "--from-literal=pass=p1")
+    # The source has not opted in: nothing is copied.
+    obj = wait_for(lambda: (o := get(cluster, "ms", "from-ref", ns)) and condition(o)
+                   and condition(o)["reason"] == "SourceNotAllowed" and o)  # type: ignore[index]
+    assert "kustos.io/allow-import-by=from-ref" in condition(obj)["message"]  # type: ignore[index]
+    assert get(cluster, "secret", "copied", ns) is None
+    cluster.kubectl("annotate", "secret", "src", "-n", ns, "kustos.io/allow-import-by=from-ref")
     wait_for(lambda: ready(cluster, "from-ref", ns), timeout=90)
     copied = get(cluster, "secret", "copied", ns)
     assert copied is not None and secret_data(copied) == {"user": "u1", "pass": "p1"}

@@ -260,7 +260,8 @@ class FakeSecrets:
 def test_lifecycle_is_audited_and_the_canary_never_is(audit: AuditService, store: SqlStore,
                                                       db: Path) -> None:
     kube = FakeSecrets()
-    kube.create("team-a", {"metadata": {"name": "src"}, "data": {
+    kube.create("team-a", {"metadata": {"name": "src", "annotations": {
+        "kustos.io/allow-import-by": "orders-db"}}, "data": {
         "password": base64.b64encode(CANARY.encode()).decode()}})
     events = FakeEvents()
     secrets = SecretService(store, lambda: KEYRING, "test")

@@ -15,6 +15,7 @@ class ConditionType(StrEnum):
     READY = "Ready"
     ROTATION_FAILED = "RotationFailed"
     RESOURCE_POLICY_IN_FORCE = "ResourcePolicyInForce"
+    SOURCE_OPTED_IN = "SourceOptedIn"
 
 
 class EventType(StrEnum):
@@ -35,6 +36,7 @@ class Reason(StrEnum):
     INVALID_SPEC = "InvalidSpec"
     SOURCE_NOT_FOUND = "SourceNotFound"
     SOURCE_INVALID = "SourceInvalid"
+    SOURCE_NOT_ALLOWED = "SourceNotAllowed"
     TARGET_CONFLICT = "TargetConflict"
     NO_VALUE = "NoValue"
     # problems on Kustos's side

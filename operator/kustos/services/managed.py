@@ -8,6 +8,7 @@ is what the adapter patches (only if it differs from the current one).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,12 @@ from kustos.models.spec import ManagedSecretSpec
 from kustos.services.projection import Projection, ProjectionOutcome, ProjectionService
 from kustos.services.resource_policy import follow_spec
 from kustos.services.secrets import SecretService
-from kustos.services.sources import SourceError, SourceService
+from kustos.services.sources import (
+    SourceError,
+    SourceNotAllowedError,
+    SourceService,
+    not_allowed_message,
+)
 
 __all__ = ["API_VERSION", "KIND", "ManagedObject", "ManagedSecretService", "Reconciled"]
 
@@ -54,11 +60,20 @@ class ManagedObject:
 
 
 @dataclass(frozen=True)
-class PolicyState:
-    """Whether the spec's resourcePolicy is the one in force (see services.resource_policy)."""
+class Check:
+    """A condition besides Ready that this controller owns, present only where it applies
+    (so objects that never had the problem get no new status field)."""
 
-    in_force: bool
+    type: ConditionType
+    ok: bool
+    reason: Reason
     message: str
+    #: Whether a failed check makes the object not Ready (a warning does not).
+    blocks_ready: bool = True
+
+
+#: The condition types `_status` owns besides Ready (others belong to other services).
+CHECKS = (ConditionType.RESOURCE_POLICY_IN_FORCE, ConditionType.SOURCE_OPTED_IN)
 
 
 @dataclass(frozen=True)
@@ -82,26 +97,27 @@ class ManagedSecretService:
 
     def reconcile(self, obj: ManagedObject) -> Reconciled:
         record: SecretRecord | None = None
+        checks: list[Check] = []
         try:
             spec = parse_spec(obj.spec)
             record = self._ensure_record(obj, spec)
-            record, policy = self._ensure_policy(obj, spec, record)
+            record = self._ensure_policy(obj, spec, record, checks)
             if record.deletion_date is not None:  # values are not served during the window
                 return Reconciled(self._status(
                     obj, spec, record, Reason.DELETION_SCHEDULED,
                     f"secret scheduled for deletion on {_iso(record.deletion_date)}; "
-                    "restore it with RestoreSecret", ready=False, policy=policy))
-            self._ensure_version(obj, spec, record)
+                    "restore it with RestoreSecret", ready=False, checks=checks))
+            self._ensure_version(obj, spec, record, checks)
             current = self._secrets.current(record)
             if current is None:
                 return Reconciled(self._status(obj, spec, record, Reason.NO_VALUE,
                                                "the secret has no value yet", ready=False,
-                                               policy=policy))
+                                               checks=checks))
             self._project(obj, spec, record, current)
             message = (f"version {current.version_id} projected into Secret "
                        f"{spec.target_name(obj.name)}")
             return Reconciled(self._status(obj, spec, record, Reason.PROJECTED, message,
-                                           policy=policy))
+                                           checks=checks))
         except KustosError as error:
             reason = reason_for(error)
             self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
@@ -132,31 +148,40 @@ class ManagedSecretService:
         return record
 
     def _ensure_policy(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord
-    ) -> tuple[SecretRecord, PolicyState | None]:
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        checks: list[Check],
+    ) -> SecretRecord:
         """spec.resourcePolicy becomes the policy in force, if it passes the checks of
         PutResourcePolicy (with BlockPublicPolicy); if not, the previous one stays."""
         decided = follow_spec(record, spec.resource_policy)
+        ctype = ConditionType.RESOURCE_POLICY_IN_FORCE
         if decided.problem is not None:
             kept = "the previous resource policy" if record.resource_policy else "no policy"
-            message = (f"spec.resourcePolicy is not in force: {decided.problem}; {kept} "
-                       "stays in force")
-            old = _find(obj.status.get("conditions") or [], ConditionType.RESOURCE_POLICY_IN_FORCE)
-            if old is None or (old.get("status"), old.get("message")) != ("False", message):
-                self._events.emit(obj.ref, Reason.RESOURCE_POLICY_REJECTED, message,
-                                  EventType.WARNING)
-            return record, PolicyState(False, message)
+            self._fail(obj, checks, Check(
+                ctype, False, Reason.RESOURCE_POLICY_REJECTED,
+                f"spec.resourcePolicy is not in force: {decided.problem}; {kept} stays in force"))
+            return record
         if decided.changed:
             record = self._secrets.update(decided.record)
             self._events.emit(obj.ref, Reason.POLICY_CHANGED,
                               "resource policy from spec.resourcePolicy in force"
                               if record.resource_policy else "resource policy removed")
-        if spec.resource_policy is None:
-            return record, None
-        return record, PolicyState(True, "spec.resourcePolicy is the resource policy in force")
+        if spec.resource_policy is not None:
+            checks.append(Check(ctype, True, Reason.RECONCILED,
+                                "spec.resourcePolicy is the resource policy in force"))
+        return record
+
+    def _fail(self, obj: ManagedObject, checks: list[Check], check: Check) -> None:
+        """Record a failed check; its Warning Event is posted when the problem is new, not
+        at every resync."""
+        old = _find(obj.status.get("conditions") or [], check.type)
+        if old is None or (old.get("status"), old.get("message")) != ("False", check.message):
+            self._events.emit(obj.ref, check.reason, check.message, EventType.WARNING)
+        checks.append(check)
 
     def _ensure_version(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        checks: list[Check],
     ) -> None:
         fingerprint = spec.source_fingerprint()
         if not fingerprint:
@@ -166,9 +191,9 @@ class ManagedSecretService:
         if current is not None and fingerprint in (applied, current.fingerprint):
             if applied != fingerprint:  # a crash between adding the version and this note
                 self._secrets.update(record.evolve(extra={**record.extra, "source": fingerprint}))
-            self._follow_source_changes(obj, spec, record, current)
+            self._follow_source_changes(obj, spec, record, current, checks)
             return
-        source = self._sources.materialize(obj.namespace, spec)
+        source = self._sources.materialize(obj.namespace, spec, obj.name)
         version = self._secrets.add_version(record, source.value, fingerprint=fingerprint)
         self._secrets.update(record.evolve(extra={
             **record.extra, "source": fingerprint, "source_revision": source.revision,
@@ -178,19 +203,29 @@ class ManagedSecretService:
 
     def _follow_source_changes(
         self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
-        current: VersionRecord,
+        current: VersionRecord, checks: list[Check],
     ) -> None:
         """valueFrom: when the source Secret changed, its new content becomes a version.
 
         Not when the secret rotates: then the source gave only the first value, and later
         values belong to the rotation (copying the source again would put back credentials
-        the database no longer accepts)."""
+        the database no longer accepts). An import made before sources had to opt in keeps
+        working, with a warning until the source Secret opts in."""
         if spec.rotation:
             return
-        revision = self._sources.revision(obj.namespace, spec)
-        if revision is None or revision == record.extra.get("source_revision"):
+        state = self._sources.inspect(obj.namespace, spec, obj.name)
+        if state is None:
             return
-        source = self._sources.materialize(obj.namespace, spec)
+        if spec.value_from is not None and not state.opted_in:
+            source_name = spec.value_from.secret_ref.name
+            self._fail(obj, checks, Check(
+                ConditionType.SOURCE_OPTED_IN, False, Reason.SOURCE_NOT_ALLOWED,
+                "imported before sources had to opt in; it keeps working, but "
+                + not_allowed_message(obj.namespace, source_name, obj.name),
+                blocks_ready=False))
+        if state.revision == record.extra.get("source_revision"):
+            return
+        source = self._sources.materialize(obj.namespace, spec, obj.name, existing=True)
         if source.value != self._secrets.open(current):
             version = self._secrets.add_version(
                 record, source.value, fingerprint=current.fingerprint
@@ -223,10 +258,10 @@ class ManagedSecretService:
     # -- status --------------------------------------------------------------------------
     def _status(
         self, obj: ManagedObject, spec: ManagedSecretSpec | None, record: SecretRecord | None,
-        reason: Reason, message: str, *, ready: bool = True, policy: PolicyState | None = None,
+        reason: Reason, message: str, *, ready: bool = True, checks: Sequence[Check] = (),
     ) -> dict[str, Any]:
-        """The status to patch. A spec whose resourcePolicy is not in force is not Ready
-        (the secret still serves and projects, under the previous policy)."""
+        """The status to patch. A failed blocking check makes the object not Ready even
+        though the secret still serves and projects (e.g. under the previous policy)."""
         status: dict[str, Any] = {"observedGeneration": obj.generation}
         if record is not None:
             versions = self._safe_versions(record)
@@ -241,20 +276,20 @@ class ManagedSecretService:
         if spec is not None:
             status["projectedSecret"] = spec.target_name(obj.name)
         previous = obj.status.get("conditions") or []
-        if policy is not None and not policy.in_force and ready:
-            ready, reason, message = False, Reason.RESOURCE_POLICY_REJECTED, policy.message
+        blocking = next((c for c in checks if not c.ok and c.blocks_ready), None)
+        if blocking is not None and ready:
+            ready, reason, message = False, blocking.reason, blocking.message
         conditions = [condition(obj, ConditionType.READY, ready, reason, message,
                                 previous=previous)]
+        conditions += [condition(obj, c.type, c.ok, c.reason, c.message, previous=previous)
+                       for c in checks]
         owned = {str(ConditionType.READY)}
-        if spec is not None:  # else the spec did not parse: keep what was known
-            owned.add(str(ConditionType.RESOURCE_POLICY_IN_FORCE))
-            if policy is not None:
-                conditions.append(condition(
-                    obj, ConditionType.RESOURCE_POLICY_IN_FORCE, policy.in_force,
-                    Reason.RECONCILED if policy.in_force else Reason.RESOURCE_POLICY_REJECTED,
-                    policy.message, previous=previous))
-        # the others (e.g. RotationFailed) belong to other services
-        status["conditions"] = conditions + [c for c in previous if c.get("type") not in owned]
+        if spec is not None:  # else the reconcile stopped early: keep what was known
+            owned.update(str(t) for t in CHECKS)
+        status["conditions"] = conditions + [
+            c for c in previous
+            if c.get("type") not in owned and all(c.get("type") != k.type for k in checks)
+        ]  # the others (e.g. RotationFailed) belong to other services
         return status
 
     def _safe_versions(self, record: SecretRecord) -> list[VersionRecord]:
@@ -277,6 +312,8 @@ def parse_spec(raw: dict[str, Any]) -> ManagedSecretSpec:
 
 
 def reason_for(error: KustosError) -> Reason:
+    if isinstance(error, SourceNotAllowedError):
+        return Reason.SOURCE_NOT_ALLOWED
     if isinstance(error, SourceError):
         return Reason.SOURCE_NOT_FOUND if "not found" in error.message else Reason.SOURCE_INVALID
     if isinstance(error, ConflictError):
