@@ -421,6 +421,9 @@ class ControlPlane:
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
                     f"--api-audiences={','.join(API_AUDIENCES)}",
                     "--authorization-mode=RBAC",
+                    # As OpenShift and other hardened clusters run: setting blockOwnerDeletion
+                    # needs `update` on the owner's finalizers (Kustos's projected Secrets do).
+                    "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                     # No kubelet or load balancer: nothing serves the `kubernetes` Service, and
                     # an endpoint pointing at loopback would be wrong anyway.
                     "--endpoint-reconciler-type=none",

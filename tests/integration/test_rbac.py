@@ -1,0 +1,130 @@
+"""The operator runs with exactly the RBAC of `manifests/` (its ServiceAccount's own token,
+not the admin's) on an apiserver that enforces OwnerReferencesPermissionEnforcement, as
+OpenShift and other hardened clusters do: it projects, and the rule it needs for that
+(`update` on `managedsecrets/finalizers`, for blockOwnerDeletion) is really needed."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.kube_helpers import get, managed_secret, new_namespace, ready, wait_for
+from tests.operator_fixture import OperatorRunner
+
+pytestmark = pytest.mark.cluster
+MANIFESTS = Path(__file__).resolve().parents[2] / "manifests"
+SA = "kustos-operator"
+
+
+def manifest_rbac(cluster: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    built = cluster.kubectl("kustomize", str(MANIFESTS / "overlays" / "sqlite")).stdout
+    docs = [d for d in yaml.safe_load_all(built) if d]
+    role = next(d for d in docs if d["kind"] == "ClusterRole")
+    binding = next(d for d in docs if d["kind"] == "ClusterRoleBinding")
+    assert [s["name"] for s in binding["subjects"]] == [SA]
+    return role, binding
+
+
+def install(cluster: Any, role: dict[str, Any], binding: dict[str, Any], ns: str,
+            suffix: str) -> None:  # fmt: skip
+    """The manifests' ClusterRole and binding, under unique names, bound to `ns`'s SA."""
+    role, binding = copy.deepcopy(role), copy.deepcopy(binding)
+    role["metadata"] = {"name": f"{SA}-{suffix}"}
+    binding["metadata"] = {"name": f"{SA}-{suffix}"}
+    binding["roleRef"]["name"] = role["metadata"]["name"]
+    binding["subjects"][0]["namespace"] = ns
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                         "items": [role, binding]}))
+
+
+def token_kubeconfig(cluster: Any, ns: str, path: Path) -> str:
+    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o",
+                                       "json").stdout)  # fmt: skip
+    token = cluster.kubectl("create", "token", SA, "-n", ns, "--duration=2h").stdout.strip()
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": SA, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": SA}}],
+    }  # fmt: skip
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+def owned_secret(owner: dict[str, Any], name: str) -> dict[str, Any]:
+    meta = owner["metadata"]
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {
+        "name": name, "namespace": meta["namespace"], "ownerReferences": [{
+            "apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret", "name": meta["name"],
+            "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
+        "stringData": {"k": "v"}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def cluster(kube_cluster: Any) -> Any:
+    kube_cluster.apply_crds()
+    return kube_cluster
+
+
+def test_blocking_owner_deletion_needs_the_finalizers_rule(cluster: Any) -> None:
+    """The admission plugin is on: without the rule, a Secret owned with blockOwnerDeletion
+    is refused to the operator's ServiceAccount; with the manifests' rules it is accepted."""
+    ns, apps = new_namespace(cluster, "rbac"), new_namespace(cluster, "app")
+    cluster.kubectl("create", "serviceaccount", SA, "-n", ns)
+    role, binding = manifest_rbac(cluster)
+    assert {"update"} <= {v for r in role["rules"] if "managedsecrets/finalizers" in r["resources"]
+                          for v in r["verbs"]}  # fmt: skip
+    suffix = uuid.uuid4().hex[:6]
+    crippled = copy.deepcopy(role)
+    crippled["rules"] = [r for r in role["rules"] if "managedsecrets/finalizers" not in r["resources"]]
+    install(cluster, crippled, binding, ns, suffix)
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("owner", apps, {})))
+    owner = get(cluster, "ms", "owner", apps)
+    assert owner is not None
+    me = f"--as=system:serviceaccount:{ns}:{SA}"
+
+    def attempt(name: str) -> Any:
+        return cluster.kubectl(me, "create", "-f", "-", check=False,
+                               input=json.dumps(owned_secret(owner, name)))  # fmt: skip
+
+    # the SA may create Secrets at all (the RBAC cache may lag a moment behind the apply)
+    wait_for(lambda: "forbidden" not in (p := attempt("probe")).stderr.lower()
+             or "blockownerdeletion" in p.stderr.lower(), what="role in force")  # fmt: skip
+    refused = attempt("blocked")
+    if refused.returncode == 0 and os.environ.get("KUSTOS_TEST_KUBECONFIG"):
+        pytest.skip("this cluster does not enforce OwnerReferencesPermissionEnforcement")
+    assert refused.returncode != 0 and "blockOwnerDeletion" in refused.stderr
+    install(cluster, role, binding, ns, suffix)
+    wait_for(lambda: attempt("allowed").returncode == 0, what="the manifests' rules in force")
+
+
+def test_the_operator_projects_with_exactly_the_manifests_rbac(
+    cluster: Any, tmp_path: Path
+) -> None:
+    ns, apps = new_namespace(cluster, "rbac"), new_namespace(cluster, "app")
+    cluster.kubectl("create", "serviceaccount", SA, "-n", ns)
+    role, binding = manifest_rbac(cluster)
+    install(cluster, role, binding, ns, uuid.uuid4().hex[:6])
+    kubeconfig = token_kubeconfig(cluster, ns, tmp_path / "sa-kubeconfig")
+    whoami = cluster.kubectl(f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o", "json")
+    assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == (
+        f"system:serviceaccount:{ns}:{SA}")
+    runner = OperatorRunner(kubeconfig, tmp_path, ns)
+    runner.start()
+    try:
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("db", apps, {
+            "generate": {"passwordLength": 16}})))
+        obj = wait_for(lambda: ready(cluster, "db", apps), timeout=90, what="Ready")
+        secret = get(cluster, "secret", "db", apps)
+        assert secret is not None
+        refs = secret["metadata"]["ownerReferences"]
+        assert refs[0]["uid"] == obj["metadata"]["uid"] and refs[0]["blockOwnerDeletion"]
+        assert "forbidden" not in runner.log().lower()
+    finally:
+        runner.stop()
