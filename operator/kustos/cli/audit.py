@@ -1,7 +1,8 @@
 """`kustos audit lookup|verify|export|prune` and `kustos usage`: the audit log from a shell.
 
 They open the store at ``$KUSTOS_STORE_URL`` directly (read-only use, except prune) and, for
-digest signatures, the keyring from its Kubernetes Secret as `kustos keys rotate` does.
+digest signatures, the keyring from its Kubernetes Secret as `kustos keys rotate` does;
+`verify` also reads the chain's `AuditAnchor` (``$KUSTOS_NAMESPACE``/``$KUSTOS_AUDIT_ANCHOR``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import click
 from kustos.config import Settings
 from kustos.crypto import Keyring
 from kustos.errors import KeyringError, KustosError
-from kustos.services.audit import AuditService
+from kustos.services.audit import AuditService, AuditSettings
+from kustos.services.audit_anchor import Anchor, anchor_of, read_file_witness
 from kustos.services.audit_event import parse_when, time_text
 from kustos.services.audit_usage import usage_by_namespace
 from kustos.store import SqlStore, open_store
@@ -60,6 +62,22 @@ def _keyring(settings: Settings) -> Keyring:
         raise KeyringError(f"keyring Secret {settings.namespace}/{settings.keyring_secret} "
                            "not found")
     return Keyring.from_secret_data(stored.data)
+
+
+def _kube_anchor(settings: Settings) -> tuple[str, Anchor | None]:
+    from kustos.kube.audit_anchor import AnchorGateway
+    from kustos.kube.client import api_client
+
+    api = api_client(settings.kubeconfig)
+    try:
+        gateway = AnchorGateway(api, settings.namespace, AuditSettings.from_env().anchor_name)
+        stored = gateway.read()
+    finally:
+        api.close()
+    try:
+        return gateway.ref, anchor_of(stored.status) if stored and stored.status else None
+    except ValueError as exc:
+        raise KustosError(f"{gateway.ref}: {exc}") from None
 
 
 @click.group()
@@ -141,31 +159,52 @@ def lookup(secret_id: str | None, event_name: str | None, user: str | None,
 @audit.command()
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("--no-signatures", is_flag=True, help="Check the chain only (no keyring).")
-def verify(output: str, no_signatures: bool) -> None:
-    """Check the hash chain and signed digests; exit 1 naming any altered record."""
+@click.option("--no-anchor", is_flag=True, help="Do not compare with the AuditAnchor.")
+@click.option("--witness", "witnesses", multiple=True, type=click.Path(dir_okay=False),
+              help="Also compare with this anchor file (KUSTOS_AUDIT_ANCHOR_FILE).")
+def verify(output: str, no_signatures: bool, no_anchor: bool,
+           witnesses: tuple[str, ...]) -> None:
+    """Check the hash chain, the signed digests and the anchor outside the store; exit 1
+    naming any altered, deleted or reordered record."""
     store, service, settings = _open()
     keyring = None
-    note = ""
-    if not no_signatures:
+    notes: list[str] = []
+    if no_signatures:
+        notes.append("digest signatures NOT checked (--no-signatures)")
+    else:
         try:
             keyring = _keyring(settings)
         except (KustosError, OSError) as exc:
-            note = f"digest signatures NOT checked: {getattr(exc, 'message', exc)}"
+            notes.append(f"digest signatures NOT checked: {getattr(exc, 'message', exc)}")
+    anchors: list[tuple[str, Anchor | None]] = []
+    if no_anchor:
+        notes.append("the AuditAnchor NOT checked (--no-anchor): truncation can go unseen")
+    else:
+        try:
+            anchors.append(_kube_anchor(settings))
+        except (KustosError, OSError) as exc:
+            notes.append(f"the AuditAnchor NOT checked: {getattr(exc, 'message', exc)}")
+    for path in witnesses:
+        try:
+            anchors.append((f"witness {path}", read_file_witness(path)))
+        except (OSError, ValueError) as exc:
+            raise click.ClickException(f"cannot read witness {path}: {exc}") from None
     try:
-        report = service.verify(keyring)
+        report = service.verify(keyring, anchors)
     finally:
         store.close()
     if output == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
     elif report.ok:
         click.echo(f"OK: {report.records} records (seq {report.first_seq}..{report.last_seq}), "
-                   f"{report.digests} digests, signed through seq {report.signed_through}")
+                   f"{report.digests} digests, signed through seq {report.signed_through}, "
+                   f"anchored through seq {report.anchored_through}")
     else:
         click.echo(f"FAILED: {len(report.findings)} finding(s)")
         for finding in report.findings:
             click.echo(f"  {finding}")
-    if note or no_signatures:
-        click.echo(note or "digest signatures NOT checked (--no-signatures)", err=True)
+    for note in notes:
+        click.echo(note, err=True)
     sys.exit(0 if report.ok else 1)
 
 

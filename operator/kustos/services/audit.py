@@ -16,6 +16,9 @@ Fail fast: when a commit fails or has run for longer than `stall_seconds`, the s
 *down*: every record is refused at once (no queueing, no waiting), and the writer probes the
 store every `probe_seconds` until it answers again. A merely busy store (commits that keep
 completing, however full) is not down. The check costs one attribute read per record.
+
+Maintenance (a background thread) signs digests, prunes, and publishes the chain head and
+each digest to the anchor outside the store (`kustos.services.audit_anchor`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from kustos.crypto import Keyring
 from kustos.errors import AuditUnavailableError, KustosError
 from kustos.metrics import AUDIT_CHAIN_LENGTH, AUDIT_FAILURES, AUDIT_WRITE_SECONDS
 from kustos.models.audit import AuditEvent
+from kustos.services.audit_anchor import Anchor, AnchorPublisher, publish_safely
 from kustos.services.audit_event import AuditRecordRejected, time_text, to_row
 from kustos.services.audit_verify import VerifyReport, sign, verify
 from kustos.store.audit import GENESIS, AuditQuery, AuditStore, DigestRow, PendingRow
@@ -58,6 +62,12 @@ class AuditSettings:
     digest_records: int = 50_000
     #: Records older than this are pruned (None: keep forever).
     retention: timedelta | None = None
+    #: The chain's anchor: the AuditAnchor object's name (in the operator's namespace), how
+    #: often the head is published, and the optional witnesses (a file, a webhook URL).
+    anchor_name: str = "kustos-audit"
+    anchor_seconds: float = 5.0
+    anchor_file: str | None = None
+    anchor_webhook: str | None = None
 
     @classmethod
     def from_env(cls) -> AuditSettings:
@@ -68,6 +78,10 @@ class AuditSettings:
             digest_records=int(env.get("KUSTOS_AUDIT_DIGEST_RECORDS", cls.digest_records)),
             retention=timedelta(days=float(days)) if days else None,
             stall_seconds=float(env.get("KUSTOS_AUDIT_STALL_SECONDS", cls.stall_seconds)),
+            anchor_name=env.get("KUSTOS_AUDIT_ANCHOR", cls.anchor_name),
+            anchor_seconds=float(env.get("KUSTOS_AUDIT_ANCHOR_SECONDS", cls.anchor_seconds)),
+            anchor_file=env.get("KUSTOS_AUDIT_ANCHOR_FILE") or None,
+            anchor_webhook=env.get("KUSTOS_AUDIT_ANCHOR_WEBHOOK") or None,
         )
 
 
@@ -82,12 +96,13 @@ class _Pending:
 class AuditService:
     def __init__(
         self, store: AuditStore, cluster: str, keyring: Callable[[], Keyring] | None = None,
-        settings: AuditSettings | None = None,
+        settings: AuditSettings | None = None, anchor: AnchorPublisher | None = None,
     ) -> None:
         self.store = store
         self.cluster = cluster
         self._keyring = keyring
         self.settings = settings or AuditSettings()
+        self.anchor = anchor
         self._queue: deque[_Pending] = deque()
         self._cond = threading.Condition()
         self._writer: threading.Thread | None = None
@@ -279,16 +294,28 @@ class AuditService:
             deleted = self.prune(now - self.settings.retention, now=now)
             if deleted:
                 log.info("audit: pruned %d records older than the retention period", deleted)
+        if self.anchor is not None:
+            publish_safely(self.anchor)
+
+    def publish_anchor(self) -> Anchor | None:
+        """Publish the head and newest digest now (None: no anchor configured or readable)."""
+        return None if self.anchor is None else self.anchor.publish()
 
     def start_maintenance(self) -> None:
         """Background upkeep (digests every `digest_seconds` or `digest_records`)."""
         if self._maint is not None or self._keyring is None:
             return
 
+        tick = min(1.0, max(0.05, self.settings.anchor_seconds))
+
         def loop() -> None:
-            last = time.monotonic()
-            while not self._closing.wait(1.0):
+            last = anchored = time.monotonic()
+            while not self._closing.wait(tick):
                 self._flush(False)
+                if (self.anchor is not None
+                        and time.monotonic() - anchored >= self.settings.anchor_seconds):
+                    publish_safely(self.anchor)
+                    anchored = time.monotonic()
                 due = time.monotonic() - last >= self.settings.digest_seconds
                 if due or self._since_digest >= self.settings.digest_records:
                     try:
@@ -303,10 +330,11 @@ class AuditService:
         self._maint.start()
 
     # -- reading ------------------------------------------------------------------------
-    def verify(self, keyring: Keyring | None = None) -> VerifyReport:
+    def verify(self, keyring: Keyring | None = None,
+               anchors: Sequence[tuple[str, Anchor | None]] = ()) -> VerifyReport:
         if keyring is None and self._keyring is not None:
             keyring = self._keyring()
-        return verify(self.store, keyring)
+        return verify(self.store, keyring, anchors)
 
     def lookup(self, query: AuditQuery) -> list[tuple[int, str]]:
         return self.store.lookup(query)
@@ -330,4 +358,6 @@ class AuditService:
                 log.warning("audit: no final digest: %s", getattr(exc, "message", exc))
             except Exception:
                 log.exception("audit: no final digest")
+            if self.anchor is not None:
+                publish_safely(self.anchor)
 

@@ -14,9 +14,15 @@ and that "as written" seq tells what happened around it:
 - a digest whose signature fails, whose key is unknown, whose predecessor is missing, or
   whose signed chain hash differs from the log's        -> ``digest``
 
-Findings name the record (seq and eventID). Rows appended after the newest digest are held
-only by the chain: someone able to write the database could append well-formed rows there
-until the next digest is signed (digests are signed periodically and at shutdown).
+- the store lacks what an anchor outside it records (`kustos.services.audit_anchor`): the
+  anchored digest is gone or differs -> ``anchor``; the chain at the anchored head or digest
+  differs -> ``anchor``; records up to the anchored head are missing -> ``deleted`` (each
+  seq); no record and no digest left although the anchor records some -> ``emptied``; the
+  store holds digests but the anchor does not exist -> ``anchor``
+
+Findings name the record (seq and eventID). Rows appended after the newest anchored head are
+held only by the chain: someone able to write the database could delete or append
+well-formed rows there until the next head is anchored (seconds) or digest signed.
 """
 
 from __future__ import annotations
@@ -24,11 +30,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from kustos.crypto import Keyring, derive_key
 from kustos.errors import KeyringError
+from kustos.services.audit_anchor import Anchor
 from kustos.store.audit import GENESIS, AuditStore, DigestRow, chain_hash
 
 __all__ = ["DIGEST_PURPOSE", "Finding", "VerifyReport", "digest_message", "sign", "verify"]
@@ -40,7 +48,7 @@ _MAX_FINDINGS = 100
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # modified | deleted | inserted | reordered | broken-link | digest
+    kind: str  # modified | deleted | inserted | reordered | broken-link | digest | anchor | emptied
     seq: int | None
     event_id: str | None
     message: str
@@ -58,6 +66,9 @@ class VerifyReport:
     signed_through: int = 0  # newest seq covered by a valid digest
     checkpoint_seq: int = 0
     signatures_checked: bool = False
+    #: The anchors compared (e.g. "AuditAnchor kustos-system/kustos-audit").
+    anchors: list[str] = field(default_factory=list)
+    anchored_through: int = 0  # newest seq an anchor vouches for, when all is well
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -69,7 +80,8 @@ class VerifyReport:
             "ok": self.ok, "records": self.records, "firstSeq": self.first_seq,
             "lastSeq": self.last_seq, "digests": self.digests,
             "signedThrough": self.signed_through, "checkpointSeq": self.checkpoint_seq,
-            "signaturesChecked": self.signatures_checked,
+            "signaturesChecked": self.signatures_checked, "anchors": self.anchors,
+            "anchoredThrough": self.anchored_through,
             "findings": [{"kind": f.kind, "seq": f.seq, "eventID": f.event_id,
                           "message": f.message} for f in self.findings],
         }
@@ -119,8 +131,9 @@ class _Walk:
     """State of the single pass; anomalies only are remembered."""
 
     def __init__(self, store: AuditStore, start_seq: int, start_hash: str,
-                 signed: dict[int, DigestRow], report: VerifyReport) -> None:
-        self.store, self.report, self.signed = store, report, signed
+                 signed: dict[int, DigestRow], anchored: dict[int, tuple[str, str]],
+                 report: VerifyReport) -> None:
+        self.store, self.report, self.signed, self.anchored = store, report, signed, anchored
         self.start_seq = start_seq
         self.running = start_hash
         self.expected = start_seq + 1
@@ -185,6 +198,10 @@ class _Walk:
         if check is not None and check.chain_hash != digest:
             self.add(Finding("digest", seq, eid, f"the chain at seq {seq} differs from "
                              f"{check.kind} #{check.id}: records up to it were rewritten"))
+        pin = self.anchored.get(orig)
+        if pin is not None and pin[0] != digest:
+            self.add(Finding("anchor", seq, eid, f"the chain at seq {seq} differs from {pin[1]}:"
+                             " records up to it were rewritten"))
         self.max_orig = max(self.max_orig, orig)
         self.running = digest
         self.recent.append((seq, eid, prev, digest, orig))
@@ -219,21 +236,71 @@ class _Walk:
         if self.pending_dup is not None:
             self._settle_duplicate("")
         for missing, after in sorted(self.gaps.items()):
+            where = (f"before seq {after}" if after > 0 else
+                     f"at the end of the log, which was signed or anchored through seq {-after}")
             self.add(Finding("deleted", missing, None, f"the record written as seq {missing} "
-                             f"was deleted (missing before seq {after})"))
+                             f"was deleted (missing {where})"))
 
 
-def verify(store: AuditStore, keyring: Keyring | None) -> VerifyReport:
+def _check_anchors(store: AuditStore, digests: list[DigestRow],
+                   anchors: Sequence[tuple[str, Anchor | None]],
+                   report: VerifyReport) -> dict[int, tuple[str, str]] | None:
+    """Compare the store with each anchor; the (seq -> hash, what) pins for the walk, or
+    None when the log was emptied (nothing left to walk)."""
+    pins: dict[int, tuple[str, str]] = {}
+    by_signature = {d.signature: d for d in digests}
+    emptied = not digests and store.tail() == (0, GENESIS)
+    for source, anchor in anchors:
+        report.anchors.append(source)
+        if anchor is None or anchor.empty:
+            if digests:
+                report.findings.append(Finding("anchor", None, None,
+                    f"{source} anchors nothing, but the store holds {len(digests)} signed "
+                    "digest(s): the anchor was deleted, or it anchors another store"))
+            continue
+        if emptied:
+            report.findings.append(Finding("emptied", None, None,
+                f"the audit log is empty, but {source} records {anchor.describe()}: "
+                "every record and digest was deleted"))
+            return None
+        d = anchor.digest
+        if d is not None:
+            found = by_signature.get(d.signature)
+            label = f"the {d.kind} (seq {d.first_seq}..{d.last_seq}, signed {d.created_at})"
+            if found is None:
+                report.findings.append(Finding("anchor", d.last_seq, None,
+                    f"{label} anchored in {source} is missing from the store: signed digests "
+                    "were deleted"))
+            elif (found.kind, found.first_seq, found.last_seq, found.chain_hash,
+                  found.created_at) != (d.kind, d.first_seq, d.last_seq, d.chain_hash,
+                                        d.created_at):
+                report.findings.append(Finding("anchor", d.last_seq, None,
+                    f"{label} anchored in {source} differs from the store's copy"))
+            if d.kind == "digest":
+                pins.setdefault(d.last_seq, (d.chain_hash, f"the digest anchored in {source}"))
+        if anchor.head_seq:
+            pins.setdefault(anchor.head_seq, (anchor.head_hash, f"the head anchored in {source}"))
+    return pins
+
+
+def verify(store: AuditStore, keyring: Keyring | None,
+           anchors: Sequence[tuple[str, Anchor | None]] = ()) -> VerifyReport:
+    """Verify the log; `anchors` are (source, anchor) pairs to compare the store with, the
+    anchor None when its source holds none (the Kubernetes object does not exist)."""
     report = VerifyReport(signatures_checked=keyring is not None)
     digests = store.digests()
     report.digests = len(digests)
     _check_digests(digests, keyring, report)
+    pins = _check_anchors(store, digests, anchors, report)
+    if pins is None:
+        return report
     checkpoints = [d for d in digests if d.kind == "checkpoint"]
     start = checkpoints[-1] if checkpoints else None
     start_seq, start_hash = (start.last_seq, start.chain_hash) if start else (0, GENESIS)
     report.checkpoint_seq = start_seq
     signed = {d.last_seq: d for d in digests if d.kind == "digest" and d.last_seq > start_seq}
-    walk = _Walk(store, start_seq, start_hash, signed, report)
+    pins = {seq: pin for seq, pin in pins.items() if seq > start_seq}
+    walk = _Walk(store, start_seq, start_hash, signed, pins, report)
     for row in store.iter_chain():
         if report.first_seq is None:
             report.first_seq = row[0]
@@ -241,9 +308,12 @@ def verify(store: AuditStore, keyring: Keyring | None) -> VerifyReport:
         report.records += 1
         walk.row(row)
     newest = max(signed, default=start_seq)
-    if newest > walk.max_orig:
-        walk.gaps.update({s: newest + 1 for s in range(walk.max_orig + 1, newest + 1)})
+    anchored = max(pins, default=start_seq)
+    expected = max(newest, anchored)
+    if expected > walk.max_orig:
+        walk.gaps.update({s: -expected for s in range(walk.max_orig + 1, expected + 1)})
     walk.finish()
     if report.ok:
         report.signed_through = newest
+        report.anchored_through = anchored if pins else 0
     return report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
@@ -9,6 +10,7 @@ from functools import cached_property, partial
 from kubernetes import client
 
 from kustos.config import Settings
+from kustos.kube.audit_anchor import AnchorGateway
 from kustos.kube.client import api_client
 from kustos.kube.events import EventRecorder
 from kustos.kube.keyring_secret import KeyringSecret
@@ -18,6 +20,7 @@ from kustos.models.records import SecretRecord
 from kustos.rotation.engine import RotationEngine
 from kustos.services.access import AccessService, build_access_service
 from kustos.services.audit import AuditService, AuditSettings
+from kustos.services.audit_anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
 from kustos.services.audit_sink import AuditingEventSink
 from kustos.services.deletion import DeletionService
 from kustos.services.keys import KeyService, SealedItem
@@ -65,7 +68,7 @@ class Services:
         secrets = SecretService(store, keys.keyring, settings.cluster_name, reload=keys.reload)
         gateway = SecretGateway(api)
         events = EventRecorder(api)
-        audit, notifier = build_audit(settings, store, keys)
+        audit, notifier = build_audit(settings, store, keys, api)
         lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
         managed = ManagedSecretService(
             secrets, SourceService(gateway), ProjectionService(gateway), lifecycle
@@ -118,13 +121,24 @@ class Services:
         self.api.close()
 
 
-def build_audit(settings: Settings, store: Store, keys: KeyService) -> tuple[AuditService,
-                                                                             Notifier | None]:
-    """The audit log on the store's database, with webhook notifications if configured."""
+def build_audit(settings: Settings, store: Store, keys: KeyService,
+                api: client.ApiClient) -> tuple[AuditService, Notifier | None]:
+    """The audit log on the store's database, anchored in an AuditAnchor object (plus the
+    configured witnesses), with webhook notifications if configured."""
     if not isinstance(store, SqlStore):
         raise TypeError("the audit log needs the SQL store")
-    audit = AuditService(AuditStore(store.engine), settings.cluster_name, keys.keyring,
-                         AuditSettings.from_env())
+    audit_settings = AuditSettings.from_env()
+    audit_store = AuditStore(store.engine)
+    witnesses: list[Witness] = []
+    if audit_settings.anchor_file:
+        witnesses.append(FileWitness(audit_settings.anchor_file))
+    if audit_settings.anchor_webhook:
+        witnesses.append(WebhookWitness(audit_settings.anchor_webhook))
+    anchor = AnchorPublisher(
+        audit_store, AnchorGateway(api, settings.namespace, audit_settings.anchor_name),
+        writer=socket.gethostname(), witnesses=witnesses)
+    audit = AuditService(audit_store, settings.cluster_name, keys.keyring, audit_settings,
+                         anchor)
     notifier = Notifier.from_env()
     if notifier is not None:
         audit.add_listener(notifier.offer)

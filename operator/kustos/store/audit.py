@@ -256,6 +256,30 @@ class AuditStore:
         row = conn.execute(query).mappings().first()
         return None if row is None else DigestRow(**dict(row))
 
+    def newest_digest(self) -> DigestRow | None:
+        """The newest digest or checkpoint (by id), or None."""
+        with self._engine.connect() as conn:
+            return self._last_digest(conn)
+
+    def digest_by_signature(self, signature: str) -> DigestRow | None:
+        with self._engine.connect() as conn:
+            row = conn.execute(sa.select(audit_digests).where(
+                audit_digests.c.signature == signature).limit(1)).mappings().first()
+        return None if row is None else DigestRow(**dict(row))
+
+    def pruned_through(self) -> int:
+        """The last seq the newest pruning checkpoint removed (0: never pruned)."""
+        with self._engine.connect() as conn:
+            checkpoint = self._last_digest(conn, kind="checkpoint")
+        return 0 if checkpoint is None else checkpoint.last_seq
+
+    def hash_at(self, seq: int) -> str | None:
+        """The stored hash of the row at `seq` (None: no such row)."""
+        with self._engine.connect() as conn:
+            found = conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)
+                                 ).scalar_one_or_none()
+        return None if found is None else str(found)
+
     def digests(self) -> list[DigestRow]:
         with self._engine.connect() as conn:
             rows = conn.execute(sa.select(audit_digests).order_by(audit_digests.c.id)).mappings()
