@@ -279,3 +279,49 @@ def test_anchor_status_round_trips_and_bad_status_is_refused() -> None:
     with pytest.raises(ValueError, match="integer"):
         anchor_of({"head": {"seq": "12"}})
     assert anchor_of({}).empty
+
+
+def test_a_deleted_anchor_is_recreated_by_an_idle_publisher(
+        audit: AuditService, gateway: FakeGateway, monkeypatch: Any) -> None:
+    signed_twice_with_a_tail(audit)
+    gateway.obj = None  # an admin deleted it (e.g. to re-anchor after a restore)
+    assert audit.publish_anchor().head_seq == 13  # type: ignore[union-attr]
+    assert gateway.obj is None  # idle: not re-read yet
+    monkeypatch.setattr("kustos.services.audit_anchor.RECHECK_SECONDS", 0.0)
+    assert audit.publish_anchor().head_seq == 13  # type: ignore[union-attr]
+    assert gateway.anchor() is not None and check(audit, gateway).ok
+
+
+def test_the_webhook_witness_receives_each_anchor(audit: AuditService,
+                                                  gateway: FakeGateway) -> None:
+    import http.server
+    import threading
+
+    from kustos.services.audit_anchor import WebhookWitness
+
+    got: list[dict[str, Any]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *_: Any) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        publisher = AnchorPublisher(audit.store, gateway, witnesses=[
+            WebhookWitness(f"http://127.0.0.1:{server.server_port}/anchor")])
+        audit.record(event(1))
+        publisher.publish()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(got) == 1 and got[0]["head"]["seq"] == 1
+    assert anchor_of(got[0]).same_as(gateway.anchor())  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="http"):
+        WebhookWitness("file:///etc/passwd")

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -54,6 +55,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+#: An idle publisher still re-reads the anchor this often (a deleted one is re-created).
+RECHECK_SECONDS = 30.0
 
 _DIGEST_FIELDS = (("kind", "kind"), ("createdAt", "created_at"), ("firstSeq", "first_seq"),
                   ("lastSeq", "last_seq"), ("chainHash", "chain_hash"),
@@ -198,6 +201,7 @@ class AnchorPublisher:
         self._witnesses = list(witnesses)
         self._clock = clock
         self._last: Anchor | None = None  # what this publisher last saw anchored
+        self._last_at = 0.0  # when (monotonic); the object is re-read now and then anyway
         self._lock = threading.Lock()
 
     @property
@@ -211,13 +215,16 @@ class AnchorPublisher:
             digest = self._store.newest_digest()
             seq, head = self._store.tail()
             candidate = Anchor(digest, seq, head if seq else "", self._writer)
-            if self._last is not None and candidate.same_as(self._last):
+            if (self._last is not None and candidate.same_as(self._last)
+                    and time.monotonic() - self._last_at < RECHECK_SECONDS):
                 return self._last
             for _ in range(3):
                 try:
-                    return self._publish_once(candidate)
+                    anchored = self._publish_once(candidate)
                 except ConflictError:
                     continue  # another replica published meanwhile: read again
+                self._last_at = time.monotonic()
+                return anchored
             return None
 
     def _publish_once(self, candidate: Anchor) -> Anchor:
