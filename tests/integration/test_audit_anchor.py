@@ -158,12 +158,14 @@ def test_the_operators_role_reaches_anchors_in_its_namespace_only(cluster: Any) 
                     "-n", "kustos-system")
     who = "--as=system:serviceaccount:kustos-system:kustos-operator"
 
-    def can(verb: str, resource: str, ns: str) -> bool:
-        out = cluster.kubectl("auth", "can-i", verb, resource, "-n", ns, who, check=False)
+    def can(verb: str, ns: str, *sub: str) -> bool:
+        out = cluster.kubectl("auth", "can-i", verb, "auditanchors.kustos.io", *sub, "-n", ns,
+                              who, check=False)
         return out.stdout.strip() == "yes"
 
-    assert can("create", "auditanchors.kustos.io", "kustos-system")
-    assert can("patch", "auditanchors.kustos.io/status", "kustos-system")
+    assert can("create", "kustos-system") and can("get", "kustos-system")
+    assert can("patch", "kustos-system", "--subresource=status")
     other = new_namespace(cluster)
-    assert not can("patch", "auditanchors.kustos.io/status", other)
-    assert not can("delete", "auditanchors.kustos.io", "kustos-system")
+    assert not can("patch", other, "--subresource=status") and not can("create", other)
+    assert not can("delete", "kustos-system")
+    assert not can("patch", "kustos-system")  # the object itself: only its status
