@@ -31,6 +31,20 @@ def manifest_rbac(cluster: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return role, binding
 
 
+def install_namespaced(cluster: Any, ns: str) -> None:
+    """The manifests' namespaced Roles and bindings (the AuditAnchor's), moved to `ns`."""
+    built = cluster.kubectl("kustomize", str(MANIFESTS / "overlays" / "sqlite")).stdout
+    items = [copy.deepcopy(d) for d in yaml.safe_load_all(built)
+             if d and d["kind"] in ("Role", "RoleBinding")]
+    assert {d["kind"] for d in items} == {"Role", "RoleBinding"}
+    for item in items:
+        item["metadata"]["namespace"] = ns
+        for subject in item.get("subjects", []):
+            subject["namespace"] = ns
+    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
+                                                         "items": items}))
+
+
 def install(cluster: Any, role: dict[str, Any], binding: dict[str, Any], ns: str,
             suffix: str) -> None:  # fmt: skip
     """The manifests' ClusterRole and binding, under unique names, bound to `ns`'s SA."""
@@ -111,11 +125,12 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
     cluster.kubectl("create", "serviceaccount", SA, "-n", ns)
     role, binding = manifest_rbac(cluster)
     install(cluster, role, binding, ns, uuid.uuid4().hex[:6])
+    install_namespaced(cluster, ns)
     kubeconfig = token_kubeconfig(cluster, ns, tmp_path / "sa-kubeconfig")
     whoami = cluster.kubectl(f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o", "json")
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == (
         f"system:serviceaccount:{ns}:{SA}")
-    runner = OperatorRunner(kubeconfig, tmp_path, ns)
+    runner = OperatorRunner(kubeconfig, tmp_path, ns, KUSTOS_AUDIT_ANCHOR_SECONDS="0.5")
     runner.start()
     try:
         cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("db", apps, {
@@ -125,6 +140,9 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
         assert secret is not None
         refs = secret["metadata"]["ownerReferences"]
         assert refs[0]["uid"] == obj["metadata"]["uid"] and refs[0]["blockOwnerDeletion"]
+        wait_for(lambda: ((get(cluster, "auditanchor", "kustos-audit", ns) or {})
+                          .get("status", {}).get("head", {}).get("seq", 0) > 0),
+                 what="the audit chain anchored with the manifests' Role")
         assert "forbidden" not in runner.log().lower()
     finally:
         runner.stop()
