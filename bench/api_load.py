@@ -1,7 +1,9 @@
 """Load test of GetSecretValue against Kustos's API, side by side with the kube-apiserver
 serving GET of a native Secret, from the same load generator on the same machine.
 
-    .venv/bin/python bench/api_load.py [--seconds 10] [--concurrency 1 32] [--profile]
+    .venv/bin/python bench/api_load.py [--seconds 10] [--concurrency 1 8 32 128]
+        [--modes wrk sigv4] [--processes 2] [--baseline OLD/operator] [--json out.json]
+        [--profile]
 
 Starts a private control plane (or uses $KUSTOS_TEST_KUBECONFIG), the real operator serving
 the API over TLS, a ServiceAccount with a Kustos access key and a SecretAccessPolicy, and
@@ -9,7 +11,13 @@ RBAC allowing the same ServiceAccount to GET one native Secret. Each Kustos requ
 SigV4-signed GetSecretValue (authenticated, authorized, decrypted, audited); each apiserver
 request is a GET with the ServiceAccount's bearer token (authenticated, RBAC-authorized).
 The load generator: worker processes x threads, one keep-alive HTTPS connection per thread,
-closed loop (each thread sends its next request when the last answer arrived).
+closed loop (each thread sends its next request when the last answer arrived). Mode `wrk`
+drives both servers with the C load generator `wrk` instead, each request carrying a
+ServiceAccount bearer token (audience `kustos` for Kustos, TokenReview-cached; the default
+audience for the apiserver), so the load generator costs little of the shared CPUs.
+With --baseline, an older checkout's operator is measured in the same run ("before"), so
+before/after/apiserver share one machine state. CPU per request is the operator's (and its
+API worker processes') user+system time over the run divided by the requests served.
 With --profile, cProfile measures the server's request path in-process (same store,
 keyring, cluster, audit log) and prints where the time of one request goes.
 """
@@ -171,26 +179,114 @@ def profile_request_path(world: Any, ident: Any, arn: str, n: int = 400) -> list
     return rows
 
 
+def process_cpu(root: int) -> float:
+    """CPU seconds (user + system) of process `root` and its live children (API workers)."""
+    pids, total = {root}, 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == root:
+            pids.add(int(stat.parent.name))
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+class Kustos:
+    """One operator serving the API, with a secret and a caller in its own namespace."""
+
+    def __init__(self, cluster: Any, label: str, source: str | None, processes: int) -> None:
+        from tests.api_fixture import start_api_world
+        from tests.kube_helpers import new_namespace
+
+        env = {"KUSTOS_API_PROCESSES": str(processes)}
+        if source:  # another checkout's operator/ (the "before" side)
+            env["PYTHONPATH"] = source
+        self.label = label
+        self.world = start_api_world(cluster, Path(tempfile.mkdtemp(prefix="kustos-bench-")),
+                                     **env)
+        self.ns = new_namespace(cluster, "bench")
+        ident = self.world.identity(self.ns)
+        arn = self.world.client(ident).create_secret(Name="bench/db", SecretString=json.dumps(
+            {"username": "app", "password": "x" * 32}))["ARN"]
+        self.ident, self.arn = ident, arn
+        token = cluster.kubectl("create", "token", "app", "-n", self.ns, "--audience=kustos",
+                                "--duration=2h").stdout.strip()
+        base = {"host": "127.0.0.1", "port": self.world.port, "ca": str(self.world.ca_path),
+                "method": "POST", "path": "/", "url": self.world.endpoint + "/",
+                "body": json.dumps({"SecretId": arn}),
+                "headers": {"Content-Type": "application/x-amz-json-1.1",
+                            "X-Amz-Target": "secretsmanager.GetSecretValue"}}
+        self.sigv4 = {**base, "kind": "kustos", "akid": ident.access_key_id,
+                      "secret": ident.secret_access_key}
+        self.bearer = {**base, "kind": "plain",
+                       "headers": {**base["headers"], "Authorization": f"Bearer {token}"}}
+
+    @property
+    def pid(self) -> int:
+        assert self.world.runner.proc is not None
+        return self.world.runner.proc.pid
+
+    def stop(self) -> None:
+        self.world.runner.stop()
+
+
+def run(target: dict[str, Any], mode: str, c: int, seconds: float, workdir: Path,
+        pid: int | None = None) -> dict[str, float]:
+    """One closed-loop run; `mode` "wrk" (C load generator) or "python" (botocore SigV4
+    signing, or plain requests, in worker processes). Adds CPU ms per request of `pid`."""
+    cpu = process_cpu(pid) if pid else 0.0
+    if mode == "wrk":
+        from bench.wrk import run_wrk
+
+        url = f"https://{target['host']}:{target['port']}{target['path']}"
+        got = run_wrk(url, target["method"], dict(target["headers"]),
+                      target.get("body", "").encode(), c, seconds, workdir,
+                      threads=min(2, c))
+    else:
+        got = load(target, c, seconds)
+    if pid:
+        got["cpu_ms"] = (process_cpu(pid) - cpu) / max(1, got["n"]) * 1000
+    return got
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--modes", nargs="+", default=["wrk", "sigv4"],
+                        choices=["wrk", "sigv4"],
+                        help="wrk: bearer tokens on both sides, C load generator; sigv4: "
+                             "botocore-signed GetSecretValue vs bearer GET, Python generator")
+    parser.add_argument("--processes", type=int, nargs="+", default=[2],
+                        help="KUSTOS_API_PROCESSES of the operator under test (several: one "
+                             "operator each, all measured)")
+    parser.add_argument("--baseline", default="",
+                        help="an older checkout's operator/ directory, measured in the same "
+                             "run as 'before' (with 1 API process)")
+    parser.add_argument("--json", default="", help="write every figure to this file")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
 
-    from tests.api_fixture import start_api_world
+    from bench.wrk import wrk_available
     from tests.cluster_fixture import KubeCluster, _kubectl_binary, ensure_cluster
-    from tests.kube_helpers import new_namespace
 
+    if "wrk" in args.modes and not wrk_available():
+        raise SystemExit("wrk not found (Debian: apt-get install wrk), or pass --modes sigv4")
     cluster = KubeCluster(ensure_cluster(), _kubectl_binary())
     cluster.apply_crds()
-    world = start_api_world(cluster, Path(tempfile.mkdtemp(prefix="kustos-bench-")))
+    sides = [Kustos(cluster, f"after {n}p", None, n) for n in args.processes]
+    if args.baseline:
+        sides.insert(0, Kustos(cluster, "before", args.baseline, 1))
+    workdir = Path(tempfile.mkdtemp(prefix="kustos-bench-wrk-"))
     try:
-        ns = new_namespace(cluster, "bench")
-        ident = world.identity(ns)
-        client = world.client(ident)
-        arn = client.create_secret(Name="bench/db", SecretString=json.dumps(
-            {"username": "app", "password": "x" * 32}))["ARN"]
+        ns = sides[-1].ns
         cluster.kubectl("create", "secret", "generic", "native", "-n", ns,
                         "--from-literal=username=app", f"--from-literal=password={'x' * 32}")
         cluster.kubectl("create", "role", "read-native", "-n", ns, "--verb=get",
@@ -198,47 +294,65 @@ def main() -> None:
         cluster.kubectl("create", "rolebinding", "read-native", "-n", ns, "--role=read-native",
                         f"--serviceaccount={ns}:app")
         token = cluster.kubectl("create", "token", "app", "-n", ns,
-                                "--duration=1h").stdout.strip()
+                                "--duration=2h").stdout.strip()
         kubeconfig = json.loads(cluster.kubectl("config", "view", "--raw", "-o", "json").stdout)
         server = kubeconfig["clusters"][0]["cluster"]
-        kube_ca = world.runner.workdir / "kube-ca.crt"
+        kube_ca = workdir / "kube-ca.crt"
         kube_ca.write_bytes(base64.b64decode(server["certificate-authority-data"]))
         host, _, port = server["server"].removeprefix("https://").partition(":")
-        kustos = {"kind": "kustos", "host": "127.0.0.1", "port": world.port,
-                  "ca": str(world.ca_path), "method": "POST", "path": "/",
-                  "url": world.endpoint + "/", "akid": ident.access_key_id,
-                  "secret": ident.secret_access_key, "body": json.dumps({"SecretId": arn}),
-                  "headers": {"Content-Type": "application/x-amz-json-1.1",
-                              "X-Amz-Target": "secretsmanager.GetSecretValue"}}
         kube = {"kind": "kube", "host": host, "port": int(port), "ca": str(kube_ca),
                 "method": "GET", "path": f"/api/v1/namespaces/{ns}/secrets/native",
                 "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"}}
-        for target in (kustos, kube):  # warm up (caches, connections)
-            load(target, 4, 2.0)
+        load_avg = os.getloadavg()
         print(f"machine: {os.cpu_count()} CPUs, {sys.version.split()[0]}, "
-              f"{args.seconds:.0f}s per run")
-        print("| concurrency | Kustos GetSecretValue rps | p50 ms | p99 ms | kube-apiserver GET "
-              "Secret rps | p50 ms | p99 ms | Kustos/apiserver throughput |")
-        print("|---|---|---|---|---|---|---|---|")
-        for c in args.concurrency:
-            a = load(kustos, c, args.seconds)
-            b = load(kube, c, args.seconds)
-            print(f"| {c} | {a['rps']:.0f} | {a['p50']:.2f} | {a['p99']:.2f} | {b['rps']:.0f} "
-                  f"| {b['p50']:.2f} | {b['p99']:.2f} | {a['rps'] / b['rps']:.2f} |")
-            if a["errors"] or b["errors"]:
-                print(f"errors: kustos {a['errors']}, apiserver {b['errors']}")
-        health = {**kustos, "kind": "plain", "method": "GET", "path": "/healthz", "body": "",
-                  "headers": {}}
-        h = load(health, max(args.concurrency), args.seconds)
-        print(f"\nKustos GET /healthz (TLS + aiohttp only) at concurrency "
-              f"{max(args.concurrency)}: {h['rps']:.0f} rps, p50 {h['p50']:.2f} ms")
+              f"{args.seconds:.0f}s per run, load average at start {load_avg[0]:.1f}; "
+              f"'after Np': the current code serving with N API processes")
+        results: list[dict[str, Any]] = []
+        for mode in args.modes:
+            gen = "wrk" if mode == "wrk" else "python"
+            for side in sides:  # warm up (caches, connections, token reviews)
+                run(side.bearer if mode == "wrk" else side.sigv4, gen, 4, 2.0, workdir)
+            run(kube, gen, 4, 2.0, workdir)
+            auth = ("bearer token on both sides, wrk" if mode == "wrk"
+                    else "Kustos SigV4 / apiserver bearer, Python load generator")
+            print(f"\n### {auth}\n")
+            cols = " | ".join(f"Kustos {s.label} rps | p50 | p99 | CPU ms/req" for s in sides)
+            after = [s for s in sides if s.label.startswith("after")]
+            ratios = " | ".join(f"{s.label} / apiserver" for s in after)
+            print(f"| concurrency | {cols} | apiserver rps | p50 | p99 | {ratios} |")
+            print("|---" * (1 + 4 * len(sides) + 3 + len(after)) + "|")
+            for c in args.concurrency:
+                row: dict[str, Any] = {"mode": mode, "concurrency": c}
+                cells = []
+                for side in sides:
+                    got = run(side.bearer if mode == "wrk" else side.sigv4, gen, c,
+                              args.seconds, workdir, side.pid)
+                    row[side.label] = got
+                    cells.append(f"{got['rps']:.0f} | {got['p50']:.1f} | {got['p99']:.1f} | "
+                                 f"{got['cpu_ms']:.2f}")
+                    if got["errors"]:
+                        print(f"errors ({side.label}): {got['errors']:.0f}")
+                got = run(kube, gen, c, args.seconds, workdir)
+                row["apiserver"] = got
+                ratio = " | ".join(f"{row[s.label]['rps'] / got['rps']:.2f}" for s in after)
+                print(f"| {c} | {' | '.join(cells)} | {got['rps']:.0f} | {got['p50']:.1f} | "
+                      f"{got['p99']:.1f} | {ratio} |", flush=True)
+                results.append(row)
+        print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+        if args.json:
+            Path(args.json).write_text(json.dumps({
+                "seconds": args.seconds, "sides": [s.label for s in sides],
+                "load_average": [load_avg[0], os.getloadavg()[0]], "results": results,
+            }, indent=1))
         if args.profile:
-            rows = profile_request_path(world, ident, arn)
+            side = sides[-1]
+            rows = profile_request_path(side.world, side.ident, side.arn)
             print(f"\ncProfile of the request path: {rows[0]}")
             print("| phase (cumulative) | per request |\n|---|---|")
             print("\n".join(rows[1:]))
     finally:
-        world.runner.stop()
+        for side in sides:
+            side.stop()
 
 
 if __name__ == "__main__":

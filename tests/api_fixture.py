@@ -136,14 +136,15 @@ class ApiWorld:
             return exc.code, json.loads(data) if data else {}, exc.headers
 
 
-def start_api_world(cluster: Any, workdir: Path) -> ApiWorld:
-    """The operator (serving the API on a free port) in a fresh namespace of `cluster`."""
+def start_api_world(cluster: Any, workdir: Path, **env: str) -> ApiWorld:
+    """The operator (serving the API on a free port) in a fresh namespace of `cluster`;
+    `env` adds to the operator's environment (e.g. KUSTOS_API_PROCESSES)."""
     namespace = f"kustos-sys-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace)
     port = free_port()
     runner = OperatorRunner(cluster.kubeconfig, workdir, namespace, KUSTOS_API_PORT=str(port),
                             KUSTOS_METRICS_PORT="0", KUSTOS_API_HOST="127.0.0.1",
-                            KUSTOS_READ_EVENTS_SECONDS="1")
+                            KUSTOS_READ_EVENTS_SECONDS="1", **env)
     runner.start()
     ca_path = workdir / "ca.crt"
     deadline = time.monotonic() + 60
