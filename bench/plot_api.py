@@ -31,10 +31,11 @@ def main() -> None:
             style = "--" if server == "apiserver" else ("-" if "after" in server else ":")
             label = "kube-apiserver GET Secret" if server == "apiserver" else \
                 f"Kustos GetSecretValue ({server})"
+            nan = float("nan")  # a run that completed no request has no latency to show
             axes[0][col].plot(xs, [r[server]["rps"] for r in rows], style, marker="o",
                               label=label)
-            axes[1][col].plot(xs, [r[server]["p99"] for r in rows], style, marker="o",
-                              label=label)
+            axes[1][col].plot(xs, [r[server]["p99"] if r[server]["n"] else nan for r in rows],
+                              style, marker="o", label=label)
         for row, ylabel in ((0, "requests/s"), (1, "p99 latency, ms")):
             ax = axes[row][col]
             ax.set_xscale("log", base=2)
