@@ -44,3 +44,44 @@ class FakeSecrets:
 
     def delete(self, ns: str, name: str, uid: str | None = None) -> bool:
         return self.objects.pop((ns, name), None) is not None
+
+
+class FakeObjects:
+    """The ManagedSecret gateway's get/create/merge_patch/delete over a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.uid = 0
+
+    def get(self, ns: str, name: str) -> dict[str, Any] | None:
+        obj = self.objects.get((ns, name))
+        return json.loads(json.dumps(obj)) if obj else None
+
+    def create(self, ns: str, name: str, spec: dict[str, Any],
+               annotations: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+        self.uid += 1
+        self.objects[(ns, name)] = {"metadata": {"namespace": ns, "name": name,
+                                                 "uid": f"uid-{self.uid}",
+                                                 "annotations": dict(annotations)},
+                                    "spec": json.loads(json.dumps(spec))}  # fmt: skip
+        return self.get(ns, name) or {}
+
+    def merge_patch(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:
+        obj = self.objects.get((ns, name))
+        if obj is None:
+            return None
+        _merge(obj, patch)
+        return self.get(ns, name)
+
+    def delete(self, ns: str, name: str, uid: str | None = None) -> bool:
+        return self.objects.pop((ns, name), None) is not None
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = json.loads(json.dumps(value))

@@ -35,6 +35,7 @@ from kustos.services.api_ids import (
     encode_token,
     object_name_for,
 )
+from kustos.services.deletion import DeletionService
 from kustos.services.secrets import SecretService
 from kustos.services.secrets_api import OPERATIONS, SecretsApi
 from kustos.store import SqlStore
@@ -179,8 +180,10 @@ def api(store: Any, audit: Audit, authorizer: Authorizer | None = None) -> tuple
                                                                                   Objects]:
     keyring = Keyring.generate()
     objects = Objects()
-    return SecretsApi(SecretService(store, lambda: keyring, "c"), objects, None,  # type: ignore[arg-type]
-                      authorizer or Authorizer(), audit), objects
+    secrets = SecretService(store, lambda: keyring, "c")
+    deletion = DeletionService(secrets, objects, None)  # type: ignore[arg-type]
+    return SecretsApi(secrets, objects, None,  # type: ignore[arg-type]
+                      authorizer or Authorizer(), audit, deletion), objects
 
 
 CALLER = Principal.service_account("team", "app")

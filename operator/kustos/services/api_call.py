@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kustos.errors import AuditUnavailableError, InvalidRequestError
 from kustos.kube.managed_objects import ManagedObjectGateway
@@ -28,6 +28,9 @@ from kustos.models.records import SecretRecord
 from kustos.services.reads import ReadEvents
 from kustos.services.secrets import SecretService
 from kustos.store.base import Store
+
+if TYPE_CHECKING:  # deletion imports the API's naming helpers (api_ids), which import this
+    from kustos.services.deletion import DeletionService
 
 __all__ = [
     "ANONYMOUS", "AuditSink", "Authorizer", "Call", "CallMeta", "Deps", "safe_parameters",
@@ -196,12 +199,15 @@ class Call:
 @dataclass
 class Deps:
     """What the operations use: the secret service (store + sealing), the ManagedSecret and
-    Secret gateways, and settings. Built once by `SecretsApi`."""
+    Secret gateways, the deletion lifecycle, and settings. Built once by `SecretsApi`."""
 
     secrets: SecretService
     objects: ManagedObjectGateway
     projected: SecretGateway
     cluster: str
+    #: The one DeletionService (the same as `kubectl delete ms` uses: Events, audit records
+    #: and notifications for DeletionScheduled / Restored).
+    deletion: DeletionService
     #: Counts successful reads for the aggregated `Accessed` Events (None: no Events).
     reads: ReadEvents | None = None
 

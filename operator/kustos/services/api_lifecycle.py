@@ -5,9 +5,10 @@ Deletion is scheduled (RecoveryWindowInDays 7-30, default 30) or immediate
 ManagedSecret object is deleted (its projected Secret with it), and values cannot be read;
 the object's spec is kept in the record so RestoreSecret can bring it back. The purge after
 the window and the handling of `kubectl delete ms` live in `DeletionService`
-(`kustos.services.deletion`). RotateSecret records the rotation settings and asks the
-rotation engine for a rotation now through the ManagedSecret's `kustos.io/rotate-now`
-annotation; it does not rotate by itself.
+(`kustos.services.deletion`); the API uses the same instance (`Deps.deletion`), so both ways
+post the same DeletionScheduled / Restored Events, audit records and notifications.
+RotateSecret records the rotation settings and asks the rotation engine for a rotation now
+through the ManagedSecret's `kustos.io/rotate-now` annotation; it does not rotate by itself.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from kustos.errors import InvalidParameterError, InvalidRequestError
 from kustos.models.records import SecretRecord
 from kustos.services.api_call import Call, Deps
 from kustos.services.api_ids import find, not_deleted
-from kustos.services.deletion import DeletionService
 from kustos.services.rotation import ANNOTATION_ROTATE_NOW
 
 __all__ = ["cancel_rotate_secret", "delete_secret", "restore_secret", "rotate_secret"]
@@ -40,7 +40,7 @@ def delete_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
         "secretsmanager:ForceDeleteWithoutRecovery": force})
     if not force:
         not_deleted(record)  # scheduled already: only a forced delete may follow
-    deletion = DeletionService(deps.secrets, deps.objects, deps.projected)
+    deletion = deps.deletion
     now = deps.secrets.clock()
     when = now if force else now + timedelta(days=window or 30)
     call.commit_point(ARN=record.arn, Name=record.name, DeletionDate=when)
@@ -55,7 +55,7 @@ def restore_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     record = find(deps, call, "RestoreSecret", p["SecretId"])
     call.commit_point(ARN=record.arn, Name=record.name)
     if record.deletion_date is not None:
-        DeletionService(deps.secrets, deps.objects, deps.projected).restore(record)
+        deps.deletion.restore(record)
     return {"ARN": record.arn, "Name": record.name}
 
 

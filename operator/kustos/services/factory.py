@@ -94,7 +94,7 @@ class Services:
     def secrets_api(self) -> SecretsApi:
         """The Secrets Manager operations, authorized by `access`, audited by `audit`."""
         api = SecretsApi(self.secrets, self.managed_objects, SecretGateway(self.api),
-                         self.access, self.audit, self.reads)
+                         self.access, self.audit, self.deletion, self.reads)
         self.audit.add_flusher(lambda final: api.flush_refusals(everything=final))
         return api
 

@@ -28,6 +28,7 @@ from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
 from kustos.services import api_lifecycle, api_policy, api_read, api_write
 from kustos.services.api_call import ANONYMOUS, AuditSink, Authorizer, Call, CallMeta, Deps
+from kustos.services.deletion import DeletionService
 from kustos.services.reads import ReadEvents
 from kustos.services.refusals import OTHER_SOURCES, RefusalBudget, Suppressed
 from kustos.services.secrets import SecretService
@@ -69,10 +70,11 @@ class SecretsApi:
         projected: SecretGateway,
         authorizer: Authorizer,
         audit: AuditSink,
+        deletion: DeletionService,
         reads: ReadEvents | None = None,
         refusals: RefusalBudget | None = None,
     ) -> None:
-        self._deps = Deps(secrets, objects, projected, secrets.cluster, reads)
+        self._deps = Deps(secrets, objects, projected, secrets.cluster, deletion, reads)
         self._authorizer = authorizer
         self._audit = audit
         self._refusals = refusals if refusals is not None else RefusalBudget()

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from tests.kube_helpers import apply, get, managed_secret, ready, secret_data, wait_for
+from tests.kube_helpers import apply, events, get, managed_secret, ready, secret_data, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -61,11 +61,22 @@ def test_delete_secret_removes_object_and_restore_brings_it_back(world: Any, sm:
     described = sm.describe_secret(SecretId=arn)
     window = described["DeletedDate"] - described["LastChangedDate"]
     assert 29 <= window.days <= 30
+    # the same Events (and audit records, which notifications follow) as kubectl delete
+    scheduled = wait_for(lambda: [e for e in events(world.cluster, "svc-key", ns)
+                                  if e["reason"] == "DeletionScheduled"], what="Event")
+    assert "svc/key scheduled for deletion" in scheduled[0]["message"]
     sm.restore_secret(SecretId=arn)
     wait_for(lambda: ready(world.cluster, "svc-key", ns), what="object recreated")
     secret = wait_for(lambda: get(world.cluster, "secret", "svc-key", ns), what="re-projected")
     assert secret_data(secret) == {"value": "k1"}
     assert sm.get_secret_value(SecretId=arn)["SecretString"] == "k1"
+    wait_for(lambda: [e for e in events(world.cluster, "svc-key", ns)
+                      if e["reason"] == "Restored"], what="Restored Event")  # fmt: skip
+    out = json.loads(world.kustos("audit", "lookup", "--max-items", "500").stdout)["Events"]
+    lifecycle = [json.loads(e["CloudTrailEvent"]) for e in out]
+    names = {r["eventName"] for r in lifecycle if r.get("eventType") == "AwsServiceEvent"
+             and any(res.get("ARN") == arn for res in r.get("resources") or [])}
+    assert {"DeletionScheduled", "Restored"} <= names
 
 
 def test_kubectl_delete_schedules_deletion_and_restore_recreates(world: Any, sm: Any,
