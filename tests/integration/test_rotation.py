@@ -25,6 +25,7 @@ from tests.kube_helpers import (
     apply,
     condition,
     event_reasons,
+    events,
     get,
     managed_secret,
     new_namespace,
@@ -153,6 +154,7 @@ def test_database_rotation_keeps_consumers_working(
                 assert cur.fetchone() == (1,)
         annotate_rotate_now(cluster, "app-db", ns, token)
     held.close()
+    assert condition(obj, "TLSVerified") is None  # verified: nothing to warn about
     # No password reached the database server's log.
     log = server.log_text()
     for creds in seen:
@@ -186,6 +188,32 @@ def test_database_unreachable_then_back(cluster: Any, operator: Any, pg_server: 
     creds = projected_creds(cluster, "down", ns)
     assert creds["password"] != password and reads_42(pg_server, user, creds["password"], dbname)
     assert condition(obj, "RotationFailed")["status"] == "False"
+
+
+@pytest.mark.db
+def test_tls_verifies_by_default_and_opting_out_warns(cluster: Any, operator: Any,
+                                                      pg_server: Any) -> None:  # noqa: F811
+    ns = new_namespace(cluster)
+    # no tls: verify-full against the system CAs, which did not sign the fixture's certificate
+    create_db_managed_secret(cluster, ns, "strict", pg_server, "single-user", tls=None)
+    obj = wait_for(lambda: (o := get(cluster, "ms", "strict", ns)) and
+                   (c := condition(o, "RotationFailed")) and c["status"] == "True" and o,
+                   what="RotationFailed", timeout=60)
+    assert "certificate" in condition(obj, "RotationFailed")["message"]
+    assert condition(obj, "TLSVerified") is None
+    # the explicit opt-out works, and says what it costs
+    user, _, dbname = create_db_managed_secret(cluster, ns, "lax", pg_server,
+                                                      "single-user", tls={"mode": "require"})
+    obj = wait_rotated(cluster, "lax", ns, timeout=60)
+    creds = projected_creds(cluster, "lax", ns)
+    assert reads_42(pg_server, user, creds["password"], dbname)
+    warned = condition(obj, "TLSVerified")
+    assert warned is not None and (warned["status"], warned["reason"]) == (
+        "False", "TLSNotVerified")
+    assert "require" in warned["message"]
+    found = [e for e in events(cluster, "lax", ns) if e["reason"] == "TLSNotVerified"]
+    assert found and found[0]["type"] == "Warning"
+    assert creds["password"] not in json.dumps(obj) + json.dumps(found)
 
 
 @pytest.mark.db

@@ -16,6 +16,7 @@ class ConditionType(StrEnum):
     ROTATION_FAILED = "RotationFailed"
     RESOURCE_POLICY_IN_FORCE = "ResourcePolicyInForce"
     SOURCE_OPTED_IN = "SourceOptedIn"
+    TLS_VERIFIED = "TLSVerified"
 
 
 class EventType(StrEnum):
@@ -51,6 +52,7 @@ class Reason(StrEnum):
     ROTATION_SUCCEEDED = "RotationSucceeded"
     ROTATION_FAILED = "RotationFailed"
     ROTATION_ABANDONED = "RotationAbandoned"
+    TLS_NOT_VERIFIED = "TLSNotVerified"
     # deletion
     DELETION_SCHEDULED = "DeletionScheduled"
     DELETION_CANCELLED = "DeletionCancelled"

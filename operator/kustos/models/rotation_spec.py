@@ -53,8 +53,18 @@ class SecretRef(_Spec):
 
 
 class TlsSpec(_Spec):
-    mode: Literal["disable", "require", "verify-full"] = "require"
+    """TLS to a database: `verify-full` (default) checks the server; `require` (encrypted,
+    unverified) and `disable` are explicit opt-outs. The CA is `caData` or a Secret's key."""
+
+    mode: Literal["disable", "require", "verify-full"] = "verify-full"
     ca_data: str | None = Field(None, alias="caData")
+    ca_secret_ref: SecretRef | None = Field(None, alias="caSecretRef")
+
+    @model_validator(mode="after")
+    def _check(self) -> TlsSpec:
+        if self.ca_data is not None and self.ca_secret_ref is not None:
+            raise ValueError("tls: caData and caSecretRef are mutually exclusive")
+        return self
 
 
 class DatabaseRotationSpec(_Spec):
@@ -77,6 +87,8 @@ class DatabaseRotationSpec(_Spec):
 
 class MySQLRotationSpec(DatabaseRotationSpec):
     user_host: str | None = Field(None, alias="userHost", min_length=1, max_length=255)
+    auth_plugin: Literal["mysql_native_password", "ed25519"] | None = Field(
+        None, alias="authPlugin")
 
 
 class GeneratedRotationSpec(_Spec):

@@ -46,6 +46,10 @@ __all__ = ["ANNOTATION_ROTATE_NOW", "RotationService", "RotationTick"]
 _VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
 
 ANNOTATION_ROTATE_NOW = "kustos.io/rotate-now"
+#: Rotators that log in to a database server (their config has `tls`).
+DATABASE_ROTATORS = ("postgresql", "mysql")
+#: The TLS of a database rotation that predates verify-full as the default (see _default_tls).
+LEGACY_TLS: dict[str, Any] = {"mode": "require"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,18 @@ class RotationService:
         seen = any(obj.status.get(k) for k in ("rotation", "nextRotationAt"))
         if spec_rotation is None and not seen and force is None:
             return RotationTick()  # rotation not configured: nothing to read
+        checks: list[dict[str, Any]] = []
+        result = self._tick(obj, spec_rotation, checks, rotate_now, force)
+        if "conditions" in result.status:
+            others = [c for c in result.status["conditions"]
+                      if c.get("type") != str(ConditionType.TLS_VERIFIED)]
+            result.status["conditions"] = others + checks
+        return result
+
+    def _tick(
+        self, obj: ManagedObject, spec_rotation: Any, checks: list[dict[str, Any]],
+        rotate_now: str | None, force: str | None,
+    ) -> RotationTick:  # fmt: skip
         record: SecretRecord | None = None
         try:
             spec = parse_spec(obj.spec)
@@ -93,9 +109,12 @@ class RotationService:
             config = rotation.rotator_config()
             if rotation.generated is not None and "keys" not in config and spec.generate:
                 config["keys"] = list(spec.generate.keys)
+            if rotation.section in DATABASE_ROTATORS and "tls" not in config:
+                config["tls"] = self._default_tls(record)
             check_refs(config, obj.namespace)
             get_rotator(rotation.rotator_name).validate(config)
-            if active is not None and (active.rotator, active.config) != (
+            self._warn_unverified_tls(obj, rotation, config, checks)
+            if active is not None and (active.rotator, _comparable(active.config, config)) != (
                 rotation.rotator_name, config
             ):
                 active = self._abandon_if_early(obj, active, "the rotation spec changed")
@@ -119,6 +138,44 @@ class RotationService:
                 self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
             status = self._status(obj, record, None, None, (reason, error.message))
             return RotationTick(status, error=error)
+
+    # -- TLS to databases ----------------------------------------------------------------
+    def _default_tls(self, record: SecretRecord) -> Any:
+        """The TLS of a database rotation whose spec says none: verify-full, except for a
+        secret that rotated before that was the default (its newest rotation has no `tls`, or
+        has this function's legacy mark): it keeps `require`, with a warning. The legacy
+        value is the mapping {"mode": "require"}, a form a spec never produces (its
+        rotator_config collapses a bare mode to a string), so it marks itself."""
+        latest = next(iter(self._store.history(record.arn, limit=1)), None)
+        if latest is not None and latest.config.get("tls", LEGACY_TLS) == LEGACY_TLS:
+            return dict(LEGACY_TLS)
+        return "verify-full"
+
+    def _warn_unverified_tls(
+        self, obj: ManagedObject, rotation: RotationSpec, config: dict[str, Any],
+        checks: list[dict[str, Any]],
+    ) -> None:  # fmt: skip
+        if rotation.section not in DATABASE_ROTATORS:
+            return
+        tls = config.get("tls")
+        mode = tls.get("mode", "verify-full") if isinstance(tls, dict) else tls
+        if mode == "verify-full":
+            return
+        if tls == LEGACY_TLS:
+            message = ("rotation: the database server's certificate is not verified (tls is not "
+                       "set, and this secret rotated before verify-full became the default); "
+                       "set tls.mode verify-full with tls.caSecretRef, or tls.mode require to "
+                       "keep this explicitly")
+        else:
+            message = (f"rotation: tls.mode {mode}: the database server is not verified, so an "
+                       "impostor could collect the credentials the rotation logs in with; use "
+                       "verify-full with tls.caSecretRef")
+        old: dict[str, Any] = next((c for c in obj.status.get("conditions") or []
+                                    if c.get("type") == ConditionType.TLS_VERIFIED), {})
+        if (old.get("status"), old.get("message")) != ("False", message):
+            self._events.emit(obj.ref, Reason.TLS_NOT_VERIFIED, message, EventType.WARNING)
+        checks.append(condition(obj, ConditionType.TLS_VERIFIED, False, Reason.TLS_NOT_VERIFIED,
+                                message, list(obj.status.get("conditions") or [])))
 
     # -- deciding ------------------------------------------------------------------------
     def _trigger(
@@ -289,6 +346,14 @@ class RotationService:
                                     if last else "no rotation has failed", previous))
         status["conditions"] = others
         return status
+
+
+def _comparable(stored: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
+    """A rotation started before TLS defaults were written into its config (no `tls`) is
+    the same rotation as one with the default filled in."""
+    if "tls" not in stored and config.get("tls") in (LEGACY_TLS, "verify-full"):
+        return {**stored, "tls": config["tls"]}
+    return stored
 
 
 def _host(config: dict[str, Any], value: dict[str, Any]) -> str | None:

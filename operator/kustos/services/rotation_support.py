@@ -1,10 +1,10 @@
 """What the rotation use case needs around the engine: the secret's versions as a `Vault`,
 Secret references resolved in the ManagedSecret's own namespace, and concurrency limits.
 
-References never leave their namespace: a `masterSecretRef` or `signingKeySecretRef` naming
-another namespace is refused (the ManagedSecret's author must not be able to make Kustos read
-a Secret they could not read themselves). Resolved values are `SecretValue`s and are never
-stored: the rotation row keeps only the references.
+References never leave their namespace: a `masterSecretRef`, `signingKeySecretRef` or
+`tls.caSecretRef` naming another namespace is refused (the ManagedSecret's author must not be
+able to make Kustos read a Secret they could not read themselves). Resolved values are
+`SecretValue`s and are never stored: the rotation row keeps only the references.
 """
 
 from __future__ import annotations
@@ -81,6 +81,10 @@ def check_refs(config: Mapping[str, Any], namespace: str) -> None:
     for key in REF_KEYS:
         if key in config:
             parse_ref(config[key], key).check_namespace(namespace, key)
+    tls = config.get("tls")
+    if isinstance(tls, Mapping) and "caSecretRef" in tls:
+        parse_ref(tls["caSecretRef"], "tls.caSecretRef").check_namespace(
+            namespace, "tls.caSecretRef")
 
 
 def resolve_refs(
@@ -117,6 +121,20 @@ def resolve_refs(
         resolved["signingKey"] = SecretValue(
             _decode(data, key, namespace, ref.name, "signingKeySecretRef")
         )
+    tls = config.get("tls")
+    if isinstance(tls, Mapping) and "caSecretRef" in tls:
+        ref = parse_ref(tls["caSecretRef"], "tls.caSecretRef")
+        data = _secret_data(gateway, namespace, ref.name, "tls.caSecretRef")
+        key = ref.key or "ca.crt"
+        if key not in data:
+            raise SourceError(
+                f"rotation tls.caSecretRef: Secret {namespace}/{ref.name} lacks key {key!r}"
+            )
+        ca = _decode(data, key, namespace, ref.name, "tls.caSecretRef")
+        if "BEGIN CERTIFICATE" not in ca:
+            raise SourceError(f"rotation tls.caSecretRef: key {key!r} of Secret "
+                              f"{namespace}/{ref.name} holds no PEM certificate")  # fmt: skip
+        resolved["tls"] = {**{k: v for k, v in tls.items() if k != "caSecretRef"}, "caData": ca}
     return resolved, master
 
 

@@ -149,7 +149,8 @@ def _db_case(
         "port": server.port,
         "database": dbname,
         "strategy": strategy,
-        "tls": "require",
+        # verified TLS, the default, against the fixture's own CA
+        "tls": {"mode": "verify-full", "caData": server.ca_path.read_text()},
         "connectTimeoutSeconds": 3,
     }
     master = None

@@ -17,6 +17,7 @@ from kustos.rotation.errors import (
     TargetUnreachableError,
     TargetUserMissingError,
 )
+from kustos.rotation.rotators.mysql import ed25519_password_key
 
 pytestmark = pytest.mark.db
 
@@ -169,3 +170,60 @@ def test_tls_verify_full_with_the_server_ca(request: pytest.FixtureRequest, kind
     engine.create(token)
     with pytest.raises(TargetUnreachableError, match="certificate"):
         engine.step(SetSecretRequest, token)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "mysql"])
+def test_tls_verifies_the_server_by_default(request: pytest.FixtureRequest, kind: str) -> None:
+    """Without `tls`, the server's certificate must chain to a trusted CA: the fixtures' own
+    CA is not one of the system's, so nothing is sent; `require` (the opt-out) connects."""
+    case = build_case(request, f"{kind}-single-user")
+    case.config = {k: v for k, v in case.config.items() if k != "tls"}
+    engine = Engine(case, case.current)
+    token = str(uuid.uuid4())
+    engine.create(token)
+    with pytest.raises(TargetUnreachableError, match="certificate"):
+        engine.step(SetSecretRequest, token)
+    case.config = {**case.config, "tls": "require"}
+    engine.rotate()
+    assert case.logs_in(engine.current)
+
+
+@pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
+def test_mariadb_ed25519_plugin_without_plaintext(request: pytest.FixtureRequest,
+                                                  strategy: str) -> None:  # fmt: skip
+    """authPlugin ed25519: the rotated accounts use MariaDB's stronger plugin, the key is
+    computed here (no password in the general log), and the new password logs in."""
+    case = build_case(request, f"mysql-{strategy}")
+    assert case.server is not None
+    with case.server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT COUNT(*) FROM information_schema.plugins "
+                    "WHERE plugin_name = 'ed25519' AND plugin_status = 'ACTIVE'")  # fmt: skip
+        if not cur.fetchone()[0]:
+            cur.execute("INSTALL SONAME 'auth_ed25519'")
+        if strategy == "single-user":  # an account may change its password, not its plugin
+            initial = (case.current.as_mapping() or {})["password"]
+            cur.execute("ALTER USER %s@%s IDENTIFIED VIA ed25519 USING %s",
+                        (case.username, "%", ed25519_password_key(SecretValue(initial))))
+    assert case.logs_in(case.current)  # the key computed here is the server's own
+    case.config = {**case.config, "authPlugin": "ed25519"}
+    engine = Engine(case, case.current)
+    for _ in range(2):
+        engine.rotate()
+        assert case.logs_in(engine.current)
+        assert _select(case, engine.current) == 42
+        user = (engine.current.as_mapping() or {})["username"]
+        with case.server.connect() as conn, conn.cursor() as cur:
+            cur.execute("SELECT JSON_VALUE(priv, '$.plugin') FROM mysql.global_priv "
+                        "WHERE user = %s", (user,))  # fmt: skip
+            assert cur.fetchone()[0] == "ed25519"
+    assert not case.logs_in(SecretValue.from_mapping({
+        **(engine.current.as_mapping() or {}), "password": "wrong"}))
+    log = case.server.log_text()
+    for password in _passwords(case.current, *engine.history):
+        assert password not in log
+
+
+def test_auth_plugin_is_validated(request: pytest.FixtureRequest) -> None:
+    case = build_case(request, "mysql-single-user")
+    with pytest.raises(ClientError, match="authPlugin"):
+        case.rotator.validate({**case.config, "authPlugin": "sha256_password"})

@@ -13,11 +13,19 @@ Strategies (config `strategy`):
   in until the rotation after next.
 
 Config: host, port, database (each falls back to the current value's host/port/dbname),
-strategy, tls (`disable` | `require` | `verify-full`, or `{mode, caData}`; default
-`require`), connectTimeoutSeconds (default 5), masterSecretRef (resolved by the engine into
-`req.master`; required for alternating-users). Passwords are sent to the server only as
-hashes computed here (SCRAM-SHA-256 verifier, mysql_native_password hash), so the plaintext
-never reaches a server log. Connections are short-lived, one per step.
+strategy, tls, connectTimeoutSeconds (default 5), masterSecretRef (resolved by the engine into
+`req.master`; required for alternating-users). Connections are short-lived, one per step.
+
+TLS (`tls`: a mode, or `{mode, caData}`; `caSecretRef` is resolved into `caData` by the
+service before a step runs): `verify-full` (the default) encrypts and checks the server's
+certificate chain, against `caData` or else the system CAs, and its name against the host;
+`require` encrypts without checking who answers, and `disable` does not encrypt: both are
+explicit opt-outs (the controller warns about them), since an unverified server can be an
+impostor that collects the credentials a rotation logs in with.
+
+Passwords are sent to the server only as hashes computed here (SCRAM-SHA-256 verifier,
+mysql_native_password hash), so the plaintext never reaches a server log; a rotator may offer
+a plugin that needs the plaintext (see `mysql`), only over `verify-full`.
 """
 
 from __future__ import annotations
@@ -48,6 +56,8 @@ from kustos.rotation.rotators._config import check_keys, get_timeout, get_typed
 SINGLE, ALTERNATING = "single-user", "alternating-users"
 CLONE_SUFFIX = "_clone"
 TLS_MODES = ("disable", "require", "verify-full")
+#: Without `tls` in the config: verify the server (see the module docstring).
+DEFAULT_TLS = "verify-full"
 COMMON_KEYS = {
     "host",
     "port",
@@ -149,12 +159,13 @@ class DatabaseRotator(ABC):
             isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536
         ):
             raise InvalidParameterError(f"{n} rotator: port must be an integer in 1..65535")
-        tls = config.get("tls", "require")
+        tls = config.get("tls", DEFAULT_TLS)
         tls_map: Mapping[str, Any] = {"mode": tls} if isinstance(tls, str) else tls
         if not isinstance(tls_map, Mapping):
             raise InvalidParameterError(f"{n} rotator: tls must be a mode or {{mode, caData}}")
-        check_keys(n, tls_map, {"mode", "caData"})
-        mode, ca = tls_map.get("mode", "require"), tls_map.get("caData")
+        check_keys(n, tls_map, {"mode", "caData", "caSecretRef"})
+        mode, ca = tls_map.get("mode", DEFAULT_TLS), tls_map.get("caData")
+
         if mode not in TLS_MODES:
             raise InvalidParameterError(f"{n} rotator: tls mode must be one of {TLS_MODES}")
         if ca is not None and (not isinstance(ca, str) or "BEGIN CERTIFICATE" not in ca):
