@@ -142,7 +142,11 @@ def main() -> None:
             pg = _server("postgresql")
             ns = f"bench-pg-{uuid.uuid4().hex[:6]}"
             cluster.kubectl("create", "namespace", ns)
-            docs = []
+            # the fixture's CA, so the rotations verify the server as they do by default
+            docs: list[dict[str, Any]] = [{
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "pg-ca", "namespace": ns},
+                "stringData": {"ca.crt": pg.ca_path.read_text()}}]
             for i in range(args.pg):
                 user, password, dbname = make_db_user(pg)
                 docs.append({"apiVersion": "v1", "kind": "Secret",
@@ -156,7 +160,9 @@ def main() -> None:
             ms = [{"apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret",
                    "metadata": {"name": f"p{i:04d}", "namespace": ns},
                    "spec": {"valueFrom": {"secretRef": {"name": f"p{i:04d}-initial"}},
-                            "rotation": {"postgresql": {"strategy": "single-user"}}}}
+                            "rotation": {"postgresql": {
+                                "strategy": "single-user",
+                                "tls": {"caSecretRef": {"name": "pg-ca"}}}}}}
                   for i in range(args.pg)]
             admin = pg.connect()
 
