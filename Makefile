@@ -14,6 +14,10 @@ LOCAL := $(CURDIR)/.local
 KUBECONFIG ?= $(LOCAL)/kubeconfig
 export KUBECONFIG
 CLUSTER := $(VENV)/bin/python tools/controlplane/cluster.py
+# make cluster-up runs a node (pods really run) unless NODE=0 (the control plane only).
+NODE ?= 1
+NODE_FLAG := $(if $(filter 0 no false,$(NODE)),--no-node,--node)
+IMAGES := $(VENV)/bin/python tools/images/images.py
 
 .PHONY: help
 help: ## List the targets
@@ -42,20 +46,45 @@ $(VENV_STAMP): pyproject.toml
 controlplane: ## Build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd
 	@bash tools/controlplane/build.sh
 
+.PHONY: node
+node: controlplane ## Build (or reuse) kubelet, kube-scheduler, kube-proxy; install containerd, runc, CNI
+	@bash tools/node/ensure-packages.sh
+	@bash tools/node/build.sh
+
 .PHONY: cluster-up
-cluster-up: $(VENV_STAMP) ## Start the local control plane in the background; kubeconfig in .local/kubeconfig
-	@$(CLUSTER) up >/dev/null
-	@echo "control plane up. Use it with:"
+cluster-up: $(VENV_STAMP) ## Start the local cluster (control plane + one node; NODE=0: no node); kubeconfig in .local/kubeconfig
+	@$(CLUSTER) up $(NODE_FLAG) >/dev/null
+	@echo "cluster up. Use it with:"
 	@echo "  export KUBECONFIG=$(LOCAL)/kubeconfig PATH=$(LOCAL)/bin:\$$PATH"
 	@echo "  kubectl get ns"
 
 .PHONY: cluster-down
-cluster-down: ## Stop the local control plane and delete its state
+cluster-down: ## Stop the local cluster, undo the node's host changes, delete its state
 	@if [ -x $(VENV)/bin/python ]; then $(CLUSTER) down; fi
 
 .PHONY: cluster-status
 cluster-status: ## Show the local control plane's processes and health
 	@$(CLUSTER) status
+
+.PHONY: image
+image: $(VENV_STAMP) ## Build the Kustos image from the Dockerfile (buildah, no registry) and load it into the local node
+	@bash tools/node/ensure-packages.sh
+	@mkdir -p $(LOCAL)/image
+	@$(IMAGES) kustos --out $(LOCAL)/image/kustos.tar >/dev/null
+	@if [ -S $(LOCAL)/cluster/node/containerd.sock ]; then \
+		$(IMAGES) load --address $(LOCAL)/cluster/node/containerd.sock $(LOCAL)/image/kustos.tar && \
+		echo "loaded kustos:0.1.0 into the local node"; \
+	else echo "no local node running: image saved in $(LOCAL)/image/kustos.tar (make cluster-up, then make image)"; fi
+
+.PHONY: deploy
+deploy: image ## image + install Kustos on the local cluster (kubectl apply -k manifests/overlays/sqlite)
+	@$(LOCAL)/bin/kubectl apply --server-side -k manifests/overlays/sqlite
+	@$(LOCAL)/bin/kubectl -n $(KUSTOS_NAMESPACE) rollout status deploy/kustos-operator --timeout=180s
+
+.PHONY: chart-crds
+chart-crds: ## Copy crds/*.yaml into charts/kustos/crds (helm installs CRDs from there)
+	@rm -f charts/kustos/crds/*.yaml
+	@for f in crds/*.yaml; do [ "$$(basename $$f)" = kustomization.yaml ] || cp $$f charts/kustos/crds/; done
 
 .PHONY: kubectl
 kubectl: ## How to use the kubectl that matches the control plane
@@ -96,10 +125,17 @@ test-unit: $(VENV_STAMP) ## Unit tests only (no I/O)
 	$(VENV)/bin/pytest tests/unit -q
 
 .PHONY: test
-test: $(VENV_STAMP) controlplane ## Install what is missing and run every test tier (unit, integration, e2e)
+test: $(VENV_STAMP) ## Install what is missing and run every test tier (unit, integration, e2e on the node)
 	@bash tools/db/ensure-packages.sh
-	$(MAKE) lint
-	$(VENV)/bin/pytest tests -q -p no:cacheprovider
+	@bash tools/node/ensure-packages.sh
+	@# The Go binaries and the base image build (cached) while lint and the unit tier run.
+	@mkdir -p $(LOCAL); \
+	( bash tools/controlplane/build.sh && bash tools/node/build.sh && bash tools/images/base.sh ) \
+		>$(LOCAL)/build.log 2>&1 & build=$$!; \
+	$(MAKE) lint && $(VENV)/bin/pytest tests/unit -q -p no:cacheprovider || { kill $$build; exit 1; }; \
+	echo "waiting for the cached builds (log: $(LOCAL)/build.log)"; \
+	wait $$build || { tail -30 $(LOCAL)/build.log; exit 1; }; \
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit
 
 .PHONY: bench
 bench: $(VENV_STAMP) ## Run the benchmarks (on demand; figures go to docs/benchmarks.md)

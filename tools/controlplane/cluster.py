@@ -1,12 +1,19 @@
 #!/usr/bin/env python3
-"""A local Kubernetes control plane: etcd, kube-apiserver and kube-controller-manager.
+"""A local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager, and a node.
 
-Owns everything about running the binaries that ``build.sh`` produces on loopback: the PKI
-(a CA, the apiserver's serving certificate, client certificates and the ServiceAccount
-signing key), the choice of free ports, the detached processes (pidfiles and logs in the
-state directory), readiness, and the admin kubeconfig. There is no kubelet, so pods never
-run; everything that needs only the API and the controllers (CRDs, RBAC, ownerReference
-garbage collection, namespace deletion, ServiceAccounts, TokenRequest/TokenReview) is real.
+Owns everything about running the binaries that ``build.sh`` produces: the PKI (a CA, the
+apiserver's serving certificate, client certificates, the ServiceAccount signing key and
+the key that encrypts Secrets at rest), the choice of free ports, the detached processes
+(pidfiles and logs in the state directory), readiness, and the admin kubeconfig.
+
+Without a node (the default, and what fast test tiers use) it runs on loopback and pods
+never run; everything that needs only the API and the controllers (CRDs, RBAC,
+ownerReference garbage collection, namespace deletion, ServiceAccounts,
+TokenRequest/TokenReview) is real, and several such control planes run side by side.
+With ``node=True`` it also runs containerd, the kubelet, kube-scheduler and kube-proxy
+(``tools/node/node.py`` owns their configuration and the machine changes), every
+controller, and the apiserver on the pod bridge's gateway, where pods reach it through the
+``kubernetes`` Service. One node per machine (a machine-wide lock).
 
 Usable from the command line (``up``, ``down``, ``status``) and as a library
 (``ControlPlane``), which is how the test fixtures start a private control plane.
@@ -18,6 +25,7 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import importlib.util
 import ipaddress
 import json
 import os
@@ -33,6 +41,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -62,6 +71,11 @@ CONTROLLERS = (
 )
 # Stopped in this order; started in the reverse.
 COMPONENTS = ("kube-controller-manager", "kube-apiserver", "etcd")
+NODE_COMPONENTS = ("kube-proxy", "kube-scheduler", "kubelet", "containerd")
+# With a node: every controller a user expects (node lifecycle, deployments, replica sets,
+# endpoints, PersistentVolume binding, jobs, disruption budgets...).
+NODE_CONTROLLERS = ("*",)
+NODE_LOCK_HOLDER = "node-lock"
 
 
 class ControlPlaneError(RuntimeError):
@@ -179,7 +193,7 @@ def _issue(
     return key, cert
 
 
-def _make_pki(pki: Path) -> None:
+def _make_pki(pki: Path, node: str | None = None, address: str = "127.0.0.1") -> None:
     pki.mkdir(parents=True, exist_ok=True)
     ca_key, ca = _issue(
         None,
@@ -193,6 +207,7 @@ def _make_pki(pki: Path) -> None:
     first_service_ip = str(next(ipaddress.ip_network(SERVICE_CIDR).hosts()))
     names = (
         "127.0.0.1",
+        *((address,) if address != "127.0.0.1" else ()),
         "localhost",
         first_service_ip,
         "kubernetes",
@@ -229,10 +244,42 @@ def _make_pki(pki: Path) -> None:
             True,
         ),
     }
+    if node is not None:
+        leaves.update(_node_leaves(node, address))
     for stem, (subject, sans, client) in leaves.items():
         key, cert = _issue(ca_key, ca, subject, server_names=sans, client=client)
         _write(pki / f"{stem}.key", _pem_key(key))
         _write(pki / f"{stem}.crt", cert.public_bytes(serialization.Encoding.PEM), 0o644)
+
+    # Secrets at rest in etcd (projected Secrets hold real values): secretbox, a fresh key.
+    _write(
+        pki / "encryption.yaml",
+        json.dumps(
+            {
+                "apiVersion": "apiserver.config.k8s.io/v1",
+                "kind": "EncryptionConfiguration",
+                "resources": [
+                    {
+                        "resources": ["secrets"],
+                        "providers": [
+                            {
+                                "secretbox": {
+                                    "keys": [
+                                        {
+                                            "name": "key1",
+                                            "secret": base64.b64encode(os.urandom(32)).decode(),
+                                        }
+                                    ]
+                                }
+                            },
+                            {"identity": {}},
+                        ],
+                    }
+                ],
+            },
+            indent=2,
+        ).encode(),
+    )
 
     sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     _write(pki / "sa.key", _pem_key(sa_key))
@@ -243,6 +290,25 @@ def _make_pki(pki: Path) -> None:
         ),
         0o644,
     )
+
+
+def _node_leaves(node: str, address: str) -> dict[str, tuple[x509.Name, tuple[str, ...], bool]]:
+    """The node's certificates: the kubelet as a node (group system:nodes, which the Node
+    authorizer recognizes), its serving certificate, the scheduler and kube-proxy under the
+    users the default RBAC bindings name, and the apiserver's client for kubelets."""
+
+    def name(cn: str, org: str | None = None) -> x509.Name:
+        attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org)] if org else []
+        return x509.Name([*attrs, x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    return {
+        "kubelet": (name(f"system:node:{node}", "system:nodes"), (), True),
+        "kubelet-serving": (name(f"system:node:{node}", "system:nodes"), (address, node), False),
+        "kube-scheduler": (name("system:kube-scheduler"), (), True),
+        "kube-proxy": (name("system:kube-proxy"), (), True),
+        "apiserver-kubelet-client": (
+            name("kube-apiserver-kubelet-client", "system:masters"), (), True),
+    }
 
 
 def _kubeconfig(server: str, pki: Path, user: str) -> str:
@@ -302,15 +368,63 @@ class State:
     kubeconfig: str
     ports: dict[str, int] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
+    node_bin_dir: str = ""  # set when the cluster has a node
+    node_name: str = ""
+
+
+def _tool_module(rel: str, name: str) -> ModuleType:
+    """Load a sibling tool (``tools/node/node.py``...) by path: tools/ is not a package."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / rel)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def node_module() -> ModuleType:
+    return _tool_module("node/node.py", "kustos_tools_node")
+
+
+def images_module() -> ModuleType:
+    return _tool_module("images/images.py", "kustos_tools_images")
+
+
+def _binary(state: State, name: str) -> str:
+    """The absolute path a component was started from (what its /proc cmdline shows)."""
+    if name in COMPONENTS:
+        return str(Path(state.bin_dir) / name)
+    if name in ("kubelet", "kube-scheduler", "kube-proxy"):
+        return str(Path(state.node_bin_dir) / name)
+    found = shutil.which("sleep" if name == NODE_LOCK_HOLDER else name) or name
+    return os.path.realpath(found)
 
 
 class ControlPlane:
-    """One control plane whose state (PKI, etcd data, pids, logs) lives in ``state_dir``."""
+    """One cluster whose state (PKI, etcd data, pids, logs, node) lives in ``state_dir``."""
 
-    def __init__(self, state_dir: Path, kubeconfig: Path, kubectl_link: Path | None = None):
+    def __init__(
+        self,
+        state_dir: Path,
+        kubeconfig: Path,
+        kubectl_link: Path | None = None,
+        *,
+        node: bool = False,
+        node_lock_timeout: float = 0.0,
+    ):
         self.state_dir = state_dir.resolve()
         self.kubeconfig = kubeconfig.resolve()
         self.kubectl_link = kubectl_link
+        self.node = node
+        self.node_lock_timeout = node_lock_timeout
+
+    def _components(self, state: State) -> tuple[str, ...]:
+        if not state.node_bin_dir:
+            return COMPONENTS
+        return (*NODE_COMPONENTS, *COMPONENTS, NODE_LOCK_HOLDER)
 
     @property
     def _state_file(self) -> Path:
@@ -344,9 +458,11 @@ class ControlPlane:
         state = self._load()
         if state is None or not self.kubeconfig.exists():
             return False
-        for name in COMPONENTS:
+        if bool(state.node_bin_dir) != self.node:
+            return False
+        for name in self._components(state):
             pid = state.pids.get(name)
-            if pid is None or not _pid_alive(pid, str(Path(state.bin_dir) / name)):
+            if pid is None or not _pid_alive(pid, _binary(state, name)):
                 return False
         return self._get(state.server, "/readyz")[0] == 200
 
@@ -355,9 +471,9 @@ class ControlPlane:
         if state is None:
             return "down"
         lines = [f"server     {state.server}", f"kubeconfig {state.kubeconfig}"]
-        for name in COMPONENTS:
+        for name in self._components(state):
             pid = state.pids.get(name, 0)
-            alive = pid and _pid_alive(pid, str(Path(state.bin_dir) / name))
+            alive = pid and _pid_alive(pid, _binary(state, name))
             lines.append(f"{name:<24} pid {pid:<8} {'running' if alive else 'DEAD'}")
         code, _ = self._get(state.server, "/readyz")
         lines.append(f"readyz     {code or 'unreachable'}")
@@ -369,17 +485,38 @@ class ControlPlane:
             return self.kubeconfig
         self.down()  # clear whatever a crashed or half-started run left behind
         bin_dir = build_binaries()
+        node_bin_dir, pause = self._prepare_node() if self.node else (None, None)
         started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         pki = self.state_dir / "pki"
-        _make_pki(pki)
-        ports = {k: _free_port() for k in ("etcd", "etcd-peer", "apiserver", "cm")}
-        server = f"https://127.0.0.1:{ports['apiserver']}"
+        node_name = node_module().node_name() if self.node else ""
+        address = node_module().GATEWAY if self.node else "127.0.0.1"
+        names = ["etcd", "etcd-peer", "apiserver", "cm"]
+        if self.node:
+            names += ["kubelet", "kubelet-healthz", "scheduler", "proxy-healthz", "proxy-metrics"]
+        ports = {k: _free_port() for k in names}
+        server = f"https://{address}:{ports['apiserver']}"
         state = State(
-            bin_dir=str(bin_dir), server=server, kubeconfig=str(self.kubeconfig), ports=ports
+            bin_dir=str(bin_dir),
+            server=server,
+            kubeconfig=str(self.kubeconfig),
+            ports=ports,
+            node_bin_dir=str(node_bin_dir or ""),
+            node_name=node_name,
         )
         self._save(state)
+        if self.node:
+            self._take_node_lock(state)
+        try:
+            _make_pki(pki, node_name or None, address)
+            if self.node:
+                layout = node_module().NodeLayout(self.state_dir / "node")
+                layout.root.mkdir(parents=True, exist_ok=True)
+                node_module().prepare_host(layout.saved_host)
+        except BaseException:
+            self.down()
+            raise
 
         cm_kubeconfig = self.state_dir / "controller-manager.kubeconfig"
         _write(cm_kubeconfig, _kubeconfig(server, pki, "controller-manager").encode())
@@ -407,8 +544,8 @@ class ControlPlane:
                 state,
                 "kube-apiserver",
                 [
-                    "--bind-address=127.0.0.1",
-                    "--advertise-address=127.0.0.1",
+                    f"--bind-address={address}",
+                    f"--advertise-address={address}",
                     f"--secure-port={ports['apiserver']}",
                     f"--cert-dir={pki}",
                     f"--tls-cert-file={pki / 'apiserver.crt'}",
@@ -420,14 +557,17 @@ class ControlPlane:
                     f"--service-account-key-file={pki / 'sa.pub'}",
                     f"--service-account-signing-key-file={pki / 'sa.key'}",
                     f"--api-audiences={','.join(API_AUDIENCES)}",
-                    "--authorization-mode=RBAC",
                     # As OpenShift and other hardened clusters run: setting blockOwnerDeletion
                     # needs `update` on the owner's finalizers (Kustos's projected Secrets do).
                     "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
-                    # No kubelet or load balancer: nothing serves the `kubernetes` Service, and
-                    # an endpoint pointing at loopback would be wrong anyway.
-                    "--endpoint-reconciler-type=none",
+                    f"--encryption-provider-config={pki / 'encryption.yaml'}",
                     "--allow-privileged=true",
+                    *(self._node_apiserver_args(pki) if self.node else (
+                        "--authorization-mode=RBAC",
+                        # No node: nothing serves the `kubernetes` Service, and an endpoint
+                        # pointing at loopback would be wrong anyway.
+                        "--endpoint-reconciler-type=none",
+                    )),
                 ],
             )
             self._wait(
@@ -444,7 +584,7 @@ class ControlPlane:
                     "--bind-address=127.0.0.1",
                     f"--secure-port={ports['cm']}",
                     f"--cert-dir={self.state_dir / 'cm-certs'}",
-                    f"--controllers={','.join(CONTROLLERS)}",
+                    f"--controllers={','.join(NODE_CONTROLLERS if self.node else CONTROLLERS)}",
                     f"--service-account-private-key-file={pki / 'sa.key'}",
                     f"--root-ca-file={pki / 'ca.crt'}",
                     "--use-service-account-credentials=false",
@@ -468,6 +608,9 @@ class ControlPlane:
                 state,
                 timeout,
             )
+            if self.node:
+                assert pause is not None
+                self._start_node(state, pki, pause, timeout)
         except BaseException:
             self.down()
             raise
@@ -475,17 +618,124 @@ class ControlPlane:
             self.kubectl_link.parent.mkdir(parents=True, exist_ok=True)
             self.kubectl_link.unlink(missing_ok=True)
             self.kubectl_link.symlink_to(bin_dir / "kubectl")
-        self._log(f"control plane up in {time.monotonic() - started:.1f}s at {server}")
+        what = f"control plane and node {node_name}" if self.node else "control plane"
+        self._log(f"{what} up in {time.monotonic() - started:.1f}s at {server}")
         return self.kubeconfig
+
+    # --- the node ---------------------------------------------------------------------
+
+    def _prepare_node(self) -> tuple[Path, tuple[Path, str]]:
+        """Packages, node binaries and the pause image: everything slow, before any change."""
+        node = node_module()
+        node.ensure_packages()
+        node_bin = node.build_binaries()
+        pause = images_module().pause_archive()
+        return node_bin, pause
+
+    def _take_node_lock(self, state: State) -> None:
+        """Hold the machine's node lock for as long as this cluster lives (a holder process
+        keeps the flock'ed descriptor; a crash releases it)."""
+        fd = node_module().acquire_lock(str(self.state_dir), self.node_lock_timeout)
+        try:
+            self._spawn(state, NODE_LOCK_HOLDER, ["infinity"], pass_fds=(fd,))
+        finally:
+            os.close(fd)
+
+    def _node_apiserver_args(self, pki: Path) -> tuple[str, ...]:
+        return (
+            # The Node authorizer scopes each kubelet to its own pods' objects.
+            "--authorization-mode=Node,RBAC",
+            # The `kubernetes` Service's endpoint is the gateway: what pods reach.
+            "--endpoint-reconciler-type=lease",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP",
+        )
+
+    def _start_node(self, state: State, pki: Path, pause: tuple[Path, str], timeout: float) -> None:
+        node = node_module()
+        layout = node.NodeLayout(self.state_dir / "node")
+        kubeconfigs = {}
+        for user in ("kubelet", "kube-scheduler", "kube-proxy"):
+            path = layout.path(f"{user}.kubeconfig")
+            _write(path, _kubeconfig(state.server, pki, user).encode())
+            kubeconfigs[user] = path
+        archive, pause_tag = pause
+        args = node.write_configs(
+            layout, pki=pki, sandbox_image=pause_tag, ports=state.ports, kubeconfigs=kubeconfigs
+        )
+        t0 = time.monotonic()
+        self._spawn(state, "containerd", args["containerd"])
+        sock = layout.containerd_socket
+        self._wait(sock.exists, "containerd", state, timeout)
+        # The sandbox image must be there before the kubelet asks for it: nothing is pulled.
+        images_module().load(sock, archive)
+        self._spawn(state, "kubelet", args["kubelet"])
+        self._spawn(state, "kube-scheduler", args["kube-scheduler"])
+        self._spawn(state, "kube-proxy", args["kube-proxy"])
+        self._wait(lambda: self._node_ready(state.node_name), "kubelet (node Ready)", state,
+                   max(timeout, 120))
+        self._log(f"node {state.node_name} Ready {time.monotonic() - t0:.1f}s after containerd")
+        self._apply(node.pv_objects(layout))
+        self._wait(self._kubernetes_endpoint_published, "kube-apiserver (kubernetes endpoint)",
+                   state, timeout)
+
+    def _node_ready(self, name: str) -> bool:
+        code, body = self._get(self._load_or_fail().server, f"/api/v1/nodes/{name}")
+        if code != 200:
+            return False
+        node = json.loads(body)
+        taints = node.get("spec", {}).get("taints") or []
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in node.get("status", {}).get("conditions", [])
+        )
+        # The node-lifecycle controller lifts the not-ready taint once Ready is seen.
+        return ready and not any(t.get("key", "").startswith("node.kubernetes.io/") for t in taints)
+
+    def _kubernetes_endpoint_published(self) -> bool:
+        code, body = self._get(
+            self._load_or_fail().server, "/api/v1/namespaces/default/endpoints/kubernetes"
+        )
+        return code == 200 and bool(json.loads(body).get("subsets"))
+
+    def _load_or_fail(self) -> State:
+        state = self._load()
+        if state is None:
+            raise ControlPlaneError(f"no state in {self.state_dir}")
+        return state
+
+    def _apply(self, objects: list[dict[str, object]]) -> None:
+        kubectl = Path(self._load_or_fail().bin_dir) / "kubectl"
+        doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
+        proc = subprocess.run(
+            [str(kubectl), f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
+            input=doc, capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise ControlPlaneError(f"kubectl apply failed: {proc.stderr.strip()}")
 
     def down(self) -> None:
         """Stop the processes and delete the state (etcd data, PKI, logs) and kubeconfig."""
         state = self._load()
         if state is not None:
-            for name in COMPONENTS:
+            node = node_module() if state.node_bin_dir else None
+            layout = node.NodeLayout(self.state_dir / "node") if node else None
+            for name in self._components(state):
+                if node is not None and name == "kubelet":
+                    # Stop the kubelet first so it restarts nothing, then end the pods.
+                    pid = state.pids.get(name)
+                    if pid is not None:
+                        _stop(pid, _binary(state, name))
+                    node.kill_pods(layout)
+                    continue
+                if node is not None and name == NODE_LOCK_HOLDER:
+                    # The host is cleaned while we still hold the machine's node lock.
+                    node.cleanup_host(layout, Path(state.node_bin_dir) / "kube-proxy")
                 pid = state.pids.get(name)
                 if pid is not None:
-                    _stop(pid, str(Path(state.bin_dir) / name))
+                    _stop(pid, _binary(state, name))
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         self.kubeconfig.unlink(missing_ok=True)
@@ -493,17 +743,20 @@ class ControlPlane:
     def _save(self, state: State) -> None:
         self._state_file.write_text(json.dumps(asdict(state), indent=2) + "\n")
 
-    def _spawn(self, state: State, name: str, args: list[str]) -> None:
+    def _spawn(
+        self, state: State, name: str, args: list[str], pass_fds: tuple[int, ...] = ()
+    ) -> None:
         log = (self.state_dir / f"{name}.log").open("ab")
         try:
             proc = subprocess.Popen(
-                [str(Path(state.bin_dir) / name), *args],
+                [_binary(state, name), *args],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.state_dir,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=pass_fds,
             )
         finally:
             log.close()
@@ -513,7 +766,7 @@ class ControlPlane:
 
     def _wait(self, ready: Callable[[], bool], name: str, state: State, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        binary = str(Path(state.bin_dir) / name.split()[0])
+        binary = _binary(state, name.split()[0])
         while time.monotonic() < deadline:
             if ready():
                 return
@@ -580,8 +833,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=local / "cluster")
     parser.add_argument("--kubeconfig", type=Path, default=local / "kubeconfig")
     parser.add_argument("--kubectl-link", type=Path, default=local / "bin" / "kubectl")
+    parser.add_argument(
+        "--node", action=argparse.BooleanOptionalAction, default=False,
+        help="also run a node (containerd, kubelet, kube-scheduler, kube-proxy)",
+    )
+    parser.add_argument("--node-lock-timeout", type=float, default=0.0,
+                        help="seconds to wait for another node on this machine to stop")
     args = parser.parse_args(argv)
-    cp = ControlPlane(args.state_dir, args.kubeconfig, args.kubectl_link)
+    cp = ControlPlane(args.state_dir, args.kubeconfig, args.kubectl_link,
+                      node=args.node, node_lock_timeout=args.node_lock_timeout)
     if args.command == "up":
         try:
             print(cp.up())

@@ -1,0 +1,175 @@
+"""The local node: pods really run, reach the API in-cluster, and stay on this machine.
+
+Runs on the session's node cluster (``node_cluster``). The last test stops the node, checks
+that the machine is as it was before the node started, and starts it again.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.cluster_fixture import host_state
+from tests.kube_helpers import apply, get, new_namespace, wait_for
+
+pytestmark = pytest.mark.cluster
+
+
+def _pod(name: str, ns: str, image: str, script: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{
+                "name": "main",
+                "image": image,
+                "imagePullPolicy": "Never",
+                "command": ["python3", "-c", script],
+                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
+                                    "allowPrivilegeEscalation": False},
+                **spec.pop("container", {}),
+            }],
+            **spec,
+        },
+    }
+
+
+def _phase(cluster: Any, name: str, ns: str) -> str | None:
+    pod = get(cluster, "pod", name, ns) or {}
+    phase = pod.get("status", {}).get("phase")
+    return phase if phase in ("Succeeded", "Failed") else None
+
+
+def _run_pod(cluster: Any, pod: dict[str, Any]) -> tuple[str, str]:
+    apply(cluster, pod)
+    name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    phase = wait_for(lambda: _phase(cluster, name, ns), timeout=120, what=f"pod {name} done")
+    logs = cluster.kubectl("logs", "-n", ns, name).stdout
+    return phase, logs
+
+
+def test_the_node_is_ready_without_taints(node_cluster: Any) -> None:
+    nodes = json.loads(node_cluster.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert len(nodes) == 1
+    node = nodes[0]
+    ready = {c["type"]: c["status"] for c in node["status"]["conditions"]}
+    assert ready["Ready"] == "True"
+    assert not node["spec"].get("taints")
+    assert node["status"]["nodeInfo"]["kubeletVersion"] == "v1.34.4"
+    assert node["status"]["nodeInfo"]["containerRuntimeVersion"].startswith("containerd://1.6")
+    addresses = {a["type"]: a["address"] for a in node["status"]["addresses"]}
+    assert addresses["InternalIP"] == "10.244.0.1"
+
+
+def test_a_pod_reads_a_mounted_secret(node_cluster: Any) -> None:
+    ns = new_namespace(node_cluster)
+    canary = f"canary-{uuid.uuid4().hex}"
+    node_cluster.kubectl("create", "secret", "generic", "s", "-n", ns,
+                         f"--from-literal=value={canary}")
+    pod = _pod("reader", ns, node_cluster.base_image,
+               "print(open('/s/value').read())",
+               container={"volumeMounts": [{"name": "s", "mountPath": "/s"}]},
+               volumes=[{"name": "s", "secret": {"secretName": "s"}}])
+    phase, logs = _run_pod(node_cluster, pod)
+    assert phase == "Succeeded", logs
+    assert logs.strip() == canary
+
+
+def test_a_pod_reaches_the_api_in_cluster(node_cluster: Any) -> None:
+    """What an in-cluster client (the operator) does: the `kubernetes` Service's address from
+    the environment, the ServiceAccount token and CA from the projected volume."""
+    ns = new_namespace(node_cluster)
+    script = """
+import json, os, ssl, urllib.request
+sa = '/var/run/secrets/kubernetes.io/serviceaccount'
+host, port = os.environ['KUBERNETES_SERVICE_HOST'], os.environ['KUBERNETES_SERVICE_PORT']
+ctx = ssl.create_default_context(cafile=sa + '/ca.crt')
+token = open(sa + '/token').read()
+ns = open(sa + '/namespace').read()
+def get(path):
+    req = urllib.request.Request(f'https://{host}:{port}{path}',
+                                 headers={'Authorization': 'Bearer ' + token})
+    try:
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+print(json.dumps({'host': host, 'version': get('/version'),
+                  'ns': ns, 'pods': get(f'/api/v1/namespaces/{ns}/pods')[0]}))
+"""
+    phase, logs = _run_pod(node_cluster, _pod("api", ns, node_cluster.base_image, script))
+    assert phase == "Succeeded", logs
+    out = json.loads(logs)
+    assert out["host"] == "10.0.0.1"  # the ClusterIP, through kube-proxy
+    assert out["version"][0] == 200
+    assert out["version"][1]["gitVersion"] == "v1.34.4"
+    assert out["ns"] == ns
+    assert out["pods"] == 403  # authenticated as the default ServiceAccount, which may not list
+
+
+def test_a_deployment_rolls_out_and_a_service_balances_it(node_cluster: Any) -> None:
+    ns = new_namespace(node_cluster)
+    server = ("import http.server, socket\n"
+              "class H(http.server.BaseHTTPRequestHandler):\n"
+              "    def do_GET(self):\n"
+              "        self.send_response(200); self.end_headers()\n"
+              "        self.wfile.write(socket.gethostname().encode())\n"
+              "http.server.HTTPServer(('', 8080), H).serve_forever()\n")
+    labels = {"app": "web"}
+    apply(node_cluster, {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels},
+                              "spec": _pod("x", ns, node_cluster.base_image, server)["spec"]
+                              | {"restartPolicy": "Always"}}},
+    })
+    apply(node_cluster, {
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+    })
+    node_cluster.kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=120s",
+                         timeout=150)
+    client = ("import os, urllib.request\n"
+              "seen = set()\n"
+              "for _ in range(40):\n"
+              "    url = 'http://' + os.environ['WEB_SERVICE_HOST'] + '/'\n"
+              "    seen.add(urllib.request.urlopen(url, timeout=5).read().decode())\n"
+              "print(len(seen))\n")
+    phase, logs = _run_pod(node_cluster, _pod("client", ns, node_cluster.base_image, client))
+    assert phase == "Succeeded", logs
+    assert logs.strip() == "2"
+
+
+def test_pod_traffic_cannot_leave_the_machine(node_cluster: Any) -> None:
+    if node_cluster.control_plane is None:
+        pytest.skip("checks the local node's rules")
+    save = subprocess.run(["iptables-save", "-t", "mangle"], capture_output=True, text=True,
+                          check=True).stdout
+    forward = [line for line in save.splitlines() if line.startswith("-A FORWARD")]
+    assert forward[0] == "-A FORWARD -j KUSTOS-NODE-FORWARD"  # mangle: before any filter rule
+    ours = [line for line in save.splitlines() if line.startswith("-A KUSTOS-NODE-FORWARD")]
+    assert ours[0] == "-A KUSTOS-NODE-FORWARD -i kustos0 -o kustos0 -j RETURN"
+    assert "-A KUSTOS-NODE-FORWARD -i kustos0 -j DROP" in ours
+    assert "-A KUSTOS-NODE-FORWARD -o kustos0 -j DROP" in ours
+    assert not host_state()["link_local_v4"]
+
+
+def test_cluster_down_undoes_every_host_change_and_up_works_again(node_cluster: Any) -> None:
+    """Runs last in this module: stop the shared node, compare, start it again."""
+    cp = node_cluster.control_plane
+    if cp is None:
+        pytest.skip("stops and starts the local node")
+    baseline = node_cluster.host_baseline
+    assert baseline is not None
+    cp.down()
+    assert host_state() == baseline
+    assert not Path(cp.state_dir).exists()
+    node_cluster.restart()
+    test_the_node_is_ready_without_taints(node_cluster)

@@ -1,0 +1,240 @@
+#!/usr/bin/env python3
+"""Container images without a registry: the Debian base, the pause image, the Kustos image.
+
+Owns building images with buildah (Debian's) in a private storage directory and loading them
+into a node's containerd with ``ctr images import``. The base image is a debootstrap root
+filesystem (``base.sh``, cached); the pause image is that base running ``sleep infinity``;
+the Kustos image is the project's ``Dockerfile`` built ``FROM`` the base (build arg ``BASE``)
+with the wheels built on the host first (``pip wheel``, build arg ``WHEELS``), so the build
+runs with ``--network none`` and needs no index.
+
+Command line::
+
+    images.py kustos --out FILE [--tag TAG]     # build the Kustos image into a docker-archive
+    images.py pause --out FILE                  # the pause image (cached)
+    images.py load --address SOCK FILE...       # import archives into a node's containerd
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = [
+    "BASE_TAG_PREFIX",
+    "PAUSE_TAG_PREFIX",
+    "Builder",
+    "base_rootfs",
+    "build_kustos",
+    "load",
+    "pause_archive",
+]
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CACHE = Path(
+    os.environ.get("KUSTOS_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kustos"
+)
+BASE_TAG_PREFIX = "kustos.local/debian-python"
+PAUSE_TAG_PREFIX = "kustos.local/pause"
+# The name the manifests use (kustos:0.1.0, i.e. docker.io/library/kustos:0.1.0): imported
+# under it, the overlays run unchanged with imagePullPolicy IfNotPresent.
+KUSTOS_TAG = "docker.io/library/kustos:0.1.0"
+# buildah's default runtime (crun) refuses the hybrid cgroups here; runc works.
+RUNTIME = "/usr/sbin/runc"
+
+
+class ImageError(RuntimeError):
+    """An image could not be built or loaded."""
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def base_rootfs() -> Path:
+    """The cached Debian base root filesystem tarball (built on first use, ~1 min)."""
+    proc = subprocess.run(["bash", str(HERE / "base.sh")], stdout=subprocess.PIPE, text=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise ImageError("tools/images/base.sh failed")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def _key(path: Path) -> str:
+    return path.stem.removeprefix("base-")
+
+
+class Builder:
+    """buildah with its own storage under ``root`` (so runs never share or leak state)."""
+
+    def __init__(self, root: Path):
+        self.root = root.resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        conf = self.root / "storage.conf"
+        conf.write_text(
+            "[storage]\n"
+            'driver = "overlay"\n'
+            f'graphroot = "{self.root / "graph"}"\n'
+            f'runroot = "{self.root / "run"}"\n'
+        )
+        self.env = {
+            **os.environ,
+            "CONTAINERS_STORAGE_CONF": str(conf),
+            "BUILDAH_RUNTIME": RUNTIME,
+            "BUILDAH_ISOLATION": "chroot",
+            "TMPDIR": str(self._tmp()),
+        }
+
+    def _tmp(self) -> Path:
+        tmp = self.root / "tmp"
+        tmp.mkdir(exist_ok=True)
+        return tmp
+
+    def run(self, *args: str) -> str:
+        proc = subprocess.run(["buildah", *args], env=self.env, capture_output=True, text=True,
+                              check=False)
+        if proc.returncode != 0:
+            raise ImageError(f"buildah {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
+        return proc.stdout.strip()
+
+    def has(self, tag: str) -> bool:
+        return subprocess.run(["buildah", "inspect", "--type", "image", tag], env=self.env,
+                              capture_output=True, check=False).returncode == 0
+
+    def from_rootfs(self, rootfs: Path, tag: str, entrypoint: str | None = None) -> str:
+        """An image whose only layer is ``rootfs`` (a tarball); returns ``tag``."""
+        if self.has(tag):
+            return tag
+        ctr = self.run("from", "scratch")
+        try:
+            self.run("add", ctr, str(rootfs), "/")
+            path = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+            self.run("config", "--env", path, "--env", "LANG=C.UTF-8", ctr)
+            if entrypoint:
+                self.run("config", "--entrypoint", entrypoint, "--user", "65535:65535", ctr)
+            self.run("commit", "--quiet", ctr, tag)
+        finally:
+            subprocess.run(["buildah", "rm", ctr], env=self.env, capture_output=True, check=False)
+        return tag
+
+    def save(self, tag: str, out: Path) -> Path:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        tmp.unlink(missing_ok=True)
+        self.run("push", "--quiet", tag, f"docker-archive:{tmp}:{tag}")
+        tmp.rename(out)
+        return out
+
+
+def pause_archive() -> tuple[Path, str]:
+    """The pause image's docker-archive (cached by the base's key) and its tag."""
+    rootfs = base_rootfs()
+    tag = f"{PAUSE_TAG_PREFIX}:{_key(rootfs)}"
+    out = CACHE / f"pause-{_key(rootfs)}.tar"
+    if out.exists():
+        return out, tag
+    _log(f"building the pause image {tag} from the Debian base")
+    with tempfile.TemporaryDirectory(prefix="kustos-buildah-", dir=CACHE) as tmp:
+        b = Builder(Path(tmp))
+        b.from_rootfs(rootfs, tag, entrypoint='["/bin/sleep", "infinity"]')
+        b.save(tag, out)
+    return out, tag
+
+
+def _wheels(dest: Path) -> None:
+    """Wheels for kustos and its pinned dependencies (constraints.txt), built on the host
+    (the host's pip may reach an index; the image build then needs none). The dependencies'
+    wheels are cached by constraints.txt's content; kustos's own wheel is built each time."""
+    constraints = REPO / "constraints.txt"
+    deps = CACHE / f"wheels-{hashlib.sha256(constraints.read_bytes()).hexdigest()[:16]}"
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet"]
+    if not deps.is_dir():
+        tmp = deps.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _pip([*pip, "--wheel-dir", str(tmp), "--requirement", str(constraints)])
+        tmp.rename(deps)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(deps, dest)
+    _pip([*pip, "--no-deps", "--wheel-dir", str(dest), str(REPO)])
+
+
+def _pip(cmd: list[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise ImageError(f"pip wheel failed: {proc.stderr.strip()[-2000:]}")
+
+
+def build_kustos(out: Path, workdir: Path, tag: str = KUSTOS_TAG) -> tuple[Path, str]:
+    """Build the Kustos image from the Dockerfile FROM the local base, without network, and
+    save it as a docker-archive at ``out``."""
+    started = time.monotonic()
+    rootfs = base_rootfs()
+    b = Builder(workdir / "buildah")
+    base_tag = b.from_rootfs(rootfs, f"{BASE_TAG_PREFIX}:{_key(rootfs)}")
+    _log("building wheels on the host (pip wheel, pinned by constraints.txt)")
+    _wheels(REPO / ".local" / "wheels")
+    _log(f"  wheels ready ({time.monotonic() - started:.0f}s); buildah builds the Dockerfile")
+    b.run("build", "--quiet", "--pull=never", "--network=none", "--layers=false",
+          "--build-arg", f"BASE={base_tag}",
+          "--build-arg", "PIP_ARGS=--no-index --find-links=/src/.local/wheels",
+          "--build-arg", "PACKAGE=kustos",
+          "-f", str(REPO / "Dockerfile"), "-t", tag, str(REPO))
+    b.save(tag, out)
+    size = out.stat().st_size >> 20
+    _log(f"built {tag} in {time.monotonic() - started:.0f}s ({size} MiB archive)")
+    return out, tag
+
+
+def load(address: Path, *archives: Path) -> None:
+    """Import docker-archives into the node's containerd (namespace k8s.io, where CRI looks)."""
+    for archive in archives:
+        proc = subprocess.run(
+            ["ctr", f"--address={address}", "-n", "k8s.io", "images", "import",
+             "--no-unpack=false", str(archive)],
+            capture_output=True, text=True, check=False,
+        )
+        if proc.returncode != 0:
+            raise ImageError(f"ctr images import {archive} failed: {proc.stderr.strip()}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    k = sub.add_parser("kustos")
+    k.add_argument("--out", type=Path, required=True)
+    k.add_argument("--workdir", type=Path, default=REPO / ".local" / "image")
+    k.add_argument("--tag", default=KUSTOS_TAG)
+    p = sub.add_parser("pause")
+    p.add_argument("--out", type=Path)
+    ld = sub.add_parser("load")
+    ld.add_argument("--address", type=Path, required=True)
+    ld.add_argument("archives", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "kustos":
+            out, tag = build_kustos(args.out, args.workdir, args.tag)
+            print(f"{out} {tag}")
+        elif args.command == "pause":
+            out, tag = pause_archive()
+            if args.out:
+                shutil.copyfile(out, args.out)
+            print(f"{out} {tag}")
+        else:
+            load(args.address, *args.archives)
+    except ImageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
