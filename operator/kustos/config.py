@@ -30,6 +30,10 @@ class Settings:
     rotation_max_per_host: int = 2
     rotation_backoff_seconds: float = 30.0
     rotation_backoff_max_seconds: float = 3600.0
+    #: spec.target.template: wall-clock seconds one render may take, and the address space
+    #: of the sandboxed renderer process (MiB).
+    template_timeout_seconds: float = 2.0
+    template_memory_mib: int = 512
     #: Tests only: make the operator SIGKILL itself at a rotation step boundary
     #: (`<step>:before`, `<step>:after`, `setSecret:mid`); see kustos.rotation.engine.
     test_crash_at: str | None = None
@@ -57,5 +61,9 @@ class Settings:
                 env.get("KUSTOS_ROTATION_BACKOFF_SECONDS", cls.rotation_backoff_seconds)),
             rotation_backoff_max_seconds=float(
                 env.get("KUSTOS_ROTATION_BACKOFF_MAX_SECONDS", cls.rotation_backoff_max_seconds)),
+            template_timeout_seconds=float(
+                env.get("KUSTOS_TEMPLATE_TIMEOUT_SECONDS", cls.template_timeout_seconds)),
+            template_memory_mib=int(
+                env.get("KUSTOS_TEMPLATE_MEMORY_MIB", cls.template_memory_mib)),
             test_crash_at=env.get("KUSTOS_TEST_CRASH_AT") or None,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ def cluster(kube_cluster: Any) -> Any:
 
 def test_every_example_is_covered() -> None:
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == [
-        "01-generated-password", "02-from-existing-secret",
+        "01-generated-password", "02-from-existing-secret", "04-database-url",
     ]
 
 
@@ -54,3 +56,25 @@ def test_02_from_existing_secret(cluster: Any, operator_factory: Any) -> None:
     wait_for(lambda: ready(cluster, name, ns))
     assert secret_data(get(cluster, "secret", "payments-api-key", ns) or {}) == {
         "apiKey": "abc123"}
+
+
+def test_04_database_url(cluster: Any, operator_factory: Any) -> None:
+    """The rendered keys parse as what they claim to be and carry the generated password."""
+    operator_factory().start()
+    ns = new_namespace(cluster)
+    manifest = EXAMPLES / "04-database-url" / "managedsecret.yaml"
+    cluster.kubectl("apply", "-n", ns, "-f", str(manifest))
+    wait_for(lambda: ready(cluster, "shop-db", ns))
+    data = secret_data(get(cluster, "secret", "shop-db", ns) or {})
+    password = data["password"]
+    assert len(password) == 32
+    url = urllib.parse.urlsplit(data["DATABASE_URL"])
+    assert (url.username, url.hostname, url.port, url.path) == (
+        "shop_app", "postgres.shop.svc.cluster.local", 5432, "/shop")
+    assert urllib.parse.unquote(url.password or "") == password
+    jdbc = urllib.parse.urlsplit(data["JDBC_URL"].removeprefix("jdbc:"))
+    assert urllib.parse.parse_qs(jdbc.query) == {"user": ["shop_app"], "password": [password]}
+    ini = dict(line.split(" = ", 1) for line in data["database.ini"].splitlines()[1:])
+    assert json.loads(ini["password"]) == password and ini["dbname"] == "shop"
+    assert sorted(data) == ["DATABASE_URL", "JDBC_URL", "database.ini", "dbname", "host",
+                            "password", "port", "username"]

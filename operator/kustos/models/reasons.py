@@ -39,6 +39,7 @@ class Reason(StrEnum):
     SOURCE_INVALID = "SourceInvalid"
     SOURCE_NOT_ALLOWED = "SourceNotAllowed"
     TARGET_CONFLICT = "TargetConflict"
+    TEMPLATE_FAILED = "TemplateFailed"
     NO_VALUE = "NoValue"
     # problems on Kustos's side
     DECRYPTION_FAILED = "DecryptionFailed"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -20,6 +20,7 @@ __all__ = [
     "ManagedSecretSpec",
     "SecretKeySelector",
     "TargetSpec",
+    "TemplateSpec",
     "ValueFromSpec",
 ]
 
@@ -88,12 +89,37 @@ class ValueFromSpec(_Spec):
     secret_ref: SecretKeySelector = Field(alias="secretRef")
 
 
+#: The template sources of one ManagedSecret together (characters).
+TEMPLATE_MAX_SOURCE = 64 * 1024
+
+
+class TemplateSpec(_Spec):
+    """Keys of the projected Secret rendered with Jinja2 (sandboxed) from the secret's keys
+    (`secret`) and `target.staticData` (`static`); see services/consumers/templates.py."""
+
+    data: dict[str, str] = Field(min_length=1, max_length=64)
+    #: Replace: the Secret holds only the rendered keys. Merge: the secret's keys and the
+    #: static data too, rendered keys winning.
+    merge_policy: Literal["Replace", "Merge"] = Field("Replace", alias="mergePolicy")
+
+    @model_validator(mode="after")
+    def _check(self) -> TemplateSpec:
+        for key in self.data:
+            if not re.match(_KEY_PATTERN, key):
+                raise ValueError(f"template.data: {key!r} is not a valid Secret data key")
+        if sum(len(source) for source in self.data.values()) > TEMPLATE_MAX_SOURCE:
+            raise ValueError(f"template.data: the templates exceed {TEMPLATE_MAX_SOURCE} "
+                             "characters together")
+        return self
+
+
 class TargetSpec(_Spec):
     name: str | None = Field(None, max_length=253)
     type: str = Field("Opaque", max_length=253)
     static_data: dict[str, str] = Field(default_factory=dict, alias="staticData")
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
+    template: TemplateSpec | None = None
 
 
 class ManagedSecretSpec(_Spec):

@@ -22,6 +22,7 @@ from kustos.services.access import AccessService, build_access_service
 from kustos.services.audit import AuditService, AuditSettings
 from kustos.services.audit_anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
 from kustos.services.audit_sink import AuditingEventSink
+from kustos.services.consumers.templates import TemplateLimits, TemplateRenderer
 from kustos.services.deletion import DeletionService
 from kustos.services.keys import KeyService, SealedItem
 from kustos.services.managed import ManagedSecretService
@@ -71,7 +72,10 @@ class Services:
         audit, notifier = build_audit(settings, store, keys, api)
         lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
         managed = ManagedSecretService(
-            secrets, SourceService(gateway), ProjectionService(gateway), lifecycle
+            secrets, SourceService(gateway), ProjectionService(gateway, TemplateRenderer(
+                TemplateLimits(timeout_seconds=settings.template_timeout_seconds,
+                               memory_bytes=settings.template_memory_mib * 1024 * 1024))),
+            lifecycle
         )
         return cls(settings, api, store, keys, secrets, managed, events,
                    ManagedObjectGateway(api), audit=audit, notifier=notifier)

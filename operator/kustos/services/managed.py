@@ -27,6 +27,7 @@ from kustos.kube.events import EventSink, ObjectRef
 from kustos.models.reasons import ConditionType, EventType, Reason
 from kustos.models.records import SecretRecord, VersionRecord
 from kustos.models.spec import ManagedSecretSpec
+from kustos.services.consumers.templates import TemplateError
 from kustos.services.projection import Projection, ProjectionOutcome, ProjectionService
 from kustos.services.resource_policy import follow_spec
 from kustos.services.secrets import SecretService
@@ -245,7 +246,7 @@ class ManagedSecretService:
             owner=obj.ref, target_name=target, target_type=spec.target.type, arn=record.arn,
             version_id=current.version_id, value=self._secrets.open(current),
             static_data=dict(spec.target.static_data), labels=dict(spec.target.labels),
-            annotations=dict(spec.target.annotations),
+            annotations=dict(spec.target.annotations), template=spec.target.template,
         ))
         if outcome is ProjectionOutcome.DRIFT_CORRECTED:
             self._events.emit(obj.ref, Reason.DRIFT_CORRECTED,
@@ -312,6 +313,8 @@ def parse_spec(raw: dict[str, Any]) -> ManagedSecretSpec:
 
 
 def reason_for(error: KustosError) -> Reason:
+    if isinstance(error, TemplateError):
+        return Reason.TEMPLATE_FAILED
     if isinstance(error, SourceNotAllowedError):
         return Reason.SOURCE_NOT_ALLOWED
     if isinstance(error, SourceError):

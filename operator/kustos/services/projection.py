@@ -17,6 +17,8 @@ from kustos.errors import ConflictError, InvalidParameterError
 from kustos.kube.events import ObjectRef
 from kustos.kube.secrets import SecretGateway
 from kustos.models.sensitive import SecretValue
+from kustos.models.spec import TemplateSpec
+from kustos.services.consumers.templates import TemplateRenderer, template_data
 
 __all__ = [
     "ANNOTATION_ARN",
@@ -57,6 +59,8 @@ class Projection:
     static_data: dict[str, str]
     labels: dict[str, str]
     annotations: dict[str, str]
+    #: When set, the data is rendered from it (a failed render raises before any write).
+    template: TemplateSpec | None = None
 
 
 def value_to_data(value: SecretValue) -> dict[str, bytes]:
@@ -71,12 +75,17 @@ def value_to_data(value: SecretValue) -> dict[str, bytes]:
 
 
 class ProjectionService:
-    def __init__(self, secrets: SecretGateway) -> None:
+    def __init__(self, secrets: SecretGateway, renderer: TemplateRenderer | None = None) -> None:
         self._secrets = secrets
+        self._renderer = renderer
 
     def desired(self, p: Projection) -> dict[str, Any]:
         data = {k: v.encode("utf-8") for k, v in p.static_data.items()}
         data.update(value_to_data(p.value))
+        if p.template is not None:
+            if self._renderer is None:
+                self._renderer = TemplateRenderer()
+            data = template_data(self._renderer, p.template, p.value, p.static_data, data)
         for key in data:
             if not key or len(key) > 253:
                 raise InvalidParameterError(f"the value has a key unusable in a Secret: {key!r}")
