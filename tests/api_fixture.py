@@ -144,7 +144,8 @@ def start_api_world(cluster: Any, workdir: Path, **env: str) -> ApiWorld:
     port = free_port()
     runner = OperatorRunner(cluster.kubeconfig, workdir, namespace, KUSTOS_API_PORT=str(port),
                             KUSTOS_METRICS_PORT="0", KUSTOS_API_HOST="127.0.0.1",
-                            KUSTOS_READ_EVENTS_SECONDS="1", **env)
+                            KUSTOS_READ_EVENTS_SECONDS="1",
+                            **{"KUSTOS_API_TLS_CHECK_SECONDS": "1", **env})
     runner.start()
     ca_path = workdir / "ca.crt"
     deadline = time.monotonic() + 60

@@ -7,6 +7,7 @@ provider -- and by the `kustos` CLI.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import subprocess
@@ -16,6 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -384,3 +386,24 @@ def test_invalid_policies_are_reported_by_the_operator(env: Env, operator_factor
         "metadata": {"name": "shapeless", "namespace": ns},
         "spec": {"subjects": [{"kind": "Robot", "name": "r"}], "policy": {"Statement": []}}}))
     assert proc.returncode != 0 and "Robot" in proc.stderr
+
+
+def test_container_credentials_are_audited_and_never_outlive_the_token(env: Env) -> None:
+    ns = env.namespace_with("short")
+    token = env.kubectl("create", "token", "short", "-n", ns, "--audience", "kustos",
+                        "--duration", "600s").strip()  # fmt: skip
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    request = urllib.request.Request(f"{env.url}/v1/credentials",  # noqa: S310
+                                     headers={"Authorization": token})  # fmt: skip
+    with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        issued = json.loads(resp.read())
+    expiration = datetime.strptime(issued["Expiration"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert expiration.timestamp() <= claims["exp"]  # not the usual hour: the token's 10 min
+    assert expiration.timestamp() > claims["exp"] - 120
+    principal = f"arn:kustos:iam::{ns}:serviceaccount/short"
+    records = [json.loads(text) for _, text in env.services.audit.lookup(
+        AuditQuery(event_name="IssueContainerCredentials", user=principal))]  # fmt: skip
+    assert len(records) == 1
+    assert records[0]["responseElements"]["accessKeyId"] == issued["AccessKeyId"]
+    assert issued["SecretAccessKey"] not in json.dumps(records)
+    assert issued["Token"] not in json.dumps(records) and token not in json.dumps(records)

@@ -18,9 +18,10 @@ from kustos.config import Settings
 from kustos.errors import InvalidParameterError, ResourceNotFoundError
 from kustos.kube.access import AccessGateway
 from kustos.models.access_keys import AccessKeyRecord
+from kustos.models.identity import Principal
 from kustos.services.factory import Services
 
-__all__ = ["access", "access_key", "services_from_env"]
+__all__ = ["access", "access_key", "cli_principal", "services_from_env"]
 
 
 @contextmanager
@@ -30,6 +31,15 @@ def services_from_env() -> Iterator[Services]:
         yield services
     finally:
         services.close()
+
+
+def cli_principal(services: Services) -> Principal:
+    """Who runs this CLI, for audit records: the kubeconfig's identity (SelfSubjectReview)."""
+    who = AccessGateway(services.api).whoami()
+    if who is None:
+        return Principal(arn="arn:kustos:iam::cluster:user/unknown", username="unknown",
+                         auth_method="Kubernetes")  # fmt: skip
+    return Principal.user(who[0], groups=who[1], auth_method="Kubernetes")
 
 
 def _metadata(record: AccessKeyRecord) -> dict[str, str]:
@@ -100,7 +110,6 @@ def revoke(principal: str, reason: str) -> None:
     """Cut PRINCIPAL off: every access key, session credential and Kubernetes token it was
     issued until now stops working on every API replica within 10 seconds."""
     from kustos.models.audit import AuditEvent
-    from kustos.models.identity import Principal
     from kustos.services.revocations import BOUND_SECONDS, RevocationService
     from kustos.store.revocations import RevocationStore
     from kustos.store.sql import SqlStore
@@ -108,10 +117,7 @@ def revoke(principal: str, reason: str) -> None:
     with services_from_env() as services:
         if not isinstance(services.store, SqlStore):
             raise InvalidParameterError("revocation needs the SQL store")
-        who = AccessGateway(services.api).whoami()
-        caller = (Principal.user(who[0], groups=who[1], auth_method="Kubernetes") if who
-                  else Principal(arn="arn:kustos:iam::cluster:user/unknown", username="unknown",
-                                 auth_method="Kubernetes"))  # fmt: skip
+        caller = cli_principal(services)
         revocation, deactivated = RevocationService(RevocationStore(services.store.engine)).revoke(
             principal, by=caller.arn, reason=reason)
         services.audit.record(AuditEvent(
