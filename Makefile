@@ -128,9 +128,11 @@ test-unit: $(VENV_STAMP) ## Unit tests only (no I/O)
 test: $(VENV_STAMP) ## Install what is missing and run every test tier (unit, integration, e2e on the node)
 	@bash tools/db/ensure-packages.sh
 	@bash tools/node/ensure-packages.sh
+	@bash tests/sdk/ensure-packages.sh
 	@# The Go binaries and the base image build (cached) while lint and the unit tier run.
 	@mkdir -p $(LOCAL); \
-	( bash tools/controlplane/build.sh && bash tools/node/build.sh && bash tools/images/base.sh ) \
+	( bash tools/controlplane/build.sh && bash tools/node/build.sh && bash tools/images/base.sh && \
+	  { $(VENV)/bin/python -m tests.sdk.toolchains || echo "SDK toolchains failed (above)"; } ) \
 		>$(LOCAL)/build.log 2>&1 & build=$$!; \
 	$(MAKE) lint && $(VENV)/bin/pytest tests/unit -q -p no:cacheprovider || { kill $$build; exit 1; }; \
 	echo "waiting for the cached builds (log: $(LOCAL)/build.log)"; \

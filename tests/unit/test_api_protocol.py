@@ -88,14 +88,37 @@ def test_validation_messages_never_echo_values() -> None:
     secret = "S3CR3T-" + "q" * 65536
     with pytest.raises(ValidationError) as exc:
         parse_params(model, json.dumps({"Name": "n", "SecretString": secret}).encode())
-    assert "S3CR3T" not in exc.value.message and "SecretString" in exc.value.message
+    assert "S3CR3T" not in exc.value.message and "'secretString'" in exc.value.message
     with pytest.raises(ValidationError) as exc:
         parse_params(model, json.dumps({"Name": "n", "SecretString": 12345678}).encode())
     assert "12345678" not in exc.value.message
     model = operation_for("secretsmanager.ListSecrets", ALL)
     with pytest.raises(ValidationError) as exc:  # enum and bool-as-integer, from the model
         parse_params(model, b'{"SortOrder": "sideways", "MaxResults": true}')
-    assert "enum" in exc.value.message and "MaxResults" in exc.value.message
+    assert "enum" in exc.value.message and "'maxResults'" in exc.value.message
+
+
+def test_validation_messages_are_aws_s() -> None:
+    model = operation_for("secretsmanager.ListSecrets", ALL)
+    with pytest.raises(ValidationError) as exc:
+        parse_params(model, b'{"Filters": [{"Key": "name", "Values": ["a"]}, '
+                            b'{"Key": "colour", "Values": ["a"]}]}')
+    assert exc.value.message == (
+        "1 validation error detected: Value 'colour' at 'filters.2.member.key' failed to "
+        "satisfy constraint: Member must satisfy enum value set: [description, name, "
+        "tag-key, tag-value, primary-region, owning-service, all]")
+    model = operation_for("secretsmanager.GetRandomPassword", ALL)
+    with pytest.raises(ValidationError) as exc:
+        parse_params(model, b'{"PasswordLength": 4097}')
+    assert exc.value.message == (
+        "1 validation error detected: Value '4097' at 'passwordLength' failed to satisfy "
+        "constraint: Member must have value less than or equal to 4096")
+    model = operation_for("secretsmanager.CreateSecret", ALL)
+    with pytest.raises(ValidationError) as exc:
+        parse_params(model, b'{}')
+    assert exc.value.message == (
+        "1 validation error detected: Value null at 'name' failed to satisfy constraint: "
+        "Member must not be null")
 
 
 def test_errors_and_wire_form() -> None:

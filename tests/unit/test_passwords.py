@@ -86,7 +86,7 @@ def test_properties(
         ({"PasswordLength": 0}, "PasswordLength"),
         ({"PasswordLength": 4097}, "PasswordLength"),
         ({"PasswordLength": "long"}, "PasswordLength"),
-        ({"PasswordLength": 3}, "cannot hold one character of each of the 4"),
+        ({"PasswordLength": 3}, "Password length is too short based on the required types."),
         ({**dict.fromkeys(CLASSES, True)}, "every character type is excluded"),
         ({"ExcludeCharacters": string.printable}, "every character type is excluded"),
         ({"Bogus": True}, "Bogus"),

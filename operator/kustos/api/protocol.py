@@ -5,7 +5,10 @@ body into parameters (JSON object; blobs base64-decoded), validating them agains
 operation's input shape (botocore's own `ParamValidator` for types, required members and
 minimums; the model's `max`, `pattern` and `enum` constraints, which botocore leaves to the
 server), and turning results into the wire form (timestamps as epoch seconds, blobs base64).
-Validation messages name members and constraints, never the values given.
+Validation messages are AWS's (`1 validation error detected: Value '0' at
+'rotationRules.automaticallyAfterDays' failed to satisfy constraint: ...`): members as AWS
+writes them, numbers and enum words quoted as AWS does, never free-text values (which could
+be secrets).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "SerializationError",
     "UnknownOperationError",
     "UnsupportedMediaTypeError",
+    "aws_path",
     "operation_for",
     "parse_params",
     "to_wire",
@@ -129,27 +133,53 @@ def _problems(params: dict[str, Any], shape: Shape) -> list[str]:
     return found
 
 
+def aws_path(where: str) -> str:
+    """A member path as AWS's validation messages write it: `Filters[0].Key` ->
+    `filters.1.member.key` (lower camel case, lists counted from 1)."""
+    def camel(name: str) -> str:
+        return name[:1].lower() + name[1:]
+
+    parts: list[str] = []
+    for piece in where.strip(".").split("."):
+        name, _, rest = piece.partition("[")
+        if name:
+            parts.append(camel(name))
+        while rest:
+            index, _, rest = rest.partition("]")
+            parts.append(f"{int(index) + 1}.member")
+            rest = rest.lstrip("[")
+    return ".".join(parts)
+
+
+def _shown(value: Any) -> str:
+    """How a value appears in a message: numbers and enum words only (never free text,
+    which could be a secret)."""
+    return f" '{value}'" if isinstance(value, int | float) and not isinstance(value, bool) else ""
+
+
 def _describe(error: tuple[str, str, dict[str, Any]]) -> str:
     reason, name, details = error
-    name = name.partition(".")[2] or name
     if reason == "missing required field":
-        member = f"{name}.{details.get('required_name')}" if name else details.get("required_name")
-        return f"Value null at '{member}' failed to satisfy constraint: Member must not be null"
+        member = f"{name}.{details.get('required_name')}" if name.strip(".") else str(
+            details.get("required_name"))
+        return (f"Value null at '{aws_path(member)}' failed to satisfy constraint: Member "
+                "must not be null")
+    at = aws_path(name)
     if reason == "invalid length":
-        return (f"Value at '{name}' failed to satisfy constraint: Member must have length "
+        return (f"Value at '{at}' failed to satisfy constraint: Member must have length "
                 f"greater than or equal to {details.get('min_allowed')}")
     if reason == "invalid range":
-        return (f"Value at '{name}' failed to satisfy constraint: Member must have value "
-                f"greater than or equal to {details.get('min_allowed')}")
+        return (f"Value{_shown(details.get('param'))} at '{at}' failed to satisfy constraint: "
+                f"Member must have value greater than or equal to {details.get('min_allowed')}")
     if reason == "invalid type":
-        return f"Value at '{name}' failed to satisfy constraint: Member has the wrong type"
-    return f"Value at '{name}' failed to satisfy constraint: {reason}"
+        return f"Value at '{at}' failed to satisfy constraint: Member has the wrong type"
+    return f"Value at '{at}' failed to satisfy constraint: {reason}"
 
 
 def _constraints(value: Any, shape: Shape, where: str, found: list[str]) -> None:
     """The model's max/pattern/enum constraints (and bool passed as a number)."""
     meta, kind = shape.metadata, shape.type_name
-    at = where or shape.name
+    at = aws_path(where or shape.name)
     if kind == "structure":
         for key, item in value.items():
             member = shape.members[key]
@@ -157,24 +187,26 @@ def _constraints(value: Any, shape: Shape, where: str, found: list[str]) -> None
         return
     if kind == "list":
         for index, item in enumerate(value):
-            _constraints(item, shape.member, f"{at}[{index}]", found)
+            _constraints(item, shape.member, f"{where or shape.name}[{index}]", found)
     elif kind == "map":
         for item in value.values():
-            _constraints(item, shape.value, at, found)
+            _constraints(item, shape.value, where, found)
     elif kind in ("integer", "long") and isinstance(value, bool):
         found.append(f"Value at '{at}' failed to satisfy constraint: Member must be a number")
         return
     size = len(value) if isinstance(value, str | bytes | list | dict) else value
     if "max" in meta and isinstance(size, int) and size > meta["max"]:
         what = "value less" if kind in ("integer", "long") else "length less"
-        found.append(f"Value at '{at}' failed to satisfy constraint: Member must have {what} "
-                     f"than or equal to {meta['max']}")
+        shown = _shown(value) if kind in ("integer", "long") else ""
+        found.append(f"Value{shown} at '{at}' failed to satisfy constraint: Member must have "
+                     f"{what} than or equal to {meta['max']}")
     if kind == "string" and "pattern" in meta and not re.search(meta["pattern"], value):
         found.append(f"Value at '{at}' failed to satisfy constraint: Member must satisfy "
                      f"regular expression pattern: {meta['pattern']}")
     if kind == "string" and "enum" in meta and value not in meta["enum"]:
-        found.append(f"Value at '{at}' failed to satisfy constraint: Member must satisfy enum "
-                     f"value set: [{', '.join(meta['enum'])}]")
+        shown = f" '{value}'" if len(value) <= 64 and value.isprintable() else ""
+        found.append(f"Value{shown} at '{at}' failed to satisfy constraint: Member must "
+                     f"satisfy enum value set: [{', '.join(meta['enum'])}]")
 
 
 def to_wire(value: Any) -> Any:

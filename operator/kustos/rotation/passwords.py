@@ -82,10 +82,9 @@ class PasswordParams(BaseModel):
                 "invalid password parameters: every character type is excluded"
             )
         if self.require_each_included_type and self.password_length < len(classes):
+            # AWS's words: the length cannot hold one character of each required type.
             raise InvalidParameterError(
-                f"invalid password parameters: PasswordLength {self.password_length} cannot "
-                f"hold one character of each of the {len(classes)} required types"
-            )
+                "Password length is too short based on the required types.")
         return classes
 
 

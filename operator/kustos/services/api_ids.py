@@ -33,6 +33,7 @@ __all__ = [
     "provisional",
     "resolve",
     "tags_to_aws",
+    "target_namespace",
     "value_of",
 ]
 

@@ -8,12 +8,12 @@ for deletion cannot be read (InvalidRequestException), as in AWS; it can be desc
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from kustos.errors import AccessDeniedError, InvalidParameterError, KustosError
 from kustos.models.records import SecretRecord, VersionRecord
 from kustos.services.api_call import Call, Deps
+from kustos.services.api_filters import matches, parse_filters, sort_key
 from kustos.services.api_ids import (
     decode_token,
     encode_token,
@@ -31,8 +31,6 @@ __all__ = [
 ]
 
 Result = dict[str, Any]
-_FILTER_KEYS = ("description", "name", "tag-key", "tag-value", "primary-region",
-                "owning-service", "all")
 
 
 def _value_of(deps: Deps, record: SecretRecord, version: VersionRecord) -> Result:
@@ -69,9 +67,11 @@ def get_secret_value(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
 def batch_get_secret_value(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     ids, filters = p.get("SecretIdList"), p.get("Filters")
     if (ids is None) == (filters is None):
-        raise InvalidParameterError("Specify either SecretIdList or Filters, not both.")
+        raise InvalidParameterError(
+            "Either 'SecretIdList' or 'Filters' must be provided, but not both.")
     if ids is not None and p.get("MaxResults") is not None:
-        raise InvalidParameterError("MaxResults applies to Filters only.")
+        raise InvalidParameterError("'Filters' not specified. 'Filters' must also be "
+                                    "specified when 'MaxResults' is provided.")
     caller = call.caller_namespace()
     call.namespace = caller
     call.authorize("BatchGetSecretValue", None, caller)
@@ -110,17 +110,19 @@ def _version_map(deps: Deps, record: SecretRecord) -> dict[str, list[str]]:
 
 
 def _describe(deps: Deps, record: SecretRecord, *, versions_key: str) -> Result:
-    out: Result = {
-        "ARN": record.arn, "Name": record.name, "RotationEnabled": record.rotation_enabled,
-        "LastChangedDate": record.updated_at, "CreatedDate": record.created_at,
-        "Tags": tags_to_aws(record.tags), versions_key: _version_map(deps, record),
-    }
+    out: Result = {"ARN": record.arn, "Name": record.name,
+                   "LastChangedDate": record.updated_at, "CreatedDate": record.created_at}
+    lambda_arn = record.extra.get("rotation_lambda_arn")
+    if record.rotation_enabled or record.rotation_rules or lambda_arn:
+        out["RotationEnabled"] = record.rotation_enabled  # AWS omits it if never rotated
     optional = {
+        "Tags": tags_to_aws(record.tags) or None,
+        versions_key: _version_map(deps, record) or None,
         "Description": record.description or None, "KmsKeyId": record.kms_key_id or None,
         "LastAccessedDate": record.last_accessed_at, "LastRotatedDate": record.last_rotated_at,
         "NextRotationDate": record.next_rotation_at, "DeletedDate": record.deletion_date,
         "RotationRules": record.rotation_rules or None,
-        "RotationLambdaARN": record.extra.get("rotation_lambda_arn"),
+        "RotationLambdaARN": lambda_arn,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     return out
@@ -133,41 +135,6 @@ def describe_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     return result
 
 
-def _matches(record: SecretRecord, key: str, values: list[str]) -> bool:
-    """AWS filter semantics: values of one key are OR'ed; prefix match; `!` negates."""
-    def one(value: str) -> bool:
-        negate = value.startswith("!")
-        word = value[1:] if negate else value
-        if key == "name":
-            hit = record.name.startswith(word)
-        elif key == "description":
-            hit = record.description.lower().startswith(word.lower())
-        elif key == "tag-key":
-            hit = any(k.startswith(word) for k in record.tags)
-        elif key == "tag-value":
-            hit = any(v.startswith(word) for v in record.tags.values())
-        elif key == "all":
-            fields = [record.name, record.description, *record.tags, *record.tags.values()]
-            hit = any(word.lower() in f.lower() for f in fields)
-        else:  # primary-region, owning-service: Kustos secrets have neither
-            hit = False
-        return hit != negate
-
-    return any(one(v) for v in values)
-
-
-def _sort_key(sort_by: str) -> Any:
-    def key(record: SecretRecord) -> Any:
-        if sort_by == "name":
-            return record.name
-        moment: datetime | None = {
-            "created-date": record.created_at, "last-changed-date": record.updated_at,
-            "last-accessed-date": record.last_accessed_at,
-        }.get(sort_by, record.created_at)
-        return (moment is not None, moment or record.created_at, record.name)
-    return key
-
-
 def list_secrets(
     deps: Deps, call: Call, p: dict[str, Any], *, authorize: bool = True
 ) -> Result:
@@ -175,19 +142,16 @@ def list_secrets(
     call.namespace = caller
     if authorize:
         call.authorize("ListSecrets", None, caller)
-    filters = [(f["Key"], list(f.get("Values") or [])) for f in p.get("Filters") or []]
-    for key, _ in filters:
-        if key not in _FILTER_KEYS:
-            raise InvalidParameterError(f"Invalid filter key {key!r}.")
+    filters = parse_filters(p.get("Filters"))
     query = {"f": filters, "s": p.get("SortBy"), "o": p.get("SortOrder"),
              "d": p.get("IncludePlannedDeletion")}
     offset = decode_token(p.get("NextToken"), query)
     limit = p.get("MaxResults") or 100
     records = [r for r in deps.store.list_secrets(caller)
                if (p.get("IncludePlannedDeletion") or r.deletion_date is None)
-               and all(_matches(r, key, values) for key, values in filters)]
-    records.sort(key=_sort_key(p.get("SortBy") or "created-date"),
-                 reverse=(p.get("SortOrder") or "desc") == "desc")
+               and matches(r, filters)]
+    records.sort(key=sort_key(p.get("SortBy") or "created-date"),
+                 reverse=p.get("SortOrder") == "desc")
     page = records[offset:offset + limit]
     out: Result = {"SecretList": [_describe(deps, r, versions_key="SecretVersionsToStages")
                                   for r in page]}

@@ -54,8 +54,8 @@ def _same_version(deps: Deps, record: SecretRecord, token: str, value: SecretVal
         return None
     if deps.secrets.open(existing) != value:
         raise ResourceExistsError(
-            f"A version with VersionId {token} already exists with a different value; a "
-            "version cannot be modified."
+            f"You can't use ClientRequestToken {token} because that value is already in use "
+            f"for a version of secret {record.arn}."
         )
     return existing
 
@@ -182,16 +182,40 @@ def update_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
 
 
 def update_secret_version_stage(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
+    """AWS's rules: a label attached elsewhere moves only when RemoveFromVersionId names the
+    version holding it; RemoveFromVersionId alone removes it (never AWSCURRENT)."""
     stage = p["VersionStage"]
     move_to, remove_from = p.get("MoveToVersionId"), p.get("RemoveFromVersionId")
-    if move_to is None and remove_from is None:
-        raise InvalidParameterError("Specify MoveToVersionId, RemoveFromVersionId or both.")
     record = not_deleted(find(deps, call, "UpdateSecretVersionStage", p["SecretId"],
                               {"secretsmanager:VersionStage": stage}))
+    _check_stage_move(deps, record, stage, move_to, remove_from)
     call.commit_point(ARN=record.arn, Name=record.name)
-    deps.store.move_stage(record.arn, stage, to_version=move_to, from_version=remove_from)
-    deps.secrets.update(record)  # LastChangedDate
+    if move_to is not None or remove_from is not None:
+        deps.store.move_stage(record.arn, stage, to_version=move_to, from_version=remove_from)
+        deps.secrets.update(record)  # LastChangedDate
     return {"ARN": record.arn, "Name": record.name}
+
+
+def _check_stage_move(deps: Deps, record: SecretRecord, stage: str, move_to: str | None,
+                      remove_from: str | None) -> None:
+    holders = {v.version_id: v for v in deps.secrets.versions(record)}
+    for version_id in (move_to, remove_from):
+        if version_id is not None and version_id not in holders:
+            raise InvalidParameterError(f"Not a valid version: {version_id}")
+    holder = next((v for v, rec in holders.items() if stage in rec.stages), None)
+    if remove_from is not None and remove_from != holder:
+        raise InvalidParameterError(
+            f"The staging label {stage} is not attached to version {remove_from}, so you "
+            "can't remove it.")
+    if move_to is not None and holder not in (None, move_to) and remove_from is None:
+        raise InvalidParameterError(
+            f"The parameter RemoveFromVersionId can't be empty. Staging label {stage} is "
+            f"currently attached to version {holder}, so you must explicitly reference that "
+            "version in RemoveFromVersionId.")
+    if move_to is None and remove_from is not None and stage == AWSCURRENT:
+        raise InvalidParameterError(
+            "You can't remove the staging label AWSCURRENT from a version; move it to "
+            "another version with MoveToVersionId.")
 
 
 def tag_resource(deps: Deps, call: Call, p: dict[str, Any]) -> Result:

@@ -18,6 +18,7 @@ from kustos.errors import (
     DecryptionFailure,
     EncryptionFailure,
     InvalidParameterError,
+    InvalidRequestError,
     KeyringError,
     ResourceNotFoundError,
 )
@@ -134,14 +135,22 @@ class SecretService:
     def version(
         self, record: SecretRecord, *, version_id: str | None = None, stage: str | None = None
     ) -> VersionRecord:
-        if version_id is None and stage is None:
-            stage = AWSCURRENT
-        found = self.store.get_version(record.arn, version_id=version_id, stage=stage)
+        """The version GetSecretValue names, with AWS's errors: ResourceNotFoundException
+        for a version id or label that is not there, InvalidRequestException when both are
+        given and the label is on another version."""
+        if version_id is None:
+            found = self.store.get_version(record.arn, stage=stage or AWSCURRENT)
+            if found is None:
+                raise ResourceNotFoundError("Secrets Manager can't find the specified secret "
+                                            f"value for staging label: {stage or AWSCURRENT}")
+            return found
+        found = self.store.get_version(record.arn, version_id=version_id)
         if found is None:
-            what = f"version {version_id}" if version_id else f"stage {stage}"
-            raise ResourceNotFoundError(
-                f"Secrets Manager can't find the specified secret value for {what}"
-            )
+            raise ResourceNotFoundError("Secrets Manager can't find the specified secret "
+                                        f"value for VersionId: {version_id}")
+        if stage is not None and stage not in found.stages:
+            raise InvalidRequestError("You provided a VersionStage that is not associated to "
+                                      "the provided VersionId.")
         return found
 
     def current(self, record: SecretRecord) -> VersionRecord | None:

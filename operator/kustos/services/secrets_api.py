@@ -4,7 +4,8 @@
 already validated against the service model (the HTTP adapter does that), under the
 authorization and audit rules of `kustos.services.api_call`. The operations live in
 `api_write` (values, metadata, tags, labels), `api_read` (values and listings),
-`api_lifecycle` (delete, restore, rotate) and `api_policy` (resource policies, passwords).
+`api_lifecycle` (delete, restore), `api_rotation` (rotate, cancel) and `api_policy`
+(resource policies, passwords).
 `reject` audits a request that failed before reaching an operation (authentication,
 protocol errors). Unauthenticated refusals are bounded per source address
 (`kustos.services.refusals`): past the budget they are counted, and each source's count
@@ -26,7 +27,7 @@ from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services import api_lifecycle, api_policy, api_read, api_write
+from kustos.services import api_lifecycle, api_policy, api_read, api_rotation, api_write
 from kustos.services.api_call import ANONYMOUS, AuditSink, Authorizer, Call, CallMeta, Deps
 from kustos.services.deletion import DeletionService
 from kustos.services.reads import ReadEvents
@@ -52,8 +53,8 @@ OPERATIONS: dict[str, Operation] = {
     "ListSecretVersionIds": api_read.list_secret_version_ids,
     "DeleteSecret": api_lifecycle.delete_secret,
     "RestoreSecret": api_lifecycle.restore_secret,
-    "RotateSecret": api_lifecycle.rotate_secret,
-    "CancelRotateSecret": api_lifecycle.cancel_rotate_secret,
+    "RotateSecret": api_rotation.rotate_secret,
+    "CancelRotateSecret": api_rotation.cancel_rotate_secret,
     "PutResourcePolicy": api_policy.put_resource_policy,
     "GetResourcePolicy": api_policy.get_resource_policy,
     "DeleteResourcePolicy": api_policy.delete_resource_policy,
