@@ -15,9 +15,10 @@ or a 6-field `cron(...)` no more often than every 4 hours - not both; `Duration`
 24h and not longer than the interval. The rules become `spec.rotation.schedule`/`window`; unless
 `RotateImmediately` is false, the operator is asked to rotate now through the
 `kustos.io/rotate-now` annotation, whose value (the ClientRequestToken) becomes the new
-version's id, as in AWS. The rotation itself is the operator's. CancelRotateSecret removes
-the schedule (no more automatic rotation); the rotator settings stay, so RotateSecret can
-rotate again on demand.
+version's id, as in AWS. The rotation itself is the operator's. CancelRotateSecret turns
+rotation off as AWS does (RotationEnabled false): it removes `spec.rotation` and keeps it in
+the record, so a later RotateSecret (with no or the same RotationLambdaARN) puts it back,
+database settings included, as AWS keeps the rotation function.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ __all__ = ["cancel_rotate_secret", "check_rotation_rules", "rotate_secret", "rot
 
 Result = dict[str, Any]
 #: Rotators that can be configured from their name alone.
+#: Where CancelRotateSecret keeps the `spec.rotation` it removed, for RotateSecret to restore.
+_CANCELLED = "cancelled_rotation"
 _SELF_CONFIGURING: dict[str, dict[str, Any]] = {"generated": {}}
 _FUNCTION = re.compile(r"^arn:[^:]+:lambda:[^:]*:[^:]*:function:(?P<name>[^:]+)(?::[^:]+)?$")
 _RATE = re.compile(r"^rate\((\d+) (hour|hours|day|days)\)$")
@@ -118,12 +121,15 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     if record.object_name is None:
         raise InvalidRequestError("The secret has no ManagedSecret object to rotate through.")
     obj = deps.objects.get(record.namespace, record.object_name) or {}
-    rotation = dict((obj.get("spec") or {}).get("rotation") or {})
-    configured = _rotator_in(rotation)
+    live = dict((obj.get("spec") or {}).get("rotation") or {})
+    cancelled = dict(record.extra.get(_CANCELLED) or {})
+    configured = _rotator_in(live) or _rotator_in(cancelled)
     where = f"ManagedSecret {record.namespace}/{record.object_name}"
     section: dict[str, Any] = {}
-    if wanted is not None and wanted != configured:
-        if configured is not None:
+    if not live and cancelled and wanted in (None, configured):
+        section = cancelled  # rotation turned back on with the rotator it had
+    elif wanted is not None and wanted != configured:
+        if live:
             raise InvalidParameterError(
                 f"RotationLambdaARN names rotator {wanted}, but {where} rotates with "
                 f"{configured}; change spec.rotation to switch rotators.")
@@ -137,7 +143,7 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     immediately = p.get("RotateImmediately", True)
     token = p.get("ClientRequestToken") or str(uuid.uuid4())
     call.commit_point(ARN=record.arn, Name=record.name)
-    extra = dict(record.extra)
+    extra = {k: v for k, v in record.extra.items() if k != _CANCELLED}
     if lambda_arn:
         extra["rotation_lambda_arn"] = lambda_arn
     changes: dict[str, Any] = {"rotation_enabled": True, "extra": extra}
@@ -168,12 +174,16 @@ def cancel_rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     record: SecretRecord = not_deleted(find(deps, call, "CancelRotateSecret", p["SecretId"]))
     pending = deps.store.get_version(record.arn, stage="AWSPENDING")
     call.commit_point(ARN=record.arn, Name=record.name)
-    deps.secrets.update(record.evolve(rotation_enabled=False, next_rotation_at=None))
-    if record.object_name:  # no schedule: no automatic rotation (the rotator stays)
-        obj = deps.objects.get(record.namespace, record.object_name) or {}
+    obj = (deps.objects.get(record.namespace, record.object_name) or {}) \
+        if record.object_name else {}  # fmt: skip
+    rotation = (obj.get("spec") or {}).get("rotation")
+    extra = {**record.extra, _CANCELLED: rotation} if rotation else dict(record.extra)
+    deps.secrets.update(record.evolve(rotation_enabled=False, next_rotation_at=None,
+                                      extra=extra))
+    if record.object_name:
         patch: dict[str, Any] = {"metadata": {"annotations": {ANNOTATION_ROTATE_NOW: None}}}
-        if (obj.get("spec") or {}).get("rotation"):
-            patch["spec"] = {"rotation": {"schedule": None, "window": None}}
+        if rotation:
+            patch["spec"] = {"rotation": None}
         deps.objects.merge_patch(record.namespace, record.object_name, patch)
     out: Result = {"ARN": record.arn, "Name": record.name}
     if pending is not None:

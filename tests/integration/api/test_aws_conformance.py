@@ -373,8 +373,12 @@ def test_rotation_lambda_arn_names_a_kustos_rotator(sm: Any) -> None:
     assert described["RotationLambdaARN"] == arn
     assert described["RotationRules"]["AutomaticallyAfterDays"] == 30
     assert sm.cancel_rotate_secret(SecretId="api-rot")["Name"] == "api-rot"
-    wait_for(lambda: "NextRotationDate" not in sm.describe_secret(SecretId="api-rot"),
-             timeout=60, what="no next rotation after CancelRotateSecret")
+    wait_for(lambda: (d := sm.describe_secret(SecretId="api-rot"))["RotationEnabled"] is False
+             and "NextRotationDate" not in d, timeout=60, what="rotation off after cancel")
+    # RotateSecret without an ARN turns it back on with the rotator it had
+    sm.rotate_secret(SecretId="api-rot", RotateImmediately=False)
+    described = sm.describe_secret(SecretId="api-rot")
+    assert described["RotationEnabled"] is True and described["RotationLambdaARN"] == arn
 
 
 # -- GetRandomPassword, BatchGetSecretValue ---------------------------------------------------

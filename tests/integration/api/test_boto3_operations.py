@@ -186,7 +186,7 @@ def test_get_random_password_and_rotation_requests(sm: Any) -> None:
     assert code(exc) == "InvalidParameterException"
     arn = sm.create_secret(Name="rotating", SecretString="x")["ARN"]
     sm.rotate_secret(SecretId=arn, RotationRules={"AutomaticallyAfterDays": 30},
-                     RotateImmediately=False)
+                     RotationLambdaARN="generated", RotateImmediately=False)
     described = sm.describe_secret(SecretId=arn)
     assert described["RotationEnabled"] is True
     assert described["RotationRules"]["AutomaticallyAfterDays"] == 30

@@ -80,7 +80,7 @@ def test_every_verb_round_trip(cli: Cli, tmp_path: Path) -> None:
     assert len(password) == 24 and password.isalnum()
 
     cli("rotate-secret", "--secret-id", arn, "--rotation-rules", "AutomaticallyAfterDays=30",
-        "--no-rotate-immediately")
+        "--rotation-lambda-arn", "generated", "--no-rotate-immediately")
     assert cli("describe-secret", "--secret-id", arn, "--query", "RotationEnabled") is True
     cli("cancel-rotate-secret", "--secret-id", arn)
     assert cli("describe-secret", "--secret-id", arn, "--query", "RotationEnabled") is False
