@@ -10,7 +10,7 @@ test runs side by side), and ``node_cluster``, a control plane with one real nod
 run (the e2e tier; every e2e test shares it). A node is machine-wide, so ``node_cluster``
 waits for the machine's node lock (``KUSTOS_NODE_LOCK_TIMEOUT`` seconds, default 1800).
 ``kustos_image`` builds the Kustos image from the Dockerfile once per session and loads it
-into the node.
+into the node (``KUSTOS_TEST_IMAGE_ARCHIVE`` names an archive built before, to skip that).
 
 ``tests/conftest.py`` re-exports the fixtures.
 """
@@ -269,7 +269,11 @@ def kustos_image(node_cluster: NodeCluster, tmp_path_factory: pytest.TempPathFac
             pytest.skip("external cluster: set KUSTOS_TEST_IMAGE to an image it can run")
         return image
     images = _controlplane_module().images_module()
-    workdir = tmp_path_factory.mktemp("image")
-    archive, _tag = images.build_kustos(workdir / "kustos.tar", workdir)
+    prebuilt = os.environ.get("KUSTOS_TEST_IMAGE_ARCHIVE")  # a `make image` archive: no rebuild
+    if prebuilt:
+        archive = Path(prebuilt)
+    else:
+        workdir = tmp_path_factory.mktemp("image")
+        archive, _tag = images.build_kustos(workdir / "kustos.tar", workdir)
     node_cluster.load_image(archive)
     return "kustos:0.1.0"

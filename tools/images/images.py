@@ -18,7 +18,6 @@ Command line::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
@@ -152,16 +151,17 @@ def pause_archive() -> tuple[Path, str]:
 
 def _wheels(dest: Path) -> None:
     """Wheels for kustos and its pinned dependencies (constraints.txt), built on the host
-    (the host's pip may reach an index; the image build then needs none). The dependencies'
-    wheels are cached by constraints.txt's content; kustos's own wheel is built each time."""
+    (the host's pip may reach an index; the image build then needs none). Dependency wheels
+    accumulate in the cache (pip finds the ones it has there); kustos's is built each time."""
     constraints = REPO / "constraints.txt"
-    deps = CACHE / f"wheels-{hashlib.sha256(constraints.read_bytes()).hexdigest()[:16]}"
+    deps = CACHE / "wheels"
+    deps.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "wheel", "--quiet"]
-    if not deps.is_dir():
-        tmp = deps.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        _pip([*pip, "--wheel-dir", str(tmp), "--requirement", str(constraints)])
-        tmp.rename(deps)
+    have = [*pip, "--find-links", str(deps), "--wheel-dir", str(deps),
+            "--requirement", str(constraints)]
+    # Offline first: when the cache holds every pinned wheel, no index is asked at all.
+    if subprocess.run([*have, "--no-index"], capture_output=True, check=False).returncode:
+        _pip(have)
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(deps, dest)
     _pip([*pip, "--no-deps", "--wheel-dir", str(dest), str(REPO)])

@@ -9,6 +9,7 @@ import click
 from kustos.cli import access as access_cli
 from kustos.cli import api_cmd
 from kustos.cli import audit as audit_cli
+from kustos.cli import crds as crds_cli
 from kustos.cli import keys as keys_cli
 from kustos.cli import policy as policy_cli
 from kustos.cli import sm as sm_cli
@@ -48,6 +49,8 @@ cli.add_command(access_cli.access_key)
 cli.add_command(access_cli.access)
 cli.add_command(policy_cli.policy)
 cli.add_command(snippet_cli.snippet)
+cli.add_command(crds_cli.crds)
+cli.add_command(crds_cli.install)
 sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process
 
 

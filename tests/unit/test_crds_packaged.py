@@ -1,0 +1,33 @@
+"""The CRDs ship inside the package: `kustos crds` prints exactly the repository's crds/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from kustos.cli.main import cli
+from kustos.kube.crds import crd_documents
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def _repo_crds() -> list[dict[str, object]]:
+    return [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.yaml"))
+            if p.name != "kustomization.yaml"]
+
+
+def test_the_package_holds_every_crd_of_the_repository() -> None:
+    docs = crd_documents()
+    assert docs == _repo_crds()
+    assert {d["spec"]["names"]["kind"] for d in docs} >= {  # type: ignore[index]
+        "ManagedSecret", "SecretAccessPolicy", "ClusterSecretAccessPolicy"}
+
+
+def test_kustos_crds_prints_them_as_one_yaml_stream() -> None:
+    result = CliRunner().invoke(cli, ["crds"])
+    assert result.exit_code == 0, result.output
+    printed = [d for d in yaml.safe_load_all(result.output) if d]
+    assert printed == _repo_crds()
+
