@@ -34,6 +34,10 @@ class Settings:
     #: of the sandboxed renderer process (MiB).
     template_timeout_seconds: float = 2.0
     template_memory_mib: int = 512
+    #: Restarts of consuming workloads: the window that folds changes of several Secrets
+    #: into one restart, and the cluster-wide limit of restarts per minute.
+    rollout_debounce_seconds: float = 10.0
+    rollout_max_per_minute: int = 10
     #: Tests only: make the operator SIGKILL itself at a rotation step boundary
     #: (`<step>:before`, `<step>:after`, `setSecret:mid`); see kustos.rotation.engine.
     test_crash_at: str | None = None
@@ -65,5 +69,9 @@ class Settings:
                 env.get("KUSTOS_TEMPLATE_TIMEOUT_SECONDS", cls.template_timeout_seconds)),
             template_memory_mib=int(
                 env.get("KUSTOS_TEMPLATE_MEMORY_MIB", cls.template_memory_mib)),
+            rollout_debounce_seconds=float(
+                env.get("KUSTOS_ROLLOUT_DEBOUNCE_SECONDS", cls.rollout_debounce_seconds)),
+            rollout_max_per_minute=int(
+                env.get("KUSTOS_ROLLOUT_MAX_PER_MINUTE", cls.rollout_max_per_minute)),
             test_crash_at=env.get("KUSTOS_TEST_CRASH_AT") or None,
         )

@@ -40,6 +40,9 @@ class Reason(StrEnum):
     SOURCE_NOT_ALLOWED = "SourceNotAllowed"
     TARGET_CONFLICT = "TargetConflict"
     TEMPLATE_FAILED = "TemplateFailed"
+    # consumers
+    WORKLOAD_RESTARTED = "WorkloadRestarted"
+    WORKLOAD_RESTART_FAILED = "WorkloadRestartFailed"
     NO_VALUE = "NoValue"
     # problems on Kustos's side
     DECRYPTION_FAILED = "DecryptionFailed"

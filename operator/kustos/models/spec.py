@@ -22,6 +22,7 @@ __all__ = [
     "TargetSpec",
     "TemplateSpec",
     "ValueFromSpec",
+    "WorkloadName",
 ]
 
 #: AWS Secrets Manager's allowed characters for secret names.
@@ -113,6 +114,13 @@ class TemplateSpec(_Spec):
         return self
 
 
+class WorkloadName(_Spec):
+    """A workload of the ManagedSecret's namespace to restart when the projected data changes."""
+
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"]
+    name: str = Field(min_length=1, max_length=253)
+
+
 class TargetSpec(_Spec):
     name: str | None = Field(None, max_length=253)
     type: str = Field("Opaque", max_length=253)
@@ -120,6 +128,8 @@ class TargetSpec(_Spec):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     template: TemplateSpec | None = None
+    restart_on_change: tuple[WorkloadName, ...] = Field(
+        (), alias="restartOnChange", max_length=64)
 
 
 class ManagedSecretSpec(_Spec):

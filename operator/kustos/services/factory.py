@@ -12,22 +12,24 @@ from kubernetes import client
 from kustos.config import Settings
 from kustos.kube.audit_anchor import AnchorGateway
 from kustos.kube.client import api_client
-from kustos.kube.events import EventRecorder
+from kustos.kube.events import EventRecorder, EventSink
 from kustos.kube.keyring_secret import KeyringSecret
 from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
+from kustos.kube.workloads import WorkloadGateway
 from kustos.models.records import SecretRecord
 from kustos.rotation.engine import RotationEngine
 from kustos.services.access import AccessService, build_access_service
 from kustos.services.audit import AuditService, AuditSettings
 from kustos.services.audit_anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
 from kustos.services.audit_sink import AuditingEventSink
+from kustos.services.consumers.rollouts import RolloutCoordinator, RolloutLimits
 from kustos.services.consumers.templates import TemplateLimits, TemplateRenderer
 from kustos.services.deletion import DeletionService
 from kustos.services.keys import KeyService, SealedItem
 from kustos.services.managed import ManagedSecretService
 from kustos.services.notify import Notifier
-from kustos.services.projection import ProjectionService
+from kustos.services.projection import Projection, ProjectionService
 from kustos.services.reads import ReadEvents
 from kustos.services.rotation import RotationService
 from kustos.services.rotation_support import RotationLimits
@@ -72,9 +74,7 @@ class Services:
         audit, notifier = build_audit(settings, store, keys, api)
         lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
         managed = ManagedSecretService(
-            secrets, SourceService(gateway), ProjectionService(gateway, TemplateRenderer(
-                TemplateLimits(timeout_seconds=settings.template_timeout_seconds,
-                               memory_bytes=settings.template_memory_mib * 1024 * 1024))),
+            secrets, SourceService(gateway), _projection(settings, api, gateway, lifecycle),
             lifecycle
         )
         return cls(settings, api, store, keys, secrets, managed, events,
@@ -190,3 +190,22 @@ def _uid_of(objects: ManagedObjectGateway) -> Callable[[str, str], str | None]:
         return None if obj is None else str(obj["metadata"]["uid"])
 
     return uid
+
+
+def _projection(
+    settings: Settings, api: client.ApiClient, gateway: SecretGateway, events: EventSink,
+) -> ProjectionService:
+    """The projection, with its template renderer and the restarts of consuming workloads."""
+    renderer = TemplateRenderer(TemplateLimits(
+        timeout_seconds=settings.template_timeout_seconds,
+        memory_bytes=settings.template_memory_mib * 1024 * 1024))
+    rollouts = RolloutCoordinator(WorkloadGateway(api), RolloutLimits(
+        debounce_seconds=settings.rollout_debounce_seconds,
+        max_restarts=settings.rollout_max_per_minute, per_seconds=60.0), events=events)
+    rollouts.autostart = True
+
+    def changed(p: Projection) -> None:
+        rollouts.secret_changed(p.owner.namespace, p.target_name, p.version_id,
+                                p.restart_on_change, owner=p.owner)
+
+    return ProjectionService(gateway, renderer, on_change=changed)

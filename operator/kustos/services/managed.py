@@ -247,6 +247,7 @@ class ManagedSecretService:
             version_id=current.version_id, value=self._secrets.open(current),
             static_data=dict(spec.target.static_data), labels=dict(spec.target.labels),
             annotations=dict(spec.target.annotations), template=spec.target.template,
+            restart_on_change=tuple((w.kind, w.name) for w in spec.target.restart_on_change),
         ))
         if outcome is ProjectionOutcome.DRIFT_CORRECTED:
             self._events.emit(obj.ref, Reason.DRIFT_CORRECTED,

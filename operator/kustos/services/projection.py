@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -61,6 +62,12 @@ class Projection:
     annotations: dict[str, str]
     #: When set, the data is rendered from it (a failed render raises before any write).
     template: TemplateSpec | None = None
+    #: Workloads (kind, name) named in the spec to restart when the data changes.
+    restart_on_change: tuple[tuple[str, str], ...] = ()
+
+
+#: Told about each projection that put new data into an existing Secret.
+ChangeListener = Callable[[Projection], None]
 
 
 def value_to_data(value: SecretValue) -> dict[str, bytes]:
@@ -75,9 +82,13 @@ def value_to_data(value: SecretValue) -> dict[str, bytes]:
 
 
 class ProjectionService:
-    def __init__(self, secrets: SecretGateway, renderer: TemplateRenderer | None = None) -> None:
+    def __init__(
+        self, secrets: SecretGateway, renderer: TemplateRenderer | None = None,
+        on_change: ChangeListener | None = None,
+    ) -> None:
         self._secrets = secrets
         self._renderer = renderer
+        self._on_change = on_change
 
     def desired(self, p: Projection) -> dict[str, Any]:
         data = {k: v.encode("utf-8") for k, v in p.static_data.items()}
@@ -148,6 +159,8 @@ class ProjectionService:
             self._secrets.replace(namespace, name, merged)
         if was_version == p.version_id:
             return ProjectionOutcome.DRIFT_CORRECTED
+        if self._on_change is not None and (existing.get("data") or {}) != desired["data"]:
+            self._on_change(p)
         return ProjectionOutcome.UPDATED
 
     def exists(self, namespace: str, name: str, owner_uid: str) -> bool:

@@ -1,0 +1,59 @@
+"""Reads the workloads of a namespace (Deployments, StatefulSets, DaemonSets) and patches
+their pod template's annotations (what `kubectl rollout restart` does).
+
+Objects are plain dicts as the API server sends them, with `kind` filled in. Errors become
+Kustos errors that name the object.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from kustos.errors import ServerError
+
+__all__ = ["KINDS", "WorkloadGateway"]
+
+Obj = dict[str, Any]
+KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+class WorkloadGateway:
+    def __init__(self, api: client.ApiClient) -> None:
+        self._apps = client.AppsV1Api(api)
+
+    def list(self, namespace: str) -> list[Obj]:
+        listers = {
+            "Deployment": self._apps.list_namespaced_deployment,
+            "StatefulSet": self._apps.list_namespaced_stateful_set,
+            "DaemonSet": self._apps.list_namespaced_daemon_set,
+        }
+        found: list[Obj] = []
+        for kind, lister in listers.items():
+            try:
+                resp = lister(namespace, _preload_content=False)
+            except ApiException as exc:
+                raise ServerError(f"cannot list {kind}s in {namespace}: HTTP {exc.status}",
+                                  retry_delay=5.0) from None
+            for item in json.loads(resp.data).get("items", []):
+                item["kind"] = kind
+                found.append(item)
+        return found
+
+    def annotate_pod_template(
+        self, namespace: str, kind: str, name: str, annotations: dict[str, str]
+    ) -> None:
+        patch = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
+        patchers = {
+            "Deployment": self._apps.patch_namespaced_deployment,
+            "StatefulSet": self._apps.patch_namespaced_stateful_set,
+            "DaemonSet": self._apps.patch_namespaced_daemon_set,
+        }
+        try:
+            patchers[kind](name, namespace, patch)
+        except ApiException as exc:
+            raise ServerError(f"cannot restart {kind} {namespace}/{name}: HTTP {exc.status}",
+                              retry_delay=5.0) from None
