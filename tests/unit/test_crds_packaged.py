@@ -31,3 +31,12 @@ def test_kustos_crds_prints_them_as_one_yaml_stream() -> None:
     printed = [d for d in yaml.safe_load_all(result.output) if d]
     assert printed == _repo_crds()
 
+
+def test_the_chart_ships_the_same_crds() -> None:
+    chart = CRDS.parent / "charts" / "kustos" / "crds"
+    # make chart-crds copies crds/ into the chart (helm installs CRDs from its crds/ folder).
+    assert sorted(p.name for p in chart.glob("*.yaml")) == sorted(
+        p.name for p in CRDS.glob("*.yaml") if p.name != "kustomization.yaml")
+    for p in chart.glob("*.yaml"):
+        assert p.read_text() == (CRDS / p.name).read_text(), (
+            f"charts/kustos/crds/{p.name} differs from crds/: run make chart-crds")
