@@ -357,11 +357,24 @@ def test_cross_namespace_needs_both_sides(env: Env) -> None:
              what="identity policy removed")  # fmt: skip
 
 
+DATE_BOMB = {"Version": "2012-10-17", "Statement": {
+    "Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*",
+    "Condition": {"DateGreaterThan": {"aws:CurrentTime": "1e20"}}}}  # fmt: skip
+
+
 def test_invalid_policies_are_reported_by_the_operator(env: Env, operator_factory: Any) -> None:
     runner = operator_factory()
     runner.start()
     ns = env.namespace_with("app")
+    env.secret(ns, "My_Test_Secret/MySQL")
     env.policy(ns, "good", [{"kind": "ServiceAccount", "name": "app"}], SEED_PREFIX)
+    # a number no datetime can hold, once an uncaught OverflowError that broke every call
+    env.policy(ns, "date-bomb", [{"kind": "ServiceAccount", "name": "app"}], DATE_BOMB)
+    apply(env.cluster, {
+        "apiVersion": "kustos.io/v1alpha1", "kind": "ClusterSecretAccessPolicy",
+        "metadata": {"name": f"date-bomb-{ns}"},
+        "spec": {"subjects": [{"kind": "Group", "name": "system:authenticated"}],
+                 "policy": DATE_BOMB}})  # fmt: skip
     env.policy(ns, "bad", [{"kind": "ServiceAccount", "name": "app"}], {
         "Version": "2012-10-17", "Statement": {"Effect": "Permit", "Action": "secretsmanager:*",
                                                "Resource": "*"}})  # fmt: skip
@@ -380,6 +393,31 @@ def test_invalid_policies_are_reported_by_the_operator(env: Env, operator_factor
     assert "Effect" in bad["message"]
     foreign = wait_for(lambda: ready("foreign"), what="status of foreign")
     assert foreign["status"] == "False" and "another namespace" in foreign["message"]
+    bomb = get(env.cluster, "secretaccesspolicy", "date-bomb", ns)
+    valid = wait_for(lambda: [c for c in (get(env.cluster, "secretaccesspolicy", "date-bomb", ns)
+                                          or {}).get("status", {}).get("conditions") or []
+                              if c["type"] == "Valid"], what="Valid condition")  # fmt: skip
+    assert (valid[0]["status"], valid[0]["reason"]) == ("False", "InvalidSpec")
+    assert "'1e20' is not a valid Date value" in valid[0]["message"]
+    found = wait_for(lambda: [e for e in events(env.cluster, "date-bomb", ns)
+                              if e["reason"] == "InvalidSpec"], what="InvalidSpec Event")
+    assert found[0]["type"] == "Warning" and "1e20" in found[0]["message"]
+    assert bomb is not None and found[0]["involvedObject"]["uid"] == bomb["metadata"]["uid"]
+    printed = env.kubectl("get", "secretaccesspolicy", "date-bomb", "-n", ns)
+    assert printed.splitlines()[1].split()[1] == "False"  # the Valid column
+    cluster_bomb = wait_for(lambda: [c for c in (get(env.cluster, "clustersecretaccesspolicy",
+                                                     f"date-bomb-{ns}", "")
+                                                 or {}).get("status", {}).get("conditions") or []
+                                     if c["type"] == "Valid"], what="Valid of cluster policy")
+    assert cluster_bomb[0]["status"] == "False"
+    # ... and the other policies keep working through the API
+    token = env.token(ns, "app")
+    status, body = wait_for(lambda: (r := env.call("GetSecretValue", {
+        "SecretId": "My_Test_Secret/MySQL"}, token))[0] == 200 and r, what="good policy in force")
+    assert body["SecretString"] == VALUE
+    status, body = env.call("DeleteSecret", {"SecretId": "My_Test_Secret/MySQL"}, token)
+    assert (status, body["__type"]) == (400, "AccessDeniedException")  # the bomb allowed it
+    env.kubectl("delete", "clustersecretaccesspolicy", f"date-bomb-{ns}")
     # the API server's schema refuses what it can check itself
     proc = env.cluster.kubectl("apply", "-f", "-", check=False, input=json.dumps({
         "apiVersion": "kustos.io/v1alpha1", "kind": "SecretAccessPolicy",

@@ -17,7 +17,7 @@ from kustos.kube.events import ObjectRef
 from kustos.models.identity import Principal
 from kustos.models.reasons import EventType, Reason
 from kustos.models.records import SecretRecord
-from kustos.operator.policies import policy_status
+from kustos.operator.policies import announce, policy_status
 from kustos.policy import DecisionKind
 from kustos.services.access import AccessService
 from kustos.services.denials import DenialEvents
@@ -263,3 +263,82 @@ def test_policy_status_reports_validity() -> None:
     condition = status["conditions"][0]
     assert (condition["status"], condition["reason"]) == ("False", "InvalidSpec")
     assert "Principal" in condition["message"]
+
+
+def _date_bomb(value: str) -> dict[str, Any]:
+    return {"Version": "2012-10-17", "Statement": {
+        "Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*",
+        "Condition": {"DateGreaterThan": {"aws:CurrentTime": value}}}}  # fmt: skip
+
+
+@pytest.mark.parametrize("value", ["1e20", "1e12", "-1e20", "1e400"])
+def test_a_policy_that_does_not_compile_affects_no_other(world: World, value: str) -> None:
+    world.namespaced.append(sap("bomb", "team-a", SA_APP, _date_bomb(value)))
+    world.namespaced.append(sap("readers", "team-a", SA_APP, SEED_PREFIX))
+    world.cluster.append(csap("cluster-bomb", [{"kind": "Group", "name": "system:authenticated"}],
+                              _date_bomb(value)))  # fmt: skip
+    assert world.allowed(APP, "GetSecretValue", secret("My_Test_Secret/MySQL"))
+    assert not world.allowed(APP, "GetSecretValue", secret("Other/MySQL"))
+    invalid = {b.label: b.error for b in world.access.policies.invalid()}
+    assert set(invalid) == {"SecretAccessPolicy team-a/bomb",
+                            "ClusterSecretAccessPolicy cluster-bomb"}  # fmt: skip
+    assert all(f"{value!r} is not a valid Date value" in str(e) for e in invalid.values())
+
+
+def test_a_request_value_that_is_no_date_makes_a_date_clause_false(world: World) -> None:
+    world.namespaced.append(sap("staged", "team-a", SA_APP, {
+        "Version": "2012-10-17", "Statement": {"Effect": "Allow",
+        "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+        "Condition": {"DateNotEquals": {"secretsmanager:VersionStage": "2024-01-01"}}}}))
+    record = secret("db")
+    assert world.allowed(APP, "GetSecretValue", record,
+                         **{"secretsmanager:VersionStage": "2025-01-01"})  # fmt: skip
+    for junk in ("1e20", "1e12", "AWSCURRENT"):
+        decision = world.access.simulate(APP, "GetSecretValue", record,
+                                         {"secretsmanager:VersionStage": junk})  # fmt: skip
+        assert decision.kind is DecisionKind.IMPLICIT_DENY
+
+
+def test_an_unexpected_compile_failure_is_contained(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import kustos.services.policies as policies
+
+    real = policies.parse_policy
+
+    def flaky(document: Any, **kw: Any) -> Any:
+        if kw.get("name", "").endswith("/bomb"):
+            raise RuntimeError("a parser bug")
+        return real(document, **kw)
+
+    monkeypatch.setattr(policies, "parse_policy", flaky)
+    world.namespaced.append(sap("bomb", "team-a", SA_APP, SEED_PREFIX))
+    world.namespaced.append(sap("readers", "team-a", SA_APP, SEED_PREFIX))
+    assert world.allowed(APP, "GetSecretValue", secret("My_Test_Secret/MySQL"))
+    [bad] = world.access.policies.invalid()
+    assert bad.name == "bomb" and "could not be compiled" in str(bad.error)
+    # objects of any shape compile to an error, never an exception
+    for junk in ({}, {"spec": "x"}, {"metadata": [], "spec": {"subjects": "x"}}):
+        assert policies.compile_policy_object(junk).error
+
+
+def test_invalid_policy_gets_valid_false_and_one_event() -> None:
+    bomb = {**sap("bomb", "team-a", SA_APP, _date_bomb("1e20")), "kind": "SecretAccessPolicy"}
+    wanted = policy_status(bomb, {})
+    valid = next(c for c in wanted["conditions"] if c["type"] == "Valid")
+    assert (valid["status"], valid["reason"]) == ("False", "InvalidSpec")
+    assert "'1e20' is not a valid Date value" in valid["message"]
+    sink = Sink()
+    announce(sink, bomb, {}, wanted)
+    announce(sink, bomb, wanted, policy_status(bomb, wanted))  # resumed: said already
+    assert len(sink.events) == 1
+    ref, reason, message, kind = sink.events[0]
+    assert (ref.kind, ref.namespace, ref.name) == ("SecretAccessPolicy", "team-a", "bomb")
+    assert (reason, kind) == (Reason.INVALID_SPEC, EventType.WARNING)
+    assert "1e20" in message
+    fixed = {**bomb, "spec": {"subjects": SA_APP, "policy": SEED_PREFIX}}
+    healed = policy_status(fixed, wanted)
+    announce(sink, fixed, wanted, healed)
+    assert [(e[1], e[3]) for e in sink.events[1:]] == [(Reason.RECONCILED, EventType.NORMAL)]
+    assert {c["type"]: c["status"] for c in healed["conditions"]} == {"Valid": "True",
+                                                                       "Ready": "True"}

@@ -58,6 +58,8 @@ class EventRecorder:
         type: EventType = EventType.NORMAL,
     ) -> None:
         now = datetime.now(UTC)
+        # Events about cluster-scoped objects live in `default`, as the API server's own do.
+        namespace = ref.namespace or "default"
         key = (ref.uid, str(reason), message, str(type))
         with self._lock:
             seen = self._recent.get(key)
@@ -69,16 +71,16 @@ class EventRecorder:
         try:
             if count > 1:
                 self._core.patch_namespaced_event(
-                    name, ref.namespace, {"count": count, "lastTimestamp": _ts(now)}
+                    name, namespace, {"count": count, "lastTimestamp": _ts(now)}
                 )
                 return
             body = client.CoreV1Event(
-                metadata=client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=ref.namespace),
+                metadata=client.V1ObjectMeta(generate_name=f"{ref.name}.", namespace=namespace),
                 involved_object=client.V1ObjectReference(
                     api_version=ref.api_version,
                     kind=ref.kind,
                     name=ref.name,
-                    namespace=ref.namespace,
+                    namespace=ref.namespace or None,
                     uid=ref.uid,
                 ),
                 reason=str(reason),
@@ -89,7 +91,7 @@ class EventRecorder:
                 last_timestamp=now,
                 count=1,
             )
-            created = self._core.create_namespaced_event(ref.namespace, body)
+            created = self._core.create_namespaced_event(namespace, body)
             with self._lock:
                 self._recent[key] = (created.metadata.name, 1, time.monotonic())
                 if len(self._recent) > 10_000:

@@ -13,6 +13,7 @@ __all__ = ["ConditionType", "EventType", "Reason"]
 
 class ConditionType(StrEnum):
     READY = "Ready"
+    VALID = "Valid"
     ROTATION_FAILED = "RotationFailed"
     RESOURCE_POLICY_IN_FORCE = "ResourcePolicyInForce"
     SOURCE_OPTED_IN = "SourceOptedIn"

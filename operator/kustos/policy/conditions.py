@@ -10,6 +10,9 @@ Owns IAM's rules for combining values:
   with a negated operator, "matches" means "matches none of the policy values";
 - a multi-valued key under a plain operator behaves like ForAnyValue for positive operators
   and like "no request value matches" for negated ones;
+- a request value that cannot be read in the operator's type (`"1e20"` or `"soon"` under a
+  Date operator, `"x"` under IpAddress) makes the clause false, negated operators included:
+  evaluation never raises and never turns unreadable input into a match;
 - policy variables are substituted into String* and Arn* values (Version 2012-10-17 only).
 """
 
@@ -22,8 +25,10 @@ from kustos.policy.context import ContextScalar, RequestContext, to_text
 from kustos.policy.model import ConditionClause
 from kustos.policy.operators import (
     Family,
+    IPAddress,
     Operator,
     PolicyValue,
+    read_request_address,
     read_request_bool,
     read_request_date,
     read_request_number,
@@ -56,30 +61,42 @@ def _text_matches(op: Operator, request: str, policy: str, lookup: Lookup | None
     return request == expected
 
 
-def _value_matches(
-    op: Operator, request: ContextScalar, policy: PolicyValue, lookup: Lookup | None
-) -> bool:
-    """One request value against one policy value, in the operator's positive sense."""
+#: A request value converted for its operator: text, or a number, date, boolean or address.
+Converted = str | PolicyValue | IPAddress
+
+
+def _convert(op: Operator, request: ContextScalar) -> Converted | None:
+    """The request value in the operator's type, or None when it cannot be read as one."""
     if op.family in (Family.STRING, Family.ARN):
-        assert isinstance(policy, str)
-        text = request if isinstance(request, str) else to_text(request)
-        return _text_matches(op, text, policy, lookup)
+        return request if isinstance(request, str) else to_text(request)
     if op.family is Family.BOOL:
-        return read_request_bool(request) is policy
+        return read_request_bool(request)
+    if op.family is Family.IP:
+        return read_request_address(request)
+    if op.family is Family.NUMERIC:
+        return read_request_number(request)
+    return read_request_date(request)
+
+
+def _value_matches(
+    op: Operator, request: Converted, policy: PolicyValue, lookup: Lookup | None
+) -> bool:
+    """One converted request value against one policy value, in the operator's positive sense."""
+    if op.family in (Family.STRING, Family.ARN):
+        assert isinstance(request, str)
+        assert isinstance(policy, str)
+        return _text_matches(op, request, policy, lookup)
+    if op.family is Family.BOOL:
+        return request is policy
     if op.family is Family.IP:
         assert isinstance(policy, ipaddress.IPv4Network | ipaddress.IPv6Network)
-        try:
-            address = ipaddress.ip_address(str(request).strip())
-        except ValueError:
-            return False
-        return address.version == policy.version and address in policy
-    reader = read_request_number if op.family is Family.NUMERIC else read_request_date
-    converted = reader(request)
-    return converted is not None and _ORDER[op.comparison](converted, policy)
+        assert isinstance(request, ipaddress.IPv4Address | ipaddress.IPv6Address)
+        return request.version == policy.version and request in policy
+    return _ORDER[op.comparison](request, policy)
 
 
 def _matches_any(
-    op: Operator, request: ContextScalar, values: Iterable[PolicyValue], lookup: Lookup | None
+    op: Operator, request: Converted, values: Iterable[PolicyValue], lookup: Lookup | None
 ) -> bool:
     return any(_value_matches(op, request, value, lookup) for value in values)
 
@@ -99,15 +116,20 @@ def clause_holds(clause: ConditionClause, context: RequestContext, variables: bo
             return op.if_exists
         return op.if_exists or op.negated
 
-    def ok(request: ContextScalar) -> bool:
+    converted = [_convert(op, request) for request in present]
+    if any(value is None for value in converted):
+        return False  # e.g. "1e20" under a Date operator: false, whatever the operator
+    requests = [value for value in converted if value is not None]
+
+    def ok(request: Converted) -> bool:
         matched = _matches_any(op, request, clause.values, lookup)
         return not matched if op.negated else matched
 
     if op.set_operator == "ForAllValues":
-        return all(ok(request) for request in present)
+        return all(ok(request) for request in requests)
     if op.set_operator == "ForAnyValue":
-        return any(ok(request) for request in present)
-    matched = any(_matches_any(op, request, clause.values, lookup) for request in present)
+        return any(ok(request) for request in requests)
+    matched = any(_matches_any(op, request, clause.values, lookup) for request in requests)
     return not matched if op.negated else matched
 
 

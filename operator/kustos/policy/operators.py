@@ -5,8 +5,10 @@ the `...IfExists` suffix and the `ForAnyValue:`/`ForAllValues:` prefixes as pars
 the comparison of one request value against one policy value in the *positive* sense
 (negated operators are negated by `conditions`). Policy values are checked and converted when
 the policy is parsed, so a malformed number, date, address or boolean is a
-MalformedPolicyError up front, not a silent mismatch later. As in IAM, ArnEquals and ArnLike
-behave alike (both allow wildcards per segment).
+MalformedPolicyError up front, not a silent mismatch later; so is a number that is no date a
+datetime can hold (epoch seconds outside the years 1..9999). Reading never raises anything
+else, whatever the input: request values that cannot be read give None. As in IAM,
+ArnEquals and ArnLike behave alike (both allow wildcards per segment).
 """
 
 from __future__ import annotations
@@ -21,16 +23,19 @@ from kustos.errors import MalformedPolicyError
 
 __all__ = [
     "Family",
+    "IPAddress",
     "Operator",
     "PolicyValue",
     "parse_operator",
     "read_policy_value",
+    "read_request_address",
     "read_request_bool",
     "read_request_date",
     "read_request_number",
 ]
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 PolicyValue = str | Decimal | datetime | bool | IPNetwork
 
 
@@ -122,7 +127,7 @@ def _number(raw: object) -> Decimal | None:
         return None
     try:
         number = Decimal(str(raw).strip())
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):  # ValueError: an int too long to print
         return None
     return number if number.is_finite() else None
 
@@ -135,7 +140,10 @@ def _date(raw: object) -> datetime | None:
     else:
         number = _number(raw)
         if number is not None:
-            return datetime.fromtimestamp(float(number), tz=UTC)
+            try:
+                return datetime.fromtimestamp(float(number), tz=UTC)
+            except (OverflowError, ValueError, OSError):
+                return None  # outside the years 1..9999 that a datetime can hold
         if not isinstance(raw, str):
             return None
         try:
@@ -183,6 +191,15 @@ def read_policy_value(operator: Operator, key: str, raw: object) -> PolicyValue:
 
 def read_request_number(raw: object) -> Decimal | None:
     return _number(raw)
+
+
+def read_request_address(raw: object) -> IPAddress | None:
+    if not isinstance(raw, str):
+        return None
+    try:
+        return ipaddress.ip_address(raw.strip())
+    except ValueError:
+        return None
 
 
 def read_request_date(raw: object) -> datetime | None:

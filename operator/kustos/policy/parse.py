@@ -53,6 +53,8 @@ def load_document(document: str | bytes | Mapping[str, Any]) -> dict[str, Any]:
     """The policy as a dict: JSON text is decoded, a mapping is copied."""
     if isinstance(document, Mapping):
         return dict(document)
+    if not isinstance(document, str | bytes):
+        raise MalformedPolicyError("Policy document must be a JSON object")
     try:
         loaded = json.loads(
             document, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant

@@ -14,11 +14,16 @@ Owns which policies apply to a caller (namespace ~ AWS account):
 * Nobody is allowed by default: not cluster-admins (system:masters), not Kustos's operator.
 
 Policies are listed from the API server at most every `ttl` seconds and compiled once per
-resourceVersion; an invalid one is skipped (the operator reports it in its status).
+resourceVersion. A policy that does not compile is skipped, alone: compiling never raises
+(whatever the object holds, the outcome is a BoundPolicy with `.error`), so one bad policy
+cannot break authorization for anyone else; the operator reports it on the policy's own
+status (Valid=False) and in an Event. Compiling is kept apart from evaluating, so compiled
+policies can be cached.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +36,7 @@ from kustos.policy import Policy, PolicyKind, parse_policy
 
 __all__ = ["BoundPolicy", "PolicyIndex", "Subject", "compile_policy_object"]
 
+log = logging.getLogger(__name__)
 CLUSTER_KIND = "ClusterSecretAccessPolicy"
 NAMESPACED_KIND = "SecretAccessPolicy"
 Obj = dict[str, Any]
@@ -95,14 +101,18 @@ def _subjects(raw: object, namespace: str) -> tuple[Subject, ...]:
     return tuple(found)
 
 
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def compile_policy_object(obj: Obj) -> BoundPolicy:
     """Validate and parse one policy CR; never raises (errors land in `.error`)."""
-    meta = obj.get("metadata") or {}
+    meta = _mapping(obj.get("metadata"))
     namespace = str(meta.get("namespace") or "")
     kind = NAMESPACED_KIND if namespace else CLUSTER_KIND
     name = str(meta.get("name") or "")
     label = f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
-    spec = obj.get("spec") or {}
+    spec = _mapping(obj.get("spec"))
     try:
         subjects = _subjects(spec.get("subjects"), namespace)
         document = spec.get("policy")
@@ -111,6 +121,10 @@ def compile_policy_object(obj: Obj) -> BoundPolicy:
         policy = parse_policy(document, kind=PolicyKind.IDENTITY, name=label)
     except MalformedPolicyError as exc:
         return BoundPolicy(kind, namespace, name, (), None, exc.message)
+    except Exception:  # a bug in the parser must not reach the other policies
+        log.exception("compiling %s failed unexpectedly; the policy is not in force", label)
+        return BoundPolicy(kind, namespace, name, (), None,
+                           "the policy could not be compiled (see the operator's log)")  # fmt: skip
     return BoundPolicy(kind, namespace, name, subjects, policy)
 
 
@@ -137,7 +151,7 @@ class PolicyIndex:
         namespaced, cluster = self._source()
         compiled: dict[tuple[str, str], BoundPolicy] = {}
         for obj in [*namespaced, *cluster]:
-            meta = obj.get("metadata") or {}
+            meta = _mapping(obj.get("metadata"))
             key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
             compiled[key] = self._compiled.get(key) or compile_policy_object(obj)
         self._compiled = compiled
