@@ -342,3 +342,14 @@ def test_invalid_policy_gets_valid_false_and_one_event() -> None:
     assert [(e[1], e[3]) for e in sink.events[1:]] == [(Reason.RECONCILED, EventType.NORMAL)]
     assert {c["type"]: c["status"] for c in healed["conditions"]} == {"Valid": "True",
                                                                        "Ready": "True"}
+
+
+def test_principal_account_does_not_let_cluster_users_in(world: World) -> None:
+    only_team_a = {"Version": "2012-10-17", "Statement": {
+        "Effect": "Allow", "Principal": "*", "Action": "secretsmanager:GetSecretValue",
+        "Resource": "*", "Condition": {"StringEquals": {"aws:PrincipalAccount": "team-a"}}}}
+    record = secret("db", resource_policy=only_team_a)
+    assert world.allowed(APP, "GetSecretValue", record)
+    for user in (Principal.user("mallory", groups=("system:authenticated",)), ADMIN):
+        assert not world.allowed(user, "GetSecretValue", record)
+        assert not world.allowed(user, "GetSecretValue", record, **{"aws:PrincipalAccount": "team-a"})

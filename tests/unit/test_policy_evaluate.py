@@ -23,6 +23,7 @@ from kustos.policy import (
     serviceaccount_arn,
     user_arn,
 )
+from kustos.policy.context import RequestContext
 
 GET = "secretsmanager:GetSecretValue"
 DESCRIBE = "secretsmanager:DescribeSecret"
@@ -359,6 +360,24 @@ def test_principal_account_condition_narrows_a_star_principal() -> None:
     assert evaluate(Request(DEV_CI, GET, PROD_DB), [ci_policy], rp).allowed
     stranger = serviceaccount_arn("staging", "x")
     assert not evaluate(Request(stranger, GET, PROD_DB), [ci_policy], rp).allowed
+
+
+def test_users_and_groups_have_no_principal_account() -> None:
+    """A user is bound by a namespace's policies, but is no member of that namespace."""
+    rp = resource(grant("*", Condition={"StringEquals": {"aws:PrincipalAccount": "prod"}}))
+    for user in (user_arn("mallory"), "arn:kustos:iam::cluster:group/devs"):
+        spoof = Request(user, GET, PROD_DB, {"aws:PrincipalAccount": "prod"},
+                        principal_namespace="prod")  # fmt: skip
+        assert RequestContext(request_context(spoof)).get("aws:PrincipalAccount") is None
+        assert not evaluate(spoof, [], rp).allowed
+    assert evaluate(Request(PROD_APP, GET, PROD_DB), [], rp).allowed
+    # ... so "deny everyone outside prod" denies users too
+    fence = resource(grant("*"), {"Effect": "Deny", "Principal": "*", "Action": "*",
+                                  "Resource": "*", "Condition": {"StringNotEquals": {
+                                      "aws:PrincipalAccount": "prod"}}})  # fmt: skip
+    user = Request(user_arn("alice"), GET, PROD_DB, principal_namespace="prod")
+    assert evaluate(user, [], fence).kind is DecisionKind.EXPLICIT_DENY
+    assert evaluate(Request(PROD_APP, GET, PROD_DB), [], fence).allowed
 
 
 def test_derived_context_keys_cannot_be_spoofed() -> None:

@@ -22,6 +22,10 @@ from kustos.policy.public import LOCKOUT_CHECK, PUBLIC_ACCESS_CHECK, SYNTAX_CHEC
 CI = "arn:kustos:iam::dev:serviceaccount/ci"
 
 
+def GROUP(name: str) -> str:
+    return f"arn:kustos:iam::cluster:group/{name}"
+
+
 def rp(**statement: Any) -> dict[str, Any]:
     body = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
     body.update(statement)
@@ -42,9 +46,41 @@ def public(document: dict[str, Any]) -> bool:
         ({"Principal": {"AWS": CI}}, False),
         ({"Principal": {"AWS": "dev"}}, False),
         ({"Principal": "*", "Effect": "Deny"}, False),
-        # narrowing conditions
-        ({"Principal": "*", "Condition": {"StringEquals": {"aws:PrincipalAccount": "dev"}}}, False),
-        ({"Principal": "*", "Condition": {"StringEquals": {"AWS:principalaccount": "dev"}}}, False),
+        # narrowing conditions: a fixed principal, or a bounded set of addresses
+        (
+            {
+                "Principal": "*",
+                "Condition": {"StringEquals": {"AWS:principalarn": CI}},
+            },
+            False,
+        ),
+        ({"Principal": "*", "Condition": {"ArnEquals": {"aws:PrincipalArn": CI}}}, False),
+        ({"Principal": "*", "Condition": {"ArnLike": {"aws:PrincipalArn": [CI, CI + "2"]}}}, False),
+        ({"Principal": "*", "Condition": {"StringEquals": {"aws:username": "alice"}}}, False),
+        ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}, False),
+        (
+            {
+                "Principal": "*",
+                "Condition": {"IpAddress": {"aws:SourceIp": [
+                    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00:1234::/32"]}},
+            },
+            False,
+        ),
+        ({"Principal": {"AWS": GROUP("system:serviceaccounts")},
+          "Condition": {"ArnEquals": {"aws:PrincipalArn": CI}}}, False),
+        ({"Principal": {"AWS": GROUP("payments-oncall")}}, False),  # a group someone manages
+        ({"Principal": {"AWS": "arn:kustos:iam::cluster:user/alice"}}, False),
+        # groups every caller of a kind belongs to
+        ({"Principal": {"AWS": GROUP("system:authenticated")}}, True),
+        ({"Principal": {"AWS": GROUP("system:unauthenticated")}}, True),
+        ({"Principal": {"AWS": GROUP("system:serviceaccounts")}}, True),
+        ({"Principal": {"AWS": GROUP("system:serviceaccounts:dev")}}, True),
+        ({"Principal": {"AWS": [CI, GROUP("system:authenticated")]}}, True),
+        ({"Principal": {"AWS": "arn:kustos:iam::cluster:user/system:anonymous"}}, True),
+        # patterns that pin nothing
+        ({"Principal": "*", "Condition": {"StringLike": {"aws:PrincipalArn": "a*"}}}, True),
+        ({"Principal": "*", "Condition": {"StringLike": {"aws:PrincipalArn": "*:*"}}}, True),
+        ({"Principal": "*", "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:?*"}}}, True),
         (
             {
                 "Principal": "*",
@@ -52,11 +88,39 @@ def public(document: dict[str, Any]) -> bool:
                     "ArnLike": {"aws:PrincipalArn": "arn:kustos:iam::dev:serviceaccount/*"}
                 },
             },
-            False,
+            True,
+        ),  # every ServiceAccount anyone creates in dev
+        (
+            {
+                "Principal": "*",
+                "Condition": {"StringEquals": {
+                    "aws:PrincipalArn": "arn:kustos:iam::cluster:user/${aws:username}"}},
+            },
+            True,
         ),
-        ({"Principal": "*", "Condition": {"ArnEquals": {"aws:PrincipalArn": CI}}}, False),
-        ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}, False),
-        ({"Principal": "*", "Condition": {"StringEquals": {"kustos:ServiceAccount": "ci"}}}, False),
+        ({"Principal": "*", "Condition": {"StringLike": {"aws:username": "a*"}}}, True),
+        # every address: two halves, or many blocks that each look small
+        (
+            {
+                "Principal": "*",
+                "Condition": {"IpAddress": {"aws:SourceIp": ["0.0.0.0/1", "128.0.0.0/1"]}},
+            },
+            True,
+        ),
+        ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": ["::/1", "8000::/1"]}}},
+         True),
+        ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/7"}}}, True),
+        (
+            {
+                "Principal": "*",
+                "Condition": {"IpAddress": {"aws:SourceIp": [f"{i}.0.0.0/8" for i in range(256)]}},
+            },
+            True,
+        ),
+        # a namespace, or a name every namespace can reuse, is no fixed principal
+        ({"Principal": "*", "Condition": {"StringEquals": {"aws:PrincipalAccount": "dev"}}}, True),
+        ({"Principal": "*", "Condition": {"StringEquals": {"AWS:principalaccount": "dev"}}}, True),
+        ({"Principal": "*", "Condition": {"StringEquals": {"kustos:ServiceAccount": "ci"}}}, True),
         # conditions that do not narrow the caller
         ({"Principal": "*", "Condition": {"StringLike": {"aws:PrincipalArn": "*"}}}, True),
         (

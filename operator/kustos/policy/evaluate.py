@@ -97,15 +97,21 @@ def request_context(request: Request) -> dict[str, ContextValue]:
     Derived keys (aws:PrincipalArn, aws:PrincipalAccount, aws:ResourceAccount, aws:username
     for users, kustos:ServiceAccount for ServiceAccounts) override supplied ones, so a
     caller cannot claim another identity through the context.
+
+    aws:PrincipalAccount is the namespace the principal belongs to: a ServiceAccount's own.
+    Kubernetes users and groups belong to no namespace, so for them the key is absent (they
+    are bound by a namespace's identity policies like a RoleBinding, but that does not make
+    them members of it): `StringEquals aws:PrincipalAccount` never admits a user.
     """
+    resource_part = request.principal.split(":", 5)[-1]
+    kind, _, name = resource_part.partition("/")
+    account = None if kind in ("user", "group") else request.caller_namespace
     derived: dict[str, ContextValue] = {
         "aws:PrincipalArn": request.principal,
-        "aws:PrincipalAccount": request.caller_namespace,
+        "aws:PrincipalAccount": account,
     }
     if request.target_namespace:
         derived["aws:ResourceAccount"] = request.target_namespace
-    resource_part = request.principal.split(":", 5)[-1]
-    kind, _, name = resource_part.partition("/")
     if kind == "user":
         derived["aws:username"] = name
     elif kind == "serviceaccount":

@@ -24,6 +24,7 @@ from kustos.errors import MalformedPolicyError
 __all__ = [
     "Family",
     "IPAddress",
+    "IPNetwork",
     "Operator",
     "PolicyValue",
     "parse_operator",

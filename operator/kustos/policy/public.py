@@ -2,12 +2,25 @@
 
 Owns a deliberately simple, conservative notion of "public" (AWS asks Zelkova; Kustos reasons
 about one statement at a time). An Allow statement is public when it applies to everyone
-(`Principal: "*"`, `{"AWS": "*"}`, or any NotPrincipal) unless one of its conditions
-*narrows the caller*: a non-IfExists, non-ForAllValues clause with a positive operator on a
-caller-identifying key (aws:PrincipalArn, aws:PrincipalAccount, aws:SourceIp, aws:username,
-kustos:ServiceAccount, ...) whose values all pin something down: no value that is only
-wildcards, no ARN pattern with a wildcard in its namespace segment, no `/0` address range.
-Anything that cannot be shown narrow counts as public.
+unless one of its conditions *narrows the caller* to a fixed set. "Everyone" is
+`Principal: "*"`, `{"AWS": "*"}`, any NotPrincipal, or a group that every caller of a kind
+belongs to: `system:authenticated`, `system:unauthenticated`, `system:serviceaccounts`,
+`system:serviceaccounts:<namespace>` (and the user `system:anonymous`). A condition narrows
+when it is a non-IfExists, non-ForAllValues clause with a positive String/Arn/IpAddress
+operator on a key that identifies the caller, whose values are all *fixed*:
+
+* aws:PrincipalArn, aws:username, aws:userid, aws:SourceArn, aws:SourceAccount,
+  aws:PrincipalOrgID, aws:SourceVpc, aws:SourceVpce: a value without wildcards (under
+  StringLike/ArnLike/ArnEquals, where `*` and `?` are wildcards) and without policy
+  variables (`${aws:username}` matches every user). `a*` or `*:*` fixes nothing.
+* aws:SourceIp: ranges that together cover a bounded set of addresses: no range wider than
+  a /8 (IPv4) or a /32 (IPv6), and no more than four such blocks' worth of addresses in all,
+  so that two /1 ranges (all of IPv4) are public while the RFC 1918 ranges are not.
+
+Keys that name a whole namespace (aws:PrincipalAccount) or a name any namespace can reuse
+(kustos:ServiceAccount) do not narrow: every ServiceAccount someone may create there is let
+in. To grant a namespace, name its root as the Principal, which delegates to the
+namespace's own identity policies. Anything that cannot be shown narrow counts as public.
 
 ValidateResourcePolicy findings use the check names SYNTAX_CHECK, PUBLIC_ACCESS_CHECK and
 LOCKOUT_CHECK; an empty list means PolicyValidationPassed.
@@ -22,9 +35,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from kustos.errors import MalformedPolicyError, PublicPolicyError
-from kustos.policy.model import ConditionClause, Effect, Policy, PolicyKind, Statement
-from kustos.policy.operators import Family
+from kustos.policy.model import (
+    ConditionClause,
+    Effect,
+    Policy,
+    PolicyKind,
+    PrincipalSpec,
+    Statement,
+)
+from kustos.policy.operators import Family, IPNetwork
 from kustos.policy.parse import parse_policy
+from kustos.policy.principals import group_arn, user_arn
 from kustos.policy.wildcard import action_matches
 
 __all__ = [
@@ -45,14 +66,22 @@ LOCKOUT_CHECK = "LockoutCheck"
 #: Secrets Manager's limit on the size of a resource policy.
 MAX_RESOURCE_POLICY_CHARS = 20480
 
-_NARROWING_KEYS = frozenset(
+_FIXED_KEYS = frozenset(
     key.lower()
     for key in (
-        "aws:PrincipalArn", "aws:PrincipalAccount", "aws:SourceIp", "aws:username",
-        "aws:userid", "aws:PrincipalOrgID", "aws:SourceAccount", "aws:SourceArn",
-        "aws:SourceVpc", "aws:SourceVpce", "kustos:ServiceAccount",
+        "aws:PrincipalArn", "aws:username", "aws:userid", "aws:PrincipalOrgID",
+        "aws:SourceAccount", "aws:SourceArn", "aws:SourceVpc", "aws:SourceVpce",
     )
 )  # fmt: skip
+_SOURCE_IP = "aws:sourceip"
+#: Principals that every caller of some kind matches, whoever creates it.
+_EVERYONE_PRINCIPALS = frozenset({
+    group_arn("system:authenticated"), group_arn("system:unauthenticated"),
+    group_arn("system:serviceaccounts"), user_arn("system:anonymous"),
+})  # fmt: skip
+_EVERY_SERVICEACCOUNT_OF = group_arn("system:serviceaccounts:")
+#: The widest range, and the most addresses in all, an aws:SourceIp condition may allow.
+_IP_LIMITS = {4: (8, 4 << 24), 6: (32, 4 << 96)}
 _ADMIN_ACTIONS = ("secretsmanager:PutResourcePolicy", "secretsmanager:DeleteResourcePolicy")
 
 
@@ -67,15 +96,21 @@ class Finding:
         return {"CheckName": self.check_name, "ErrorMessage": self.message}
 
 
-def _pins(clause: ConditionClause, value: object) -> bool:
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-        return value.prefixlen > 0
-    text = str(value)
-    if not text.strip("*?"):
-        return False
-    if clause.operator.family is Family.ARN or text.startswith("arn:"):
-        fields = text.split(":")
-        return len(fields) > 4 and bool(fields[4]) and not set(fields[4]) & {"*", "?"}
+def _fixed(clause: ConditionClause, text: str) -> bool:
+    if "${" in text:
+        return False  # a policy variable: a different value for every caller
+    wildcards = clause.operator.family is Family.ARN or clause.operator.comparison == "like"
+    return not (wildcards and set(text) & {"*", "?"})
+
+
+def _bounded(networks: list[IPNetwork]) -> bool:
+    for version, (widest, most) in _IP_LIMITS.items():
+        mine = [n for n in networks if n.version == version]
+        if any(n.prefixlen < widest for n in mine):
+            return False
+        covered = ipaddress.collapse_addresses(mine)  # type: ignore[type-var]
+        if sum(n.num_addresses for n in covered) > most:
+            return False
     return True
 
 
@@ -83,16 +118,26 @@ def _narrows(clause: ConditionClause) -> bool:
     op = clause.operator
     if op.negated or op.if_exists or op.set_operator == "ForAllValues":
         return False
-    if op.family not in (Family.STRING, Family.ARN, Family.IP):
+    key = clause.key.lower()
+    if op.family is Family.IP:
+        networks = [v for v in clause.values
+                    if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network)]  # fmt: skip
+        return key == _SOURCE_IP and len(networks) == len(clause.values) and _bounded(networks)
+    if op.family not in (Family.STRING, Family.ARN) or key not in _FIXED_KEYS:
         return False
-    if clause.key.lower() not in _NARROWING_KEYS:
-        return False
-    return all(_pins(clause, value) for value in clause.values)
+    return all(_fixed(clause, str(value)) for value in clause.values)
+
+
+def _names_everyone(principal: PrincipalSpec) -> bool:
+    return principal.everyone or any(
+        arn in _EVERYONE_PRINCIPALS or arn.startswith(_EVERY_SERVICEACCOUNT_OF)
+        for arn in principal.arns
+    )
 
 
 def _everyone(statement: Statement) -> bool:
     principal = statement.principal
-    return principal is not None and (statement.not_principal or principal.everyone)
+    return principal is not None and (statement.not_principal or _names_everyone(principal))
 
 
 def public_statements(policy: Policy) -> list[Statement]:
