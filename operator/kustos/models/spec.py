@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -23,11 +24,25 @@ __all__ = [
     "TemplateSpec",
     "ValueFromSpec",
     "WorkloadName",
+    "tag_key_clashes",
 ]
 
 #: AWS Secrets Manager's allowed characters for secret names.
 SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,512}$"
 _KEY_PATTERN = r"^[-._a-zA-Z0-9]{1,253}$"
+
+
+def tag_key_clashes(keys: Iterable[str]) -> list[tuple[str, ...]]:
+    """The groups of tag keys that are equal ignoring case (each sorted), if any.
+
+    IAM matches condition key names case-insensitively, so `secretsmanager:ResourceTag/Env`
+    and `.../env` are one key; tags `Env` and `env` on one secret would merge into it, and a
+    tag-based Deny could be escaped. Such tag sets are refused everywhere tags are written.
+    """
+    groups: dict[str, list[str]] = {}
+    for key in keys:
+        groups.setdefault(key.lower(), []).append(key)
+    return [tuple(sorted(g)) for g in groups.values() if len(g) > 1]
 
 
 class _Spec(BaseModel):
@@ -154,6 +169,9 @@ class ManagedSecretSpec(_Spec):
                 raise ValueError(f"target.staticData repeats generated keys: {sorted(clash)}")
         if len(self.tags) > 50:
             raise ValueError("at most 50 tags")
+        clashes = tag_key_clashes(self.tags)
+        if clashes:
+            raise ValueError(f"tag keys must differ other than in case: {clashes}")
         return self
 
     def secret_name(self, object_name: str) -> str:

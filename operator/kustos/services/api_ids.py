@@ -18,6 +18,7 @@ from typing import Any
 from kustos.errors import InvalidParameterError, InvalidRequestError, ResourceNotFoundError
 from kustos.models.records import SecretRecord
 from kustos.models.sensitive import SecretValue
+from kustos.models.spec import tag_key_clashes
 from kustos.services.api_call import Call, Deps
 from kustos.store.base import Store
 
@@ -136,6 +137,7 @@ def value_of(params: Mapping[str, Any], *, required: bool) -> SecretValue | None
 
 def check_tags(tags: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     out: dict[str, str] = {}
+    keys: list[str] = []
     for tag in tags or ():
         key, value = tag.get("Key"), tag.get("Value", "")
         if not key or len(key) > 128 or key.lower().startswith("aws:"):
@@ -144,8 +146,15 @@ def check_tags(tags: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
         if len(value) > 256:
             raise InvalidParameterError(f"The value of tag {key!r} exceeds 256 characters.")
         out[key] = value
+        keys.append(key)
     if len(out) > 50:
         raise InvalidParameterError("A secret has at most 50 tags.")
+    clashes = tag_key_clashes(keys)
+    if clashes:
+        raise InvalidParameterError(
+            "Tag keys must be unique, ignoring case (condition keys such as "
+            f"secretsmanager:ResourceTag/<key> ignore case): {', '.join(map(repr, clashes[0]))}"
+        )
     return out
 
 
