@@ -353,3 +353,53 @@ def test_principal_account_does_not_let_cluster_users_in(world: World) -> None:
     for user in (Principal.user("mallory", groups=("system:authenticated",)), ADMIN):
         assert not world.allowed(user, "GetSecretValue", record)
         assert not world.allowed(user, "GetSecretValue", record, **{"aws:PrincipalAccount": "team-a"})
+
+
+def test_who_can_lists_every_allowed_principal_with_its_statements(world: World) -> None:
+    from kustos.services.who_can import who_can
+
+    allow = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+    world.namespaced += [
+        sap("readers", "team-a", SA_APP, SEED_PREFIX),
+        sap("devs", "team-a", [{"kind": "Group", "name": "devs"}], {"Version": "2012-10-17",
+            "Statement": {**allow, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}}),
+        sap("interns", "team-a", [{"kind": "User", "name": "intern"}], {"Version": "2012-10-17",
+            "Statement": [{**allow, "Sid": "All"}, {**allow, "Effect": "Deny", "Sid": "No"}]}),
+        sap("cross", "team-b", [{"kind": "ServiceAccount", "name": "reader"},
+                                {"kind": "User", "name": "alice"}],
+            {"Version": "2012-10-17", "Statement": allow}),
+        sap("nothing", "team-a", [{"kind": "ServiceAccount", "name": "other"}],
+            {"Version": "2012-10-17", "Statement": {**allow, "Action": "secretsmanager:List*"}}),
+        sap("broken", "team-a", [{"kind": "User", "name": "mallory"}], _date_bomb("1e20")),
+    ]  # fmt: skip
+    world.cluster.append(csap("admins", [{"kind": "Group", "name": "system:masters"}],
+                              {"Version": "2012-10-17", "Statement": allow}))  # fmt: skip
+    resource = {"Version": "2012-10-17", "Statement": [
+        {**allow, "Sid": "Share", "Principal": {"AWS": [
+            "arn:kustos:iam::team-b:serviceaccount/reader",
+            "arn:kustos:iam::team-c:serviceaccount/lurker"]}},
+        {**allow, "Sid": "Guard", "Effect": "Deny", "Principal": "*",
+         "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]}  # fmt: skip
+    record = secret("My_Test_Secret/MySQL", resource_policy=resource)
+    grants = {g.principal: g for g in who_can(world.access, record,
+                                               "secretsmanager:GetSecretValue")}  # fmt: skip
+    allowed = {arn for arn, g in grants.items() if g.decision is DecisionKind.ALLOWED}
+    assert allowed == {
+        APP.arn,
+        "arn:kustos:iam::cluster:group/devs",
+        "arn:kustos:iam::cluster:group/system:masters",
+        "arn:kustos:iam::team-b:serviceaccount/reader",  # both sides agree
+    }  # alice (bound in team-b only), team-c/lurker (no identity policy), mallory: absent
+    assert [str(s) for s in grants[APP.arn].statements] == [
+        "identity policy SecretAccessPolicy team-a/readers statement #0"]
+    assert grants["arn:kustos:iam::cluster:group/devs"].conditional
+    assert not grants[APP.arn].conditional
+    cross = grants["arn:kustos:iam::team-b:serviceaccount/reader"]
+    assert {s.policy for s in cross.statements} == {
+        "SecretAccessPolicy team-b/cross", "resource policy of My_Test_Secret/MySQL"}
+    denied = grants["arn:kustos:iam::cluster:user/intern"]
+    assert denied.decision is DecisionKind.EXPLICIT_DENY
+    assert [s.sid for s in denied.statements] == ["No"]
+    # an action no policy grants: nobody
+    assert {g.principal for g in who_can(world.access, record, "secretsmanager:DeleteSecret")
+            if g.decision is DecisionKind.ALLOWED} == set()  # fmt: skip

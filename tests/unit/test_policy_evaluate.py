@@ -416,3 +416,23 @@ def test_principal_arn_helpers() -> None:
     assert principal_namespace(PROD_DB) == "prod"
     with pytest.raises(ValueError, match="not an ARN"):
         principal_namespace("prod/app")
+
+
+def test_possible_assumes_allow_conditions_hold_and_conditional_denies_do_not() -> None:
+    conditional_allow = identity({"Effect": "Allow", "Action": GET, "Resource": "*",
+                                  "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}})
+    request = Request(PROD_APP, GET, PROD_DB)
+    assert not evaluate(request, [conditional_allow]).allowed
+    assert evaluate(request, [conditional_allow], possible=True).allowed
+    conditional_deny = identity({"Effect": "Deny", "Action": GET, "Resource": "*",
+                                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
+                                name="guard")  # fmt: skip
+    assert evaluate(request, [conditional_allow, conditional_deny], possible=True).allowed
+    deny = identity({"Effect": "Deny", "Action": GET, "Resource": "*"}, name="deny")
+    decision = evaluate(request, [conditional_allow, deny], possible=True)
+    assert decision.kind is DecisionKind.EXPLICIT_DENY
+    # Action, Resource and Principal still decide
+    other = Request(PROD_APP, DESCRIBE, PROD_DB)
+    assert not evaluate(other, [conditional_allow], possible=True).allowed
+    stranger = Request(DEV_CI, GET, PROD_DB)
+    assert not evaluate(stranger, [conditional_allow], possible=True).allowed  # cross-namespace

@@ -1,9 +1,10 @@
-"""`kustos policy simulate`: may X do Y on Z, and which statement decided?
+"""`kustos policy simulate` (may X do Y on Z, and which statement decided?) and
+`kustos policy who-can` (who may do Y on Z, and which statement allows each?).
 
-Evaluates exactly as the API does -- the same SecretAccessPolicies, ClusterSecretAccessPolicies
-and resource policy, through `AccessService.simulate` -- without calling the API, posting
-Events or writing audit records. The answer is shaped like `aws iam simulate-principal-policy`'s
-EvaluationResults.
+Both evaluate exactly as the API does -- the same SecretAccessPolicies,
+ClusterSecretAccessPolicies and resource policy, through `AccessService.simulate` -- without
+calling the API, posting Events or writing audit records. simulate's answer is shaped like
+`aws iam simulate-principal-policy`'s EvaluationResults.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from kustos.cli.access import services_from_env
 from kustos.errors import InvalidParameterError, ResourceNotFoundError
 from kustos.models.identity import Principal
 from kustos.models.records import SecretRecord
-from kustos.policy import DecisionKind
+from kustos.policy import DecisionKind, StatementRef
 from kustos.services.factory import Services
+from kustos.services.who_can import who_can
 
 __all__ = ["policy"]
 
@@ -73,6 +75,12 @@ def _secret(services: Services, secret_id: str, namespace: str | None) -> Secret
     return record
 
 
+def _statements(refs: tuple[StatementRef, ...]) -> list[dict[str, object]]:
+    return [{"SourcePolicyId": s.policy, "SourcePolicyType": s.kind.value,
+             "StatementIndex": s.index, "Sid": s.sid, "Effect": s.effect.value}
+            for s in refs]  # fmt: skip
+
+
 @click.group()
 def policy() -> None:
     """Inspect access policies."""
@@ -110,13 +118,37 @@ def simulate(principal: str, groups: tuple[str, ...], action: str, secret_id: st
         "EvalDecision": _DECISIONS[decision.kind],
         "Principal": caller.arn,
         "Reason": decision.reason,
-        "MatchedStatements": [
-            {"SourcePolicyId": s.policy, "SourcePolicyType": s.kind.value,
-             "StatementIndex": s.index, "Sid": s.sid, "Effect": s.effect.value}
-            for s in decision.statements
-        ],
+        "MatchedStatements": _statements(decision.statements),
         "PoliciesConsidered": sources,
         "InvalidPoliciesIgnored": invalid,
     }
     click.echo(json.dumps({"EvaluationResults": [result]}, indent=4))
 
+
+
+@policy.command("who-can")
+@click.option("--secret-id", required=True, help="Secret name (with --namespace) or ARN.")
+@click.option("--action", required=True, help="e.g. secretsmanager:GetSecretValue")
+@click.option("--namespace", default=None, help="The secret's namespace (with a name).")
+def who_can_command(secret_id: str, action: str, namespace: str | None) -> None:
+    """Every principal the policies in force allow ACTION on the secret, with the statements
+    that allow it. Conditions count as possibly holding (such grants are "Conditional");
+    an unconditional explicit Deny removes a principal (listed under ExplicitlyDenied)."""
+    action = action if ":" in action else f"secretsmanager:{action}"
+    with services_from_env() as services:
+        record = _secret(services, secret_id, namespace)
+        grants = who_can(services.access, record, action)
+        invalid = [b.label for b in services.access.policies.invalid()]
+    allowed = [g for g in grants if g.decision is DecisionKind.ALLOWED]
+    denied = [g for g in grants if g.decision is DecisionKind.EXPLICIT_DENY]
+    result = {
+        "SecretId": record.arn,
+        "Action": action,
+        "Principals": [{"Principal": g.principal, "Description": g.description,
+                        "Conditional": g.conditional, "AllowedBy": _statements(g.statements)}
+                       for g in allowed],
+        "ExplicitlyDenied": [{"Principal": g.principal, "Description": g.description,
+                              "DeniedBy": _statements(g.statements)} for g in denied],
+        "InvalidPoliciesIgnored": invalid,
+    }  # fmt: skip
+    click.echo(json.dumps(result, indent=4))

@@ -122,8 +122,13 @@ def request_context(request: Request) -> dict[str, ContextValue]:
     return merged
 
 
-def _applies(policy: Policy, statement: Statement, request: Request, ctx: RequestContext) -> bool:
-    """Action, Resource and Condition of one statement against the request."""
+def _applies(policy: Policy, statement: Statement, request: Request, ctx: RequestContext,
+             possible: bool = False) -> bool:  # fmt: skip
+    """Action, Resource and Condition of one statement against the request.
+
+    With `possible`, conditions are not evaluated: an Allow with conditions counts as
+    applying and a Deny with conditions as not applying (see `evaluate`).
+    """
     action_hit = any(action_matches(p, request.action) for p in statement.actions)
     if action_hit == statement.not_action:
         return False
@@ -136,6 +141,8 @@ def _applies(policy: Policy, statement: Statement, request: Request, ctx: Reques
             break
     if resource_hit == statement.not_resource:
         return False
+    if possible:
+        return statement.effect is Effect.ALLOW or not statement.conditions
     return conditions_hold(statement.conditions, ctx, variables=policy.uses_variables)
 
 
@@ -157,8 +164,16 @@ def evaluate(
     request: Request,
     identity_policies: Sequence[Policy] = (),
     resource_policy: Policy | None = None,
+    *,
+    possible: bool = False,
 ) -> Decision:
-    """Decide whether `request` is allowed; see the module docstring for the rules."""
+    """Decide whether `request` is allowed; see the module docstring for the rules.
+
+    With `possible=True` the answer is whether *some* request of this principal, action and
+    resource could be allowed, whatever its condition keys: every Allow's conditions are
+    assumed to hold and every Deny's not to (an unconditional Deny still denies). That
+    over-approximation is what `kustos policy who-can` needs.
+    """
     ctx = RequestContext(request_context(request))
     denies: list[StatementRef] = []
     identity_allows: list[StatementRef] = []
@@ -168,7 +183,7 @@ def evaluate(
         if policy.kind is not PolicyKind.IDENTITY:
             raise ValueError(f"policy {policy.name!r} is not an identity policy")
         for statement in policy.statements:
-            if _applies(policy, statement, request, ctx):
+            if _applies(policy, statement, request, ctx, possible):
                 target = denies if statement.effect is Effect.DENY else identity_allows
                 target.append(_ref(policy, statement))
     if resource_policy is not None:
@@ -178,7 +193,7 @@ def evaluate(
             strength = _principal_strength(statement, request)
             if strength is PrincipalMatch.NONE:
                 continue
-            if not _applies(resource_policy, statement, request, ctx):
+            if not _applies(resource_policy, statement, request, ctx, possible):
                 continue
             if statement.effect is Effect.DENY:
                 denies.append(_ref(resource_policy, statement))

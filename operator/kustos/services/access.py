@@ -192,9 +192,12 @@ class AccessService:
         context: Mapping[str, Any] | None = None,
         *,
         namespace: str | None = None,
+        possible: bool = False,
     ) -> Decision:
-        """The decision, without raising or posting anything (`kustos policy simulate`)."""
-        return evaluate(*self._inputs(principal, _action(action), record, context or {}, namespace))
+        """The decision, without raising or posting anything (`kustos policy simulate`);
+        with `possible`, whether any request context could be allowed (`who-can`)."""
+        inputs = self._inputs(principal, _action(action), record, context or {}, namespace)
+        return evaluate(*inputs, possible=possible)
 
     def authorize(
         self,
@@ -258,10 +261,11 @@ class AccessService:
             groups=tuple(group_arn(g) for g in principal.groups),
         )
         identity = self.policies.identity_policies(principal, target)
-        resource = self._resource_policy(record) if record is not None else None
+        resource = self.resource_policy(record) if record is not None else None
         return request, identity, resource
 
-    def _resource_policy(self, record: SecretRecord) -> Policy | None:
+    def resource_policy(self, record: SecretRecord) -> Policy | None:
+        """The secret's resource policy in force, compiled (None when it has none)."""
         text = record.resource_policy
         if not text:
             return None
