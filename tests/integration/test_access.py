@@ -235,6 +235,57 @@ def test_seed_policies_via_crds_and_denials(env: Env) -> None:
     assert out["EvaluationResults"][0]["EvalDecision"] == "implicitDeny"
 
 
+def test_who_can_lists_the_principals_the_policies_in_force_allow(env: Env) -> None:
+    owner = env.namespace_with("app", "other")
+    caller_ns = env.namespace_with("reader")
+    record = env.secret(owner, "My_Test_Secret/MySQL")
+    get_value = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+    env.policy(owner, "readers", [{"kind": "ServiceAccount", "name": "app"}], SEED_PREFIX)
+    env.policy(owner, "devs", [{"kind": "Group", "name": "devs"}], {
+        "Version": "2012-10-17",
+        "Statement": {**get_value, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}})
+    env.policy(owner, "no-other", [{"kind": "ServiceAccount", "name": "other"}], {
+        "Version": "2012-10-17", "Statement": [{**get_value, "Sid": "Yes"},
+                                               {**get_value, "Sid": "No", "Effect": "Deny"}]})
+    env.policy(caller_ns, "cross", [{"kind": "ServiceAccount", "name": "reader"}], {
+        "Version": "2012-10-17", "Statement": {**get_value, "Resource": record.arn}})
+    resource = {"Version": "2012-10-17", "Statement": {**get_value, "Sid": "Share",
+                "Principal": {"AWS": f"arn:kustos:iam::{caller_ns}:serviceaccount/reader"}}}
+    env.services.secrets.update(record.evolve(resource_policy=json.dumps(resource)))
+
+    def ask() -> dict[str, Any]:
+        return env.kustos("policy", "who-can", "--secret-id", record.arn,
+                          "--action", "GetSecretValue")  # fmt: skip
+
+    reader = f"arn:kustos:iam::{caller_ns}:serviceaccount/reader"
+    out = wait_for(lambda: (r := ask())["ExplicitlyDenied"] and r, what="policies listed")
+    principals = {p["Principal"]: p for p in out["Principals"]}
+    assert set(principals) >= {f"arn:kustos:iam::{owner}:serviceaccount/app",
+                               "arn:kustos:iam::cluster:group/devs", reader}  # fmt: skip
+    ours = {p for p in principals if f"::{owner}:" in p or f"::{caller_ns}:" in p
+            or p == "arn:kustos:iam::cluster:group/devs"}  # fmt: skip
+    assert ours == {f"arn:kustos:iam::{owner}:serviceaccount/app",
+                    "arn:kustos:iam::cluster:group/devs", reader}  # fmt: skip
+    app = principals[f"arn:kustos:iam::{owner}:serviceaccount/app"]
+    assert app["Conditional"] is False
+    assert [s["SourcePolicyId"] for s in app["AllowedBy"]] == [
+        f"SecretAccessPolicy {owner}/readers"]
+    assert principals["arn:kustos:iam::cluster:group/devs"]["Conditional"] is True
+    assert {s["SourcePolicyId"] for s in principals[reader]["AllowedBy"]} == {
+        f"SecretAccessPolicy {caller_ns}/cross", "resource policy of My_Test_Secret/MySQL"}
+    denied = {p["Principal"]: p for p in out["ExplicitlyDenied"]}
+    other = denied[f"arn:kustos:iam::{owner}:serviceaccount/other"]
+    assert [s["Sid"] for s in other["DeniedBy"]] == ["No"]
+    # the answer agrees with the API: the listed cross-namespace reader really gets the value
+    status, body = env.call("GetSecretValue", {"SecretId": record.arn},
+                            env.token(caller_ns, "reader"))  # fmt: skip
+    assert (status, body.get("SecretString")) == (200, VALUE)
+    # without the resource policy's agreement, the reader is no longer listed
+    env.services.secrets.update(record.evolve(resource_policy=None))
+    after = {p["Principal"] for p in ask()["Principals"]}
+    assert reader not in after and f"arn:kustos:iam::{owner}:serviceaccount/app" in after
+
+
 def test_access_keys_with_boto3_and_the_cli(env: Env) -> None:
     ns = env.namespace_with("app")
     env.secret(ns, "My_Test_Secret/MySQL")
@@ -445,54 +496,3 @@ def test_container_credentials_are_audited_and_never_outlive_the_token(env: Env)
     assert records[0]["responseElements"]["accessKeyId"] == issued["AccessKeyId"]
     assert issued["SecretAccessKey"] not in json.dumps(records)
     assert issued["Token"] not in json.dumps(records) and token not in json.dumps(records)
-
-
-def test_who_can_lists_the_principals_the_policies_in_force_allow(env: Env) -> None:
-    owner = env.namespace_with("app", "other")
-    caller_ns = env.namespace_with("reader")
-    record = env.secret(owner, "My_Test_Secret/MySQL")
-    get_value = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
-    env.policy(owner, "readers", [{"kind": "ServiceAccount", "name": "app"}], SEED_PREFIX)
-    env.policy(owner, "devs", [{"kind": "Group", "name": "devs"}], {
-        "Version": "2012-10-17",
-        "Statement": {**get_value, "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}})
-    env.policy(owner, "no-other", [{"kind": "ServiceAccount", "name": "other"}], {
-        "Version": "2012-10-17", "Statement": [{**get_value, "Sid": "Yes"},
-                                               {**get_value, "Sid": "No", "Effect": "Deny"}]})
-    env.policy(caller_ns, "cross", [{"kind": "ServiceAccount", "name": "reader"}], {
-        "Version": "2012-10-17", "Statement": {**get_value, "Resource": record.arn}})
-    resource = {"Version": "2012-10-17", "Statement": {**get_value, "Sid": "Share",
-                "Principal": {"AWS": f"arn:kustos:iam::{caller_ns}:serviceaccount/reader"}}}
-    env.services.secrets.update(record.evolve(resource_policy=json.dumps(resource)))
-
-    def ask() -> dict[str, Any]:
-        return env.kustos("policy", "who-can", "--secret-id", record.arn,
-                          "--action", "GetSecretValue")  # fmt: skip
-
-    reader = f"arn:kustos:iam::{caller_ns}:serviceaccount/reader"
-    out = wait_for(lambda: (r := ask())["ExplicitlyDenied"] and r, what="policies listed")
-    principals = {p["Principal"]: p for p in out["Principals"]}
-    assert set(principals) >= {f"arn:kustos:iam::{owner}:serviceaccount/app",
-                               "arn:kustos:iam::cluster:group/devs", reader}  # fmt: skip
-    ours = {p for p in principals if f"::{owner}:" in p or f"::{caller_ns}:" in p
-            or p == "arn:kustos:iam::cluster:group/devs"}  # fmt: skip
-    assert ours == {f"arn:kustos:iam::{owner}:serviceaccount/app",
-                    "arn:kustos:iam::cluster:group/devs", reader}  # fmt: skip
-    app = principals[f"arn:kustos:iam::{owner}:serviceaccount/app"]
-    assert app["Conditional"] is False
-    assert [s["SourcePolicyId"] for s in app["AllowedBy"]] == [
-        f"SecretAccessPolicy {owner}/readers"]
-    assert principals["arn:kustos:iam::cluster:group/devs"]["Conditional"] is True
-    assert {s["SourcePolicyId"] for s in principals[reader]["AllowedBy"]} == {
-        f"SecretAccessPolicy {caller_ns}/cross", "resource policy of My_Test_Secret/MySQL"}
-    denied = {p["Principal"]: p for p in out["ExplicitlyDenied"]}
-    other = denied[f"arn:kustos:iam::{owner}:serviceaccount/other"]
-    assert [s["Sid"] for s in other["DeniedBy"]] == ["No"]
-    # the answer agrees with the API: the listed cross-namespace reader really gets the value
-    status, body = env.call("GetSecretValue", {"SecretId": record.arn},
-                            env.token(caller_ns, "reader"))  # fmt: skip
-    assert (status, body.get("SecretString")) == (200, VALUE)
-    # without the resource policy's agreement, the reader is no longer listed
-    env.services.secrets.update(record.evolve(resource_policy=None))
-    after = {p["Principal"] for p in ask()["Principals"]}
-    assert reader not in after and f"arn:kustos:iam::{owner}:serviceaccount/app" in after
