@@ -46,6 +46,8 @@ class OperatorRunner:
             KUSTOS_STORE_URL=f"sqlite:///{self.store_path}",
             KUSTOS_NAMESPACE=self.namespace,
             KUSTOS_RESYNC_SECONDS="2",
+            KUSTOS_DRIFT_CHECK_SECONDS="2",
+            KUSTOS_ORPHAN_SWEEP_SECONDS="5",
             KUSTOS_CLUSTER_NAME="test",
             KUSTOS_API_PORT="0",  # tests that need the API server ask for a port
             KUSTOS_METRICS_PORT="0",

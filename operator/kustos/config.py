@@ -17,12 +17,25 @@ class Settings:
     keyring_secret: str = "kustos-keyring"
     #: The "region" part of ARNs.
     cluster_name: str = "local"
-    #: Seconds between periodic checks of each ManagedSecret (drift, source changes).
+    #: Seconds between the periodic safety-net passes over every ManagedSecret (store state,
+    #: source Secrets, due purges). Changes reach the operator at once without it (watch and
+    #: change feed); the pass trusts the status for the projected Secret (no read).
     resync_seconds: float = 30.0
+    #: Seconds between the passes that read each projected Secret and restore it if edited
+    #: (Kustos may not list or watch Secrets: see manifests/base/rbac.yaml).
+    drift_check_seconds: float = 300.0
+    #: Seconds between the paged LISTs that find objects deleted while the operator was down.
+    orphan_sweep_seconds: float = 300.0
+    #: Seconds between looks at the store's change feed (values written by any replica).
+    feed_poll_seconds: float = 0.1
+    #: Worker threads of the per-object queue (objects handled at once).
+    workers: int = 16
+    metrics_port: int = 9090
     #: Window over which successful reads are folded into one `Accessed` Event.
     read_events_seconds: float = 60.0
     kubeconfig: str | None = None
-    #: Rotation: seconds between looks at due and in-progress rotations; concurrency
+    #: Rotation: the longest time between looks at an object with rotation work (due times
+    #: and backoffs are timers of their own); concurrency
     #: limits (all rotations, rotations against one database host); failure backoff
     #: (first delay, doubling up to the maximum).
     rotation_tick_seconds: float = 10.0
@@ -51,6 +64,13 @@ class Settings:
             keyring_secret=env.get("KUSTOS_KEYRING_SECRET", cls.keyring_secret),
             cluster_name=env.get("KUSTOS_CLUSTER_NAME", cls.cluster_name),
             resync_seconds=float(env.get("KUSTOS_RESYNC_SECONDS", cls.resync_seconds)),
+            drift_check_seconds=float(
+                env.get("KUSTOS_DRIFT_CHECK_SECONDS", cls.drift_check_seconds)),
+            orphan_sweep_seconds=float(
+                env.get("KUSTOS_ORPHAN_SWEEP_SECONDS", cls.orphan_sweep_seconds)),
+            feed_poll_seconds=float(env.get("KUSTOS_FEED_POLL_SECONDS", cls.feed_poll_seconds)),
+            workers=int(env.get("KUSTOS_WORKERS", cls.workers)),
+            metrics_port=int(env.get("KUSTOS_METRICS_PORT", cls.metrics_port)),
             read_events_seconds=float(
                 env.get("KUSTOS_READ_EVENTS_SECONDS", cls.read_events_seconds)
             ),

@@ -54,8 +54,8 @@ class Harness:
         obj = ManagedObject("shop", "db", "uid-db", self.generation, spec, self.status)
         result = self.managed.reconcile(obj)
         assert result.error is None, result.error
-        self.status = result.status
-        return result.status
+        self.status = result.status.to_raw()
+        return self.status
 
     def record(self) -> SecretRecord:
         record = self.secrets.find("shop", "prod/db")

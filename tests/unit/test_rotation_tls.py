@@ -15,6 +15,7 @@ from tests.unit.fakes import FakeEvents, FakeSecrets
 
 from kustos.crypto import Keyring
 from kustos.models.sensitive import SecretValue
+from kustos.models.status import ManagedSecretStatus
 from kustos.rotation.engine import RotationEngine
 from kustos.services.managed import ManagedObject
 from kustos.services.rotation import LEGACY_TLS, RotationService
@@ -46,9 +47,11 @@ class Harness:
         if tls is not None:
             config["tls"] = {"mode": tls}
         spec = {"name": "db", "rotation": {"postgresql": config}}  # no schedule: nothing runs
-        result = self.service.tick(ManagedObject("shop", "db", "uid", 1, spec, self.status))
+        status = ManagedSecretStatus.from_raw(self.status)
+        result = self.service.tick(ManagedObject("shop", "db", "uid", 1, spec, self.status),
+                                   status)
         assert result.error is None, result.error
-        self.status = {**self.status, **result.status}
+        self.status = status.to_raw()  # as the adapter patches it
         return self.status
 
     def past_rotation(self, config: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from tests.unit.fakes import FakeEvents, FakeSecrets
 from kustos.crypto import Keyring
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import ManagedSecretSpec
+from kustos.models.status import ManagedSecretStatus
 from kustos.services.managed import ManagedObject, ManagedSecretService, Reconciled
 from kustos.services.projection import ProjectionService
 from kustos.services.secrets import SecretService
@@ -46,7 +47,7 @@ class Harness:
     def reconcile(self, name: str = "api-key") -> Reconciled:
         obj = ManagedObject("shop", name, f"uid-{name}", 1, SPEC, self.status)
         result = self.managed.reconcile(obj)
-        self.status = result.status
+        self.status = result.status.to_raw()  # as the adapter patches it
         return result
 
     def projected(self, name: str = "api-key") -> str | None:
@@ -54,8 +55,9 @@ class Harness:
         return None if obj is None else base64.b64decode(obj["data"]["apiKey"]).decode()
 
 
-def cond(status: dict[str, Any], ctype: str) -> dict[str, Any] | None:
-    return next((c for c in status.get("conditions", []) if c["type"] == ctype), None)
+def cond(status: ManagedSecretStatus, ctype: str) -> dict[str, Any] | None:
+    raw = status.to_raw()
+    return next((c for c in raw.get("conditions", []) if c["type"] == ctype), None)
 
 
 @pytest.fixture

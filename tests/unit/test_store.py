@@ -137,8 +137,12 @@ def test_list_secrets_by_namespace_in_name_order(store: SqlStore) -> None:
 
 
 def test_update_secret(secret: SqlStore) -> None:
-    changed = record().evolve(description="new", tags={"a": "b"}, updated_at=T0 + timedelta(1))
+    changed = record().evolve(kms_key_id="k2", rotation_enabled=True,
+                              updated_at=T0 + timedelta(1))
     secret.update_secret(changed)
+    assert secret.get_secret_by_arn(ARN) == changed
+    # spec-owned fields change only through apply_spec (see test_spec_ordering)
+    secret.update_secret(changed.evolve(description="new", tags={"a": "b"}))
     assert secret.get_secret_by_arn(ARN) == changed
     with pytest.raises(ResourceNotFoundError):
         secret.update_secret(record(arn="arn:other"))

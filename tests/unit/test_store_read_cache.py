@@ -80,9 +80,12 @@ def test_label_moves_updates_and_deletes_by_another_replica_are_seen(
 
     record = b.get_secret_by_arn(ARN)
     assert record is not None and record.tags == {"team": "a"}
-    a.update_secret(record.evolve(tags={"team": "b"}, deletion_date=T0))
+    a.update_secret(record.evolve(kms_key_id="k2", deletion_date=T0))
     again = b.get_secret_by_arn(ARN)
-    assert again is not None and again.tags == {"team": "b"} and again.deletion_date == T0
+    assert again is not None and again.kms_key_id == "k2" and again.deletion_date == T0
+    a.apply_spec(ARN, 1, {"tags": {"team": "b"}}, T0)  # spec-owned fields: compare-and-set
+    again = b.get_secret_by_arn(ARN)
+    assert again is not None and again.tags == {"team": "b"}
     assert b.get_secret("team-a", "prod/db").deletion_date == T0  # type: ignore[union-attr]
 
     a.purge_secret(ARN)

@@ -14,6 +14,7 @@ from kustos.cli import keys as keys_cli
 from kustos.cli import policy as policy_cli
 from kustos.cli import sm as sm_cli
 from kustos.cli import snippet as snippet_cli
+from kustos.config import Settings
 from kustos.errors import KustosError
 
 __all__ = ["main"]
@@ -38,7 +39,8 @@ def run(verbose: bool, liveness: str) -> None:
 
     api_cmd.serve_in_operator()  # the Secrets Manager API on Kopf's loop ($KUSTOS_API_PORT, 0: off)
     kopf.configure(verbose=verbose)
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness or None)
+    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness or None,
+             memo=kopf.Memo(settings=Settings.from_env()))  # settings read once, here
 
 
 cli.add_command(api_cmd.api)

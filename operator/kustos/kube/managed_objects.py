@@ -1,8 +1,8 @@
 """Reads and writes ManagedSecret objects (kustos.io/v1alpha1) through the Kubernetes API.
 
 Used by the Secrets Manager API so a secret created there exists as a ManagedSecret (one
-source of truth), by deletion/restore, and by the operator's resync and rotation loops
-(listing, status patches outside Kopf's handler cycle). Objects are plain dicts; errors name
+source of truth), by deletion/restore, and by the operator's workers (status patches; a
+paged listing for the orphan sweep). Objects are plain dicts; errors name
 objects, never data (ManagedSecrets hold no values anyway).
 """
 
@@ -25,13 +25,22 @@ class ManagedObjectGateway:
     def __init__(self, api: client.ApiClient) -> None:
         self._custom = client.CustomObjectsApi(api)
 
-    def list_all(self) -> list[Obj]:
-        """Every ManagedSecret in the cluster (one request; the resync and rotation loops)."""
-        try:
-            result = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
-        except ApiException as exc:
-            raise ServerError(f"cannot list ManagedSecrets: HTTP {exc.status}") from None
-        return list(result.get("items", []))
+    def list_all(self, page_size: int = 500) -> list[Obj]:
+        """Every ManagedSecret in the cluster, in pages of `page_size` (limit/continue), for
+        the rare complete listing (the orphan sweep); the operator otherwise relies on its
+        watch."""
+        items: list[Obj] = []
+        token: str | None = None
+        while True:
+            try:
+                result = self._custom.list_cluster_custom_object(
+                    GROUP, VERSION, PLURAL, limit=page_size, _continue=token)
+            except ApiException as exc:
+                raise ServerError(f"cannot list ManagedSecrets: HTTP {exc.status}") from None
+            items.extend(result.get("items", []))
+            token = (result.get("metadata") or {}).get("continue") or None
+            if token is None:
+                return items
 
     def get(self, namespace: str, name: str) -> Obj | None:
         try:
@@ -61,12 +70,16 @@ class ManagedObjectGateway:
             raise _error("create", namespace, name, exc) from None
         return created
 
-    def merge_patch(self, namespace: str, name: str, patch: Obj) -> Obj | None:
-        """JSON merge patch (None values delete keys); None when the object is gone."""
+    def merge_patch(
+        self, namespace: str, name: str, patch: Obj, field_manager: str | None = None
+    ) -> Obj | None:
+        """JSON merge patch (None values delete keys); the patched object (with its new
+        metadata.generation), or None when the object is gone. `field_manager` names the
+        writer in managedFields."""
         try:
             patched: Obj = self._custom.patch_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, patch,
-                _content_type="application/merge-patch+json",
+                field_manager=field_manager, _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
             if exc.status == 404:

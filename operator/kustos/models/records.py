@@ -10,6 +10,7 @@ __all__ = [
     "AWSCURRENT",
     "AWSPENDING",
     "AWSPREVIOUS",
+    "SPEC_FIELDS",
     "SealedPayload",
     "SecretRecord",
     "VersionRecord",
@@ -18,6 +19,8 @@ __all__ = [
 AWSCURRENT = "AWSCURRENT"
 AWSPENDING = "AWSPENDING"
 AWSPREVIOUS = "AWSPREVIOUS"
+#: Record fields whose authority is the ManagedSecret's spec (guarded by spec_generation).
+SPEC_FIELDS = ("description", "tags", "resource_policy")
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,12 @@ class SecretRecord:
     rotation_rules: dict[str, Any] = field(default_factory=dict)
     #: Free-form bookkeeping owned by services (e.g. the hash of the value source).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The ManagedSecret `metadata.generation` that description, tags and resource policy
+    #: were taken from (0: none yet, or a secret without an object). The store writes those
+    #: fields only from a record whose generation is not older than the stored one.
+    spec_generation: int = 0
+    #: The uid of the object `spec_generation` counts in (a recreated object starts over).
+    spec_uid: str | None = None
 
     def evolve(self, **changes: Any) -> SecretRecord:
         return replace(self, **changes)

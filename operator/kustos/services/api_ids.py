@@ -20,6 +20,7 @@ from kustos.models.records import SecretRecord
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import tag_key_clashes
 from kustos.services.api_call import Call, Deps
+from kustos.services.spec_fields import record_fields
 from kustos.store.base import Store
 
 __all__ = [
@@ -36,7 +37,11 @@ __all__ = [
     "tags_to_aws",
     "target_namespace",
     "value_of",
+    "write_spec",
 ]
+
+#: The field manager of the API's writes to ManagedSecret specs (seen in managedFields).
+API_FIELD_MANAGER = "kustos-api"
 
 _NAME = re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$")
 _ARN = re.compile(
@@ -207,3 +212,25 @@ def find(
     call.about(record)
     call.authorize(action, record, record.namespace, keys)
     return record
+
+
+def write_spec(
+    deps: Deps, record: SecretRecord, spec_patch: dict[str, Any], fields: dict[str, Any]
+) -> None:
+    """An API write of spec-owned fields: the ManagedSecret's spec first (the authority; a
+    merge patch under the API's field manager), then the record from the spec that patch
+    produced, at its generation (compare-and-set: a concurrent newer write wins, an older
+    one loses, and both callers then read the same record). `fields` is the change for a
+    secret without an object (the record is then the only copy)."""
+    obj = None
+    if record.object_name:
+        obj = deps.objects.merge_patch(record.namespace, record.object_name,
+                                       {"spec": spec_patch}, field_manager=API_FIELD_MANAGER)
+    if obj is None:
+        deps.secrets.apply_spec(record, record.spec_generation, fields)
+        return
+    generation = int(obj["metadata"].get("generation") or 0)
+    if "resource_policy" in fields:  # the caller's own document (text as sent) is in force
+        record = record.evolve(resource_policy=fields["resource_policy"])
+    deps.secrets.apply_spec(record, generation, record_fields(obj.get("spec") or {}, record),
+                            obj["metadata"].get("uid"))

@@ -17,7 +17,7 @@ from kustos.models.records import SecretRecord
 from kustos.policy import is_public, validate_resource_policy
 from kustos.rotation.passwords import PasswordParams, generate_password
 from kustos.services.api_call import Call, Deps
-from kustos.services.api_ids import find, not_deleted
+from kustos.services.api_ids import find, not_deleted, write_spec
 from kustos.services.resource_policy import PUBLIC_ACCEPTED, checked_policy, digest
 
 __all__ = [
@@ -31,17 +31,14 @@ __all__ = [
 Result = dict[str, Any]
 
 
-def _patch_policy(deps: Deps, record: SecretRecord, document: dict[str, Any] | None) -> None:
+def _patch_policy(deps: Deps, record: SecretRecord, text: str | None) -> None:
     """Replace spec.resourcePolicy in one merge patch (top-level keys absent from the new
-    document are nulled, so nothing of the old one survives)."""
-    if not record.object_name:
-        return
+    document are nulled, so nothing of the old one survives), then the record from it."""
     value: dict[str, Any] | None = None
-    if document is not None:
+    if text is not None:
         value = {key: None for key in ("Version", "Id", "Statement")}
-        value.update(document)
-    deps.objects.merge_patch(record.namespace, record.object_name,
-                             {"spec": {"resourcePolicy": value}})
+        value.update(json.loads(text))
+    write_spec(deps, record, {"resourcePolicy": value}, {"resource_policy": text})
 
 
 def put_resource_policy(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
@@ -54,12 +51,8 @@ def put_resource_policy(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     if not block and is_public(policy) and record.object_name:
         # The controller applies BlockPublicPolicy to the spec; this caller waived it for
         # this document, so say so in the record before the spec shows the document.
-        record = deps.secrets.update(record.evolve(
-            extra={**record.extra, PUBLIC_ACCEPTED: digest(text)}))
-    # Object first: the operator makes spec.resourcePolicy the one in force when it sees
-    # the change; both arrive at the same document.
-    _patch_policy(deps, record, json.loads(text))
-    deps.secrets.update(record.evolve(resource_policy=text))
+        deps.secrets.merge_extra(record, **{PUBLIC_ACCEPTED: digest(text)})
+    _patch_policy(deps, record, text)
     return {"ARN": record.arn, "Name": record.name}
 
 
@@ -76,7 +69,6 @@ def delete_resource_policy(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     record = not_deleted(find(deps, call, "DeleteResourcePolicy", p["SecretId"]))
     call.commit_point(ARN=record.arn, Name=record.name)
     _patch_policy(deps, record, None)
-    deps.secrets.update(record.evolve(resource_policy=None))
     return {"ARN": record.arn, "Name": record.name}
 
 

@@ -25,6 +25,7 @@ from kustos.services.api_ids import (
     object_name_for,
     provisional,
     value_of,
+    write_spec,
 )
 from kustos.services.secrets import make_arn
 
@@ -172,9 +173,11 @@ def update_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
                             p.get("ClientRequestToken"), [AWSCURRENT])  # fmt: skip
         result.pop("VersionStages", None)
     call.commit_point(ARN=record.arn, Name=record.name)
+    if "description" in changes:
+        description = changes.pop("description")
+        write_spec(deps, record, {"description": description or None},
+                   {"description": description})
     if changes:
-        if "description" in changes:
-            _patch_spec(deps, record, {"description": changes["description"] or None})
         updated = deps.secrets.update(record.evolve(**changes))
         if "kms_key_id" in changes:  # as AWS: labelled versions are re-encrypted with it
             deps.secrets.rewrap_labelled(updated)
@@ -225,8 +228,7 @@ def tag_resource(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     merged = {**record.tags, **tags}
     check_tags([{"Key": k, "Value": v} for k, v in merged.items()])
     call.commit_point()
-    _patch_spec(deps, record, {"tags": tags})
-    deps.secrets.update(record.evolve(tags=merged))
+    write_spec(deps, record, {"tags": tags}, {"tags": merged})
     return {}
 
 
@@ -236,14 +238,6 @@ def untag_resource(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
                               {"aws:TagKeys": keys}))
     call.commit_point()
     remaining = {k: v for k, v in record.tags.items() if k not in keys}
-    _patch_spec(deps, record, {"tags": {k: None for k in keys} if remaining else None})
-    deps.secrets.update(record.evolve(tags=remaining))
+    write_spec(deps, record, {"tags": {k: None for k in keys}}, {"tags": remaining})
     return {}
 
-
-def _patch_spec(deps: Deps, record: SecretRecord, spec: dict[str, Any]) -> None:
-    """Keep the ManagedSecret's spec in step with the record (one source of truth). The
-    object is patched first: the operator copies its spec into the record when it sees
-    the change, so both orders of arrival end in the same state."""
-    if record.object_name:
-        deps.objects.merge_patch(record.namespace, record.object_name, {"spec": spec})

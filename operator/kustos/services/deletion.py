@@ -131,6 +131,7 @@ class DeletionService:
         name = record.object_name or record.name
         existing = self._objects.get(record.namespace, name) if record.object_name else None
         record = self._secrets.update(record.evolve(deletion_date=None, extra=extra))
+        self._secrets.store.note_change(record.arn, "restore")  # re-project at once
         if existing is not None:
             return record
         annotations = {"kustos.io/restored": "true"}

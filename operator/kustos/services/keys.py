@@ -300,5 +300,7 @@ class KeyService:
         for miss in skipped:
             log.warning("rewrap skipped %s %s: %s", miss.kind,
                         miss.ident or f"{miss.secret_arn} {miss.version_id}", miss.reason)
+        # Operators re-check every secret (a key that was missing may be back).
+        self._store.note_change("*", "keys")
         return KeyRotation(new_key_id=reported_key_id or newest, rewrapped=rewrapped,
                            skipped_items=tuple(skipped))  # fmt: skip

@@ -8,7 +8,7 @@ is what the adapter patches (only if it differs from the current one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +27,10 @@ from kustos.kube.events import EventSink, ObjectRef
 from kustos.models.reasons import ConditionType, EventType, Reason
 from kustos.models.records import SecretRecord, VersionRecord
 from kustos.models.spec import ManagedSecretSpec
+from kustos.models.status import ManagedSecretStatus, set_condition
 from kustos.services.consumers.templates import TemplateError
 from kustos.services.projection import Projection, ProjectionOutcome, ProjectionService
-from kustos.services.resource_policy import follow_spec
+from kustos.services.resource_policy import PUBLIC_ACCEPTED, follow_spec
 from kustos.services.secrets import SecretService
 from kustos.services.sources import (
     SourceError,
@@ -37,6 +38,7 @@ from kustos.services.sources import (
     SourceService,
     not_allowed_message,
 )
+from kustos.services.spec_fields import plain_fields
 
 __all__ = ["API_VERSION", "KIND", "ManagedObject", "ManagedSecretService", "Reconciled"]
 
@@ -54,6 +56,20 @@ class ManagedObject:
     generation: int
     spec: dict[str, Any]
     status: dict[str, Any] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    deleting: bool = False
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> ManagedObject:
+        """From a ManagedSecret as the API server sends it."""
+        meta = body["metadata"]
+        return cls(
+            namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
+            generation=int(meta.get("generation") or 0), spec=dict(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+            annotations=dict(meta.get("annotations") or {}),
+            deleting=bool(meta.get("deletionTimestamp")),
+        )
 
     @property
     def ref(self) -> ObjectRef:
@@ -79,7 +95,7 @@ CHECKS = (ConditionType.RESOURCE_POLICY_IN_FORCE, ConditionType.SOURCE_OPTED_IN)
 
 @dataclass(frozen=True)
 class Reconciled:
-    status: dict[str, Any]
+    status: ManagedSecretStatus
     error: KustosError | None = None
 
 
@@ -96,7 +112,15 @@ class ManagedSecretService:
         self._projection = projection
         self._events = events
 
-    def reconcile(self, obj: ManagedObject) -> Reconciled:
+    def reconcile(
+        self, obj: ManagedObject, status: ManagedSecretStatus | None = None, *,
+        verify: bool = True,
+    ) -> Reconciled:
+        """Bring the record, versions and projected Secret in line with `obj`; fills in
+        `status` (the object's own when None). `verify=False` (the periodic safety net)
+        trusts the status for the projected Secret: it is read and written only when the
+        store's AWSCURRENT is not the version the status shows."""
+        status = status if status is not None else ManagedSecretStatus.from_raw(obj.status)
         record: SecretRecord | None = None
         checks: list[Check] = []
         try:
@@ -104,48 +128,54 @@ class ManagedSecretService:
             record = self._ensure_record(obj, spec)
             record = self._ensure_policy(obj, spec, record, checks)
             if record.deletion_date is not None:  # values are not served during the window
-                return Reconciled(self._status(
-                    obj, spec, record, Reason.DELETION_SCHEDULED,
-                    f"secret scheduled for deletion on {_iso(record.deletion_date)}; "
-                    "restore it with RestoreSecret", ready=False, checks=checks))
+                self._status(status, obj, spec, record, Reason.DELETION_SCHEDULED,
+                             f"secret scheduled for deletion on {_iso(record.deletion_date)}; "
+                             "restore it with RestoreSecret", ready=False, checks=checks)
+                return Reconciled(status)
             self._ensure_version(obj, spec, record, checks)
             current = self._secrets.current(record)
             if current is None:
-                return Reconciled(self._status(obj, spec, record, Reason.NO_VALUE,
-                                               "the secret has no value yet", ready=False,
-                                               checks=checks))
-            self._project(obj, spec, record, current)
-            message = (f"version {current.version_id} projected into Secret "
-                       f"{spec.target_name(obj.name)}")
-            return Reconciled(self._status(obj, spec, record, Reason.PROJECTED, message,
-                                           checks=checks))
+                self._status(status, obj, spec, record, Reason.NO_VALUE,
+                             "the secret has no value yet", ready=False, checks=checks)
+                return Reconciled(status)
+            target = spec.target_name(obj.name)
+            if verify or not _shows_projected(status, obj, target, current.version_id):
+                self._project(obj, spec, record, current)
+            message = f"version {current.version_id} projected into Secret {target}"
+            self._status(status, obj, spec, record, Reason.PROJECTED, message, checks=checks)
+            return Reconciled(status)
         except KustosError as error:
             reason = reason_for(error)
             self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
-            status = self._status(obj, None, record, reason, error.message, ready=False)
+            self._status(status, obj, None, record, reason, error.message, ready=False)
             return Reconciled(status, error)
 
     # -- steps ---------------------------------------------------------------------------
     def _ensure_record(self, obj: ManagedObject, spec: ManagedSecretSpec) -> SecretRecord:
         name = spec.secret_name(obj.name)
         record = self._secrets.find(obj.namespace, name)
+        fields = plain_fields(obj.spec)
         if record is None:
             record = self._secrets.create(
                 obj.namespace, name, description=spec.description, tags=spec.tags,
                 object_name=obj.name,
             )
+            self._secrets.apply_spec(record, obj.generation, fields, obj.uid)
             self._events.emit(obj.ref, Reason.CREATED, f"secret {name} created as {record.arn}")
             return record
         if record.object_name not in (None, obj.name):
             raise ConflictError(
                 f"secret {name} is already declared by ManagedSecret {record.object_name}"
             )
-        if (record.description, record.tags, record.object_name) != (
-            spec.description, spec.tags, obj.name
+        if record.object_name is None:
+            record = self._secrets.update(record.evolve(object_name=obj.name))
+        stale = any(getattr(record, key) != value for key, value in fields.items())
+        if obj.generation > record.spec_generation or record.spec_uid != obj.uid or (
+            obj.generation == record.spec_generation and stale
         ):
-            record = self._secrets.update(record.evolve(
-                description=spec.description, tags=dict(spec.tags), object_name=obj.name
-            ))
+            # Compare-and-set on the generation: when the API (or another worker) wrote a
+            # newer spec's fields meanwhile, this older spec changes nothing.
+            self._secrets.apply_spec(record, obj.generation, fields, obj.uid)
         return record
 
     def _ensure_policy(
@@ -163,7 +193,13 @@ class ManagedSecretService:
                 f"spec.resourcePolicy is not in force: {decided.problem}; {kept} stays in force"))
             return record
         if decided.changed:
-            record = self._secrets.update(decided.record)
+            # Compare-and-set with the spec's generation, like the other spec-owned fields.
+            if decided.record.extra.get(PUBLIC_ACCEPTED) != record.extra.get(PUBLIC_ACCEPTED):
+                self._secrets.merge_extra(record, **{PUBLIC_ACCEPTED: None})
+            self._secrets.apply_spec(record, obj.generation,
+                                     {"resource_policy": decided.record.resource_policy},
+                                     obj.uid)
+            record = decided.record
             self._events.emit(obj.ref, Reason.POLICY_CHANGED,
                               "resource policy from spec.resourcePolicy in force"
                               if record.resource_policy else "resource policy removed")
@@ -176,7 +212,8 @@ class ManagedSecretService:
         """Record a failed check; its Warning Event is posted when the problem is new, not
         at every resync."""
         old = _find(obj.status.get("conditions") or [], check.type)
-        if old is None or (old.get("status"), old.get("message")) != ("False", check.message):
+        shown = ("False", check.message[:1024])  # as set_condition keeps it
+        if old is None or (old.get("status"), old.get("message")) != shown:
             self._events.emit(obj.ref, check.reason, check.message, EventType.WARNING)
         checks.append(check)
 
@@ -191,14 +228,12 @@ class ManagedSecretService:
         applied = record.extra.get("source")
         if current is not None and fingerprint in (applied, current.fingerprint):
             if applied != fingerprint:  # a crash between adding the version and this note
-                self._secrets.update(record.evolve(extra={**record.extra, "source": fingerprint}))
+                self._secrets.merge_extra(record, source=fingerprint)
             self._follow_source_changes(obj, spec, record, current, checks)
             return
         source = self._sources.materialize(obj.namespace, spec, obj.name)
         version = self._secrets.add_version(record, source.value, fingerprint=fingerprint)
-        self._secrets.update(record.evolve(extra={
-            **record.extra, "source": fingerprint, "source_revision": source.revision,
-        }))
+        self._secrets.merge_extra(record, source=fingerprint, source_revision=source.revision)
         self._events.emit(obj.ref, Reason.VERSION_ADDED,
                           f"version {version.version_id} added as AWSCURRENT")
 
@@ -234,8 +269,7 @@ class ManagedSecretService:
             self._events.emit(obj.ref, Reason.VERSION_ADDED,
                               f"source Secret changed: version {version.version_id} added "
                               "as AWSCURRENT")
-        self._secrets.update(record.evolve(extra={**record.extra,
-                                                  "source_revision": source.revision}))
+        self._secrets.merge_extra(record, source_revision=source.revision)
 
     def _project(
         self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
@@ -259,40 +293,38 @@ class ManagedSecretService:
 
     # -- status --------------------------------------------------------------------------
     def _status(
-        self, obj: ManagedObject, spec: ManagedSecretSpec | None, record: SecretRecord | None,
-        reason: Reason, message: str, *, ready: bool = True, checks: Sequence[Check] = (),
-    ) -> dict[str, Any]:
-        """The status to patch. A failed blocking check makes the object not Ready even
-        though the secret still serves and projects (e.g. under the previous policy)."""
-        status: dict[str, Any] = {"observedGeneration": obj.generation}
+        self, status: ManagedSecretStatus, obj: ManagedObject, spec: ManagedSecretSpec | None,
+        record: SecretRecord | None, reason: Reason, message: str, *, ready: bool = True,
+        checks: Sequence[Check] = (),
+    ) -> None:
+        """Fill in `status`. A failed blocking check makes the object not Ready even though
+        the secret still serves and projects (e.g. under the previous policy)."""
+        status.observed_generation = obj.generation
         if record is not None:
             versions = self._safe_versions(record)
-            status.update(arn=record.arn, secretName=record.name)
+            status.arn, status.secret_name = record.arn, record.name
             current = next((v for v in versions if "AWSCURRENT" in v.stages), None)
-            status["currentVersionId"] = current.version_id if current else None
-            status["versions"] = [
+            status.current_version_id = current.version_id if current else None
+            status.versions = [
                 {"versionId": v.version_id, "stages": list(v.stages),
                  "createdAt": _iso(v.created_at)}
                 for v in _status_versions(versions)
             ]
         if spec is not None:
-            status["projectedSecret"] = spec.target_name(obj.name)
-        previous = obj.status.get("conditions") or []
+            status.projected_secret = spec.target_name(obj.name)
         blocking = next((c for c in checks if not c.ok and c.blocks_ready), None)
         if blocking is not None and ready:
             ready, reason, message = False, blocking.reason, blocking.message
-        conditions = [condition(obj, ConditionType.READY, ready, reason, message,
-                                previous=previous)]
-        conditions += [condition(obj, c.type, c.ok, c.reason, c.message, previous=previous)
-                       for c in checks]
-        owned = {str(ConditionType.READY)}
+        now, generation = self._secrets.clock(), obj.generation
+        set_condition(status, ConditionType.READY, ready, reason, message,
+                      generation=generation, now=now)
+        for check in checks:
+            set_condition(status, check.type, check.ok, check.reason, check.message,
+                          generation=generation, now=now)
         if spec is not None:  # else the reconcile stopped early: keep what was known
-            owned.update(str(t) for t in CHECKS)
-        status["conditions"] = conditions + [
-            c for c in previous
-            if c.get("type") not in owned and all(c.get("type") != k.type for k in checks)
-        ]  # the others (e.g. RotationFailed) belong to other services
-        return status
+            for ctype in CHECKS:  # checks that no longer apply go (others: other services)
+                if all(c.type != ctype for c in checks):
+                    status.drop_condition(ctype)
 
     def _safe_versions(self, record: SecretRecord) -> list[VersionRecord]:
         try:
@@ -333,21 +365,13 @@ def reason_for(error: KustosError) -> Reason:
     return Reason.RECONCILE_FAILED
 
 
-def condition(
-    obj: ManagedObject, ctype: ConditionType, ok: bool, reason: Reason, message: str,
-    previous: list[dict[str, Any]],
-) -> dict[str, Any]:
-    """A Kubernetes-convention condition; lastTransitionTime kept while status is unchanged."""
-    status = "True" if ok else "False"
-    old = next((c for c in previous if c.get("type") == str(ctype)), None)
-    if old is not None and old.get("status") == status and old.get("lastTransitionTime"):
-        transition = old["lastTransitionTime"]
-    else:
-        transition = _iso(datetime.now(UTC))
-    return {
-        "type": str(ctype), "status": status, "reason": str(reason), "message": message[:1024],
-        "observedGeneration": obj.generation, "lastTransitionTime": transition,
-    }
+def _shows_projected(
+    status: ManagedSecretStatus, obj: ManagedObject, target: str, version_id: str
+) -> bool:
+    ready = status.condition(ConditionType.READY)
+    return (ready is not None and ready.status == "True"
+            and status.observed_generation == obj.generation
+            and status.projected_secret == target and status.current_version_id == version_id)
 
 
 def _find(conditions: list[dict[str, Any]], ctype: ConditionType) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,10 +27,11 @@ from kustos.kube.secrets import SecretGateway
 from kustos.models.reasons import ConditionType, EventType, Reason
 from kustos.models.records import AWSPENDING, SecretRecord
 from kustos.models.rotation_spec import RotationSpec, parse_rotation_spec
+from kustos.models.status import ManagedSecretStatus, set_condition
 from kustos.rotation.engine import STEPS, RotationEngine, RotationJob
 from kustos.rotation.registry import get_rotator
 from kustos.rotation.schedule import Schedule, parse_schedule
-from kustos.services.managed import ManagedObject, condition, parse_spec, reason_for
+from kustos.services.managed import ManagedObject, parse_spec, reason_for
 from kustos.services.rotation_support import (
     RotationLimits,
     SecretVault,
@@ -54,12 +55,19 @@ LEGACY_TLS: dict[str, Any] = {"mode": "require"}
 
 @dataclass(frozen=True)
 class RotationTick:
-    #: Status fields to patch (lastRotatedAt, nextRotationAt, rotation, conditions).
-    status: dict[str, Any] = field(default_factory=dict)
+    """What one look did. The status fields (lastRotatedAt, nextRotationAt, rotation, the
+    RotationFailed condition) are written into the status passed to `tick`."""
+
     #: AWSCURRENT moved: the projected Secret must be re-projected now.
     rotated: bool = False
     error: KustosError | None = None
     token: str | None = None
+    #: When the next look is due (next scheduled rotation, end of a backoff), if known.
+    due: datetime | None = None
+
+
+#: What `_tick` answers when the secret has no record yet (the status is left alone).
+_NO_RECORD = RotationTick()
 
 
 class RotationService:
@@ -74,36 +82,40 @@ class RotationService:
         return self._secrets.clock()
 
     def tick(
-        self, obj: ManagedObject, *, rotate_now: str | None = None, force: str | None = None
+        self, obj: ManagedObject, status: ManagedSecretStatus | None = None, *,
+        rotate_now: str | None = None, force: str | None = None,
     ) -> RotationTick:
-        """One look at `obj`. `rotate_now` is the `kustos.io/rotate-now` annotation's value
-        (a value not seen before starts a rotation); `force` (a trigger name) starts one."""
+        """One look at `obj`; fills in `status`. `rotate_now` is the `kustos.io/rotate-now`
+        annotation's value (a value not seen before starts a rotation); `force` (a trigger
+        name) starts one."""
+        status = status if status is not None else ManagedSecretStatus.from_raw(obj.status)
         spec_rotation = (obj.spec or {}).get("rotation")
-        seen = any(obj.status.get(k) for k in ("rotation", "nextRotationAt"))
+        seen = bool(status.rotation or status.next_rotation_at)
         if spec_rotation is None and not seen and force is None:
             return RotationTick()  # rotation not configured: nothing to read
-        checks: list[dict[str, Any]] = []
-        result = self._tick(obj, spec_rotation, checks, rotate_now, force)
-        if "conditions" in result.status:
-            others = [c for c in result.status["conditions"]
-                      if c.get("type") != str(ConditionType.TLS_VERIFIED)]
-            result.status["conditions"] = others + checks
+        checks: list[tuple[Reason, str]] = []
+        result = self._tick(obj, status, spec_rotation, checks, rotate_now, force)
+        if result is not _NO_RECORD:  # the status was filled in: TLS_VERIFIED is ours too
+            status.drop_condition(ConditionType.TLS_VERIFIED)
+            for reason, message in checks:
+                set_condition(status, ConditionType.TLS_VERIFIED, False, reason, message,
+                              generation=obj.generation, now=self._now())
         return result
 
     def _tick(
-        self, obj: ManagedObject, spec_rotation: Any, checks: list[dict[str, Any]],
-        rotate_now: str | None, force: str | None,
+        self, obj: ManagedObject, status: ManagedSecretStatus, spec_rotation: Any,
+        checks: list[tuple[Reason, str]], rotate_now: str | None, force: str | None,
     ) -> RotationTick:  # fmt: skip
         record: SecretRecord | None = None
         try:
             spec = parse_spec(obj.spec)
             record = self._secrets.find(obj.namespace, spec.secret_name(obj.name))
             if record is None:
-                return RotationTick()  # the reconciler has not created it yet
+                return _NO_RECORD  # the reconciler has not created it yet
             rotation = parse_rotation_spec(spec_rotation)
             active = self._store.active(record.arn)
             if rotation is None:
-                return self._disabled(obj, record, active)
+                return self._disabled(obj, status, record, active)
             schedule = parse_schedule(rotation.schedule, rotation.window) \
                 if rotation.schedule else None  # fmt: skip
             config = rotation.rotator_config()
@@ -126,18 +138,18 @@ class RotationService:
             if active is None:
                 trigger = force or self._trigger(record, rotation, rotate_now, enabled_at, due)
                 if trigger is None:
-                    return RotationTick(self._status(obj, record, due, None, None))
+                    self._status(status, obj, record, due, None, None)
+                    return RotationTick(due=due)
                 active = self._begin(obj, record, rotation.rotator_name, config, trigger)
-            return self._advance(obj, record, active, config, schedule, due)
+            return self._advance(obj, status, record, active, config, schedule, due)
         except KustosError as error:
             reason = Reason.INVALID_SPEC if reason_for(error) is Reason.INVALID_SPEC \
                 else Reason.ROTATION_FAILED  # fmt: skip
-            old: dict[str, Any] = next((c for c in obj.status.get("conditions") or []
-                        if c.get("type") == ConditionType.ROTATION_FAILED), {})  # fmt: skip
-            if (old.get("status"), old.get("message")) != ("True", error.message[:1024]):
+            old = status.condition(ConditionType.ROTATION_FAILED)
+            if old is None or (old.status, old.message) != ("True", error.message[:1024]):
                 self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
-            status = self._status(obj, record, None, None, (reason, error.message))
-            return RotationTick(status, error=error)
+            self._status(status, obj, record, None, None, (reason, error.message))
+            return RotationTick(error=error)
 
     # -- TLS to databases ----------------------------------------------------------------
     def _default_tls(self, record: SecretRecord) -> Any:
@@ -153,7 +165,7 @@ class RotationService:
 
     def _warn_unverified_tls(
         self, obj: ManagedObject, rotation: RotationSpec, config: dict[str, Any],
-        checks: list[dict[str, Any]],
+        checks: list[tuple[Reason, str]],
     ) -> None:  # fmt: skip
         if rotation.section not in DATABASE_ROTATORS:
             return
@@ -174,8 +186,7 @@ class RotationService:
                                     if c.get("type") == ConditionType.TLS_VERIFIED), {})
         if (old.get("status"), old.get("message")) != ("False", message):
             self._events.emit(obj.ref, Reason.TLS_NOT_VERIFIED, message, EventType.WARNING)
-        checks.append(condition(obj, ConditionType.TLS_VERIFIED, False, Reason.TLS_NOT_VERIFIED,
-                                message, list(obj.status.get("conditions") or [])))
+        checks.append((Reason.TLS_NOT_VERIFIED, message))
 
     # -- deciding ------------------------------------------------------------------------
     def _trigger(
@@ -240,11 +251,13 @@ class RotationService:
 
     # -- running -------------------------------------------------------------------------
     def _advance(
-        self, obj: ManagedObject, record: SecretRecord, active: RotationRecord,
-        config: dict[str, Any], schedule: Schedule | None, due: datetime | None,
+        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
+        active: RotationRecord, config: dict[str, Any], schedule: Schedule | None,
+        due: datetime | None,
     ) -> RotationTick:  # fmt: skip
         if active.next_attempt_at is not None and active.next_attempt_at > self._now():
-            return RotationTick(self._status(obj, record, due, active, self._failure(active)))
+            self._status(status, obj, record, due, active, self._failure(active))
+            return RotationTick(due=active.next_attempt_at)
         config, master = resolve_refs(self._gateway, config, obj.namespace)
         current = self._secrets.current(record)
         job = RotationJob(
@@ -256,7 +269,8 @@ class RotationService:
         value = self._secrets.open(current).as_mapping() if current is not None else None
         with self._limits.slot(_host(config, value or {})) as free:
             if not free:  # deferred to the next tick
-                return RotationTick(self._status(obj, record, due, active, self._failure(active)))
+                self._status(status, obj, record, due, active, self._failure(active))
+                return RotationTick(due=self._now())
             result = self._engine.run(job, on_step=lambda step, msg: self._events.emit(
                 obj.ref, Reason.ROTATION_STEP,
                 f"{step} done for rotation {active.token}" + (f": {msg}" if msg else "")))
@@ -265,35 +279,36 @@ class RotationService:
             self._events.emit(obj.ref, Reason.ROTATION_FAILED,
                               f"rotation {active.token} failed: {result.message}",
                               EventType.WARNING)  # fmt: skip
-            return RotationTick(self._status(obj, record, due, after, self._failure(after)),
-                                error=result.error, token=active.token)  # fmt: skip
+            self._status(status, obj, record, due, after, self._failure(after))
+            return RotationTick(error=result.error, token=active.token,
+                                due=after.next_attempt_at)  # fmt: skip
         version = self._secrets.current(record)
         self._events.emit(obj.ref, Reason.ROTATION_SUCCEEDED,
                           f"rotation {active.token} succeeded: version "
                           f"{version.version_id if version else active.token} is AWSCURRENT")
         now = self._now()
         nxt = schedule.next_rotation(base=now, now=now) if schedule is not None else None
-        return RotationTick(self._status(obj, record, nxt, after, None), rotated=True,
-                            token=active.token)  # fmt: skip
+        self._status(status, obj, record, nxt, after, None)
+        return RotationTick(rotated=True, token=active.token, due=nxt)
 
     def _generate(self, obj: ManagedObject) -> dict[str, Any]:
         spec = parse_spec(obj.spec)
         return spec.generate.aws_parameters() if spec.generate is not None else {}
 
     def _disabled(
-        self, obj: ManagedObject, record: SecretRecord, active: RotationRecord | None
+        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
+        active: RotationRecord | None,
     ) -> RotationTick:
         if active is not None:
             active = self._abandon_if_early(obj, active, "rotation was disabled")
         if active is not None:  # past setSecret: finish it with the config it started with
-            return self._advance(obj, record, active, dict(active.config), None, None)
+            return self._advance(obj, status, record, active, dict(active.config), None, None)
         self._store.disable(record.arn)
         self._note_schedule(record, False, None)
-        status = self._status(obj, record, None, None, None)
-        status["rotation"] = None
-        status["conditions"] = [c for c in status["conditions"]
-                                if c.get("type") != ConditionType.ROTATION_FAILED]
-        return RotationTick(status)
+        self._status(status, obj, record, None, None, None)
+        status.rotation = None
+        status.drop_condition(ConditionType.ROTATION_FAILED)
+        return RotationTick()
 
     def _note_schedule(self, record: SecretRecord, enabled: bool, due: datetime | None) -> None:
         """Keep the record's RotationEnabled and NextRotationDate (DescribeSecret, metrics) in
@@ -315,17 +330,17 @@ class RotationService:
         return Reason.ROTATION_FAILED, f"rotation {active.token}: {active.last_error}"
 
     def _status(
-        self, obj: ManagedObject, record: SecretRecord | None, due: datetime | None,
-        active: RotationRecord | None, failure: tuple[Reason, str] | None,
-    ) -> dict[str, Any]:  # fmt: skip
-        status: dict[str, Any] = {}
+        self, status: ManagedSecretStatus, obj: ManagedObject, record: SecretRecord | None,
+        due: datetime | None, active: RotationRecord | None,
+        failure: tuple[Reason, str] | None,
+    ) -> None:  # fmt: skip
         last = self._store.last_success(record.arn) if record is not None else None
-        status["lastRotatedAt"] = _iso(last.finished_at) if last and last.finished_at else None
-        status["nextRotationAt"] = _iso(due) if due is not None else None
+        status.last_rotated_at = _iso(last.finished_at) if last and last.finished_at else None
+        status.next_rotation_at = _iso(due) if due is not None else None
         if active is None and record is not None:  # show the last one
             active = next(iter(self._store.history(record.arn, limit=1)), None)
         if active is not None:
-            status["rotation"] = {
+            rotation = {
                 "token": active.token, "rotator": active.rotator, "step": active.step,
                 "phase": active.phase, "state": active.status, "attempts": active.attempts,
                 "trigger": active.trigger.split(":")[0], "lastError": active.last_error,
@@ -333,19 +348,17 @@ class RotationService:
                 else None,
             }  # fmt: skip
             # A merge patch drops null fields: leave them out, or every tick differs.
-            status["rotation"] = {k: v for k, v in status["rotation"].items() if v is not None}
-        previous = list(obj.status.get("conditions") or [])
-        others = [c for c in previous if c.get("type") != str(ConditionType.ROTATION_FAILED)]
-        old = next((c for c in previous if c.get("type") == ConditionType.ROTATION_FAILED), None)
+            status.rotation = {k: v for k, v in rotation.items() if v is not None}
+        old = status.condition(ConditionType.ROTATION_FAILED)
+        now, generation = self._now(), obj.generation
         if failure is not None:
-            others.append(condition(obj, ConditionType.ROTATION_FAILED, True, failure[0],
-                                    failure[1], previous))  # fmt: skip
+            set_condition(status, ConditionType.ROTATION_FAILED, True, failure[0], failure[1],
+                          generation=generation, now=now)
         elif (active is not None and not active.active) or old is not None:
-            others.append(condition(obj, ConditionType.ROTATION_FAILED, False,
-                                    Reason.ROTATION_SUCCEEDED, "the last rotation succeeded"
-                                    if last else "no rotation has failed", previous))
-        status["conditions"] = others
-        return status
+            set_condition(status, ConditionType.ROTATION_FAILED, False,
+                          Reason.ROTATION_SUCCEEDED, "the last rotation succeeded"
+                          if last else "no rotation has failed", generation=generation,
+                          now=now)
 
 
 def _comparable(stored: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

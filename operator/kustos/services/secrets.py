@@ -12,6 +12,7 @@ import string
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from kustos.crypto import Keyring, open_sealed, rewrap, seal
 from kustos.errors import (
@@ -100,9 +101,25 @@ class SecretService:
         return record
 
     def update(self, record: SecretRecord) -> SecretRecord:
+        """Write the record's non-spec fields (spec-owned ones go through `apply_spec`)."""
         updated = record.evolve(updated_at=self.clock())
         self.store.update_secret(updated)
         return updated
+
+    def apply_spec(
+        self, record: SecretRecord, generation: int, fields: dict[str, Any],
+        uid: str | None = None,
+    ) -> bool:
+        """Write spec-owned fields as of spec `generation` (compare-and-set; False when the
+        store reflects a newer generation already). See `kustos.services.spec_fields`.
+        LastChangedDate moves only if a field differs from `record`'s."""
+        changed = any(getattr(record, key) != value for key, value in fields.items())
+        when = self.clock() if changed else record.updated_at
+        return self.store.apply_spec(record.arn, generation, fields, when, uid)
+
+    def merge_extra(self, record: SecretRecord, **items: Any) -> None:
+        """Set (None: remove) bookkeeping keys in the record's `extra`, nothing else."""
+        self.store.merge_extra(record.arn, items)
 
     # -- versions ------------------------------------------------------------------------
     def add_version(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from kustos.models.records import SealedPayload, SecretRecord, VersionRecord
 
@@ -23,7 +23,20 @@ class Store(Protocol):
         """Insert a new secret. ResourceExistsError if (namespace, name) or the ARN is taken."""
 
     def update_secret(self, record: SecretRecord) -> None:
-        """Replace the metadata of an existing secret (matched by ARN)."""
+        """Replace the metadata of an existing secret (matched by ARN), except the
+        spec-owned fields (`SPEC_FIELDS`) and `spec_generation`: only `apply_spec` writes
+        those, so a writer holding a stale record cannot undo a newer spec."""
+
+    def apply_spec(
+        self, arn: str, generation: int, fields: dict[str, Any], updated_at: datetime,
+        uid: str | None = None,
+    ) -> bool:
+        """Compare-and-set: write the spec-owned `fields` and `generation` unless the stored
+        generation of the same object `uid` is newer (then False: an older spec never
+        overwrites a newer one; another uid — a recreated object — always writes)."""
+
+    def merge_extra(self, arn: str, items: dict[str, Any]) -> None:
+        """Set (None: remove) keys of the record's `extra`, atomically, touching nothing else."""
 
     def get_secret(self, namespace: str, name: str) -> SecretRecord | None: ...
 
@@ -33,6 +46,20 @@ class Store(Protocol):
 
     def purge_secret(self, arn: str) -> None:
         """Remove the secret and all its versions for good. No error if absent."""
+
+    # -- change feed --------------------------------------------------------------------
+    def note_change(self, arn: str, kind: str) -> None:
+        """Append to the change feed (`add_version` and `move_stage` do it themselves, in
+        their own transaction). `arn` may be "*" for a change that concerns every secret."""
+
+    def changes_since(self, seq: int, limit: int = 500) -> list[tuple[int, str, str]]:
+        """Feed entries (seq, arn, kind) after `seq`, oldest first."""
+
+    def last_change(self) -> int:
+        """The newest feed sequence number (0 when empty)."""
+
+    def prune_changes(self, before: datetime) -> int:
+        """Remove feed entries older than `before`; returns how many."""
 
     # -- versions -----------------------------------------------------------------------
     def add_version(

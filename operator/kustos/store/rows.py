@@ -14,7 +14,7 @@ from typing import Any
 from kustos.errors import StoreError
 from kustos.models.records import SealedPayload, SecretRecord, VersionRecord
 
-__all__ = ["secret_from_row", "secret_to_row", "version_from_row"]
+__all__ = ["secret_from_row", "secret_to_row", "secret_to_row_fields", "version_from_row"]
 
 _JSON_COLUMNS = ("tags", "rotation_rules", "extra")
 _TIME_COLUMNS = ("deletion_date", "last_accessed_at", "last_rotated_at", "next_rotation_at")
@@ -43,7 +43,14 @@ def secret_to_row(record: SecretRecord) -> dict[str, Any]:
         "rotation_enabled": record.rotation_enabled,
         "rotation_rules": _dump(record.rotation_rules),
         "extra": _dump(record.extra),
+        "spec_generation": record.spec_generation,
+        "spec_uid": record.spec_uid,
     }
+
+
+def secret_to_row_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Some `SecretRecord` fields (by attribute name) as column values."""
+    return {k: _dump(v) if k in _JSON_COLUMNS else v for k, v in fields.items()}
 
 
 def _corrupt(arn: str, column: str) -> StoreError:
@@ -99,6 +106,8 @@ def secret_from_row(row: Mapping[Any, Any]) -> SecretRecord:
         last_accessed_at=times["last_accessed_at"],
         last_rotated_at=times["last_rotated_at"],
         next_rotation_at=times["next_rotation_at"],
+        spec_generation=int(row["spec_generation"] or 0),
+        spec_uid=row["spec_uid"],
     )
 
 

@@ -15,7 +15,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
-__all__ = ["NAMING_CONVENTION", "UTCDateTime", "metadata", "secrets", "stages", "versions"]
+__all__ = [
+    "NAMING_CONVENTION", "UTCDateTime", "changes", "metadata", "read_epoch", "secrets", "stages",
+    "versions",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -82,6 +85,9 @@ secrets = sa.Table(
     sa.Column("rotation_enabled", sa.Boolean, nullable=False),
     sa.Column("rotation_rules", sa.Text, nullable=False),
     sa.Column("extra", sa.Text, nullable=False),
+    # The ManagedSecret metadata.generation the spec-owned columns reflect (migration 0007).
+    sa.Column("spec_generation", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("spec_uid", sa.Text),
     sa.UniqueConstraint("namespace", "name"),
 )
 
@@ -123,4 +129,16 @@ read_epoch = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("n", sa.BigInteger, nullable=False),
+)
+
+#: Append-only feed of changes to what projected Secrets hold (tailed by operators).
+changes = sa.Table(
+    "changes",
+    metadata,
+    sa.Column("seq", sa.Integer, nullable=False, autoincrement=True),
+    sa.Column("arn", sa.Text, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.PrimaryKeyConstraint("seq"),
+    sqlite_autoincrement=True,
 )

@@ -8,9 +8,10 @@ newest revision when the store opens. Errors name ARNs, ids and labels, never ro
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from kustos.errors import (
 )
 from kustos.models.records import (
     AWSCURRENT,
+    SPEC_FIELDS,
     SealedPayload,
     SecretRecord,
     VersionRecord,
@@ -34,8 +36,13 @@ from kustos.models.records import (
 from kustos.store import migrate
 from kustos.store.labels import attach, holder_of, lock_secret, version_exists
 from kustos.store.read_cache import ReadCache
-from kustos.store.rows import secret_from_row, secret_to_row, version_from_row
-from kustos.store.schema import secrets, versions
+from kustos.store.rows import (
+    secret_from_row,
+    secret_to_row,
+    secret_to_row_fields,
+    version_from_row,
+)
+from kustos.store.schema import changes, secrets, versions
 from kustos.store.schema import stages as stage_rows
 from kustos.store.tx import Tables
 
@@ -60,6 +67,11 @@ _LABELS = sa.select(stage_rows.c.stage).where(
 
 log = logging.getLogger(__name__)
 _BATCH = 500
+
+
+def _note(conn: sa.Connection, arn: str, kind: str) -> None:
+    """Append to the change feed inside the caller's transaction (atomic with the change)."""
+    conn.execute(sa.insert(changes).values(arn=arn, kind=kind, at=datetime.now(UTC)))
 
 
 class SqlStore(Tables):
@@ -113,7 +125,12 @@ class SqlStore(Tables):
             ) from None
 
     def update_secret(self, record: SecretRecord) -> None:
+        """Every column except the spec-owned ones (`SPEC_FIELDS`, `spec_generation`): those
+        change only through `apply_spec`, so a writer holding a stale record cannot undo a
+        newer spec."""
         row = secret_to_row(record)
+        for column in (*SPEC_FIELDS, "spec_generation", "spec_uid"):
+            del row[column]
         try:
             with self._tx("update a secret", write=True) as conn:
                 query = sa.update(secrets).where(secrets.c.arn == record.arn).values(**row)
@@ -123,6 +140,45 @@ class SqlStore(Tables):
             raise ResourceExistsError(
                 f"secret {record.name!r} in namespace {record.namespace!r} exists already"
             ) from None
+
+    def apply_spec(
+        self, arn: str, generation: int, fields: dict[str, Any], updated_at: datetime,
+        uid: str | None = None,
+    ) -> bool:
+        """Compare-and-set in one statement: write `fields` (spec-owned columns) and
+        `generation` unless the stored generation of the same object (`uid`) is newer.
+        False when it was (or the secret is gone)."""
+        unknown = set(fields) - set(SPEC_FIELDS)
+        if unknown:
+            raise ValueError(f"not spec-owned: {sorted(unknown)}")
+        row = secret_to_row_fields(fields)
+        newer: sa.ColumnElement[bool] = secrets.c.spec_generation <= generation
+        if uid is not None:  # another incarnation of the object: its generations start over
+            newer = sa.or_(newer, secrets.c.spec_uid.is_(None), secrets.c.spec_uid != uid)
+            row["spec_uid"] = uid
+        query = (sa.update(secrets)
+                 .where(secrets.c.arn == arn, newer)
+                 .values(**row, spec_generation=generation, updated_at=updated_at))
+        with self._tx("update a secret", write=True) as conn:
+            return bool(conn.execute(query).rowcount)
+
+    def merge_extra(self, arn: str, items: dict[str, Any]) -> None:
+        """Set keys of the record's `extra` (None removes one), read and written under the
+        secret's lock: other keys, and every other column, are left as they are."""
+        with self._tx("update a secret", write=True) as conn:
+            lock_secret(conn, arn)
+            text = conn.execute(sa.select(secrets.c.extra).where(secrets.c.arn == arn)
+                                ).scalar_one_or_none()
+            if text is None:
+                raise ResourceNotFoundError(f"secret {arn!r} not found")
+            extra = json.loads(text)
+            for key, value in items.items():
+                if value is None:
+                    extra.pop(key, None)
+                else:
+                    extra[key] = value
+            conn.execute(sa.update(secrets).where(secrets.c.arn == arn)
+                         .values(extra=json.dumps(extra, separators=(",", ":"), sort_keys=True)))
 
     def _one_secret(self, query: sa.Select[Any], params: dict[str, str]) -> SecretRecord | None:
         cache = self.read_cache
@@ -165,6 +221,26 @@ class SqlStore(Tables):
             conn.execute(sa.delete(versions).where(versions.c.arn == arn))
             conn.execute(sa.delete(secrets).where(secrets.c.arn == arn))
 
+    # -- change feed --------------------------------------------------------------------
+    def note_change(self, arn: str, kind: str) -> None:
+        with self._tx("note a change", write=True) as conn:
+            _note(conn, arn, kind)
+
+    def changes_since(self, seq: int, limit: int = 500) -> list[tuple[int, str, str]]:
+        query = (sa.select(changes.c.seq, changes.c.arn, changes.c.kind)
+                 .where(changes.c.seq > seq).order_by(changes.c.seq).limit(limit))
+        with self._tx("read the change feed") as conn:
+            return [(int(r.seq), str(r.arn), str(r.kind)) for r in conn.execute(query)]
+
+    def last_change(self) -> int:
+        with self._tx("read the change feed") as conn:
+            value = conn.execute(sa.select(sa.func.max(changes.c.seq))).scalar_one_or_none()
+        return int(value or 0)
+
+    def prune_changes(self, before: datetime) -> int:
+        with self._tx("prune the change feed", write=True) as conn:
+            return int(conn.execute(sa.delete(changes).where(changes.c.at < before)).rowcount)
+
     # -- versions -----------------------------------------------------------------------
     def add_version(
         self,
@@ -193,6 +269,7 @@ class SqlStore(Tables):
                 )  # fmt: skip
                 for stage in labels:
                     attach(conn, arn, stage, version_id)
+                _note(conn, arn, "version")
         except IntegrityError:
             raise ResourceExistsError(f"version {version_id!r} of {arn!r} exists already") from None
         labels = tuple(sorted(labels))
@@ -255,6 +332,7 @@ class SqlStore(Tables):
         `from_version` names its holder; AWSCURRENT can be moved, never removed."""
         with self._tx("move a label", write=True) as conn:
             lock_secret(conn, arn)
+            _note(conn, arn, "label")
             holder = holder_of(conn, arn, stage)
             if from_version is not None and holder != from_version:
                 raise InvalidParameterError(

@@ -1,0 +1,122 @@
+"""The operator runtime's rules with a recording controller and an in-memory store: which
+watch events and feed entries become which triggers, deletion before re-creation, and
+retry of retryable errors."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Collection, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from tests.unit.controller_fakes import managed
+from tests.unit.test_store import sealed
+
+from kustos.config import Settings
+from kustos.errors import ServerError
+from kustos.models.records import AWSCURRENT, SecretRecord
+from kustos.operator.runtime import OperatorRuntime
+from kustos.services.controller import Outcome, Trigger
+from kustos.store import SqlStore
+
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class Recorder:
+    calls: list[tuple[str, frozenset[Trigger], str]] = field(default_factory=list)
+    fail_first: int = 0
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+    def handle(self, body: Mapping[str, Any], triggers: Collection[Trigger]) -> Outcome:
+        with self.cond:
+            self.calls.append((body["metadata"]["name"], frozenset(triggers),
+                               body["metadata"]["uid"]))
+            self.cond.notify_all()
+            if self.fail_first > 0:
+                self.fail_first -= 1
+                return Outcome(error=ServerError("apiserver busy", retry_delay=0.05))
+        return Outcome(patch={"observedGeneration": body["metadata"]["generation"]})
+
+    def wait(self, n: int, timeout: float = 5.0) -> list[tuple[str, frozenset[Trigger], str]]:
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.calls) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"only {self.calls}"
+                self.cond.wait(left)
+            return list(self.calls)
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[tuple[OperatorRuntime, Recorder, SqlStore, list[Any]]]:
+    store = SqlStore(f"sqlite:///{tmp_path / 'kustos.db'}")  # threads: a file, not :memory:
+    patches: list[Any] = []
+    objects = SimpleNamespace(patch_status=lambda ns, name, p: patches.append((name, p)),
+                              list_all=lambda: [])
+    services: Any = SimpleNamespace(managed=None, rotation=None, deletion=None, store=store,
+                                    managed_objects=objects, secrets=None)
+    settings = Settings(resync_seconds=3600, drift_check_seconds=3600,
+                        orphan_sweep_seconds=3600, feed_poll_seconds=0.02, workers=2)
+    runtime = OperatorRuntime(services, settings)
+    recorder = Recorder()
+    runtime.controller = recorder  # type: ignore[assignment]
+    runtime.start()
+    yield runtime, recorder, store, patches
+    runtime.stop()
+    store.close()
+
+
+def test_watch_events_become_triggers_and_status_patches(rig: Any) -> None:
+    runtime, recorder, _, patches = rig
+    body = managed("a", {"name": "x"})
+    runtime.observe(None, body)  # the initial listing
+    assert recorder.wait(1)[0][:2] == ("a", frozenset({Trigger.CHANGED}))
+    runtime.observe("MODIFIED", managed("a", {"name": "x"}, status={"arn": "z"}))
+    runtime.observe("MODIFIED", managed("a", {"name": "y"}, generation=2))
+    calls = recorder.wait(2)
+    assert calls[1][:2] == ("a", frozenset({Trigger.CHANGED}))
+    assert runtime.queue.wait_idle(5)
+    assert len(recorder.calls) == 2  # the status-only event triggered nothing
+    assert patches[-1] == ("a", {"observedGeneration": 2})
+
+
+def test_a_deletion_runs_before_the_recreated_object(rig: Any) -> None:
+    runtime, recorder, _, _ = rig
+    runtime.observe(None, managed("a", {}, uid="old"))
+    recorder.wait(1)
+    runtime.observe("DELETED", managed("a", {}, uid="old"))
+    runtime.observe("ADDED", managed("a", {}, uid="new"))
+    calls = recorder.wait(3)
+    assert calls[1] == ("a", frozenset({Trigger.DELETED}), "old")
+    assert calls[2] == ("a", frozenset({Trigger.CHANGED}), "new")
+
+
+def test_a_value_written_anywhere_triggers_its_object(rig: Any) -> None:
+    runtime, recorder, store, _ = rig
+    arn = "arn:kustos:secretsmanager:t:team-a:secret:x-AbCdEf"
+    store.create_secret(SecretRecord(arn=arn, namespace="team-a", name="x", created_at=T0,
+                                     updated_at=T0, object_name="a"))
+    runtime.observe(None, managed("a", {"name": "x"}))
+    recorder.wait(1)
+    store.add_version(arn, "v1", sealed("v1", arn=arn), [AWSCURRENT], T0)  # another replica
+    calls = recorder.wait(2)
+    assert calls[1][:2] == ("a", frozenset({Trigger.VALUE_CHANGED}))
+    store.note_change("*", "keys")  # a key change: every object
+    runtime.observe(None, managed("b", {"name": "y"}))
+    calls = recorder.wait(5)
+    assert {(n, t) for n, t, _ in calls[2:]} >= {
+        ("a", frozenset({Trigger.VALUE_CHANGED})), ("b", frozenset({Trigger.VALUE_CHANGED}))}
+
+
+def test_retryable_errors_are_retried(rig: Any) -> None:
+    runtime, recorder, _, _ = rig
+    recorder.fail_first = 2
+    runtime.observe(None, managed("a", {}))
+    calls = recorder.wait(3)
+    assert [t for _, t, _ in calls] == [frozenset({Trigger.CHANGED})] * 3
