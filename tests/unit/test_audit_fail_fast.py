@@ -209,7 +209,7 @@ def test_a_read_is_refused_fast_when_the_store_is_locked(store: SqlStore, db: Pa
             return None
 
     api = SecretsApi(SecretService(store, lambda: keyring, "c"), Objects(), None,  # type: ignore[arg-type]
-                     Allow(), audit)
+                     Allow(), audit, None)
     meta = CallMeta(request_id="r1")
     api.call("CreateSecret", {"Name": "db", "SecretString": "v"}, WHO, meta)
     lock = Lock(db)

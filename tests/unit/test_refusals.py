@@ -110,7 +110,7 @@ def test_a_flood_costs_a_bounded_number_of_writes_and_reviews(store: SqlStore) -
     audit = AuditService(AuditStore(store.engine), "test")
     keyring = Keyring.generate()
     api = SecretsApi(SecretService(store, lambda: keyring, "test"), None, None,  # type: ignore[arg-type]
-                     None, audit, refusals=RefusalBudget(limit=5, interval=10.0, clock=clock))  # type: ignore[arg-type]
+                     None, audit, None, refusals=RefusalBudget(limit=5, interval=10.0, clock=clock))  # type: ignore[arg-type]
     reviewer = JunkReviewer()
     tokens = TokenAuthenticator(reviewer, budget=RefusalBudget(limit=5, interval=10.0,
                                                                clock=clock))
@@ -145,7 +145,7 @@ def test_the_last_tallies_are_written_at_close(store: SqlStore) -> None:
     audit = AuditService(AuditStore(store.engine), "test")
     keyring = Keyring.generate()
     api = SecretsApi(SecretService(store, lambda: keyring, "test"), None, None,  # type: ignore[arg-type]
-                     None, audit, refusals=RefusalBudget(limit=1, interval=3600))  # type: ignore[arg-type]
+                     None, audit, None, refusals=RefusalBudget(limit=1, interval=3600))  # type: ignore[arg-type]
     audit.add_flusher(lambda final: api.flush_refusals(everything=final))
     for i in range(4):
         api.reject("GetSecretValue", AuthenticationError("no"), CallMeta(f"r{i}", "10.1.1.1"))
