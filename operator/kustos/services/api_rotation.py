@@ -35,6 +35,7 @@ from kustos.rotation.schedule import parse_schedule
 from kustos.services.api_call import Call, Deps
 from kustos.services.api_ids import find, not_deleted
 from kustos.services.rotation import ANNOTATION_ROTATE_NOW
+from kustos.services.spec_fields import record_fields
 
 __all__ = ["cancel_rotate_secret", "check_rotation_rules", "rotate_secret", "rotator_of_arn"]
 
@@ -178,13 +179,19 @@ def cancel_rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
         if record.object_name else {}  # fmt: skip
     rotation = (obj.get("spec") or {}).get("rotation")
     extra = {**record.extra, _CANCELLED: rotation} if rotation else dict(record.extra)
-    deps.secrets.update(record.evolve(rotation_enabled=False, next_rotation_at=None,
-                                      extra=extra))
-    if record.object_name:
+    patched = None
+    if record.object_name:  # the spec first (the authority), then the record at its generation
         patch: dict[str, Any] = {"metadata": {"annotations": {ANNOTATION_ROTATE_NOW: None}}}
         if rotation:
             patch["spec"] = {"rotation": None}
-        deps.objects.merge_patch(record.namespace, record.object_name, patch)
+        patched = deps.objects.merge_patch(record.namespace, record.object_name, patch)
+    deps.secrets.update(record.evolve(rotation_enabled=False, next_rotation_at=None,
+                                      extra=extra))
+    if patched is not None:  # a pass over the previous spec can no longer re-enable it
+        meta = patched.get("metadata") or {}
+        deps.secrets.apply_spec(record, int(meta.get("generation") or 0),
+                                record_fields(patched.get("spec") or {}, record),
+                                meta.get("uid"))
     out: Result = {"ARN": record.arn, "Name": record.name}
     if pending is not None:
         out["VersionId"] = pending.version_id

@@ -134,7 +134,7 @@ class RotationService:
             last = self._store.last_success(record.arn)
             base = max(last.finished_at or enabled_at, enabled_at) if last else enabled_at
             due = schedule.next_rotation(base=base, now=self._now()) if schedule else None
-            self._note_schedule(record, True, due)
+            self._note_schedule(obj, record, True, due)
             if active is None:
                 trigger = force or self._trigger(record, rotation, rotate_now, enabled_at, due)
                 if trigger is None:
@@ -304,23 +304,28 @@ class RotationService:
         if active is not None:  # past setSecret: finish it with the config it started with
             return self._advance(obj, status, record, active, dict(active.config), None, None)
         self._store.disable(record.arn)
-        self._note_schedule(record, False, None)
+        self._note_schedule(obj, record, False, None)
         self._status(status, obj, record, None, None, None)
         status.rotation = None
         status.drop_condition(ConditionType.ROTATION_FAILED)
         return RotationTick()
 
-    def _note_schedule(self, record: SecretRecord, enabled: bool, due: datetime | None) -> None:
+    def _note_schedule(
+        self, obj: ManagedObject, record: SecretRecord, enabled: bool, due: datetime | None
+    ) -> None:
         """Keep the record's RotationEnabled and NextRotationDate (DescribeSecret, metrics) in
-        step with the spec; written only when they change."""
+        step with the spec; written only when they change, and never from a spec older than
+        the one the record reflects (an API write such as CancelRotateSecret records its own
+        generation: a pass over the previous spec must not undo it)."""
         due = due.replace(microsecond=0) if due is not None else None
         if (record.rotation_enabled, record.next_rotation_at) == (enabled, due):
             return
         fresh = self._secrets.store.get_secret_by_arn(record.arn)  # finish may have written
-        if fresh is not None and (fresh.rotation_enabled, fresh.next_rotation_at) != (
-            enabled, due
-        ):
-            self._secrets.update(fresh.evolve(rotation_enabled=enabled, next_rotation_at=due))
+        if fresh is None or (fresh.rotation_enabled, fresh.next_rotation_at) == (enabled, due):
+            return
+        if fresh.spec_uid == obj.uid and fresh.spec_generation > obj.generation:
+            return  # a newer spec was written; its own pass brings the schedule in step
+        self._secrets.update(fresh.evolve(rotation_enabled=enabled, next_rotation_at=due))
 
     # -- status --------------------------------------------------------------------------
     @staticmethod
