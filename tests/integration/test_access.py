@@ -251,7 +251,8 @@ def test_who_can_lists_the_principals_the_policies_in_force_allow(env: Env) -> N
         "Version": "2012-10-17", "Statement": {**get_value, "Resource": record.arn}})
     resource = {"Version": "2012-10-17", "Statement": {**get_value, "Sid": "Share",
                 "Principal": {"AWS": f"arn:kustos:iam::{caller_ns}:serviceaccount/reader"}}}
-    env.services.secrets.update(record.evolve(resource_policy=json.dumps(resource)))
+    assert env.services.secrets.apply_spec(record, record.spec_generation,
+                                        {"resource_policy": json.dumps(resource)})
 
     def ask() -> dict[str, Any]:
         return env.kustos("policy", "who-can", "--secret-id", record.arn,
@@ -281,7 +282,7 @@ def test_who_can_lists_the_principals_the_policies_in_force_allow(env: Env) -> N
                             env.token(caller_ns, "reader"))  # fmt: skip
     assert (status, body.get("SecretString")) == (200, VALUE)
     # without the resource policy's agreement, the reader is no longer listed
-    env.services.secrets.update(record.evolve(resource_policy=None))
+    assert env.services.secrets.apply_spec(record, record.spec_generation, {"resource_policy": None})
     after = {p["Principal"] for p in ask()["Principals"]}
     assert reader not in after and f"arn:kustos:iam::{owner}:serviceaccount/app" in after
 
@@ -399,7 +400,8 @@ def test_cross_namespace_needs_both_sides(env: Env) -> None:
     resource = {"Version": "2012-10-17", "Statement": {"Effect": "Allow",
                 "Principal": {"AWS": f"arn:kustos:iam::{caller_ns}:serviceaccount/reader"},
                 "Action": "secretsmanager:GetSecretValue", "Resource": "*"}}  # fmt: skip
-    env.services.secrets.update(record.evolve(resource_policy=json.dumps(resource)))
+    assert env.services.secrets.apply_spec(record, record.spec_generation,
+                                        {"resource_policy": json.dumps(resource)})
     status, body = env.call("GetSecretValue", {"SecretId": record.arn}, token)
     assert (status, body["SecretString"]) == (200, VALUE)
     # the resource policy alone is not enough either
