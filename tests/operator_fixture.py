@@ -36,6 +36,9 @@ class OperatorRunner:
         self.store_path = workdir / "kustos.db"
         self.log_path = workdir / "operator.log"
         self.extra_env = env
+        #: What `python` runs, before `run`: the console script's module, or a test's wrapper
+        #: of it (tests/crash_operator.py) with its arguments.
+        self.entry: list[str] = ["-m", "kustos.cli.main"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,6 +55,9 @@ class OperatorRunner:
             KUSTOS_API_PORT="0",  # tests that need the API server ask for a port
             KUSTOS_METRICS_PORT="0",
             PYTHONUNBUFFERED="1",
+            # the repository first, for entries in tests/ (the worktree's own package next)
+            PYTHONPATH=os.pathsep.join(
+                p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         )
         env.update(self.extra_env)
         return env
@@ -61,7 +67,7 @@ class OperatorRunner:
         port = free_port()
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "kustos.cli.main", "run", "--verbose",
+                [sys.executable, *self.entry, "run", "--verbose",
                  "--liveness", f"http://127.0.0.1:{port}/healthz"],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             )

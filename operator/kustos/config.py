@@ -51,9 +51,6 @@ class Settings:
     #: into one restart, and the cluster-wide limit of restarts per minute.
     rollout_debounce_seconds: float = 10.0
     rollout_max_per_minute: int = 10
-    #: Tests only: make the operator SIGKILL itself at a rotation step boundary
-    #: (`<step>:before`, `<step>:after`, `setSecret:mid`); see kustos.rotation.engine.
-    test_crash_at: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -93,5 +90,4 @@ class Settings:
                 env.get("KUSTOS_ROLLOUT_DEBOUNCE_SECONDS", cls.rollout_debounce_seconds)),
             rollout_max_per_minute=int(
                 env.get("KUSTOS_ROLLOUT_MAX_PER_MINUTE", cls.rollout_max_per_minute)),
-            test_crash_at=env.get("KUSTOS_TEST_CRASH_AT") or None,
         )

@@ -1,5 +1,6 @@
 """Crash safety: the operator SIGKILLs itself at every rotation step boundary and in the
-middle of setSecret (KUSTOS_TEST_CRASH_AT); started again without the hook, it converges:
+middle of setSecret (a step hook injected by tests/crash_operator.py); started again without
+the hook, it converges:
 the database accepts exactly the credentials the store labels AWSCURRENT (and AWSPREVIOUS
 for alternating users), the projected Secret's credentials log in, no version is lost and
 no rotation is stuck."""
@@ -15,6 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for db_fixture
 
+from tests.crash_operator import reached
 from tests.kube_helpers import new_namespace, wait_for
 from tests.rotation_helpers import (
     FAST,
@@ -54,16 +56,17 @@ def test_crash_and_resume(
     strategy: str, point: str,
 ) -> None:
     server = request.getfixturevalue(server_name)
-    runner = operator_factory(**FAST, KUSTOS_TEST_CRASH_AT=point)
+    runner = operator_factory(**FAST)
+    runner.entry = ["-m", "tests.crash_operator", point]
     runner.start()
     ns = new_namespace(cluster)
     user, password, dbname = create_db_managed_secret(cluster, ns, "crashy", server, strategy)
 
     wait_for(lambda: runner.proc.poll() is not None, timeout=60, what=f"the crash at {point}")
     assert runner.proc.returncode == -signal.SIGKILL
-    assert f"KUSTOS_TEST_CRASH_AT={point} reached" in runner.log()
+    assert reached(point) in runner.log()
 
-    runner.extra_env.pop("KUSTOS_TEST_CRASH_AT")
+    runner.entry = ["-m", "kustos.cli.main"]
     runner.start()
     obj = wait_rotated(cluster, "crashy", ns, timeout=90)
     assert obj["status"]["rotation"]["attempts"] == 0  # resumed, not failed

@@ -19,7 +19,7 @@ import pytest
 from kustos.crypto import Keyring
 from kustos.models import SecretValue
 from kustos.models.records import AWSCURRENT, AWSPENDING, AWSPREVIOUS
-from kustos.rotation.engine import RotationEngine, RotationJob
+from kustos.rotation.engine import RotationEngine, RotationJob, StepHook
 from kustos.rotation.errors import TargetUnreachableError
 from kustos.rotation.rotator import (
     CreateSecretRequest,
@@ -192,6 +192,105 @@ def test_crash_in_any_step_resumes_with_the_same_pending_value(
     assert labels(env) == {AWSCURRENT: "t1", AWSPREVIOUS: "v0"}
     assert value(env, AWSCURRENT) == target.accepts
     assert len(env["store"].list_versions(env["record"].arn)) == 2  # nothing lost, no extra
+
+
+class Recorder(StepHook):
+    """Notes, at each hook call, what the store holds: the row's step/phase and AWSPENDING."""
+
+    def __init__(self, env: dict[str, Any]) -> None:
+        self.env = env
+        self.seen: list[tuple[str, ...]] = []
+        self.raise_at: tuple[str, str, BaseException] | None = None
+
+    def _note(self, step: str, when: str, job: RotationJob) -> None:
+        row = self.env["rotations"].get(job.arn, job.token)
+        self.seen.append((step, when, row.step, row.phase, row.status,
+                          labels(self.env).get(AWSPENDING, "-")))
+        if self.raise_at is not None and self.raise_at[:2] == (step, when):
+            raise self.raise_at[2]
+
+    def before(self, step: str, job: RotationJob) -> None:
+        self._note(step, "before", job)
+
+    def after(self, step: str, job: RotationJob) -> None:
+        self._note(step, "after", job)
+
+    def rotator(self, step: str, rotator: Any) -> Any:
+        self.seen.append((step, "rotator"))
+        return rotator
+
+
+def hooked(env: dict[str, Any], hook: StepHook) -> RotationEngine:
+    return RotationEngine(env["rotations"], clock=env["clock"], backoff=lambda n, _e: 10.0 * n,
+                          hook=hook)
+
+
+def test_step_hook_sees_each_step_between_its_start_and_its_end(env: dict[str, Any]) -> None:
+    begin(env)
+    hook = Recorder(env)
+    assert hooked(env, hook).run(job(env, "t1")).finished
+    assert hook.seen == [
+        ("createSecret", "before", "createSecret", STARTED, IN_PROGRESS, "-"),
+        ("createSecret", "rotator"),
+        # the pending version is stored before the step is marked done
+        ("createSecret", "after", "createSecret", STARTED, IN_PROGRESS, "t1"),
+        ("setSecret", "before", "setSecret", STARTED, IN_PROGRESS, "t1"),
+        ("setSecret", "rotator"),
+        ("setSecret", "after", "setSecret", STARTED, IN_PROGRESS, "t1"),
+        ("testSecret", "before", "testSecret", STARTED, IN_PROGRESS, "t1"),
+        ("testSecret", "rotator"),
+        ("testSecret", "after", "testSecret", STARTED, IN_PROGRESS, "t1"),
+        ("finishSecret", "before", "finishSecret", STARTED, IN_PROGRESS, "t1"),
+        ("finishSecret", "rotator"),
+        # finishSecret's own transaction moved the labels and closed the row
+        ("finishSecret", "after", "finishSecret", DONE, SUCCEEDED, "-"),
+    ]
+
+
+def test_a_hook_that_kills_the_process_leaves_the_step_started(env: dict[str, Any]) -> None:
+    begin(env)
+    hook = Recorder(env)
+    hook.raise_at = ("setSecret", "after", Crash())
+    with pytest.raises(Crash):
+        hooked(env, hook).run(job(env, "t1"))
+    row = env["rotations"].get(env["record"].arn, "t1")
+    assert (row.step, row.phase, row.attempts) == ("setSecret", STARTED, 0)
+    target: FakeTarget = env["target"]
+    target.calls.clear()
+    assert env["engine"].run(job(env, "t1")).finished  # resumed without the hook
+    assert target.calls == ["setSecret", "testSecret", "finishSecret"]
+    assert value(env, AWSCURRENT) == target.accepts
+
+
+def test_a_hook_error_fails_the_step_before_the_rotator_acts(env: dict[str, Any]) -> None:
+    begin(env)
+    hook = Recorder(env)
+    hook.raise_at = ("testSecret", "before", TargetUnreachableError("hook says no"))
+    result = hooked(env, hook).run(job(env, "t1"))
+    assert not result.finished and "hook says no" in result.message
+    assert env["target"].calls == ["createSecret", "setSecret"]
+    assert labels(env)[AWSCURRENT] == "v0"
+
+
+def test_a_hook_may_wrap_the_rotator_a_step_calls(env: dict[str, Any]) -> None:
+    begin(env)
+    wrapped: list[str] = []
+
+    class Wrap(StepHook):
+        def rotator(self, step: str, rotator: Any) -> Any:
+            wrapped.append(step)
+            return rotator if step != "testSecret" else Refusing()
+
+    class Refusing(FakeTarget):
+        def __init__(self) -> None:
+            super().__init__("")
+
+        def test_secret(self, req: TestSecretRequest) -> TestSecretResponse:
+            raise TargetUnreachableError("wrapped rotator refused")
+
+    result = hooked(env, Wrap()).run(job(env, "t1"))
+    assert wrapped == ["createSecret", "setSecret", "testSecret"]
+    assert not result.finished and "wrapped rotator refused" in result.message
 
 
 def test_one_active_rotation_per_secret(env: dict[str, Any]) -> None:

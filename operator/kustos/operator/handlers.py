@@ -3,7 +3,8 @@
 Thin by design. ManagedSecrets are watched with one `on.event` handler (no finalizers, no
 progress or last-handled-configuration annotations: no writes of Kopf's own on the
 objects); each event goes to `OperatorRuntime.observe`, which turns it into a trigger for
-the per-object controller. The settings arrive in Kopf's memo (read once by the CLI).
+the per-object controller. The settings arrive in Kopf's memo (read once by the CLI), with
+the rotation step hook the crash-safety tests inject (none in production).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 16
     config: Settings = memo.get("settings") or Settings.from_env()
-    services = Services.build(config)
+    services = Services.build(config, step_hook=memo.get("step_hook"))
     try:
         services.keys.keyring()  # fail fast on a missing or inconsistent keyring
     except KustosError as exc:

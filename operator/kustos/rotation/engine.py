@@ -10,20 +10,16 @@ safe. `finishSecret` moves AWSCURRENT (AWSPREVIOUS follows), removes AWSPENDING 
 row in one store transaction. A failed step leaves AWSCURRENT alone and records the sanitized
 error, the attempt count and when to try again (the caller's backoff policy).
 
-The engine knows nothing of Kubernetes or HTTP. For crash-safety tests only, `crash_at`
-(`<step>:before`, `<step>:after` or `setSecret:mid`) makes the process SIGKILL itself there;
-`setSecret:mid` fires inside a database rotator, right after the statement that changed the
-password and before the rotator returns.
+The engine knows nothing of Kubernetes or HTTP. A `StepHook` may watch each step: it is told
+before the rotator acts (the start already persisted) and after it returned (the end not yet
+persisted), and may wrap the rotator a step calls. Production passes none; the crash-safety
+tests pass one that kills the process at those points (tests/crash_operator.py).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import os
-import signal
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -42,7 +38,7 @@ from kustos.rotation.rotator import (
 )
 from kustos.store.rotations import DONE, STARTED, RotationRecord, RotationStore
 
-__all__ = ["STEPS", "RotationEngine", "RotationJob", "RunResult", "Vault"]
+__all__ = ["STEPS", "RotationEngine", "RotationJob", "RunResult", "StepHook", "Vault"]
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +92,26 @@ class RunResult:
 Backoff = Callable[[int, KustosError], float]
 
 
+class StepHook:
+    """Watches the engine's steps; every method does nothing here (subclass what you need).
+
+    The engine calls `before` once the step's start is persisted and before the step acts,
+    `rotator` to get the rotator the step calls, and `after` once the step's work is done
+    (its own store writes included: the pending version, finishSecret's label move) and
+    before the step is marked done. An exception from a hook fails the step like one
+    from the rotator; a BaseException (or the process dying) leaves the step started.
+    """
+
+    def rotator(self, step: str, rotator: Rotator) -> Rotator:
+        return rotator
+
+    def before(self, step: str, job: RotationJob) -> None:
+        pass
+
+    def after(self, step: str, job: RotationJob) -> None:
+        pass
+
+
 def default_backoff(attempt: int, _error: KustosError) -> float:
     return float(min(3600, 30 * 2 ** max(0, attempt - 1)))
 
@@ -107,12 +123,12 @@ class RotationEngine:
         *,
         backoff: Backoff = default_backoff,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        crash_at: str | None = None,
+        hook: StepHook | None = None,
     ) -> None:
         self._log = log_store
         self._backoff = backoff
         self._clock = clock
-        self._crash_at = crash_at or None
+        self._hook = hook or StepHook()
 
     def resume_point(self, record: RotationRecord) -> int:
         """Index in STEPS of the first step still to run."""
@@ -131,9 +147,9 @@ class RotationEngine:
         try:
             for step in STEPS[self.resume_point(record):]:
                 self._log.mark(job.arn, job.token, step, STARTED, self._clock())
-                self._crash(f"{step}:before")
+                self._hook.before(step, job)
                 message = self._step(step, job, values)
-                self._crash(f"{step}:after")
+                self._hook.after(step, job)
                 if step != FINISH:  # finish closed the row in its own transaction
                     self._log.mark(job.arn, job.token, step, DONE, self._clock())
                 done.append((step, message))
@@ -165,7 +181,7 @@ class RotationEngine:
             config=job.config, current=current, previous=previous, pending=pending,
             master=job.master, generate=job.generate,
         )  # fmt: skip
-        rotator = self._rotator(job.rotator, step)
+        rotator = self._hook.rotator(step, job.rotator)
         if step == CREATE:
             created = rotator.create_secret(req)  # type: ignore[arg-type]
             values.append(created.pending)
@@ -181,46 +197,3 @@ class RotationEngine:
         message = rotator.finish_secret(req).message  # type: ignore[arg-type]
         self._log.finish(job.arn, job.token, self._clock())
         return message
-
-    # -- crash points (tests only) --------------------------------------------------------
-    def _crash(self, point: str) -> None:
-        if self._crash_at == point:
-            log.warning("KUSTOS_TEST_CRASH_AT=%s reached: killing the operator", point)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def _rotator(self, rotator: Rotator, step: str) -> Rotator:
-        """The rotator, wrapped to crash mid-setSecret when that crash point is armed."""
-        if self._crash_at != f"{SET}:mid" or step != SET or not hasattr(rotator, "connect"):
-            return rotator
-        armed = copy.copy(rotator)
-        inner = rotator.connect
-        crash = self._crash
-
-        @contextmanager
-        def connect(*args: Any, **kwargs: Any) -> Iterator[Any]:
-            with inner(*args, **kwargs) as session:
-                yield _CrashAfterChange(session, lambda: crash(f"{SET}:mid"))
-
-        armed.connect = connect
-        return armed
-
-
-class _CrashAfterChange:
-    """A database session that dies right after a statement changed a password."""
-
-    _CHANGES = frozenset({"set_password", "set_own_password", "create_clone"})
-
-    def __init__(self, session: Any, crash: Callable[[], None]) -> None:
-        self._session, self._crash_now = session, crash
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._session, name)
-        if name not in self._CHANGES:
-            return attr
-
-        def changed(*args: Any, **kwargs: Any) -> Any:
-            result = attr(*args, **kwargs)
-            self._crash_now()
-            return result
-
-        return changed

@@ -18,7 +18,7 @@ from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.kube.workloads import WorkloadGateway
 from kustos.models.records import SecretRecord
-from kustos.rotation.engine import RotationEngine
+from kustos.rotation.engine import RotationEngine, StepHook
 from kustos.services.access import AccessService, build_access_service
 from kustos.services.audit import AuditService, AuditSettings
 from kustos.services.audit_anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
@@ -58,9 +58,11 @@ class Services:
     managed_objects: ManagedObjectGateway
     audit: AuditService
     notifier: Notifier | None = None
+    #: Watches each rotation step (the crash-safety tests inject one); None in production.
+    step_hook: StepHook | None = None
 
     @classmethod
-    def build(cls, settings: Settings) -> Services:
+    def build(cls, settings: Settings, *, step_hook: StepHook | None = None) -> Services:
         api = api_client(settings.kubeconfig)
         store = open_store(settings.store_url)
         keyring_secret = KeyringSecret(api, settings.namespace, settings.keyring_secret)
@@ -78,7 +80,8 @@ class Services:
             lifecycle
         )
         return cls(settings, api, store, keys, secrets, managed, events,
-                   ManagedObjectGateway(api), audit=audit, notifier=notifier)
+                   ManagedObjectGateway(api), audit=audit, notifier=notifier,
+                   step_hook=step_hook)
 
     @cached_property
     def access(self) -> AccessService:
@@ -157,7 +160,7 @@ def build_rotation(services: Services) -> RotationService:
     engine = RotationEngine(
         RotationStore(store.engine), clock=services.secrets.clock,
         backoff=lambda attempt, _error: min(cap, base * 2 ** max(0, attempt - 1)),
-        crash_at=settings.test_crash_at,
+        hook=services.step_hook,
     )
     limits = RotationLimits(settings.rotation_max_concurrent, settings.rotation_max_per_host)
     events = AuditingEventSink(services.events, services.audit, _object_resolver(store))
