@@ -43,6 +43,8 @@ class Settings:
     rotation_max_per_host: int = 2
     rotation_backoff_seconds: float = 30.0
     rotation_backoff_max_seconds: float = 3600.0
+    #: After a rotation held (consumers did not roll out), no scheduled rotation for this long.
+    rotation_hold_seconds: float = 3600.0
     #: spec.target.template: wall-clock seconds one render may take, and the address space
     #: of the sandboxed renderer process (MiB).
     template_timeout_seconds: float = 2.0
@@ -82,6 +84,8 @@ class Settings:
                 env.get("KUSTOS_ROTATION_BACKOFF_SECONDS", cls.rotation_backoff_seconds)),
             rotation_backoff_max_seconds=float(
                 env.get("KUSTOS_ROTATION_BACKOFF_MAX_SECONDS", cls.rotation_backoff_max_seconds)),
+            rotation_hold_seconds=float(
+                env.get("KUSTOS_ROTATION_HOLD_SECONDS", cls.rotation_hold_seconds)),
             template_timeout_seconds=float(
                 env.get("KUSTOS_TEMPLATE_TIMEOUT_SECONDS", cls.template_timeout_seconds)),
             template_memory_mib=int(

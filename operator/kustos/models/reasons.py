@@ -57,6 +57,11 @@ class Reason(StrEnum):
     ROTATION_SUCCEEDED = "RotationSucceeded"
     ROTATION_FAILED = "RotationFailed"
     ROTATION_ABANDONED = "RotationAbandoned"
+    AWAITING_ROLLOUT = "AwaitingRollout"
+    CREDENTIALS_RETIRED = "CredentialsRetired"
+    ROTATION_HELD = "RotationHeld"
+    ROLLED_BACK = "RolledBack"
+    ROLLBACK_FAILED = "RollbackFailed"
     TLS_NOT_VERIFIED = "TLSNotVerified"
     # deletion
     DELETION_SCHEDULED = "DeletionScheduled"

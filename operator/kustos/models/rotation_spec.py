@@ -112,6 +112,9 @@ class RotationSpec(_Spec):
     schedule: str | None = Field(None, max_length=256)
     window: str | None = Field(None, max_length=32)
     rotate_immediately: bool = Field(False, alias="rotateImmediately")
+    #: How long the consumers may take to roll out a new version (awaitRollout) before the
+    #: rotation holds and AWSCURRENT moves back.
+    rollout_timeout_seconds: int = Field(600, alias="rolloutTimeoutSeconds", ge=5, le=86400)
     generated: GeneratedRotationSpec | None = None
     postgresql: DatabaseRotationSpec | None = None
     mysql: MySQLRotationSpec | None = None

@@ -53,6 +53,8 @@ class ManagedSecretStatus(BaseModel):
     last_rotated_at: str | None = Field(None, alias="lastRotatedAt")
     next_rotation_at: str | None = Field(None, alias="nextRotationAt")
     rotation: dict[str, Any] | None = None
+    #: The last `kustos.io/rollback` request handled (see services/rotation's rollback).
+    rollback: dict[str, Any] | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
     @classmethod

@@ -38,12 +38,16 @@ from kustos.rotation.rotator import (
 )
 from kustos.store.rotations import DONE, STARTED, RotationRecord, RotationStore
 
-__all__ = ["STEPS", "RotationEngine", "RotationJob", "RunResult", "StepHook", "Vault"]
+__all__ = ["AWAIT", "STEPS", "RotationEngine", "RotationJob", "RunResult", "StepHook", "Vault"]
 
 log = logging.getLogger(__name__)
 
 CREATE, SET, TEST, FINISH = "createSecret", "setSecret", "testSecret", "finishSecret"
 STEPS = (CREATE, SET, TEST, FINISH)
+#: The step after finishSecret that the engine does not run itself: the caller waits for the
+#: secret's consumers to roll out, then retires the previous credentials (or holds). A job
+#: with `await_rollout` leaves its row in progress at this step.
+AWAIT = "awaitRollout"
 _REQUESTS: dict[str, type[StepRequest]] = {
     CREATE: CreateSecretRequest, SET: SetSecretRequest, TEST: TestSecretRequest,
     FINISH: FinishSecretRequest,
@@ -76,6 +80,8 @@ class RotationJob:
     config: Mapping[str, Any] = field(default_factory=dict)
     master: SecretValue | None = None
     generate: Mapping[str, Any] = field(default_factory=dict)
+    #: finishSecret keeps the rotation open at AWAIT (consumers must roll out first).
+    await_rollout: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,9 @@ class RotationEngine:
         self._hook = hook or StepHook()
 
     def resume_point(self, record: RotationRecord) -> int:
-        """Index in STEPS of the first step still to run."""
+        """Index in STEPS of the first step still to run (len(STEPS) past finishSecret)."""
+        if record.step not in STEPS:
+            return len(STEPS)
         return STEPS.index(record.step) + (1 if record.phase == DONE else 0)
 
     def run(
@@ -195,5 +203,6 @@ class RotationEngine:
         if step == TEST:
             return rotator.test_secret(req).message  # type: ignore[arg-type]
         message = rotator.finish_secret(req).message  # type: ignore[arg-type]
-        self._log.finish(job.arn, job.token, self._clock())
+        self._log.finish(job.arn, job.token, self._clock(),
+                         then=AWAIT if job.await_rollout else None)
         return message

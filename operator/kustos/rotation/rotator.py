@@ -27,6 +27,9 @@ __all__ = [
     "CreateSecretResponse",
     "FinishSecretRequest",
     "FinishSecretResponse",
+    "RetireSecretRequest",
+    "RetireSecretResponse",
+    "RetiringRotator",
     "Rotator",
     "SetSecretRequest",
     "SetSecretResponse",
@@ -88,6 +91,13 @@ class FinishSecretRequest(StepRequest):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class RetireSecretRequest(StepRequest):
+    """After every consumer rolled out the new AWSCURRENT (`current`): retire `previous`."""
+
+    step: ClassVar[str] = "retireSecret"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class CreateSecretResponse:
     #: The new AWSPENDING value, to be persisted by the engine under the request's token.
     pending: SecretValue
@@ -111,6 +121,25 @@ class TestSecretResponse:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class FinishSecretResponse:
     message: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetireSecretResponse:
+    message: str = ""
+
+
+@runtime_checkable
+class RetiringRotator(Protocol):
+    """A rotator whose previous credentials outlive finishSecret (alternating users) and
+    can be retired once nothing uses them any more (see `services/rotation`'s awaitRollout).
+    Optional: a rotator without `retire_secret` has nothing to retire."""
+
+    def retire_secret(self, req: RetireSecretRequest) -> RetireSecretResponse:
+        """Make the target refuse `req.previous` (never `req.current`).
+
+        Must not error if `previous` is already refused, gone, or the same login as `current`.
+        """
+        ...
 
 
 @runtime_checkable

@@ -165,7 +165,9 @@ def build_rotation(services: Services) -> RotationService:
     limits = RotationLimits(settings.rotation_max_concurrent, settings.rotation_max_per_host)
     events = AuditingEventSink(services.events, services.audit, _object_resolver(store))
     return RotationService(services.secrets, RotationStore(store.engine),
-                           SecretGateway(services.api), events, engine, limits)
+                           SecretGateway(services.api), events, engine, limits,
+                           workloads=WorkloadGateway(services.api),
+                           hold_seconds=settings.rotation_hold_seconds)
 
 
 def _object_resolver(store: Store) -> Callable[[str, str], SecretRecord | None]:

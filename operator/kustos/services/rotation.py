@@ -10,14 +10,27 @@ global number of concurrent rotations and a number per database host. Every star
 success, failure and abandonment is an Event; the status carries lastRotatedAt,
 nextRotationAt, the rotation's progress and a RotationFailed condition. AWSCURRENT moves only
 at finishSecret; the caller then re-projects the Secret.
+
+awaitRollout, the step after finishSecret: when workloads restart on the projected Secret's
+changes (`services/consumers`), finishSecret keeps the rotation open (persisted in its row,
+so an operator restart resumes the wait). Each tick reads the consumers' rollout state
+(`consumers/health`); when every one has rolled out the new version, the rotator retires the
+previous credentials (alternating users: the previous user's password is replaced by one
+nobody keeps) and the rotation closes as Succeeded. If they have not within
+`rolloutTimeoutSeconds` of finishSecret, the rotation holds: AWSCURRENT moves back to the
+version it came from (the workloads roll back to it through the same restarts), the row
+closes as Held with the reason, an Event and the RotationFailed condition (reason
+RotationHeld) say why, and no scheduled rotation starts for `hold_seconds` (a new
+rotate-now does). Without consumers the rotation closes at finishSecret, as before.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,12 +38,21 @@ from kustos.errors import InvalidRequestError, KustosError
 from kustos.kube.events import EventSink
 from kustos.kube.secrets import SecretGateway
 from kustos.models.reasons import ConditionType, EventType, Reason
-from kustos.models.records import AWSPENDING, SecretRecord
+from kustos.models.records import AWSPENDING, AWSPREVIOUS, SecretRecord
 from kustos.models.rotation_spec import RotationSpec, parse_rotation_spec
 from kustos.models.status import ManagedSecretStatus, set_condition
-from kustos.rotation.engine import STEPS, RotationEngine, RotationJob
+from kustos.rotation.engine import AWAIT, STEPS, RotationEngine, RotationJob
 from kustos.rotation.registry import get_rotator
+from kustos.rotation.rotator import RetireSecretRequest, RetiringRotator
 from kustos.rotation.schedule import Schedule, parse_schedule
+from kustos.services.consumers.health import (
+    ConsumerState,
+    RolloutState,
+    consumers_of,
+    ref_of,
+    rollout_state,
+)
+from kustos.services.consumers.rollouts import Workloads
 from kustos.services.managed import ManagedObject, parse_spec, reason_for
 from kustos.services.rotation_support import (
     RotationLimits,
@@ -39,12 +61,14 @@ from kustos.services.rotation_support import (
     resolve_refs,
 )
 from kustos.services.secrets import SecretService
-from kustos.store.rotations import STARTED, RotationRecord, RotationStore
+from kustos.store.rotations import HELD, STARTED, RotationRecord, RotationStore
 
 __all__ = ["ANNOTATION_ROTATE_NOW", "RotationService", "RotationTick"]
 
 #: What may serve as a version id (AWS: 32-64 characters; Kustos: letters, digits, dashes).
 _VERSION_ID = re.compile(r"[A-Za-z0-9-]{32,64}")
+
+_log = logging.getLogger(__name__)
 
 ANNOTATION_ROTATE_NOW = "kustos.io/rotate-now"
 #: Rotators that log in to a database server (their config has `tls`).
@@ -70,13 +94,23 @@ class RotationTick:
 _NO_RECORD = RotationTick()
 
 
+#: How often awaitRollout looks at the consumers again while they roll out.
+ROLLOUT_POLL_SECONDS = 3.0
+#: rolloutTimeoutSeconds when the spec has none (rotation disabled while awaiting).
+DEFAULT_ROLLOUT_TIMEOUT = 600
+
+
 class RotationService:
     def __init__(
         self, secrets: SecretService, store: RotationStore, gateway: SecretGateway,
         events: EventSink, engine: RotationEngine, limits: RotationLimits,
+        workloads: Workloads | None = None, hold_seconds: float = 3600.0,
     ) -> None:  # fmt: skip
+        """`workloads`: where the consumers are read (None: no awaitRollout step);
+        `hold_seconds`: how long a held rotation keeps the schedule from starting another."""
         self._secrets, self._store, self._gateway = secrets, store, gateway
         self._events, self._engine, self._limits = events, engine, limits
+        self._workloads, self._hold_seconds = workloads, hold_seconds
 
     def _now(self) -> datetime:
         return self._secrets.clock()
@@ -141,7 +175,8 @@ class RotationService:
                     self._status(status, obj, record, due, None, None)
                     return RotationTick(due=due)
                 active = self._begin(obj, record, rotation.rotator_name, config, trigger)
-            return self._advance(obj, status, record, active, config, schedule, due)
+            return self._advance(obj, status, record, active, config, schedule, due,
+                                 rotation.rollout_timeout_seconds)
         except KustosError as error:
             reason = Reason.INVALID_SPEC if reason_for(error) is Reason.INVALID_SPEC \
                 else Reason.ROTATION_FAILED  # fmt: skip
@@ -197,6 +232,9 @@ class RotationService:
         wanted = (rotate_now or "")[:64]
         if wanted and all(r.trigger != f"rotate-now:{wanted}" for r in history):
             return f"rotate-now:{wanted}"
+        held = history[0] if history and history[0].status == HELD else None
+        if held is not None and held.next_attempt_at and held.next_attempt_at > self._now():
+            return None  # a held rotation: the next attempt waits (a new rotate-now does not)
         if rotation.rotate_immediately and not any(r.created_at >= enabled_at for r in history):
             return "immediate"
         if due is not None and self._now() >= due:
@@ -253,18 +291,22 @@ class RotationService:
     def _advance(
         self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
         active: RotationRecord, config: dict[str, Any], schedule: Schedule | None,
-        due: datetime | None,
+        due: datetime | None, timeout: int = DEFAULT_ROLLOUT_TIMEOUT,
     ) -> RotationTick:  # fmt: skip
         if active.next_attempt_at is not None and active.next_attempt_at > self._now():
             self._status(status, obj, record, due, active, self._failure(active))
             return RotationTick(due=active.next_attempt_at)
+        if active.step == AWAIT:
+            return self._await_rollout(obj, status, record, active, config, schedule, timeout)
         config, master = resolve_refs(self._gateway, config, obj.namespace)
         current = self._secrets.current(record)
+        consumers = self._consumers(obj) if self._engine.resume_point(active) <= 3 else []
         job = RotationJob(
             arn=record.arn, name=record.name, namespace=obj.namespace, token=active.token,
             rotator=get_rotator(active.rotator), config=config, master=master,
             generate=self._generate(obj), vault=SecretVault(
                 self._secrets, record, current.fingerprint if current else ""),
+            await_rollout=bool(consumers),
         )  # fmt: skip
         value = self._secrets.open(current).as_mapping() if current is not None else None
         with self._limits.slot(_host(config, value or {})) as free:
@@ -283,6 +325,19 @@ class RotationService:
             return RotationTick(error=result.error, token=active.token,
                                 due=after.next_attempt_at)  # fmt: skip
         version = self._secrets.current(record)
+        if after.step == AWAIT and after.active:
+            names = ", ".join(str(ConsumerState(ref_of(w), RolloutState.NOT_RESTARTED))
+                              for w in consumers)
+            self._events.emit(obj.ref, Reason.AWAITING_ROLLOUT,
+                              f"rotation {active.token}: version {active.token} is AWSCURRENT; "
+                              f"waiting up to {timeout}s for {len(consumers)} workload(s) to "
+                              f"roll it out ({names}) before retiring the previous "
+                              "credentials")  # fmt: skip
+            self._status(status, obj, record, due, after, None, self._rollout_status(
+                after, [ConsumerState(ref_of(w), RolloutState.NOT_RESTARTED)
+                        for w in consumers], timeout))
+            return RotationTick(rotated=True, token=active.token,
+                                due=self._now() + timedelta(seconds=ROLLOUT_POLL_SECONDS))
         self._events.emit(obj.ref, Reason.ROTATION_SUCCEEDED,
                           f"rotation {active.token} succeeded: version "
                           f"{version.version_id if version else active.token} is AWSCURRENT")
@@ -290,6 +345,103 @@ class RotationService:
         nxt = schedule.next_rotation(base=now, now=now) if schedule is not None else None
         self._status(status, obj, record, nxt, after, None)
         return RotationTick(rotated=True, token=active.token, due=nxt)
+
+    # -- awaitRollout ---------------------------------------------------------------------
+    def _consumers(self, obj: ManagedObject) -> list[dict[str, Any]]:
+        """The workloads restarted on the projected Secret's changes (none when unreadable:
+        the restarts cannot happen either)."""
+        if self._workloads is None:
+            return []
+        spec = parse_spec(obj.spec)
+        named = [(w.kind, w.name) for w in spec.target.restart_on_change]
+        try:
+            found = self._workloads.list(obj.namespace)
+        except KustosError as error:
+            _log.warning("rotation of %s/%s: cannot read its consumers, not awaiting them: %s",
+                         obj.namespace, obj.name, error.message)  # fmt: skip
+            return []
+        return [dict(w) for w in consumers_of(found, spec.target_name(obj.name), named)]
+
+    def _await_rollout(
+        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
+        active: RotationRecord, config: dict[str, Any], schedule: Schedule | None,
+        timeout: int,
+    ) -> RotationTick:  # fmt: skip
+        now, token = self._now(), active.token
+        target = parse_spec(obj.spec).target_name(obj.name)
+        states = [ConsumerState(ref_of(w), rollout_state(w, target, token))
+                  for w in self._consumers(obj)]  # fmt: skip
+        deadline = (active.finished_at or active.updated_at) + timedelta(seconds=timeout)
+        if all(c.state is RolloutState.DONE for c in states):
+            message = self._retire(obj, record, active, config)
+            self._store.close(record.arn, token, now)
+            after = self._store.get(record.arn, token) or active
+            self._events.emit(obj.ref, Reason.CREDENTIALS_RETIRED,
+                              f"rotation {token}: {len(states)} workload(s) rolled out version "
+                              f"{token}; {message}")  # fmt: skip
+            self._events.emit(obj.ref, Reason.ROTATION_SUCCEEDED,
+                              f"rotation {token} succeeded: version {token} is AWSCURRENT")
+            nxt = schedule.next_rotation(base=now, now=now) if schedule is not None else None
+            self._status(status, obj, record, nxt, after, None,
+                         self._rollout_status(after, states, timeout))
+            return RotationTick(token=token, due=nxt)
+        if now < deadline:
+            self._status(status, obj, record, None, active, None,
+                         self._rollout_status(active, states, timeout))
+            poll = now + timedelta(seconds=ROLLOUT_POLL_SECONDS)
+            return RotationTick(token=token, due=min(poll, deadline))
+        return self._hold(obj, status, record, active, states, timeout)
+
+    def _retire(
+        self, obj: ManagedObject, record: SecretRecord, active: RotationRecord,
+        config: dict[str, Any],
+    ) -> str:  # fmt: skip
+        rotator = get_rotator(active.rotator)
+        if not isinstance(rotator, RetiringRotator):
+            return "nothing to retire"
+        config, master = resolve_refs(self._gateway, config, obj.namespace)
+        current, previous = self._secrets.current(record), self._secrets.store.get_version(
+            record.arn, stage=AWSPREVIOUS)
+        req = RetireSecretRequest(
+            secret_arn=record.arn, secret_name=record.name, namespace=obj.namespace,
+            token=active.token, config=config, master=master, generate=self._generate(obj),
+            current=self._secrets.open(current) if current is not None else None,
+            previous=self._secrets.open(previous) if previous is not None else None,
+        )  # fmt: skip
+        return rotator.retire_secret(req).message or "previous credentials retired"
+
+    def _hold(
+        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
+        active: RotationRecord, states: list[ConsumerState], timeout: int,
+    ) -> RotationTick:  # fmt: skip
+        now, token = self._now(), active.token
+        late = [c for c in states if c.state is not RolloutState.DONE]
+        previous = self._secrets.store.get_version(record.arn, stage=AWSPREVIOUS)
+        if previous is None:
+            raise InvalidRequestError(f"rotation {token}: no AWSPREVIOUS version to go back to")
+        why = (f"rotation {token} held: {', '.join(f'{c} ({c.state})' for c in late)} did not "
+               f"roll out version {token} within {timeout}s; AWSCURRENT is back on version "
+               f"{previous.version_id}, the workloads roll back to it, and no scheduled "
+               f"rotation starts before "
+               f"{_iso(now + timedelta(seconds=self._hold_seconds))}")
+        self._store.hold(record.arn, token, back_to=previous.version_id, error=why, now=now,
+                         next_attempt_at=now + timedelta(seconds=self._hold_seconds))
+        after = self._store.get(record.arn, token) or active
+        self._events.emit(obj.ref, Reason.ROTATION_HELD, why, EventType.WARNING)
+        self._status(status, obj, record, after.next_attempt_at, after, None,
+                     self._rollout_status(after, states, timeout))
+        return RotationTick(rotated=True, token=token, due=after.next_attempt_at)
+
+    @staticmethod
+    def _rollout_status(
+        active: RotationRecord, states: list[ConsumerState], timeout: int
+    ) -> dict[str, Any]:
+        moved = active.finished_at or active.updated_at
+        return {
+            "rolloutDeadline": _iso(moved + timedelta(seconds=timeout)),
+            "consumers": [{"kind": c.ref.kind, "name": c.ref.name, "state": str(c.state)}
+                          for c in states[:64]],
+        }  # fmt: skip
 
     def _generate(self, obj: ManagedObject) -> dict[str, Any]:
         spec = parse_spec(obj.spec)
@@ -332,12 +484,14 @@ class RotationService:
     def _failure(active: RotationRecord) -> tuple[Reason, str] | None:
         if not active.last_error:
             return None
+        if active.status == HELD:
+            return Reason.ROTATION_HELD, active.last_error
         return Reason.ROTATION_FAILED, f"rotation {active.token}: {active.last_error}"
 
     def _status(
         self, status: ManagedSecretStatus, obj: ManagedObject, record: SecretRecord | None,
         due: datetime | None, active: RotationRecord | None,
-        failure: tuple[Reason, str] | None,
+        failure: tuple[Reason, str] | None, rollout: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         last = self._store.last_success(record.arn) if record is not None else None
         status.last_rotated_at = _iso(last.finished_at) if last and last.finished_at else None
@@ -351,9 +505,12 @@ class RotationService:
                 "trigger": active.trigger.split(":")[0], "lastError": active.last_error,
                 "nextAttemptAt": _iso(active.next_attempt_at) if active.next_attempt_at
                 else None,
+                **(rollout or {}),
             }  # fmt: skip
             # A merge patch drops null fields: leave them out, or every tick differs.
             status.rotation = {k: v for k, v in rotation.items() if v is not None}
+            if failure is None and active.status == HELD:  # held until a rotation succeeds
+                failure = self._failure(active)
         old = status.condition(ConditionType.ROTATION_FAILED)
         now, generation = self._now(), obj.generation
         if failure is not None:

@@ -7,7 +7,10 @@ never values). At most one rotation per secret is in progress: `active_arn` equa
 while it is and is NULL after, under a unique constraint, so the database itself refuses a
 second one. `finish` moves AWSCURRENT to the pending version (AWSPREVIOUS follows), removes
 AWSPENDING and closes the row in ONE transaction, so a crash leaves either the old or the new
-labelling, never a mix. `rotation_schedules` remembers when rotation was enabled.
+labelling, never a mix. With `then` (the awaitRollout step, see services/rotation), finish
+keeps the row in progress at that step instead; `close` ends it as Succeeded, `hold` ends it
+as Held and moves AWSCURRENT back to the version it came from, again in one transaction.
+`rotation_schedules` remembers when rotation was enabled.
 """
 
 from __future__ import annotations
@@ -29,12 +32,12 @@ from kustos.store.schema import UTCDateTime, metadata, secrets, stages
 from kustos.store.tx import Tables
 
 __all__ = [
-    "ABANDONED", "DONE", "IN_PROGRESS", "PENDING", "STARTED", "SUCCEEDED",
+    "ABANDONED", "DONE", "HELD", "IN_PROGRESS", "PENDING", "STARTED", "SUCCEEDED",
     "RotationInProgressError", "RotationRecord", "RotationStore", "rotation_schedules",
     "rotations",
 ]  # fmt: skip
 
-IN_PROGRESS, SUCCEEDED, ABANDONED = "InProgress", "Succeeded", "Abandoned"
+IN_PROGRESS, SUCCEEDED, ABANDONED, HELD = "InProgress", "Succeeded", "Abandoned", "Held"
 PENDING, STARTED, DONE = "pending", "started", "done"
 
 rotations = sa.Table(
@@ -199,8 +202,10 @@ class RotationStore(Tables):
                         updated_at=now, next_attempt_at=next_attempt_at)
             )  # fmt: skip
 
-    def finish(self, arn: str, token: str, now: datetime) -> None:
+    def finish(self, arn: str, token: str, now: datetime, then: str | None = None) -> None:
         """AWSCURRENT onto `token` (AWSPREVIOUS follows), AWSPENDING off, row closed: one tx.
+        With `then`, the row stays in progress at step `then` (phase started) instead, and
+        `finished_at` says when AWSCURRENT moved.
 
         Idempotent: finishing a rotation that already finished does nothing.
         """
@@ -219,15 +224,51 @@ class RotationStore(Tables):
                 raise StoreError(f"rotation {token!r} of {arn!r}: the pending version is gone")
             attach(conn, arn, AWSCURRENT, token)
             self._drop_label(conn, arn, AWSPENDING, token)
+            closing: dict[str, Any] = {"step": "finishSecret", "phase": DONE,
+                                       "status": SUCCEEDED, "active_arn": None}
+            if then is not None:
+                closing = {"step": then, "phase": STARTED}
             conn.execute(
                 sa.update(rotations)
                 .where(rotations.c.arn == arn, rotations.c.token == token)
-                .values(step="finishSecret", phase=DONE, status=SUCCEEDED, active_arn=None,
-                        last_error=None, updated_at=now, finished_at=now, next_attempt_at=None)
+                .values(last_error=None, updated_at=now, finished_at=now, next_attempt_at=None,
+                        **closing)
             )  # fmt: skip
             conn.execute(
                 sa.update(secrets).where(secrets.c.arn == arn).values(last_rotated_at=now)
             )
+
+    def close(self, arn: str, token: str, now: datetime) -> None:
+        """End a rotation kept open after finishSecret (`finish(then=...)`) as Succeeded."""
+        self._update(arn, token, "close a rotation", phase=DONE, status=SUCCEEDED,
+                     active_arn=None, last_error=None, updated_at=now, next_attempt_at=None)
+
+    def hold(
+        self, arn: str, token: str, *, back_to: str, error: str, now: datetime,
+        next_attempt_at: datetime,
+    ) -> None:
+        """End a rotation kept open after finishSecret as Held: AWSCURRENT back onto
+        `back_to` (the version it came from; AWSPREVIOUS follows onto `token`), the reason
+        recorded, and no new rotation before `next_attempt_at`. One transaction."""
+        with self._tx("hold a rotation", write=True) as conn:
+            lock_secret(conn, arn)
+            state = conn.execute(
+                sa.select(rotations.c.status).where(
+                    rotations.c.arn == arn, rotations.c.token == token)
+            ).scalar_one_or_none()
+            if state == HELD:
+                return
+            if state != IN_PROGRESS:
+                raise ResourceNotFoundError(f"no rotation {token!r} in progress for {arn!r}")
+            if not version_exists(conn, arn, back_to):
+                raise StoreError(f"rotation {token!r} of {arn!r}: version {back_to} is gone")
+            attach(conn, arn, AWSCURRENT, back_to)
+            conn.execute(
+                sa.update(rotations)
+                .where(rotations.c.arn == arn, rotations.c.token == token)
+                .values(status=HELD, phase=DONE, active_arn=None, last_error=error[:1024],
+                        updated_at=now, next_attempt_at=next_attempt_at)
+            )  # fmt: skip
 
     def abandon(self, arn: str, token: str, now: datetime) -> None:
         """Close the rotation without moving AWSCURRENT; its AWSPENDING label goes."""

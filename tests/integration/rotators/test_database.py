@@ -227,3 +227,32 @@ def test_auth_plugin_is_validated(request: pytest.FixtureRequest) -> None:
     case = build_case(request, "mysql-single-user")
     with pytest.raises(ClientError, match="authPlugin"):
         case.rotator.validate({**case.config, "authPlugin": "sha256_password"})
+
+
+def test_retire_secret_stops_only_the_previous_credentials(db_case: RotationCase) -> None:
+    """awaitRollout's last act: the previous user's password is replaced by one nobody
+    keeps; AWSCURRENT keeps working; setSecret with the retired value (a rollback) makes
+    the database accept it again. single-user has nothing left to retire."""
+    from kustos.rotation.rotator import RetireSecretRequest
+
+    engine = Engine(db_case, db_case.current)
+    engine.rotate()
+    assert engine.previous is not None
+    assert db_case.logs_in(engine.previous) is db_case.alternating  # alternating: still works
+    retired = db_case.rotator.retire_secret(  # type: ignore[attr-defined]
+        db_case.request(RetireSecretRequest, engine, "retire-1"))
+    assert not db_case.logs_in(engine.previous)
+    assert db_case.logs_in(engine.current)
+    if not db_case.alternating:
+        assert retired.message == "nothing to retire"
+        return
+    assert "retired" in retired.message
+    again = db_case.rotator.retire_secret(  # type: ignore[attr-defined]
+        db_case.request(RetireSecretRequest, engine, "retire-2"))
+    assert "retired" in again.message  # idempotent: no error on a second call
+    # a rollback makes the database accept the previous value again, then tests it
+    db_case.rotator.set_secret(db_case.request(SetSecretRequest, engine, "rollback",
+                                               pending=engine.previous))
+    db_case.rotator.test_secret(db_case.request(TestSecretRequest, engine, "rollback",
+                                                pending=engine.previous))
+    assert db_case.logs_in(engine.previous) and db_case.logs_in(engine.current)

@@ -45,6 +45,8 @@ from kustos.rotation.rotator import (
     CreateSecretResponse,
     FinishSecretRequest,
     FinishSecretResponse,
+    RetireSecretRequest,
+    RetireSecretResponse,
     SetSecretRequest,
     SetSecretResponse,
     StepRequest,
@@ -292,3 +294,26 @@ class DatabaseRotator(ABC):
     def finish_secret(self, req: FinishSecretRequest) -> FinishSecretResponse:
         self.settings(req.config)
         return FinishSecretResponse()
+
+    def retire_secret(self, req: RetireSecretRequest) -> RetireSecretResponse:
+        """alternating-users: log in as master and give the previous user (the one that is
+        not AWSCURRENT's) a fresh random password nobody keeps, so AWSPREVIOUS stops working.
+        The next rotation sets that user's password again through the master; a rollback
+        makes it accept AWSPREVIOUS again with setSecret. single-user: nothing outlives
+        setSecret, nothing to retire."""
+        s = self.settings(req.config)
+        if s.strategy != ALTERNATING or req.previous is None:
+            return RetireSecretResponse(message="nothing to retire")
+        current = parse_credentials(req.current, "AWSCURRENT", req)
+        previous = parse_credentials(req.previous, "AWSPREVIOUS", req)
+        if previous.username == current.username:
+            return RetireSecretResponse(message="AWSPREVIOUS is the same user as AWSCURRENT")
+        master = parse_credentials(req.master, "master", req)
+        target = self.target(s, previous, req)
+        with self.connect(target, master.username, master.password) as db:
+            if not db.user_exists(previous.username):
+                return RetireSecretResponse(message=f"user {previous.username} is gone")
+            db.set_password(previous.username,
+                            SecretValue(generate_password(req.password_params())))
+        return RetireSecretResponse(
+            message=f"retired the previous password of user {previous.username}")

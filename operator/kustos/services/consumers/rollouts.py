@@ -45,6 +45,7 @@ __all__ = [
     "RolloutLimits",
     "SecretUse",
     "WorkloadRef",
+    "marker",
     "secret_use",
     "wants_restart",
 ]
