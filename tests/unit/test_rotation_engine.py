@@ -8,6 +8,7 @@ step with the same value, and finishSecret moves the labels in one go.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,9 +18,10 @@ from typing import Any, ClassVar
 import pytest
 
 from kustos.crypto import Keyring
+from kustos.errors import InvalidRequestError
 from kustos.models import SecretValue
 from kustos.models.records import AWSCURRENT, AWSPENDING, AWSPREVIOUS
-from kustos.rotation.engine import RotationEngine, RotationJob, StepHook
+from kustos.rotation.engine import STEPS, RotationEngine, RotationJob, StepHook
 from kustos.rotation.errors import TargetUnreachableError
 from kustos.rotation.rotator import (
     CreateSecretRequest,
@@ -78,14 +80,14 @@ class FakeTarget:
         return CreateSecretResponse(pending=SecretValue(f"pw-{next(self.counter)}-secret"))
 
     def set_secret(self, req: SetSecretRequest) -> SetSecretResponse:
-        pending = req.require_pending().reveal()
+        pending = req.pending.reveal()
         self.accepts = pending  # the database changes first, then the step may "crash"
         self._maybe_fail("setSecret")
         return SetSecretResponse()
 
     def test_secret(self, req: TestSecretRequest) -> TestSecretResponse:
         self._maybe_fail("testSecret")
-        assert req.require_pending().reveal() == self.accepts
+        assert req.pending.reveal() == self.accepts
         return TestSecretResponse()
 
     def finish_secret(self, req: FinishSecretRequest) -> FinishSecretResponse:
@@ -291,6 +293,46 @@ def test_a_hook_may_wrap_the_rotator_a_step_calls(env: dict[str, Any]) -> None:
     result = hooked(env, Wrap()).run(job(env, "t1"))
     assert wrapped == ["createSecret", "setSecret", "testSecret"]
     assert not result.finished and "wrapped rotator refused" in result.message
+
+
+def test_only_create_secret_may_be_asked_without_a_pending_value() -> None:
+    who: dict[str, Any] = {"secret_arn": "arn", "secret_name": "n", "namespace": "ns",
+                           "token": "t"}
+    assert CreateSecretRequest(**who).pending is None  # the first call makes it
+    for cls in (SetSecretRequest, TestSecretRequest, FinishSecretRequest):
+        with pytest.raises(TypeError, match="pending"):
+            cls(**who)
+        assert cls(**who, pending=SecretValue("p-secret")).pending.reveal() == "p-secret"
+    assert [c.step for c in (CreateSecretRequest, SetSecretRequest, TestSecretRequest,
+                             FinishSecretRequest)] == list(STEPS)
+
+
+def test_a_lost_pending_version_fails_the_step_before_the_rotator_is_asked(
+    env: dict[str, Any],
+) -> None:
+    begin(env)
+    target: FakeTarget = env["target"]
+    target.fail["setSecret"] = TargetUnreachableError("down")
+    assert not env["engine"].run(job(env, "t1")).finished
+    resumed = job(env, "t1")
+
+    class Forgetful:  # the pending version is gone (say, the store restored from a backup)
+        def read(self, *, version_id: str | None = None,
+                 stage: str | None = None) -> SecretValue | None:
+            return None if version_id else resumed.vault.read(stage=stage)
+
+        def add_pending(self, version_id: str, value: SecretValue) -> None:
+            raise AssertionError("not reached")
+
+        def label_pending(self, version_id: str) -> None:
+            raise AssertionError("not reached")
+
+    target.calls.clear()
+    result = env["engine"].run(dataclasses.replace(resumed, vault=Forgetful()))
+    assert not result.finished and isinstance(result.error, InvalidRequestError)
+    assert "needs the AWSPENDING value" in result.message
+    assert target.calls == []
+    assert labels(env)[AWSCURRENT] == "v0"
 
 
 def test_one_active_rotation_per_secret(env: dict[str, Any]) -> None:

@@ -22,9 +22,9 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from kustos.errors import KustosError, ServerError
+from kustos.errors import InvalidRequestError, KustosError, ServerError
 from kustos.models import SecretValue
 from kustos.models.records import AWSCURRENT, AWSPREVIOUS
 from kustos.rotation.errors import sanitize
@@ -33,7 +33,6 @@ from kustos.rotation.rotator import (
     FinishSecretRequest,
     Rotator,
     SetSecretRequest,
-    StepRequest,
     TestSecretRequest,
 )
 from kustos.store.rotations import DONE, STARTED, RotationRecord, RotationStore
@@ -48,10 +47,7 @@ STEPS = (CREATE, SET, TEST, FINISH)
 #: secret's consumers to roll out, then retires the previous credentials (or holds). A job
 #: with `await_rollout` leaves its row in progress at this step.
 AWAIT = "awaitRollout"
-_REQUESTS: dict[str, type[StepRequest]] = {
-    CREATE: CreateSecretRequest, SET: SetSecretRequest, TEST: TestSecretRequest,
-    FINISH: FinishSecretRequest,
-}  # fmt: skip
+_After = TypeVar("_After", SetSecretRequest, TestSecretRequest, FinishSecretRequest)
 
 
 class Vault(Protocol):
@@ -184,25 +180,41 @@ class RotationEngine:
         previous = job.vault.read(stage=AWSPREVIOUS)
         pending = job.vault.read(version_id=job.token)
         values.extend((current, previous, pending))
-        req = _REQUESTS[step](
-            secret_arn=job.arn, secret_name=job.name, namespace=job.namespace, token=job.token,
-            config=job.config, current=current, previous=previous, pending=pending,
-            master=job.master, generate=job.generate,
-        )  # fmt: skip
         rotator = self._hook.rotator(step, job.rotator)
         if step == CREATE:
-            created = rotator.create_secret(req)  # type: ignore[arg-type]
+            created = rotator.create_secret(CreateSecretRequest(
+                secret_arn=job.arn, secret_name=job.name, namespace=job.namespace,
+                token=job.token, config=job.config, current=current, previous=previous,
+                master=job.master, generate=job.generate, pending=pending))
             values.append(created.pending)
             if pending is None:
                 job.vault.add_pending(job.token, created.pending)
             else:
                 job.vault.label_pending(job.token)
             return created.message
+        if pending is None:  # createSecret persisted it; only a lost version gets here
+            raise InvalidRequestError(
+                f"{step} for {job.arn} (token {job.token}) needs the AWSPENDING value created "
+                "by createSecret"
+            )
         if step == SET:
-            return rotator.set_secret(req).message  # type: ignore[arg-type]
+            req = _request(SetSecretRequest, job, current, previous, pending)
+            return rotator.set_secret(req).message
         if step == TEST:
-            return rotator.test_secret(req).message  # type: ignore[arg-type]
-        message = rotator.finish_secret(req).message  # type: ignore[arg-type]
+            test = _request(TestSecretRequest, job, current, previous, pending)
+            return rotator.test_secret(test).message
+        finish = _request(FinishSecretRequest, job, current, previous, pending)
+        message = rotator.finish_secret(finish).message
         self._log.finish(job.arn, job.token, self._clock(),
                          then=AWAIT if job.await_rollout else None)
         return message
+
+
+def _request(
+    cls: type[_After], job: RotationJob, current: SecretValue | None,
+    previous: SecretValue | None, pending: SecretValue,
+) -> _After:
+    """The request of a step after createSecret (they differ only in their class)."""
+    return cls(secret_arn=job.arn, secret_name=job.name, namespace=job.namespace,
+               token=job.token, config=job.config, current=current, previous=previous,
+               master=job.master, generate=job.generate, pending=pending)

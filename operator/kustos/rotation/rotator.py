@@ -7,9 +7,16 @@ response types are frozen keyword-only dataclasses; new fields get defaults, so 
 never breaks a rotator.
 
 Values: `current` is AWSCURRENT, `previous` AWSPREVIOUS, `pending` the AWSPENDING version for
-this token (None until `createSecret` has been persisted), `master` the master credentials
-(a JSON object with at least `username` and `password`) resolved by the engine from the
-rotation's `masterSecretRef`, for strategies that log in as an administrator.
+this token, `master` the master credentials (a JSON object with at least `username` and
+`password`) resolved by the engine from the rotation's `masterSecretRef`, for strategies that
+log in as an administrator.
+
+What differs between the four requests is `pending`: `createSecret` makes it, so its request
+has one only when a value for this token is already persisted (a resumed rotation); the
+engine persists it before any later step, so `setSecret`, `testSecret` and `finishSecret`
+always get one (`PendingStepRequest`). Those three carry the same fields; their classes
+differ only in `step`, so each method's signature names the step it serves. The optional
+`retireSecret` (after the consumers rolled out) has no pending value: it retires `previous`.
 """
 
 from __future__ import annotations
@@ -18,7 +25,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from kustos.errors import InvalidRequestError
 from kustos.models import SecretValue
 from kustos.rotation.passwords import PasswordParams
 
@@ -27,6 +33,7 @@ __all__ = [
     "CreateSecretResponse",
     "FinishSecretRequest",
     "FinishSecretResponse",
+    "PendingStepRequest",
     "RetireSecretRequest",
     "RetireSecretResponse",
     "RetiringRotator",
@@ -43,7 +50,7 @@ __all__ = [
 class StepRequest:
     """What every step receives."""
 
-    step: ClassVar[str] = ""
+    step: ClassVar[str]
     secret_arn: str
     secret_name: str
     namespace: str
@@ -52,7 +59,6 @@ class StepRequest:
     config: Mapping[str, Any] = field(default_factory=dict)
     current: SecretValue | None = None
     previous: SecretValue | None = None
-    pending: SecretValue | None = None
     master: SecretValue | None = None
     #: Password generation parameters, AWS GetRandomPassword names (`PasswordLength`, ...).
     generate: Mapping[str, Any] = field(default_factory=dict)
@@ -60,33 +66,35 @@ class StepRequest:
     def password_params(self) -> PasswordParams:
         return PasswordParams.from_mapping(self.generate)
 
-    def require_pending(self) -> SecretValue:
-        if self.pending is None:
-            raise InvalidRequestError(
-                f"{self.step} for {self.secret_arn} (token {self.token}) needs the AWSPENDING "
-                "value created by createSecret"
-            )
-        return self.pending
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class CreateSecretRequest(StepRequest):
     step: ClassVar[str] = "createSecret"
+    #: The value already persisted for this token (a resumed rotation), to return unchanged;
+    #: None on the first call.
+    pending: SecretValue | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class SetSecretRequest(StepRequest):
+class PendingStepRequest(StepRequest):
+    """What the steps after createSecret receive: the persisted AWSPENDING value, always."""
+
+    pending: SecretValue
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SetSecretRequest(PendingStepRequest):
     step: ClassVar[str] = "setSecret"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class TestSecretRequest(StepRequest):
+class TestSecretRequest(PendingStepRequest):
     step: ClassVar[str] = "testSecret"
     __test__: ClassVar[bool] = False  # not a pytest test class
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class FinishSecretRequest(StepRequest):
+class FinishSecretRequest(PendingStepRequest):
     step: ClassVar[str] = "finishSecret"
 
 

@@ -26,6 +26,7 @@ from kustos.models import SecretValue
 from kustos.rotation import (
     CreateSecretRequest,
     FinishSecretRequest,
+    PendingStepRequest,
     Rotator,
     SetSecretRequest,
     StepRequest,
@@ -61,10 +62,13 @@ class RotationCase:
             config=self.config,
             current=engine.current,
             previous=engine.previous,
-            pending=engine.pending.get(token),
             master=self.master,
             generate={"PasswordLength": 24},
         )
+        if cls is CreateSecretRequest:
+            kw["pending"] = engine.pending.get(token)
+        elif issubclass(cls, PendingStepRequest) and token in engine.pending:  # else TypeError
+            kw["pending"] = engine.pending[token]
         kw.update(overrides)
         return cls(**kw)
 

@@ -12,7 +12,7 @@ import uuid
 import pytest
 from rotation_harness import Engine, RotationCase
 
-from kustos.errors import InvalidParameterError, InvalidRequestError
+from kustos.errors import InvalidParameterError
 from kustos.rotation import (
     CreateSecretRequest,
     FinishSecretRequest,
@@ -76,9 +76,11 @@ def test_three_rotations_previous_and_older_credentials(case: RotationCase, engi
         assert not case.logs_in(engine.history[0])
 
 
-def test_set_and_test_need_a_pending_value(case: RotationCase, engine: Engine) -> None:
-    for cls in (SetSecretRequest, TestSecretRequest):
-        with pytest.raises(InvalidRequestError, match="AWSPENDING"):
+def test_the_steps_after_create_cannot_be_asked_without_a_pending_value(
+    case: RotationCase, engine: Engine
+) -> None:
+    for cls in (SetSecretRequest, TestSecretRequest, FinishSecretRequest):
+        with pytest.raises(TypeError, match="pending"):
             engine.step(cls, "no-such-token")
 
 

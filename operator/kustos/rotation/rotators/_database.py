@@ -228,7 +228,7 @@ class DatabaseRotator(ABC):
 
     def set_secret(self, req: SetSecretRequest) -> SetSecretResponse:
         s = self.settings(req.config)
-        pending = parse_credentials(req.require_pending(), "AWSPENDING", req)
+        pending = parse_credentials(req.pending, "AWSPENDING", req)
         target = self.target(s, pending, req)
         if self._logs_in(target, pending):
             return SetSecretResponse(changed=False, message="database already accepts it")
@@ -280,7 +280,7 @@ class DatabaseRotator(ABC):
 
     def test_secret(self, req: TestSecretRequest) -> TestSecretResponse:
         s = self.settings(req.config)
-        pending = parse_credentials(req.require_pending(), "AWSPENDING", req)
+        pending = parse_credentials(req.pending, "AWSPENDING", req)
         target = self.target(s, pending, req)
         try:
             with self.connect(target, pending.username, pending.password) as db:

@@ -22,9 +22,9 @@ from kustos.rotation.rotator import (
     CreateSecretResponse,
     FinishSecretRequest,
     FinishSecretResponse,
+    PendingStepRequest,
     SetSecretRequest,
     SetSecretResponse,
-    StepRequest,
     TestSecretRequest,
     TestSecretResponse,
 )
@@ -70,9 +70,9 @@ class GeneratedRotator:
             message=f"generated {len(keys)} key(s)",
         )
 
-    def _check_pending(self, req: StepRequest) -> None:
+    def _check_pending(self, req: PendingStepRequest) -> None:
         keys, plain = self._settings(req.config)
-        pending = req.require_pending()
+        pending = req.pending
         if plain:
             return
         data = pending.as_mapping()

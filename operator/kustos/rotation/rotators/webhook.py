@@ -107,7 +107,9 @@ class WebhookRotator:
             )
         return raw
 
-    def _call(self, req: StepRequest, extra: Mapping[str, Any]) -> dict[str, Any]:
+    def _call(
+        self, req: StepRequest, extra: Mapping[str, Any], pending: SecretValue | None = None
+    ) -> dict[str, Any]:
         self.validate(req.config)
         key = self._key(req.config)
         url = urlsplit(req.config["url"])
@@ -128,7 +130,7 @@ class WebhookRotator:
         path = url.path or "/"
         if url.query:
             path += "?" + url.query
-        secrets = [req.pending, req.config.get("signingKey")]
+        secrets = [pending, req.config.get("signingKey")]
         conn = http.client.HTTPSConnection(
             url.hostname or "", url.port, timeout=timeout, context=ctx
         )
@@ -195,13 +197,13 @@ class WebhookRotator:
         )
 
     def set_secret(self, req: SetSecretRequest) -> SetSecretResponse:
-        self._call(req, {"pendingSecret": self._wire(req.require_pending())})
+        self._call(req, {"pendingSecret": self._wire(req.pending)}, req.pending)
         return SetSecretResponse(message="webhook applied it")
 
     def test_secret(self, req: TestSecretRequest) -> TestSecretResponse:
-        self._call(req, {"pendingSecret": self._wire(req.require_pending())})
+        self._call(req, {"pendingSecret": self._wire(req.pending)}, req.pending)
         return TestSecretResponse(message="webhook tested it")
 
     def finish_secret(self, req: FinishSecretRequest) -> FinishSecretResponse:
-        self._call(req, {})
+        self._call(req, {}, req.pending)
         return FinishSecretResponse(message="webhook finished")
