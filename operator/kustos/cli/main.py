@@ -13,6 +13,7 @@ from kustos.cli import audit as audit_cli
 from kustos.cli import crds as crds_cli
 from kustos.cli import keys as keys_cli
 from kustos.cli import policy as policy_cli
+from kustos.cli import rollback as rollback_cli
 from kustos.cli import sm as sm_cli
 from kustos.cli import snippet as snippet_cli
 from kustos.config import Settings
@@ -56,6 +57,7 @@ cli.add_command(policy_cli.policy)
 cli.add_command(snippet_cli.snippet)
 cli.add_command(crds_cli.crds)
 cli.add_command(crds_cli.install)
+cli.add_command(rollback_cli.rollback)
 sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process
 
 

@@ -59,8 +59,8 @@ def rotate_secret(secret_id: str, namespace: str, wait_seconds: float = 300.0) -
                     current.get("status", {}).get("currentVersionId") == rotation["token"]
                 ):
                     break
-                if rotation.get("state") == "Failed":
-                    raise ServerError(f"rotation {rotation['token']} failed: "
+                if rotation.get("state") in ("Failed", "Held"):
+                    raise ServerError(f"rotation {rotation['token']} {rotation['state'].lower()}: "
                                       f"{rotation.get('lastError') or 'see the Events'}")
             if time.monotonic() > deadline:
                 raise ServerError(f"rotation of {record.name} did not finish within "

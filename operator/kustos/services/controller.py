@@ -2,7 +2,8 @@
 
 Given an object and the triggers that woke it (`Trigger`), `handle` runs, in this order:
 the deletion path for a deleted object, else reconcile (record, versions, projected Secret)
-→ rotation (when configured) → re-projection when the rotation moved AWSCURRENT. It
+→ a rollback request (`kustos.io/rollback`), re-projecting when it moved AWSCURRENT →
+rotation (when configured) → re-projection when the rotation moved AWSCURRENT. It
 returns an `Outcome`: the status merge patch (from the typed `ManagedSecretStatus`), the
 error if any (and whether retrying helps), and when a timed look is due next (a scheduled
 rotation, the end of a rotation backoff). It knows nothing of Kopf, threads, timers or the
@@ -29,6 +30,7 @@ from kustos.errors import KustosError
 from kustos.models.status import ManagedSecretStatus
 from kustos.services.deletion import DeletionService
 from kustos.services.managed import ManagedObject, ManagedSecretService
+from kustos.services.rollback import wanted as rollback_wanted
 from kustos.services.rotation import ANNOTATION_ROTATE_NOW, RotationService
 
 __all__ = ["ManagedSecretController", "Outcome", "Trigger"]
@@ -94,10 +96,16 @@ class ManagedSecretController:
         verify = not set(triggers) <= _TRUSTING
         reconciled = self._managed.reconcile(obj, status, verify=verify)
         error, due, rotated = reconciled.error, None, False
+        request = rollback_wanted(obj, status) if error is None else None
+        if request is not None:  # before rotation: a due rotation must not race it
+            back = self._rotation().rollback(obj, status, request)
+            error, rotated = back.error, back.moved
+            if back.moved:
+                error = self._managed.reconcile(obj, status, verify=True).error
         if _rotation_work(obj, status):
             tick = self._rotation().tick(
                 obj, status, rotate_now=obj.annotations.get(ANNOTATION_ROTATE_NOW))
-            due, rotated = tick.due, tick.rotated
+            due, rotated = tick.due, rotated or tick.rotated
             if tick.rotated:  # project the new AWSCURRENT now, not at the next pass
                 reprojected = self._managed.reconcile(obj, status, verify=True)
                 error = reprojected.error

@@ -54,6 +54,7 @@ from kustos.services.consumers.health import (
 )
 from kustos.services.consumers.rollouts import Workloads
 from kustos.services.managed import ManagedObject, parse_spec, reason_for
+from kustos.services.rollback import RollbackResult, RollbackService
 from kustos.services.rotation_support import (
     RotationLimits,
     SecretVault,
@@ -114,6 +115,13 @@ class RotationService:
 
     def _now(self) -> datetime:
         return self._secrets.clock()
+
+    def rollback(
+        self, obj: ManagedObject, status: ManagedSecretStatus, request: str
+    ) -> RollbackResult:
+        """Handle a `kustos.io/rollback` request (see services/rollback)."""
+        return RollbackService(self._secrets, self._store, self._gateway, self._events,
+                               self._now).handle(obj, status, request)
 
     def tick(
         self, obj: ManagedObject, status: ManagedSecretStatus | None = None, *,

@@ -1,0 +1,134 @@
+"""Fakes for the rotation-with-consumers tests: Deployments whose rollouts the test drives,
+and a World of the real controller, rotation, rollback and restart services on in-memory
+fakes with a fake clock (see tests/unit/test_rotation_await_rollout.py)."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tests.unit.controller_fakes import KEYRING, FakeEvents, FakeObjects, FakeSecrets, managed
+
+from kustos.rotation.engine import RotationEngine
+from kustos.services.consumers.rollouts import RolloutCoordinator, RolloutLimits
+from kustos.services.controller import ManagedSecretController, Outcome, Trigger
+from kustos.services.deletion import DeletionService
+from kustos.services.managed import ManagedSecretService
+from kustos.services.projection import Projection, ProjectionService
+from kustos.services.rotation import ANNOTATION_ROTATE_NOW, RotationService
+from kustos.services.rotation_support import RotationLimits
+from kustos.services.secrets import SecretService
+from kustos.services.sources import SourceService
+from kustos.store import SqlStore
+from kustos.store.rotations import RotationStore
+
+SPEC = {"name": "prod/db", "generate": {"passwordLength": 12, "excludePunctuation": True},
+        "rotation": {"generated": {}, "rolloutTimeoutSeconds": 60}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def deployment(name: str, uses: str = "db", replicas: int = 2) -> dict[str, Any]:
+    return {"kind": "Deployment",
+            "metadata": {"name": name, "namespace": "team-a", "generation": 1,
+                         "annotations": {"kustos.io/restart-on-change": "true"}},
+            "spec": {"replicas": replicas, "template": {"metadata": {}, "spec": {"containers": [
+                {"name": "app", "envFrom": [{"secretRef": {"name": uses}}]}]}}},
+            "status": {"observedGeneration": 1, "replicas": replicas,
+                       "updatedReplicas": replicas, "availableReplicas": replicas}}
+
+
+class FakeWorkloads:
+    """Deployments; a pod-template patch bumps the generation and starts a rollout that the
+    test finishes (`roll_out`) or leaves stuck, as the Deployment controller would."""
+
+    def __init__(self, *items: dict[str, Any]) -> None:
+        self.items = list(items)
+        self.patches: list[tuple[str, dict[str, str]]] = []
+
+    def list(self, namespace: str) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.items)
+
+    def annotate_pod_template(self, namespace: str, kind: str, name: str,
+                              annotations: dict[str, str]) -> None:
+        self.patches.append((name, annotations))
+        item = self.get(name)
+        item["spec"]["template"]["metadata"].setdefault("annotations", {}).update(annotations)
+        item["metadata"]["generation"] += 1
+        item["status"].update(observedGeneration=item["metadata"]["generation"],
+                              updatedReplicas=1, availableReplicas=item["spec"]["replicas"],
+                              replicas=item["spec"]["replicas"] + 1)
+
+    def get(self, name: str) -> dict[str, Any]:
+        return next(i for i in self.items if i["metadata"]["name"] == name)
+
+    def roll_out(self, name: str) -> None:
+        item = self.get(name)
+        n = item["spec"]["replicas"]
+        item["status"].update(updatedReplicas=n, availableReplicas=n, replicas=n)
+
+
+class World:
+    def __init__(self, *workloads: dict[str, Any], spec: dict[str, Any] | None = None,
+                 gateway: Any = None) -> None:
+        """`gateway`: the cluster's Secrets (default: a FakeSecrets)."""
+        self.clock = Clock()
+        self.mono = [0.0]
+        self.store = SqlStore("sqlite://")
+        self.secrets = SecretService(self.store, lambda: KEYRING, "test", clock=self.clock)
+        self.kube, self.events = gateway or FakeSecrets(), FakeEvents()
+        self.workloads = FakeWorkloads(*workloads)
+        self.rollouts = RolloutCoordinator(self.workloads, RolloutLimits(debounce_seconds=10),
+                                           clock=lambda: self.mono[0])
+
+        def changed(p: Projection) -> None:
+            self.rollouts.secret_changed(p.owner.namespace, p.target_name, p.version_id,
+                                         p.restart_on_change, owner=p.owner)
+
+        managed_service = ManagedSecretService(
+            self.secrets, SourceService(self.kube),  # type: ignore[arg-type]
+            ProjectionService(self.kube, on_change=changed), self.events)  # type: ignore[arg-type]
+        self.rotations = RotationStore(self.store.engine)
+        rotation = RotationService(
+            self.secrets, self.rotations, self.kube, self.events,  # type: ignore[arg-type]
+            RotationEngine(self.rotations, clock=self.clock), RotationLimits(4, 2),
+            workloads=self.workloads, hold_seconds=3600)
+        deletion = DeletionService(self.secrets, FakeObjects(), self.kube,  # type: ignore[arg-type]
+                                   self.events)
+        self.controller = ManagedSecretController(managed_service, lambda: rotation,
+                                                  lambda: deletion)
+        self.body = self.apply(managed("db", spec or SPEC), frozenset({Trigger.CHANGED}))
+
+    def apply(self, body: dict[str, Any], triggers: frozenset[Trigger]) -> dict[str, Any]:
+        outcome: Outcome = self.controller.handle(body, triggers)
+        self.last = outcome
+        status = {**body["status"], **outcome.patch}
+        return {**body, "status": {k: v for k, v in status.items() if v is not None}}
+
+    def rotate(self, value: str) -> None:
+        self.body["metadata"]["annotations"][ANNOTATION_ROTATE_NOW] = value
+        self.body = self.apply(self.body, frozenset({Trigger.ROTATE_NOW}))
+
+    def tick(self, seconds: float = 0) -> None:
+        self.clock.now += timedelta(seconds=seconds)
+        self.body = self.apply(self.body, frozenset({Trigger.ROTATION_DUE}))
+
+    def flush_restarts(self) -> None:
+        self.mono[0] += 11
+        self.rollouts.flush()
+
+    def arn(self) -> str:
+        return str(self.store.get_secret("team-a", "prod/db").arn)
+
+    def current(self) -> str:
+        return str(self.secrets.current(self.store.get_secret("team-a", "prod/db")).version_id)
+
+    def projected_version(self) -> str:
+        return str(self.kube.objects[("team-a", "db")]["metadata"]["labels"]["kustos.io/version-id"])
