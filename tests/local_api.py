@@ -142,8 +142,9 @@ def free_port() -> int:
 
 
 def wait_up(port: int, body: bytes) -> None:
-
-    deadline = time.monotonic() + 30
+    """Until the server at `port` answers GetSecretValue with 200 (a starting process on a
+    loaded 2-CPU machine can take tens of seconds to import its dependencies)."""
+    deadline = time.monotonic() + 180
     while True:
         try:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)

@@ -360,4 +360,4 @@ class AuditService:
                 log.exception("audit: no final digest")
             if self.anchor is not None:
                 publish_safely(self.anchor)
-
+        self.store.close()

@@ -54,7 +54,8 @@ class AuditRecordRejected(AuditUnavailableError):
 def time_text(moment: datetime) -> str:
     """The sortable text form of the event_time column (UTC, microseconds)."""
     aware = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return aware.strftime(_COLUMN_TIME)
+    # isoformat is strftime(_COLUMN_TIME) at a fraction of the cost (one record per call)
+    return aware.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def parse_when(text: str, now: datetime | None = None) -> datetime:
@@ -88,7 +89,7 @@ def _check(where: str, value: Any) -> None:
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
-        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
     if isinstance(value, set | frozenset | tuple):
         return sorted(value, key=str)
     if isinstance(value, bytes | SecretValue):

@@ -22,7 +22,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["VERSION_TABLE", "WRITE", "head_revision", "make_engine", "schema_version", "upgrade"]
+__all__ = ["VERSION_TABLE", "WRITE", "head_revision", "make_engine", "schema_version",
+           "sqlite_pragmas", "upgrade"]
 
 VERSION_TABLE = "kustos_schema_version"
 #: Execution option marking a connection that will write (BEGIN IMMEDIATE on SQLite).
@@ -68,6 +69,13 @@ def _create_private(path: Path) -> None:
 
 
 def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    sqlite_pragmas(dbapi_connection)
+
+
+def sqlite_pragmas(dbapi_connection: Any) -> None:
+    """What every SQLite connection of the store runs first (also the raw ones outside
+    the engine): autocommit driver mode (BEGIN is explicit), busy timeout, foreign keys,
+    WAL, ``synchronous=FULL``."""
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, see _sqlite_begin
     cursor = dbapi_connection.cursor()
     try:
