@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 
 from kustos.policy.operators import Operator, PolicyValue
 
@@ -24,6 +25,8 @@ __all__ = [
 
 VERSION_2012 = "2012-10-17"
 VERSION_2008 = "2008-10-17"
+#: The condition keys whose value is the time of the request (lowercase).
+CLOCK_KEYS = ("aws:currenttime", "aws:epochtime")
 
 
 class Effect(StrEnum):
@@ -90,3 +93,19 @@ class Policy:
     def uses_variables(self) -> bool:
         """Policy variables are only interpreted under Version 2012-10-17, as in IAM."""
         return self.version == VERSION_2012
+
+    @cached_property
+    def reads_clock(self) -> bool:
+        """Whether a decision under this policy can depend on the time of the request: a
+        condition on aws:CurrentTime / aws:EpochTime, or either one as a policy variable (in
+        a Resource or a condition value). Over-approximates (any mention counts). A decision
+        that involves such a policy is never reused from a cache."""
+        for statement in self.statements:
+            texts = list(statement.resources)
+            for clause in statement.conditions:
+                if clause.key.lower() in CLOCK_KEYS:
+                    return True
+                texts.extend(v for v in clause.values if isinstance(v, str))
+            if any("${" in t and any(k in t.lower() for k in CLOCK_KEYS) for t in texts):
+                return True
+        return False

@@ -12,7 +12,9 @@ ExpiredTokenException) and never echo credentials.
 
 Authorization builds the policy request (principal ARN, ``secretsmanager:<Op>``, secret ARN,
 condition keys) and evaluates the caller's identity policies (`kustos.services.policies`)
-with the secret's resource policy (`kustos.policy.evaluate`). A denial raises
+with the secret's resource policy (`kustos.policy.evaluate`); decisions are reused per
+policy generation (`kustos.services.policies.DecisionCache`: a changed identity policy is in
+force within the index's 3 s, a changed resource policy at once). A denial raises
 AccessDeniedError worded as AWS words it and posts an AccessDenied Event on the
 ManagedSecret naming the caller (best effort, off the request path, throttled). The caller
 (the API server) writes the audit record, allowed or denied.
@@ -48,7 +50,7 @@ from kustos.policy import (
 )
 from kustos.services.access_keys import SESSION_PREFIX, AccessKeyService, SessionCredentials
 from kustos.services.denials import DenialEvents, denial_message
-from kustos.services.policies import PolicyIndex
+from kustos.services.policies import DecisionCache, PolicyIndex
 from kustos.services.revocations import RevocationList, jwt_issued_at
 from kustos.services.sigv4 import check_scope, parse_authorization, verify_signature
 from kustos.services.sigv4_keys import SigningKeys
@@ -90,6 +92,8 @@ class AccessService:
         self._resource_policies: dict[str, Policy | None] = {}
         self._signing_keys = SigningKeys()
         self._lock = threading.Lock()
+        #: Decisions reused while the policies they were made under are in force.
+        self._decisions = DecisionCache()
 
     # -- authentication -----------------------------------------------------------------
     def authenticate(self, req: RequestView) -> Principal:
@@ -213,9 +217,16 @@ class AccessService:
         GetRandomPassword), which then target `namespace`, else the context's `kustos:Namespace`,
         else the caller's own namespace."""
         action = _action(action)
-        request, identity, resource = self._inputs(principal, action, record, context or {},
-                                                   namespace)  # fmt: skip
-        decision = evaluate(request, identity, resource)
+        context = context or {}
+        key = DecisionCache.key(self.policies.generation(), principal, action, record, context,
+                                namespace)  # fmt: skip
+        decision = self._decisions.get(key)
+        if decision is not None and decision.allowed:
+            return decision
+        request, identity, resource = self._inputs(principal, action, record, context, namespace)
+        if decision is None:
+            decision = evaluate(request, identity, resource)
+            self._decisions.put(key, decision, [*identity, *([resource] if resource else [])])
         if decision.allowed:
             return decision
         if record is not None and self._denials is not None:

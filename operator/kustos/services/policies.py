@@ -19,6 +19,13 @@ resourceVersion. A policy that does not compile is skipped, alone: compiling nev
 cannot break authorization for anyone else; the operator reports it on the policy's own
 status (Valid=False) and in an Event. Compiling is kept apart from evaluating, so compiled
 policies can be cached.
+
+Decisions are cached too (`DecisionCache`), per *generation* of the index: a number that
+moves whenever a re-list finds any policy added, removed or changed (uid and
+resourceVersion), so no decision outlives the policy set it was made under. The bound for
+an identity-policy change is therefore the index's: `ttl` (3 s) plus one list. A resource
+policy is part of the cached decision's key (its text, from the secret's record, which the
+store never serves stale), so a changed resource policy takes effect at once.
 """
 
 from __future__ import annotations
@@ -26,15 +33,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kustos.errors import MalformedPolicyError
 from kustos.models.identity import Principal
-from kustos.policy import Policy, PolicyKind, parse_policy
+from kustos.models.records import SecretRecord
+from kustos.policy import Decision, Policy, PolicyKind, parse_policy
+from kustos.policy.model import CLOCK_KEYS
 
-__all__ = ["BoundPolicy", "PolicyIndex", "Subject", "compile_policy_object"]
+__all__ = ["BoundPolicy", "DecisionCache", "PolicyIndex", "Subject", "compile_policy_object"]
 
 log = logging.getLogger(__name__)
 CLUSTER_KIND = "ClusterSecretAccessPolicy"
@@ -146,6 +155,8 @@ class PolicyIndex:
         self._policies: list[BoundPolicy] = []
         self._loaded_at: float | None = None
         self._lock = threading.Lock()
+        #: Moves whenever the set of policies in force changes (see the module docstring).
+        self._generation = 0
 
     def refresh(self) -> None:
         namespaced, cluster = self._source()
@@ -154,15 +165,24 @@ class PolicyIndex:
             meta = _mapping(obj.get("metadata"))
             key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
             compiled[key] = self._compiled.get(key) or compile_policy_object(obj)
+        if compiled.keys() != self._compiled.keys() or self._loaded_at is None:
+            self._generation += 1
         self._compiled = compiled
         self._policies = sorted(compiled.values(), key=lambda p: (p.kind, p.namespace, p.name))
         self._loaded_at = self._clock()
 
     def policies(self) -> list[BoundPolicy]:
+        return self.current()[1]
+
+    def current(self) -> tuple[int, list[BoundPolicy]]:
+        """(generation, the policies in force), re-listed first when older than `ttl`."""
         with self._lock:
             if self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl:
                 self.refresh()
-            return self._policies
+            return self._generation, self._policies
+
+    def generation(self) -> int:
+        return self.current()[0]
 
     def applicable(self, principal: Principal, target_namespace: str) -> list[BoundPolicy]:
         """The valid policies that bind `principal` for a request on `target_namespace`."""
@@ -182,3 +202,52 @@ class PolicyIndex:
 
     def invalid(self) -> Iterable[BoundPolicy]:
         return [b for b in self.policies() if b.error is not None]
+
+
+class DecisionCache:
+    """Policy decisions by everything they were computed from: the index generation, the
+    caller, the action, the secret (ARN, namespace, name, tags, resource policy text), the
+    target namespace and every condition key of the request except the clock's. Decisions
+    under a policy that reads the clock (`Policy.reads_clock`) are not kept. Bounded: emptied
+    when full."""
+
+    def __init__(self, max_entries: int = 20_000) -> None:
+        self._max = max_entries
+        self._entries: dict[Hashable, Decision] = {}
+        #: Decisions answered from the cache and decisions evaluated (tests, metrics).
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(generation: int, principal: Principal, action: str, record: SecretRecord | None,
+            context: Mapping[str, Any], namespace: str | None) -> Hashable | None:
+        """The cache key, or None when an input cannot be part of one (never cached)."""
+        try:
+            items = tuple(sorted(
+                (k, tuple(v) if isinstance(v, list) else v) for k, v in context.items()
+                if k.lower() not in CLOCK_KEYS))
+            secret = None if record is None else (
+                record.arn, record.namespace, record.name, tuple(sorted(record.tags.items())),
+                record.resource_policy)
+            key = (generation, principal.arn, principal.username, principal.namespace,
+                   principal.kind, principal.groups, principal.uid, principal.auth_method,
+                   action, secret, namespace, items)
+            hash(key)
+        except TypeError:  # an unhashable or unorderable context value
+            return None
+        return key
+
+    def get(self, key: Hashable | None) -> Decision | None:
+        found = None if key is None else self._entries.get(key)
+        if found is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return found
+
+    def put(self, key: Hashable | None, decision: Decision, policies: Iterable[Policy]) -> None:
+        if key is None or any(p.reads_clock for p in policies):
+            return
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[key] = decision
