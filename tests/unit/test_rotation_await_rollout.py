@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from tests.unit.rollout_fakes import World, deployment
@@ -194,3 +195,25 @@ def test_rollback_refuses_while_a_rotation_is_in_progress_and_unknown_versions(
     _request_rollback(world, "no-such-version#2")
     assert "no version 'no-such-version'" in world.body["status"]["rollback"]["message"]
     assert world.current() == token
+
+
+def test_describe_secret_shows_await_rollout_and_a_hold(world: World) -> None:
+    from kustos.services.api_call import Deps
+    from kustos.services.api_read import _describe
+
+    def described() -> dict[str, Any]:
+        deps = Deps(world.secrets, None, None, "test", None,  # type: ignore[arg-type]
+                    rotations=world.rotations)
+        return _describe(deps, world.store.get_secret("team-a", "prod/db"),
+                         versions_key="VersionIdsToStages")
+
+    assert "KustosRotation" not in described()
+    world.rotate("r1")
+    token = world.current()
+    state = described()["KustosRotation"]
+    assert state == {**state, "Token": token, "Step": "awaitRollout", "State": "InProgress"}
+    assert described()["VersionIdsToStages"][token] == ["AWSCURRENT"]
+    world.tick(61)  # nobody rolled out: held
+    state = described()["KustosRotation"]
+    assert state["State"] == "Held" and "did not roll out" in state["Reason"]
+    assert "AWSPREVIOUS" in described()["VersionIdsToStages"][token]

@@ -28,6 +28,7 @@ from kustos.models.records import SecretRecord
 from kustos.services.reads import ReadEvents
 from kustos.services.secrets import SecretService
 from kustos.store.base import Store
+from kustos.store.rotations import RotationStore
 
 if TYPE_CHECKING:  # deletion imports the API's naming helpers (api_ids), which import this
     from kustos.services.deletion import DeletionService
@@ -210,6 +211,8 @@ class Deps:
     deletion: DeletionService
     #: Counts successful reads for the aggregated `Accessed` Events (None: no Events).
     reads: ReadEvents | None = None
+    #: The rotation rows, for DescribeSecret's `KustosRotation` (None: not shown).
+    rotations: RotationStore | None = None
 
     @property
     def store(self) -> Store:

@@ -12,6 +12,7 @@ from typing import Any
 
 from kustos.errors import AccessDeniedError, InvalidParameterError, KustosError
 from kustos.models.records import SecretRecord, VersionRecord
+from kustos.rotation.engine import AWAIT
 from kustos.services.api_call import Call, Deps
 from kustos.services.api_filters import matches, parse_filters, sort_key
 from kustos.services.api_ids import (
@@ -21,6 +22,7 @@ from kustos.services.api_ids import (
     not_deleted,
     tags_to_aws,
 )
+from kustos.store.rotations import HELD
 
 __all__ = [
     "batch_get_secret_value",
@@ -125,7 +127,26 @@ def _describe(deps: Deps, record: SecretRecord, *, versions_key: str) -> Result:
         "RotationLambdaARN": lambda_arn,
     }
     out.update({k: v for k, v in optional.items() if v is not None})
+    rotation = _rotation_state(deps, record)
+    if rotation:
+        out["KustosRotation"] = rotation
     return out
+
+
+def _rotation_state(deps: Deps, record: SecretRecord) -> Result | None:
+    """A Kustos member beside AWS's rotation members: the rotation that AWS's members cannot
+    show, one past finishSecret (awaitRollout: AWSCURRENT already moved, the previous
+    credentials not retired yet) or held (AWSCURRENT moved back). Absent otherwise."""
+    if deps.rotations is None:
+        return None
+    latest = next(iter(deps.rotations.history(record.arn, limit=1)), None)
+    if latest is None or not (latest.status == HELD or (latest.active and latest.step == AWAIT)):
+        return None
+    state: Result = {"Token": latest.token, "Step": latest.step, "State": latest.status,
+                     "FinishedDate": latest.finished_at}
+    if latest.status == HELD:
+        state.update(Reason=latest.last_error, NextAttemptDate=latest.next_attempt_at)
+    return {k: v for k, v in state.items() if v is not None}
 
 
 def describe_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:

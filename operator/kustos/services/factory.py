@@ -100,8 +100,11 @@ class Services:
     @cached_property
     def secrets_api(self) -> SecretsApi:
         """The Secrets Manager operations, authorized by `access`, audited by `audit`."""
+        rotations = RotationStore(self.store.engine) if isinstance(self.store, SqlStore) \
+            else None  # fmt: skip
         api = SecretsApi(self.secrets, self.managed_objects, SecretGateway(self.api),
-                         self.access, self.audit, self.deletion, self.reads)
+                         self.access, self.audit, self.deletion, self.reads,
+                         rotations=rotations)
         self.audit.add_flusher(lambda final: api.flush_refusals(everything=final))
         return api
 

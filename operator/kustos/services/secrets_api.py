@@ -33,6 +33,7 @@ from kustos.services.deletion import DeletionService
 from kustos.services.reads import ReadEvents
 from kustos.services.refusals import OTHER_SOURCES, RefusalBudget, Suppressed
 from kustos.services.secrets import SecretService
+from kustos.store.rotations import RotationStore
 
 __all__ = ["OPERATIONS", "SecretsApi"]
 
@@ -74,8 +75,10 @@ class SecretsApi:
         deletion: DeletionService,
         reads: ReadEvents | None = None,
         refusals: RefusalBudget | None = None,
+        rotations: RotationStore | None = None,
     ) -> None:
-        self._deps = Deps(secrets, objects, projected, secrets.cluster, deletion, reads)
+        self._deps = Deps(secrets, objects, projected, secrets.cluster, deletion, reads,
+                          rotations)
         self._authorizer = authorizer
         self._audit = audit
         self._refusals = refusals if refusals is not None else RefusalBudget()
