@@ -45,6 +45,12 @@ def try_apply(cluster: Any, ns: str, name: str, rotation: dict[str, Any]) -> Any
         ({"webhook": {"url": "http://plain", "signingKeySecretRef": {"name": "k"}}},
          "should match"),
         ({"custom": {"rotator": "Bad Name"}}, "should match"),
+        # the bounds the CRD shares with the models (tests/unit/test_crd_models.py)
+        ({"postgresql": {"host": ""}}, "should be at least 1 chars long"),
+        ({"mysql": {"host": "db", "userHost": ""}}, "should be at least 1 chars long"),
+        ({"postgresql": {"host": "db", "connectTimeoutSeconds": 0}}, "should be greater than 0"),
+        ({"webhook": {"url": "https://x", "signingKeySecretRef": {"name": "k", "key": ""},
+                      "timeoutSeconds": 5}}, "should be at least 1 chars long"),
     ],
 )
 def test_refused_at_admission(cluster: Any, rotation: dict[str, Any], message: str) -> None:
@@ -53,6 +59,16 @@ def test_refused_at_admission(cluster: Any, rotation: dict[str, Any], message: s
     assert proc.returncode != 0
     assert message in proc.stderr
     assert get(cluster, "managedsecret", "bad", ns) is None
+
+
+def test_a_timeout_under_a_second_is_admitted(cluster: Any) -> None:
+    """The models and the rotators take any timeout in (0, 300]; so does the CRD."""
+    ns = new_namespace(cluster)
+    proc = try_apply(cluster, ns, "quick", {"postgresql": {"host": "db",
+                                                           "connectTimeoutSeconds": 0.5}})
+    assert proc.returncode == 0, proc.stderr
+    obj = get(cluster, "managedsecret", "quick", ns)
+    assert obj is not None and obj["spec"]["rotation"]["postgresql"]["connectTimeoutSeconds"] == 0.5
 
 
 def test_reported_in_status_and_nothing_rotated(cluster: Any, operator_factory: Any) -> None:

@@ -2,10 +2,11 @@
 
 Exactly one rotator section: `generated`, `postgresql`, `mysql`, `webhook`, or `custom`
 (a rotator registered by name, e.g. a third-party plugin, with free-form config). References
-to Secrets (`masterSecretRef`, `signingKeySecretRef`) name a Secret in the ManagedSecret's
-own namespace; a `namespace` field is accepted only to be refused with a clear error (no
-confused deputy). Schedule expressions are checked by `kustos.rotation.schedule`; rotator
-configs by the rotator itself. No I/O here.
+to Secrets (`masterSecretRef`, `signingKeySecretRef`, `tls.caSecretRef`) name a Secret in the
+ManagedSecret's own namespace; a `namespace` field is accepted only to be refused with a
+clear error (no confused deputy). Schedule expressions are checked by
+`kustos.rotation.schedule`; rotator configs by the rotator itself. No I/O here. The CRD's
+schema says the same (tests/unit/test_crd_models.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "GeneratedRotationSpec",
     "MySQLRotationSpec",
     "RotationSpec",
+    "SecretKeyRef",
     "SecretRef",
     "TlsSpec",
     "WebhookRotationSpec",
@@ -38,11 +40,10 @@ class _Spec(BaseModel):
 
 
 class SecretRef(_Spec):
-    """A Secret in the same namespace. `key` picks one data key where one value is needed."""
+    """A Secret in the same namespace (`namespace` is there only to be refused)."""
 
     name: str = Field(min_length=1, max_length=253)
     namespace: str | None = None
-    key: str | None = Field(None, min_length=1, max_length=253)
 
     def check_namespace(self, namespace: str, field: str) -> None:
         if self.namespace not in (None, "", namespace):
@@ -52,13 +53,19 @@ class SecretRef(_Spec):
             )
 
 
+class SecretKeyRef(SecretRef):
+    """A Secret in the same namespace and the data key (`key`) holding the one value needed."""
+
+    key: str | None = Field(None, min_length=1, max_length=253)
+
+
 class TlsSpec(_Spec):
     """TLS to a database: `verify-full` (default) checks the server; `require` (encrypted,
     unverified) and `disable` are explicit opt-outs. The CA is `caData` or a Secret's key."""
 
     mode: Literal["disable", "require", "verify-full"] = "verify-full"
     ca_data: str | None = Field(None, alias="caData")
-    ca_secret_ref: SecretRef | None = Field(None, alias="caSecretRef")
+    ca_secret_ref: SecretKeyRef | None = Field(None, alias="caSecretRef")
 
     @model_validator(mode="after")
     def _check(self) -> TlsSpec:
@@ -98,7 +105,7 @@ class GeneratedRotationSpec(_Spec):
 
 class WebhookRotationSpec(_Spec):
     url: str = Field(pattern=r"^https://", max_length=2048)
-    signing_key_secret_ref: SecretRef = Field(alias="signingKeySecretRef")
+    signing_key_secret_ref: SecretKeyRef = Field(alias="signingKeySecretRef")
     ca_data: str | None = Field(None, alias="caData")
     timeout_seconds: float | None = Field(None, alias="timeoutSeconds", gt=0, le=300)
 
@@ -110,7 +117,7 @@ class CustomRotationSpec(_Spec):
 
 class RotationSpec(_Spec):
     schedule: str | None = Field(None, max_length=256)
-    window: str | None = Field(None, max_length=32)
+    window: str | None = Field(None, min_length=2, max_length=32)
     rotate_immediately: bool = Field(False, alias="rotateImmediately")
     #: How long the consumers may take to roll out a new version (awaitRollout) before the
     #: rotation holds and AWSCURRENT moves back.
@@ -156,9 +163,9 @@ class RotationSpec(_Spec):
         return config
 
 
-def parse_ref(raw: Any, where: str) -> SecretRef:
+def parse_ref(raw: Any, where: str) -> SecretKeyRef:
     """A Secret reference from a rotator config (e.g. a custom rotator's masterSecretRef)."""
-    ref: SecretRef = _model(SecretRef, raw, where)
+    ref: SecretKeyRef = _model(SecretKeyRef, raw, where)
     return ref
 
 

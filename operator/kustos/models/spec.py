@@ -2,7 +2,8 @@
 
 The CRD's schema and CEL rules reject most bad specs at admission; these models are the
 operator's second line (a spec written before a CRD upgrade, or a cluster without CEL), and
-the one place spec semantics are defined for the services.
+the one place spec semantics are defined for the services. Fields, types, required fields,
+defaults and bounds match the CRD's schema (tests/unit/test_crd_models.py).
 """
 
 from __future__ import annotations
@@ -148,9 +149,9 @@ class TargetSpec(_Spec):
 
 
 class ManagedSecretSpec(_Spec):
-    name: str | None = Field(None, pattern=SECRET_NAME_PATTERN)
+    name: str | None = Field(None, min_length=1, max_length=512, pattern=SECRET_NAME_PATTERN)
     description: str = Field("", max_length=2048)
-    tags: dict[str, str] = Field(default_factory=dict)
+    tags: dict[str, str] = Field(default_factory=dict, max_length=50)
     generate: GenerateSpec | None = None
     value_from: ValueFromSpec | None = Field(None, alias="valueFrom")
     target: TargetSpec = Field(default_factory=TargetSpec)
@@ -167,8 +168,6 @@ class ManagedSecretSpec(_Spec):
             clash = set(self.generate.keys) & set(self.target.static_data)
             if clash:
                 raise ValueError(f"target.staticData repeats generated keys: {sorted(clash)}")
-        if len(self.tags) > 50:
-            raise ValueError("at most 50 tags")
         clashes = tag_key_clashes(self.tags)
         if clashes:
             raise ValueError(f"tag keys must differ other than in case: {clashes}")
