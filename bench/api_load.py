@@ -160,14 +160,15 @@ def profile_request_path(world: Any, ident: Any, arn: str, n: int = 400) -> list
     stats = pstats.Stats(profiler)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     phases = {  # label: [(file suffix, function)], cumulative time
-        "authenticate (SigV4 verify, key lookup)": [("services/access.py", "authenticate")],
+        "authenticate (SigV4 verify, key lookup)": [
+            ("services/access/authorize.py", "authenticate")],
         "validate (botocore model)": [("api/protocol.py", "parse_params")],
-        "authorize (policies)": [("services/api_call.py", "authorize")],
+        "authorize (policies)": [("services/api/call.py", "authorize")],
         "store reads (secret by ARN, AWSCURRENT version)": [
-            ("services/api_ids.py", "resolve"), ("services/secrets.py", "version")],
-        "decrypt (envelope open)": [("services/secrets.py", "open")],
-        "audit record (durable, hash-chained)": [("services/api_call.py", "commit_point")],
-        "LastAccessedDate (daily write)": [("services/api_read.py", "_touch")],
+            ("services/api/ids.py", "resolve"), ("services/core/secrets.py", "version")],
+        "decrypt (envelope open)": [("services/core/secrets.py", "open")],
+        "audit record (durable, hash-chained)": [("services/api/call.py", "commit_point")],
+        "LastAccessedDate (daily write)": [("services/api/read.py", "_touch")],
         "(load generator's SigV4 signing, excluded)": [("botocore/auth.py", "add_auth")],
     }
     rows = [f"per request, in-process (no HTTP/TLS), under cProfile: {per_request:.2f} ms"]

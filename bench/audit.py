@@ -24,9 +24,9 @@ from kustos.crypto import Keyring
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
 from kustos.models.sensitive import SecretValue
-from kustos.services.audit import AuditService
-from kustos.services.audit_event import to_row
-from kustos.services.secrets import SecretService
+from kustos.services.audit.event import to_row
+from kustos.services.audit.service import AuditService
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditQuery, AuditStore
 

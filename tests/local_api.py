@@ -40,14 +40,14 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
     from kustos.api.server import ApiBackend
     from kustos.crypto import Keyring
     from kustos.kube.access import TokenReviewResult
-    from kustos.services.access import AccessService
-    from kustos.services.access_keys import AccessKeyService
-    from kustos.services.audit import AuditService
-    from kustos.services.policies import PolicyIndex
-    from kustos.services.revocations import RevocationList
-    from kustos.services.secrets import SecretService
-    from kustos.services.secrets_api import SecretsApi
-    from kustos.services.tokens import TokenAuthenticator
+    from kustos.services.access.authorize import AccessService
+    from kustos.services.access.keys import AccessKeyService
+    from kustos.services.access.policies import PolicyIndex
+    from kustos.services.access.revocations import RevocationList
+    from kustos.services.access.tokens import TokenAuthenticator
+    from kustos.services.api.service import SecretsApi
+    from kustos.services.audit.service import AuditService
+    from kustos.services.core.secrets import SecretService
     from kustos.store import SqlStore
     from kustos.store.access_keys import AccessKeyStore
     from kustos.store.audit import AuditStore

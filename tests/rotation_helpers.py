@@ -14,7 +14,7 @@ from kustos.models import SecretValue
 from kustos.models.records import AWSCURRENT, AWSPENDING, AWSPREVIOUS
 from kustos.rotation.rotators.mysql import native_password_hash
 from kustos.rotation.rotators.postgresql import scram_sha256_verifier
-from kustos.services.secrets import SecretService
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 from tests.kube_helpers import apply, get, managed_secret, secret_data, wait_for
 

@@ -142,6 +142,26 @@ class ConflictError(ClientError):
     retry_delay = 60.0
 
 
+class SourceError(ClientError):
+    """A ManagedSecret's value source cannot be used (other namespace, bad content). Retried
+    slowly, since the user can fix it by creating or fixing the Secret."""
+
+    retryable = True
+    retry_delay = 30.0
+
+
+class SourceNotFoundError(SourceError):
+    """The Secret a value source (or a rotation's secretRef) names does not exist (yet)."""
+
+
+class SourceNotAllowedError(SourceError):
+    """The source Secret does not name this ManagedSecret in its opt-in annotation."""
+
+
+class TemplateError(InvalidParameterError):
+    """A template could not be rendered (syntax, missing key, refused operation, limits)."""
+
+
 class ServerError(KustosError):
     """Something on Kustos's side failed; the same request may succeed later."""
 

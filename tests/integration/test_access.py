@@ -34,7 +34,7 @@ from kustos.api.server import ApiBackend, build_app
 from kustos.config import Settings
 from kustos.models.records import SecretRecord
 from kustos.models.sensitive import SecretValue
-from kustos.services.container_credentials import ContainerCredentials
+from kustos.services.access.container_credentials import ContainerCredentials
 from kustos.services.factory import Services
 from kustos.store.audit import AuditQuery
 

@@ -20,8 +20,8 @@ from kustos.errors import ConflictError
 from kustos.kube.audit_anchor import AnchorGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services.audit import AuditService
-from kustos.services.audit_anchor import AnchorPublisher, anchor_of
+from kustos.services.audit.anchor import AnchorPublisher, anchor_of
+from kustos.services.audit.service import AuditService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore
 

@@ -13,7 +13,7 @@ from tests.integration.test_store_postgres import pg_admin_url, pg_url, store  #
 from kustos.errors import AuditUnavailableError
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services.audit import AuditService, AuditSettings
+from kustos.services.audit.service import AuditService, AuditSettings
 from kustos.store import SqlStore
 from kustos.store.audit import _PG_LOCK_KEY, AuditStore
 

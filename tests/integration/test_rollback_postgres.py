@@ -16,7 +16,7 @@ from tests.unit.controller_fakes import FakeSecrets
 from tests.unit.rollout_fakes import World, deployment
 
 from kustos.models.reasons import Reason
-from kustos.services.controller import Trigger
+from kustos.services.controller.controller import Trigger
 
 pytestmark = pytest.mark.db
 

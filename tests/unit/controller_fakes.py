@@ -15,14 +15,14 @@ from kustos.crypto import Keyring
 from kustos.kube.events import ObjectRef
 from kustos.models.reasons import EventType, Reason
 from kustos.rotation.engine import RotationEngine
-from kustos.services.controller import ManagedSecretController
-from kustos.services.deletion import DeletionService
-from kustos.services.managed import ManagedSecretService
-from kustos.services.projection import ProjectionService
-from kustos.services.rotation import RotationService
-from kustos.services.rotation_support import RotationLimits
-from kustos.services.secrets import SecretService
-from kustos.services.sources import SourceService
+from kustos.services.controller.controller import ManagedSecretController
+from kustos.services.controller.projection import ProjectionService
+from kustos.services.controller.reconcile import ManagedSecretService
+from kustos.services.controller.sources import SourceService
+from kustos.services.core.deletion import DeletionService
+from kustos.services.core.secrets import SecretService
+from kustos.services.rotation.service import RotationService
+from kustos.services.rotation.support import RotationLimits
 from kustos.store import SqlStore
 from kustos.store.rotations import RotationStore
 

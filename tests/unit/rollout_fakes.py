@@ -12,14 +12,14 @@ from tests.unit.controller_fakes import KEYRING, FakeEvents, FakeObjects, FakeSe
 
 from kustos.rotation.engine import RotationEngine
 from kustos.services.consumers.rollouts import RolloutCoordinator, RolloutLimits
-from kustos.services.controller import ManagedSecretController, Outcome, Trigger
-from kustos.services.deletion import DeletionService
-from kustos.services.managed import ManagedSecretService
-from kustos.services.projection import Projection, ProjectionService
-from kustos.services.rotation import ANNOTATION_ROTATE_NOW, RotationService
-from kustos.services.rotation_support import RotationLimits
-from kustos.services.secrets import SecretService
-from kustos.services.sources import SourceService
+from kustos.services.controller.controller import ManagedSecretController, Outcome, Trigger
+from kustos.services.controller.projection import Projection, ProjectionService
+from kustos.services.controller.reconcile import ManagedSecretService
+from kustos.services.controller.sources import SourceService
+from kustos.services.core.deletion import DeletionService
+from kustos.services.core.secrets import SecretService
+from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW, RotationService
+from kustos.services.rotation.support import RotationLimits
 from kustos.store import SqlStore
 from kustos.store.rotations import RotationStore
 

@@ -19,10 +19,10 @@ from kustos.models.reasons import EventType, Reason
 from kustos.models.records import SecretRecord
 from kustos.operator.policies import announce, policy_status
 from kustos.policy import DecisionKind
-from kustos.services.access import AccessService
-from kustos.services.denials import DenialEvents
-from kustos.services.policies import PolicyIndex
-from kustos.services.tokens import TokenAuthenticator
+from kustos.services.access.authorize import AccessService
+from kustos.services.access.denials import DenialEvents
+from kustos.services.access.policies import PolicyIndex
+from kustos.services.access.tokens import TokenAuthenticator
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 APP = Principal.service_account("team-a", "app", groups=(
@@ -302,7 +302,7 @@ def test_a_request_value_that_is_no_date_makes_a_date_clause_false(world: World)
 def test_an_unexpected_compile_failure_is_contained(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import kustos.services.policies as policies
+    import kustos.services.access.policies as policies
 
     real = policies.parse_policy
 
@@ -356,7 +356,7 @@ def test_principal_account_does_not_let_cluster_users_in(world: World) -> None:
 
 
 def test_who_can_lists_every_allowed_principal_with_its_statements(world: World) -> None:
-    from kustos.services.who_can import who_can
+    from kustos.services.access.who_can import who_can
 
     allow = {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
     world.namespaced += [

@@ -13,10 +13,10 @@ from tests.unit.fakes import FakeEvents, FakeObjects, FakeSecrets
 from kustos.crypto import Keyring
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services.api_call import CallMeta
-from kustos.services.deletion import DeletionService
-from kustos.services.secrets import SecretService
-from kustos.services.secrets_api import SecretsApi
+from kustos.services.api.call import CallMeta
+from kustos.services.api.service import SecretsApi
+from kustos.services.core.deletion import DeletionService
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 
 KEYRING = Keyring.generate()

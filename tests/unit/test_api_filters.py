@@ -1,4 +1,4 @@
-"""ListSecrets filter matching and order (kustos.services.api_filters), without I/O."""
+"""ListSecrets filter matching and order (kustos.services.api.filters), without I/O."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from kustos.errors import InvalidParameterError
 from kustos.models.records import SecretRecord
-from kustos.services.api_filters import matches, parse_filters, sort_key, split_words
+from kustos.services.api.filters import matches, parse_filters, sort_key, split_words
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -28,16 +28,16 @@ from kustos.errors import (
 )
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services.api_call import CallMeta
-from kustos.services.api_ids import (
+from kustos.services.api.call import CallMeta
+from kustos.services.api.ids import (
     InvalidNextTokenError,
     decode_token,
     encode_token,
     object_name_for,
 )
-from kustos.services.deletion import DeletionService
-from kustos.services.secrets import SecretService
-from kustos.services.secrets_api import OPERATIONS, SecretsApi
+from kustos.services.api.service import OPERATIONS, SecretsApi
+from kustos.services.core.deletion import DeletionService
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 
 ALL = frozenset(OPERATIONS)

@@ -20,15 +20,15 @@ from kustos.errors import ConflictError
 from kustos.kube.audit_anchor import StoredAnchor
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services.audit import AuditService
-from kustos.services.audit_anchor import (
+from kustos.services.audit.anchor import (
     Anchor,
     AnchorPublisher,
     FileWitness,
     anchor_of,
     read_file_witness,
 )
-from kustos.services.audit_verify import VerifyReport
+from kustos.services.audit.service import AuditService
+from kustos.services.audit.verify import VerifyReport
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore
 
@@ -198,7 +198,7 @@ def test_the_anchor_does_not_move_over_a_loss(audit: AuditService, gateway: Fake
     for i in range(20, 26):  # the writer goes on; seq 11.. now hold other records
         audit.record(event(i))
     audit.sign_digest()
-    with caplog.at_level(logging.ERROR, logger="kustos.services.audit_anchor"):
+    with caplog.at_level(logging.ERROR, logger="kustos.services.audit.anchor"):
         after = audit.publish_anchor()
     assert after is not None and after.head_seq == 13 and after.digest is not None
     assert after.digest.last_seq == 10  # kept, so verify still sees the loss
@@ -265,7 +265,7 @@ def test_pruning_is_anchored_and_still_verifies(audit: AuditService,
 
 def test_the_operator_log_names_each_anchored_digest(audit: AuditService, caplog: Any) -> None:
     audit.record(event(1))
-    with caplog.at_level(logging.INFO, logger="kustos.services.audit_anchor"):
+    with caplog.at_level(logging.INFO, logger="kustos.services.audit.anchor"):
         digest = audit.sign_digest()
         audit.publish_anchor()
     assert digest is not None
@@ -287,7 +287,7 @@ def test_a_deleted_anchor_is_recreated_by_an_idle_publisher(
     gateway.obj = None  # an admin deleted it (e.g. to re-anchor after a restore)
     assert audit.publish_anchor().head_seq == 13  # type: ignore[union-attr]
     assert gateway.obj is None  # idle: not re-read yet
-    monkeypatch.setattr("kustos.services.audit_anchor.RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr("kustos.services.audit.anchor.RECHECK_SECONDS", 0.0)
     assert audit.publish_anchor().head_seq == 13  # type: ignore[union-attr]
     assert gateway.anchor() is not None and check(audit, gateway).ok
 
@@ -297,7 +297,7 @@ def test_the_webhook_witness_receives_each_anchor(audit: AuditService,
     import http.server
     import threading
 
-    from kustos.services.audit_anchor import WebhookWitness
+    from kustos.services.audit.anchor import WebhookWitness
 
     got: list[dict[str, Any]] = []
 

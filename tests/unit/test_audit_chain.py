@@ -14,8 +14,8 @@ import pytest
 from kustos.crypto import Keyring
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services.audit import AuditService
-from kustos.services.audit_verify import VerifyReport
+from kustos.services.audit.service import AuditService
+from kustos.services.audit.verify import VerifyReport
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore, chain_hash
 

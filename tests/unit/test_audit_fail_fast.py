@@ -20,10 +20,10 @@ from kustos.crypto import Keyring
 from kustos.errors import AuditUnavailableError
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
-from kustos.services.api_call import CallMeta
-from kustos.services.audit import AuditService, AuditSettings
-from kustos.services.secrets import SecretService
-from kustos.services.secrets_api import SecretsApi
+from kustos.services.api.call import CallMeta
+from kustos.services.api.service import SecretsApi
+from kustos.services.audit.service import AuditService, AuditSettings
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore
 

@@ -18,8 +18,8 @@ from kustos.errors import InvalidParameterError
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
 from kustos.models.records import SecretRecord
-from kustos.services.audit import AuditService
-from kustos.services.notify import Notifier, load_subscribers
+from kustos.services.audit.notify import Notifier, load_subscribers
+from kustos.services.audit.service import AuditService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore
 
@@ -123,7 +123,7 @@ def test_full_queue_drops_instead_of_blocking(tmp_path: Path) -> None:
     path = config(tmp_path, "- {url: 'http://127.0.0.1:9/', events: [X]}\n")
     notifier = Notifier(load_subscribers(path), max_queue=1, attempts=1)
     notifier._thread = threading.Thread(target=lambda: None)  # no consumer: the queue fills
-    from kustos.services.audit_event import to_row
+    from kustos.services.audit.event import to_row
 
     rows = [to_row(event("X"), "test") for _ in range(5)]
     before = metrics.NOTIFICATIONS.labels("dropped")._value.get()

@@ -23,14 +23,15 @@ from kustos.models.audit import AuditEvent
 from kustos.models.identity import KUSTOS_SYSTEM, Principal
 from kustos.models.reasons import EventType, Reason
 from kustos.models.sensitive import SecretValue
-from kustos.services.audit import AuditService
-from kustos.services.audit_event import AuditRecordRejected, parse_when
-from kustos.services.audit_sink import AuditingEventSink
-from kustos.services.audit_usage import usage_by_namespace
-from kustos.services.managed import ManagedObject, ManagedSecretService
-from kustos.services.projection import ProjectionService
-from kustos.services.secrets import SecretService
-from kustos.services.sources import SourceService
+from kustos.services.audit.event import AuditRecordRejected, parse_when
+from kustos.services.audit.service import AuditService
+from kustos.services.audit.sink import AuditingEventSink
+from kustos.services.audit.usage import usage_by_namespace
+from kustos.services.controller.projection import ProjectionService
+from kustos.services.controller.reconcile import ManagedSecretService
+from kustos.services.controller.sources import SourceService
+from kustos.services.core.objects import ManagedObject
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditQuery, AuditStore
 

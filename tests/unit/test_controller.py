@@ -16,8 +16,8 @@ from tests.unit.controller_fakes import World, build_world, managed
 from kustos.models.reasons import ConditionType, Reason
 from kustos.models.sensitive import SecretValue
 from kustos.models.status import ManagedSecretStatus, set_condition
-from kustos.services.controller import Outcome, Trigger
-from kustos.services.rotation import ANNOTATION_ROTATE_NOW
+from kustos.services.controller.controller import Outcome, Trigger
+from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
 from kustos.store.rotations import RotationStore
 
 GENERATE = {"name": "prod/db", "generate": {"passwordLength": 12, "excludePunctuation": True}}

@@ -17,10 +17,10 @@ from kustos.errors import (
 )
 from kustos.kube.keyring_secret import StoredKeyring
 from kustos.models.sensitive import SecretValue
-from kustos.services.access_keys import AccessKeyService
+from kustos.services.access.keys import AccessKeyService
+from kustos.services.core.keys import KeyService
+from kustos.services.core.secrets import SecretService
 from kustos.services.factory import _access_key_payloads
-from kustos.services.keys import KeyService
-from kustos.services.secrets import SecretService
 from kustos.store import SqlStore
 from kustos.store.access_keys import AccessKeyStore
 
@@ -239,14 +239,14 @@ def test_each_secret_is_sealed_and_rotated_with_its_own_key(store: SqlStore) -> 
     ("arn:aws:kms:us-east-1:123456789012:alias/payments", "payments"),
 ])  # fmt: skip
 def test_kms_key_id_spellings(kms_key_id: str, name: str) -> None:
-    from kustos.services.kms import key_name
+    from kustos.services.core.kms import key_name
 
     assert key_name(kms_key_id) == name
 
 
 @pytest.mark.parametrize("bad", ["arn:kustos:iam::ns:root", "arn:aws:kms:r:a:grant/x"])
 def test_kms_arns_that_name_no_key_are_refused(bad: str) -> None:
-    from kustos.services.kms import key_name
+    from kustos.services.core.kms import key_name
 
     with pytest.raises(EncryptionFailure):
         key_name(bad)

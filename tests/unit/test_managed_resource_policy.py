@@ -16,11 +16,12 @@ from kustos.crypto import Keyring
 from kustos.models.records import SecretRecord
 from kustos.policy import Request, evaluate, parse_policy
 from kustos.policy.model import PolicyKind
-from kustos.services.managed import ManagedObject, ManagedSecretService
-from kustos.services.projection import ProjectionService
-from kustos.services.resource_policy import PUBLIC_ACCEPTED, digest, follow_spec
-from kustos.services.secrets import SecretService
-from kustos.services.sources import SourceService
+from kustos.services.controller.projection import ProjectionService
+from kustos.services.controller.reconcile import ManagedSecretService
+from kustos.services.controller.sources import SourceService
+from kustos.services.core.objects import ManagedObject
+from kustos.services.core.resource_policy import PUBLIC_ACCEPTED, digest, follow_spec
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 
 KEYRING = Keyring.generate()

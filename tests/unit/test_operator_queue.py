@@ -13,8 +13,8 @@ from tests.unit.controller_fakes import managed
 
 from kustos.operator.queue import ObjectQueue, jittered
 from kustos.operator.runtime import _what_changed
-from kustos.services.controller import Trigger
-from kustos.services.rotation import ANNOTATION_ROTATE_NOW
+from kustos.services.controller.controller import Trigger
+from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> None:

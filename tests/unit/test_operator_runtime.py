@@ -21,7 +21,7 @@ from kustos.config import Settings
 from kustos.errors import ServerError
 from kustos.models.records import AWSCURRENT, SecretRecord
 from kustos.operator.runtime import OperatorRuntime
-from kustos.services.controller import Outcome, Trigger
+from kustos.services.controller.controller import Outcome, Trigger
 from kustos.store import SqlStore
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)

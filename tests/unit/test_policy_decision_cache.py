@@ -16,9 +16,9 @@ import pytest
 from tests.unit.test_access_authorize import APP, SA_APP, sap, secret
 
 from kustos.errors import AccessDeniedError
-from kustos.services.access import AccessService
-from kustos.services.policies import PolicyIndex
-from kustos.services.tokens import TokenAuthenticator
+from kustos.services.access.authorize import AccessService
+from kustos.services.access.policies import PolicyIndex
+from kustos.services.access.tokens import TokenAuthenticator
 
 TTL = 3.0
 ALLOW_ALL = {"Version": "2012-10-17",

@@ -19,12 +19,12 @@ from kustos.crypto import Keyring
 from kustos.errors import AuthenticationError
 from kustos.kube.access import TokenReviewResult
 from kustos.models.request import RequestView
-from kustos.services.api_call import CallMeta
-from kustos.services.audit import AuditService
-from kustos.services.refusals import OTHER_SOURCES, RefusalBudget
-from kustos.services.secrets import SecretService
-from kustos.services.secrets_api import SecretsApi
-from kustos.services.tokens import TokenAuthenticator
+from kustos.services.access.refusals import OTHER_SOURCES, RefusalBudget
+from kustos.services.access.tokens import TokenAuthenticator
+from kustos.services.api.call import CallMeta
+from kustos.services.api.service import SecretsApi
+from kustos.services.audit.service import AuditService
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore
 

@@ -26,18 +26,18 @@ from kustos.kube.access import TokenReviewResult
 from kustos.models.access_keys import INACTIVE
 from kustos.models.identity import Principal
 from kustos.models.request import RequestView
-from kustos.services.access import AccessService
-from kustos.services.access_keys import AccessKeyService
-from kustos.services.audit import AuditService
-from kustos.services.container_credentials import EVENT_NAME, ContainerCredentials
-from kustos.services.policies import PolicyIndex
-from kustos.services.revocations import (
+from kustos.services.access.authorize import AccessService
+from kustos.services.access.container_credentials import EVENT_NAME, ContainerCredentials
+from kustos.services.access.keys import AccessKeyService
+from kustos.services.access.policies import PolicyIndex
+from kustos.services.access.revocations import (
     BOUND_SECONDS,
     RevocationList,
     RevocationService,
     parse_principal_arn,
 )
-from kustos.services.tokens import TokenAuthenticator
+from kustos.services.access.tokens import TokenAuthenticator
+from kustos.services.audit.service import AuditService
 from kustos.store import SqlStore
 from kustos.store.access_keys import AccessKeyStore
 from kustos.store.audit import AuditQuery, AuditStore

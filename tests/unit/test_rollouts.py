@@ -213,7 +213,7 @@ def test_the_projection_reports_only_projections_that_changed_the_data() -> None
 
     from kustos.kube.events import ObjectRef
     from kustos.models.sensitive import SecretValue
-    from kustos.services.projection import Projection, ProjectionService
+    from kustos.services.controller.projection import Projection, ProjectionService
 
     kube, told = FakeSecrets(), []
     service = ProjectionService(kube, on_change=told.append)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from kustos.models.reasons import Reason
 from kustos.rotation.engine import AWAIT
 from kustos.services.consumers.health import RolloutState, rollout_state
 from kustos.services.consumers.rollouts import MARKER
-from kustos.services.controller import Trigger
+from kustos.services.controller.controller import Trigger
 from kustos.store.rotations import HELD, IN_PROGRESS, SUCCEEDED
 
 
@@ -198,8 +198,8 @@ def test_rollback_refuses_while_a_rotation_is_in_progress_and_unknown_versions(
 
 
 def test_describe_secret_shows_await_rollout_and_a_hold(world: World) -> None:
-    from kustos.services.api_call import Deps
-    from kustos.services.api_read import _describe
+    from kustos.services.api.call import Deps
+    from kustos.services.api.read import _describe
 
     def described() -> dict[str, Any]:
         deps = Deps(world.secrets, None, None, "test", None,  # type: ignore[arg-type]

@@ -33,8 +33,8 @@ from kustos.rotation.rotator import (
     TestSecretRequest,
     TestSecretResponse,
 )
-from kustos.services.rotation_support import SecretVault
-from kustos.services.secrets import SecretService
+from kustos.services.core.secrets import SecretService
+from kustos.services.rotation.support import SecretVault
 from kustos.store import SqlStore
 from kustos.store.rotations import (
     ABANDONED,
@@ -388,7 +388,7 @@ def test_enabled_at_is_recorded_once(env: dict[str, Any]) -> None:
 def test_limits_total_and_per_host() -> None:
     import threading
 
-    from kustos.services.rotation_support import RotationLimits
+    from kustos.services.rotation.support import RotationLimits
 
     limits = RotationLimits(total=2, per_host=1, wait=0.05)
     with limits.slot("db:5432") as first:

@@ -17,10 +17,10 @@ from kustos.crypto import Keyring
 from kustos.models.sensitive import SecretValue
 from kustos.models.status import ManagedSecretStatus
 from kustos.rotation.engine import RotationEngine
-from kustos.services.managed import ManagedObject
-from kustos.services.rotation import LEGACY_TLS, RotationService
-from kustos.services.rotation_support import RotationLimits
-from kustos.services.secrets import SecretService
+from kustos.services.core.objects import ManagedObject
+from kustos.services.core.secrets import SecretService
+from kustos.services.rotation.service import LEGACY_TLS, RotationService
+from kustos.services.rotation.support import RotationLimits
 from kustos.store import SqlStore
 from kustos.store.rotations import RotationStore
 

@@ -25,11 +25,11 @@ from kustos.crypto import Keyring
 from kustos.errors import AuthenticationError
 from kustos.kube.access import TokenReviewResult
 from kustos.models.request import RequestView
-from kustos.services.access import AccessService
-from kustos.services.access_keys import AccessKeyService
-from kustos.services.policies import PolicyIndex
-from kustos.services.sigv4_keys import SigningKeys, derive_signing_key
-from kustos.services.tokens import TokenAuthenticator
+from kustos.services.access.authorize import AccessService
+from kustos.services.access.keys import AccessKeyService
+from kustos.services.access.policies import PolicyIndex
+from kustos.services.access.sigv4_keys import SigningKeys, derive_signing_key
+from kustos.services.access.tokens import TokenAuthenticator
 from kustos.store import SqlStore
 from kustos.store.access_keys import AccessKeyStore
 
@@ -348,7 +348,7 @@ def test_an_unsigned_operation_header_is_refused_so_a_replay_cannot_retarget(
     assert code_of(access, bent) == "InvalidSignatureException"
 
 
-# -- derived signing keys (kustos.services.sigv4_keys) ------------------------------------
+# -- derived signing keys (kustos.services.access.sigv4_keys) ------------------------------------
 @pytest.mark.parametrize("day", ["20300102", "20300103"])
 def test_the_derived_key_signs_as_botocore_does(day: str) -> None:
     request = AWSRequest(method="POST", url="https://h/", data=b"{}")

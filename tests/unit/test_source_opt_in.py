@@ -16,10 +16,11 @@ from kustos.crypto import Keyring
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import ManagedSecretSpec
 from kustos.models.status import ManagedSecretStatus
-from kustos.services.managed import ManagedObject, ManagedSecretService, Reconciled
-from kustos.services.projection import ProjectionService
-from kustos.services.secrets import SecretService
-from kustos.services.sources import ANNOTATION_ALLOW_IMPORT, SourceService
+from kustos.services.controller.projection import ProjectionService
+from kustos.services.controller.reconcile import ManagedSecretService, Reconciled
+from kustos.services.controller.sources import ANNOTATION_ALLOW_IMPORT, SourceService
+from kustos.services.core.objects import ManagedObject
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 
 KEYRING = Keyring.generate()

@@ -13,7 +13,7 @@ import pytest
 from tests.unit.test_store import ARN, T0, add, record
 
 from kustos.models.records import AWSCURRENT, AWSPREVIOUS
-from kustos.services.spec_fields import record_fields
+from kustos.services.core.spec_fields import record_fields
 from kustos.store import SqlStore
 
 

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from kustos.errors import InvalidParameterError
 from kustos.models.spec import ManagedSecretSpec, tag_key_clashes
 from kustos.policy import Request, evaluate, parse_policy
-from kustos.services.api_ids import check_tags
+from kustos.services.api.ids import check_tags
 
 
 def test_clashes_are_the_groups_equal_ignoring_case() -> None:

@@ -23,10 +23,11 @@ from kustos.services.consumers.templates import (
     TemplateRenderer,
     template_data,
 )
-from kustos.services.managed import ManagedObject, ManagedSecretService
-from kustos.services.projection import ProjectionService
-from kustos.services.secrets import SecretService
-from kustos.services.sources import SourceService
+from kustos.services.controller.projection import ProjectionService
+from kustos.services.controller.reconcile import ManagedSecretService
+from kustos.services.controller.sources import SourceService
+from kustos.services.core.objects import ManagedObject
+from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 
 CANARY = "KUSTOS-CANARY-tmpl-p@ss/w:rd#9"

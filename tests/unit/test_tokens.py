@@ -10,8 +10,8 @@ import pytest
 
 from kustos.errors import AuthenticationError
 from kustos.kube.access import TokenReviewResult
-from kustos.services.refusals import RefusalBudget
-from kustos.services.tokens import AUDIENCE, TokenAuthenticator, jwt_expiry
+from kustos.services.access.refusals import RefusalBudget
+from kustos.services.access.tokens import AUDIENCE, TokenAuthenticator, jwt_expiry
 
 NOW = 1_900_000_000.0
 SA = "system:serviceaccount:team-a:app"

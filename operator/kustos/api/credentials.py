@@ -18,7 +18,7 @@ import logging
 from aiohttp import web
 
 from kustos.errors import KustosError
-from kustos.services.container_credentials import ContainerCredentials
+from kustos.services.access.container_credentials import ContainerCredentials
 
 __all__ = ["CREDENTIALS_PATH", "add_credentials_routes"]
 

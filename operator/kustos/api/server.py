@@ -40,8 +40,8 @@ from kustos.api.request import view_of
 from kustos.errors import KustosError
 from kustos.models.identity import Principal
 from kustos.models.request import RequestView
-from kustos.services.api_call import CallMeta
-from kustos.services.secrets_api import SecretsApi
+from kustos.services.api.call import CallMeta
+from kustos.services.api.service import SecretsApi
 
 __all__ = ["MAX_BODY_BYTES", "ApiBackend", "Authenticator", "build_app"]
 

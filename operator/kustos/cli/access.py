@@ -1,5 +1,5 @@
 """`kustos access-key create|list|delete`: long-term SigV4 keys bound to a ServiceAccount;
-`kustos access revoke|revocations`: cut a principal off (`kustos.services.revocations`).
+`kustos access revoke|revocations`: cut a principal off (`kustos.services.access.revocations`).
 
 `create` prints the secret access key once (as `aws iam create-access-key` does); Kustos keeps
 it only sealed by the keyring. Prefer the container-credentials endpoint for pods: it needs
@@ -110,7 +110,7 @@ def revoke(principal: str, reason: str) -> None:
     """Cut PRINCIPAL off: every access key, session credential and Kubernetes token it was
     issued until now stops working on every API replica within 10 seconds."""
     from kustos.models.audit import AuditEvent
-    from kustos.services.revocations import BOUND_SECONDS, RevocationService
+    from kustos.services.access.revocations import BOUND_SECONDS, RevocationService
     from kustos.store.revocations import RevocationStore
     from kustos.store.sql import SqlStore
 
@@ -136,7 +136,7 @@ def revoke(principal: str, reason: str) -> None:
 @access.command("revocations")
 def revocations() -> None:
     """List revoked principals."""
-    from kustos.services.revocations import RevocationService
+    from kustos.services.access.revocations import RevocationService
     from kustos.store.revocations import RevocationStore
     from kustos.store.sql import SqlStore
 

@@ -50,7 +50,7 @@ def make_app(services: Services) -> web.Application:
     """The API app on `services`: access for authentication, the audited operations, and
     the container-credentials endpoint."""
     from kustos.api.credentials import add_credentials_routes
-    from kustos.services.container_credentials import ContainerCredentials
+    from kustos.services.access.container_credentials import ContainerCredentials
 
     backend = ApiBackend(services.access, services.secrets_api)
     issuer = ContainerCredentials(services.access, services.audit)

@@ -17,10 +17,10 @@ import click
 from kustos.config import Settings
 from kustos.crypto import Keyring
 from kustos.errors import KeyringError, KustosError
-from kustos.services.audit import AuditService, AuditSettings
-from kustos.services.audit_anchor import Anchor, anchor_of, read_file_witness
-from kustos.services.audit_event import parse_when, time_text
-from kustos.services.audit_usage import usage_by_namespace
+from kustos.services.audit.anchor import Anchor, anchor_of, read_file_witness
+from kustos.services.audit.event import parse_when, time_text
+from kustos.services.audit.service import AuditService, AuditSettings
+from kustos.services.audit.usage import usage_by_namespace
 from kustos.store import SqlStore, open_store
 from kustos.store.audit import AuditQuery, AuditStore
 

@@ -20,8 +20,8 @@ from kustos.errors import InvalidParameterError, ResourceNotFoundError
 from kustos.models.identity import Principal
 from kustos.models.records import SecretRecord
 from kustos.policy import DecisionKind, StatementRef
+from kustos.services.access.who_can import who_can
 from kustos.services.factory import Services
-from kustos.services.who_can import who_can
 
 __all__ = ["policy"]
 

@@ -1,6 +1,6 @@
 """Cluster I/O for access control: TokenReview, the policy CRs, object uids for Events.
 
-Thin gateways: no caching and no decisions here (`kustos.services.access` decides). Errors
+Thin gateways: no caching and no decisions here (`kustos.services.access.authorize` decides). Errors
 become Kustos errors that name objects and HTTP statuses, never tokens.
 """
 

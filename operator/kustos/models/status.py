@@ -1,7 +1,7 @@
 """The ManagedSecret status as a pydantic model, and the one function that sets a condition.
 
-The per-object controller (`kustos.services.controller`) starts from the status the object
-has, lets the reconciler and the rotation service fill in their parts, and hands the
+The per-object controller (`kustos.services.controller.controller`) starts from the status
+the object has, lets the reconciler and the rotation service fill in their parts, and hands the
 adapter `patch()`: only the keys whose value changed, as a JSON merge patch wants them
 (None removes a key). Fields keep the CRD's camelCase names on the wire. Unknown keys an
 older operator wrote are kept as they are (extra="allow"). No I/O here; the clock is a

@@ -18,7 +18,7 @@ import kopf
 
 from kustos.kube.events import EventSink, ObjectRef
 from kustos.models.reasons import ConditionType, EventType, Reason
-from kustos.services.policies import compile_policy_object
+from kustos.services.access.policies import compile_policy_object
 
 GROUP, VERSION = "kustos.io", "v1alpha1"
 PLURALS = ("secretaccesspolicies", "clustersecretaccesspolicies")

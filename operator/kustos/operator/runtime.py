@@ -32,10 +32,10 @@ from typing import Any
 from kustos.config import Settings
 from kustos.errors import KustosError
 from kustos.operator.queue import ObjectQueue, jittered
-from kustos.services.controller import ManagedSecretController, Outcome, Trigger
-from kustos.services.deletion import sweep_orphans
+from kustos.services.controller.controller import ManagedSecretController, Outcome, Trigger
+from kustos.services.core.deletion import sweep_orphans
 from kustos.services.factory import Services
-from kustos.services.rotation import ANNOTATION_ROTATE_NOW
+from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
 
 __all__ = ["OperatorRuntime"]
 

@@ -19,23 +19,23 @@ from kustos.kube.secrets import SecretGateway
 from kustos.kube.workloads import WorkloadGateway
 from kustos.models.records import SecretRecord
 from kustos.rotation.engine import RotationEngine, StepHook
-from kustos.services.access import AccessService, build_access_service
-from kustos.services.audit import AuditService, AuditSettings
-from kustos.services.audit_anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
-from kustos.services.audit_sink import AuditingEventSink
+from kustos.services.access.authorize import AccessService, build_access_service
+from kustos.services.api.service import SecretsApi
+from kustos.services.audit.anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
+from kustos.services.audit.notify import Notifier
+from kustos.services.audit.reads import ReadEvents
+from kustos.services.audit.service import AuditService, AuditSettings
+from kustos.services.audit.sink import AuditingEventSink
 from kustos.services.consumers.rollouts import RolloutCoordinator, RolloutLimits
 from kustos.services.consumers.templates import TemplateLimits, TemplateRenderer
-from kustos.services.deletion import DeletionService
-from kustos.services.keys import KeyService, SealedItem
-from kustos.services.managed import ManagedSecretService
-from kustos.services.notify import Notifier
-from kustos.services.projection import Projection, ProjectionService
-from kustos.services.reads import ReadEvents
-from kustos.services.rotation import RotationService
-from kustos.services.rotation_support import RotationLimits
-from kustos.services.secrets import SecretService
-from kustos.services.secrets_api import SecretsApi
-from kustos.services.sources import SourceService
+from kustos.services.controller.projection import Projection, ProjectionService
+from kustos.services.controller.reconcile import ManagedSecretService
+from kustos.services.controller.sources import SourceService
+from kustos.services.core.deletion import DeletionService
+from kustos.services.core.keys import KeyService, SealedItem
+from kustos.services.core.secrets import SecretService
+from kustos.services.rotation.service import RotationService
+from kustos.services.rotation.support import RotationLimits
 from kustos.store import SqlStore, open_store
 from kustos.store.access_keys import AccessKeyStore
 from kustos.store.audit import AuditStore

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from kustos.errors import InvalidParameterError
+from kustos.errors import TemplateError
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import TemplateSpec
 
@@ -42,10 +42,6 @@ _HEADER = struct.Struct(">I")
 _WORKER = "kustos.services.consumers.template_worker"
 #: The directory that holds the `kustos` package, for the child's import path.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[3])
-
-
-class TemplateError(InvalidParameterError):
-    """A template could not be rendered (syntax, missing key, refused operation, limits)."""
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 One row per principal ARN (a later revocation moves `revoked_at` forward). API replicas poll
 this small table, so a revocation written by any process is in force on all of them within
-the polling bound (`kustos.services.revocations`).
+the polling bound (`kustos.services.access.revocations`).
 
 Revision ID: 0006
 Revises: 0005

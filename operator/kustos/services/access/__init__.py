@@ -1,0 +1,1 @@
+"""Access: who is calling (tokens, SigV4, access keys) and may they (policies, revocations)."""

@@ -1,0 +1,1 @@
+"""The Secrets Manager API use cases: one module per group of operations, one entry point."""

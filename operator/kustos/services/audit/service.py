@@ -1,0 +1,363 @@
+"""`AuditService`: records audit events durably (fail closed, group commit), signs periodic
+digests, prunes by retention, and answers lookups, exports and verification.
+
+Group commit: `record()` turns the event into its row in the caller's thread, queues it and
+waits; one writer thread drains everything queued into one transaction, so N concurrent
+callers pay for one commit (one fsync) instead of N. Each caller returns only after its
+batch committed, or raises `AuditUnavailableError` — the caller must then refuse to return
+a value or make a change. Listeners (notifications) run after the commit and never block it.
+
+A refused call never shows as succeeded: a record is either still queued, and then the
+caller that gives up takes it out of the queue (it is never written), or it is in the batch
+being committed, and then its caller waits for the store's verdict. That verdict comes
+within `stall_seconds`: the append waits that long at most for the store's write lock.
+
+Fail fast: when a commit fails or has run for longer than `stall_seconds`, the store is
+*down*: every record is refused at once (no queueing, no waiting), and the writer probes the
+store every `probe_seconds` until it answers again. A merely busy store (commits that keep
+completing, however full) is not down. The check costs one attribute read per record.
+
+Maintenance (a background thread) signs digests, prunes, and publishes the chain head and
+each digest to the anchor outside the store (`kustos.services.audit.anchor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from kustos.crypto import Keyring
+from kustos.errors import AuditUnavailableError, KustosError
+from kustos.metrics import AUDIT_CHAIN_LENGTH, AUDIT_FAILURES, AUDIT_WRITE_SECONDS
+from kustos.models.audit import AuditEvent
+from kustos.services.audit.anchor import Anchor, AnchorPublisher, publish_safely
+from kustos.services.audit.event import AuditRecordRejected, time_text, to_row
+from kustos.services.audit.verify import VerifyReport, sign, verify
+from kustos.store.audit import GENESIS, AuditQuery, AuditStore, DigestRow, PendingRow
+
+__all__ = ["AuditRecordRejected", "AuditService", "AuditSettings", "Listener"]
+
+log = logging.getLogger(__name__)
+#: Called with the rows of each committed batch, in the writer thread; must not block.
+Listener = Callable[[Sequence[PendingRow]], None]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    #: How long record() waits for its commit before failing closed.
+    commit_timeout: float = 10.0
+    #: A commit running (or waiting for the store's lock) longer than this means the store
+    #: stopped answering; how often a down store is probed.
+    stall_seconds: float = 3.0
+    probe_seconds: float = 0.5
+    max_batch: int = 2000
+    #: A digest is signed when this much time passed or this many records were added.
+    digest_seconds: float = 300.0
+    digest_records: int = 50_000
+    #: Records older than this are pruned (None: keep forever).
+    retention: timedelta | None = None
+    #: The chain's anchor: the AuditAnchor object's name (in the operator's namespace), how
+    #: often the head is published, and the optional witnesses (a file, a webhook URL).
+    anchor_name: str = "kustos-audit"
+    anchor_seconds: float = 5.0
+    anchor_file: str | None = None
+    anchor_webhook: str | None = None
+
+    @classmethod
+    def from_env(cls) -> AuditSettings:
+        env = os.environ
+        days = env.get("KUSTOS_AUDIT_RETENTION_DAYS")
+        return cls(
+            digest_seconds=float(env.get("KUSTOS_AUDIT_DIGEST_SECONDS", cls.digest_seconds)),
+            digest_records=int(env.get("KUSTOS_AUDIT_DIGEST_RECORDS", cls.digest_records)),
+            retention=timedelta(days=float(days)) if days else None,
+            stall_seconds=float(env.get("KUSTOS_AUDIT_STALL_SECONDS", cls.stall_seconds)),
+            anchor_name=env.get("KUSTOS_AUDIT_ANCHOR", cls.anchor_name),
+            anchor_seconds=float(env.get("KUSTOS_AUDIT_ANCHOR_SECONDS", cls.anchor_seconds)),
+            anchor_file=env.get("KUSTOS_AUDIT_ANCHOR_FILE") or None,
+            anchor_webhook=env.get("KUSTOS_AUDIT_ANCHOR_WEBHOOK") or None,
+        )
+
+
+@dataclass(eq=False)
+class _Pending:
+    rows: list[PendingRow]
+    done: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+    claimed: bool = False  # taken by the writer: only the store's verdict settles it
+
+
+class AuditService:
+    def __init__(
+        self, store: AuditStore, cluster: str, keyring: Callable[[], Keyring] | None = None,
+        settings: AuditSettings | None = None, anchor: AnchorPublisher | None = None,
+    ) -> None:
+        self.store = store
+        self.cluster = cluster
+        self._keyring = keyring
+        self.settings = settings or AuditSettings()
+        self.anchor = anchor
+        self._queue: deque[_Pending] = deque()
+        self._cond = threading.Condition()
+        self._writer: threading.Thread | None = None
+        self._maint: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._listeners: list[Listener] = []
+        self._flushers: list[Callable[[bool], None]] = []
+        self._since_digest = 0
+        #: monotonic start of the commit in progress; why the store is down (None: up).
+        self._commit_started: float | None = None
+        self._down: str | None = None
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def add_flusher(self, flush: Callable[[bool], None]) -> None:
+        """`flush(final)` runs on every maintenance tick (final=False) and once at close,
+        before the log closes (final=True): for producers that aggregate records."""
+        self._flushers.append(flush)
+
+    def _flush(self, final: bool) -> None:
+        for flush in self._flushers:
+            try:
+                flush(final)
+            except Exception:
+                log.exception("audit: a flusher failed")
+
+    # -- recording ----------------------------------------------------------------------
+    def record(self, event: AuditEvent) -> None:
+        """Returns once `event` is committed; AuditUnavailableError otherwise."""
+        self.record_many([event])
+
+    def record_many(self, events: Sequence[AuditEvent]) -> None:
+        rows = [to_row(e, self.cluster) for e in events]  # may raise AuditRecordRejected
+        if not rows:
+            return
+        if self._closing.is_set():
+            raise AuditUnavailableError("the audit log is closed")
+        down = self.down()
+        if down is not None:
+            AUDIT_FAILURES.inc(len(rows))
+            raise AuditUnavailableError(f"the audit store is not answering ({down})")
+        pending = _Pending(rows)
+        started = time.perf_counter()
+        with self._cond:
+            self._ensure_writer()
+            self._queue.append(pending)
+            self._cond.notify()
+        if not pending.done.wait(min(self.settings.stall_seconds, self.settings.commit_timeout)):
+            self._wait_longer(pending, started)
+        if pending.error is not None:
+            AUDIT_FAILURES.inc(len(rows))
+            raise AuditUnavailableError(f"the audit record could not be written: {pending.error}")
+        AUDIT_WRITE_SECONDS.observe(time.perf_counter() - started)
+
+    def down(self) -> str | None:
+        """Why the store counts as not answering (None: it answers)."""
+        if self._down is not None:
+            return self._down
+        began = self._commit_started
+        if began is not None and time.monotonic() - began > self.settings.stall_seconds:
+            return f"a commit has been running for over {self.settings.stall_seconds:g} s"
+        return None
+
+    def _wait_longer(self, pending: _Pending, started: float) -> None:
+        """Past `stall_seconds`: once the store is down or the commit timeout passed,
+        withdraw the record if it is still queued (it is then never written); if it is
+        being committed, wait for the store's verdict."""
+        deadline = started + self.settings.commit_timeout
+        while not pending.done.wait(0.1):
+            if self.down() is None and time.perf_counter() < deadline:
+                continue
+            with self._cond:
+                if not pending.claimed:
+                    self._queue.remove(pending)
+                    AUDIT_FAILURES.inc(len(pending.rows))
+                    raise AuditUnavailableError("the audit record was not committed in time")
+            pending.done.wait()
+            return
+
+    def _ensure_writer(self) -> None:
+        if self._writer is None or not self._writer.is_alive():
+            self._writer = threading.Thread(target=self._write_loop, name="kustos-audit-writer",
+                                            daemon=True)
+            self._writer.start()
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue:
+                    if self._closing.is_set():
+                        return
+                    self._cond.wait(self.settings.probe_seconds if self._down else 0.5)
+                    if self._down is not None and not self._queue:
+                        break
+                batch: list[_Pending] = []
+                count = 0
+                while self._queue and count < self.settings.max_batch:
+                    batch.append(self._queue.popleft())
+                    batch[-1].claimed = True
+                    count += len(batch[-1].rows)
+            if batch:
+                self._commit(batch)
+            elif self._down is not None:
+                self._probe()
+
+    def _probe(self) -> None:
+        try:
+            self.store.probe(self.settings.stall_seconds)
+        except Exception:  # still down
+            return
+        log.warning("audit: the store answers again; recording resumes (it was down: %s)",
+                    self._down)
+        self._down = None
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        rows = [row for pending in batch for row in pending.rows]
+        error: str | None = None
+        self._commit_started = began = time.monotonic()
+        try:
+            written = self.store.append(rows, lock_timeout=self.settings.stall_seconds)
+        except Exception as exc:  # any failure means: not durable
+            error = type(getattr(exc, "orig", None) or exc).__name__
+            log.error("audit: a batch of %d records could not be committed: %s", len(rows), error)
+            written = []
+            took = time.monotonic() - began
+            if self.store.is_outage(exc) or took >= self.settings.stall_seconds:
+                # Down before the callers wake, so that their failure records are refused
+                # at once; whatever is queued behind is refused now (it was never written).
+                self._down = f"{error} after {took:.1f} s"
+                with self._cond:
+                    for queued in self._queue:
+                        queued.claimed = True  # settled here, with this batch's verdict
+                    batch.extend(self._queue)
+                    self._queue.clear()
+        finally:
+            self._commit_started = None
+        for pending in batch:
+            pending.error = error
+            pending.done.set()
+        if error is not None:
+            return
+        AUDIT_CHAIN_LENGTH.set(written[-1][0])
+        self._since_digest += len(rows)
+        for listener in self._listeners:
+            try:
+                listener(rows)
+            except Exception:
+                log.exception("audit: a listener failed")
+
+    # -- digests, retention, maintenance --------------------------------------------------
+    def sign_digest(self, *, now: datetime | None = None) -> DigestRow | None:
+        """Sign a digest over everything since the previous one (None: nothing new)."""
+        if self._keyring is None:
+            raise AuditUnavailableError("no keyring to sign audit digests with")
+        keyring = self._keyring()
+        stamp = time_text(now or datetime.now(UTC))
+
+        def build(last: DigestRow | None, tail: tuple[int, str]) -> DigestRow | None:
+            covered = last.last_seq if last else 0
+            if tail[0] <= covered or tail[1] == GENESIS:
+                return None
+            return sign(DigestRow("digest", stamp, covered + 1, tail[0], tail[1],
+                                  last.signature if last else "", "", ""), keyring)
+
+        made = self.store.add_digest(build)
+        self._since_digest = 0
+        return made
+
+    def prune(self, older_than: datetime, *, now: datetime | None = None) -> int:
+        """Delete records before `older_than`, leaving a signed checkpoint so the rest of
+        the chain still verifies. Returns the number of records deleted."""
+        if self._keyring is None:
+            raise AuditUnavailableError("no keyring to sign the pruning checkpoint with")
+        keyring = self._keyring()
+        stamp = time_text(now or datetime.now(UTC))
+
+        def build(last: DigestRow | None, upto: tuple[int, str], first: int) -> DigestRow:
+            return sign(DigestRow("checkpoint", stamp, first, upto[0], upto[1],
+                                  last.signature if last else "", "", ""), keyring)
+
+        return self.store.prune(time_text(older_than), build)
+
+    def maintain(self, now: datetime | None = None) -> None:
+        """One round of upkeep: a digest when due, pruning when a retention is set."""
+        now = now or datetime.now(UTC)
+        self.sign_digest(now=now)
+        if self.settings.retention is not None:
+            deleted = self.prune(now - self.settings.retention, now=now)
+            if deleted:
+                log.info("audit: pruned %d records older than the retention period", deleted)
+        if self.anchor is not None:
+            publish_safely(self.anchor)
+
+    def publish_anchor(self) -> Anchor | None:
+        """Publish the head and newest digest now (None: no anchor configured or readable)."""
+        return None if self.anchor is None else self.anchor.publish()
+
+    def start_maintenance(self) -> None:
+        """Background upkeep (digests every `digest_seconds` or `digest_records`)."""
+        if self._maint is not None or self._keyring is None:
+            return
+
+        tick = min(1.0, max(0.05, self.settings.anchor_seconds))
+
+        def loop() -> None:
+            last = anchored = time.monotonic()
+            while not self._closing.wait(tick):
+                self._flush(False)
+                if (self.anchor is not None
+                        and time.monotonic() - anchored >= self.settings.anchor_seconds):
+                    publish_safely(self.anchor)
+                    anchored = time.monotonic()
+                due = time.monotonic() - last >= self.settings.digest_seconds
+                if due or self._since_digest >= self.settings.digest_records:
+                    try:
+                        self.maintain()
+                    except (KustosError, OSError) as exc:
+                        log.error("audit: maintenance failed: %s", getattr(exc, "message", exc))
+                    except Exception:
+                        log.exception("audit: maintenance failed")
+                    last = time.monotonic()
+
+        self._maint = threading.Thread(target=loop, name="kustos-audit-maint", daemon=True)
+        self._maint.start()
+
+    # -- reading ------------------------------------------------------------------------
+    def verify(self, keyring: Keyring | None = None,
+               anchors: Sequence[tuple[str, Anchor | None]] = ()) -> VerifyReport:
+        if keyring is None and self._keyring is not None:
+            keyring = self._keyring()
+        return verify(self.store, keyring, anchors)
+
+    def lookup(self, query: AuditQuery) -> list[tuple[int, str]]:
+        return self.store.lookup(query)
+
+    def export(self, query: AuditQuery) -> Iterator[str]:
+        return self.store.export(query)
+
+    def close(self) -> None:
+        """Drain the queue, sign a last digest (best effort), stop the threads."""
+        self._flush(True)
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout=self.settings.commit_timeout)
+        if self._maint is not None:
+            self._maint.join(timeout=5)
+            try:
+                self.sign_digest()
+            except (KustosError, OSError) as exc:
+                log.warning("audit: no final digest: %s", getattr(exc, "message", exc))
+            except Exception:
+                log.exception("audit: no final digest")
+            if self.anchor is not None:
+                publish_safely(self.anchor)
+        self.store.close()

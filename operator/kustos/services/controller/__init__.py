@@ -1,0 +1,1 @@
+"""The ManagedSecret controller: reconcile, value sources, projection, the per-object decision."""

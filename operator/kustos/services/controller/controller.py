@@ -1,0 +1,120 @@
+"""The per-object ManagedSecret controller: one place decides each object's next step.
+
+Given an object and the triggers that woke it (`Trigger`), `handle` runs, in this order:
+the deletion path for a deleted object, else reconcile (record, versions, projected Secret)
+→ a rollback request (`kustos.io/rollback`), re-projecting when it moved AWSCURRENT →
+rotation (when configured) → re-projection when the rotation moved AWSCURRENT. It
+returns an `Outcome`: the status merge patch (from the typed `ManagedSecretStatus`), the
+error if any (and whether retrying helps), and when a timed look is due next (a scheduled
+rotation, the end of a rotation backoff). It knows nothing of Kopf, threads, timers or the
+environment: the operator adapter turns watch events, the store's change feed and its
+periodic passes into triggers, runs one `handle` at a time per object, and patches what
+comes back.
+
+Which triggers read the projected Secret: every trigger but `RESYNC` and `ROTATION_DUE`.
+Those two, the periodic safety net and the rotation timer, trust the status for it (the
+projected Secret is read and written only when the store's AWSCURRENT is not the version
+the status shows), so a pass over n unchanged objects reads no Secret.
+`DRIFT_CHECK`, a slower periodic pass, reads each one and restores it if edited.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from kustos.errors import KustosError
+from kustos.models.status import ManagedSecretStatus
+from kustos.services.controller.reconcile import ManagedSecretService
+from kustos.services.core.deletion import DeletionService
+from kustos.services.core.objects import ManagedObject
+from kustos.services.rotation.rollback import wanted as rollback_wanted
+from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW, RotationService
+
+__all__ = ["ManagedSecretController", "Outcome", "Trigger"]
+
+
+class Trigger(StrEnum):
+    #: The watch saw the object for the first time, or its spec or annotations changed.
+    CHANGED = "changed"
+    #: The periodic safety net (trusts the status for the projected Secret).
+    RESYNC = "resync"
+    #: The slower periodic pass that reads the projected Secret (drift).
+    DRIFT_CHECK = "drift-check"
+    #: A scheduled rotation or the end of a rotation backoff is due.
+    ROTATION_DUE = "rotation-due"
+    #: `kustos.io/rotate-now` changed (RotateSecret, or kubectl annotate).
+    ROTATE_NOW = "rotate-now"
+    #: The store's change feed: a version was added, a label moved, a restore, a key change.
+    VALUE_CHANGED = "value-changed"
+    #: The object is gone (the watch's DELETED event).
+    DELETED = "deleted"
+
+
+#: Triggers that do not read the projected Secret (see the module docstring).
+_TRUSTING = frozenset({Trigger.RESYNC, Trigger.ROTATION_DUE})
+
+
+@dataclass(frozen=True)
+class Outcome:
+    #: The status merge patch (changed keys only; empty: nothing to write).
+    patch: dict[str, Any] = field(default_factory=dict)
+    error: KustosError | None = None
+    #: When to look again on a timer (a rotation due, a backoff ending); None: no timer.
+    due: datetime | None = None
+    #: The object was deleted and its deletion path ran.
+    deleted: bool = False
+    #: A rotation moved AWSCURRENT (and the new value was re-projected).
+    rotated: bool = False
+
+    @property
+    def retry(self) -> bool:
+        """The error is worth retrying (with backoff) before the next trigger."""
+        return self.error is not None and self.error.retryable
+
+
+class ManagedSecretController:
+    def __init__(
+        self, managed: ManagedSecretService, rotation: Callable[[], RotationService],
+        deletion: Callable[[], DeletionService],
+    ) -> None:
+        """`rotation` and `deletion` are factories: built on first use."""
+        self._managed = managed
+        self._rotation = rotation
+        self._deletion = deletion
+
+    def handle(self, body: Mapping[str, Any], triggers: Collection[Trigger]) -> Outcome:
+        if Trigger.DELETED in triggers:
+            self._deletion().object_deleted(dict(body))
+            return Outcome(deleted=True)
+        obj = ManagedObject.from_body(body)
+        if obj.deleting:
+            return Outcome()  # being deleted (garbage collection): the DELETED event follows
+        status = ManagedSecretStatus.from_raw(obj.status)
+        verify = not set(triggers) <= _TRUSTING
+        reconciled = self._managed.reconcile(obj, status, verify=verify)
+        error, due, rotated = reconciled.error, None, False
+        request = rollback_wanted(obj, status) if error is None else None
+        if request is not None:  # before rotation: a due rotation must not race it
+            back = self._rotation().rollback(obj, status, request)
+            error, rotated = back.error, back.moved
+            if back.moved:
+                error = self._managed.reconcile(obj, status, verify=True).error
+        if _rotation_work(obj, status):
+            tick = self._rotation().tick(
+                obj, status, rotate_now=obj.annotations.get(ANNOTATION_ROTATE_NOW))
+            due, rotated = tick.due, rotated or tick.rotated
+            if tick.rotated:  # project the new AWSCURRENT now, not at the next pass
+                reprojected = self._managed.reconcile(obj, status, verify=True)
+                error = reprojected.error
+            elif error is None:
+                error = tick.error
+        return Outcome(patch=status.patch(obj.status), error=error, due=due, rotated=rotated)
+
+
+def _rotation_work(obj: ManagedObject, status: ManagedSecretStatus) -> bool:
+    """Rotation is configured, or was (its state must be cleaned up or finished)."""
+    return bool(obj.spec.get("rotation") or status.rotation or status.next_rotation_at)
