@@ -8,7 +8,6 @@ import base64
 import hashlib
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,29 +17,8 @@ from tests.kube_helpers import get, new_namespace, ready, wait_for
 # Builds the image (once per session) and waits for real rollouts on a busy machine.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 REPO = Path(__file__).resolve().parents[2]
-OVERLAY = REPO / "manifests" / "overlays" / "sqlite"
 EXAMPLE = REPO / "examples" / "03-app-reads-secret"
 SYSTEM = "kustos-system"
-
-
-@pytest.fixture(scope="module")
-def installed(node_cluster: Any, kustos_image: str) -> Iterator[Any]:
-    assert kustos_image == "kustos:0.1.0"  # the name the manifests use, unchanged
-    node_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY),
-                         timeout=120)
-    try:
-        node_cluster.kubectl("-n", SYSTEM, "rollout", "status", "deploy/kustos-operator",
-                             "--timeout=300s", timeout=330)
-    except AssertionError as e:
-        pods = node_cluster.kubectl("-n", SYSTEM, "describe", "pods", check=False).stdout
-        logs = node_cluster.kubectl("-n", SYSTEM, "logs", "deploy/kustos-operator",
-                                    "--tail=40", check=False)
-        raise AssertionError(f"operator not Ready:\n{pods[-3000:]}\n{logs.stdout}{logs.stderr}") from e
-    yield node_cluster
-    # Uninstall the operator (not the CRDs: other tests' objects use them), so later tests'
-    # host operators are the only ones reconciling.
-    node_cluster.kubectl("delete", "deploy", "kustos-operator", "-n", SYSTEM,
-                         "--ignore-not-found", "--wait=true", timeout=120)
 
 
 def _operator_pod(cluster: Any) -> dict[str, Any]:

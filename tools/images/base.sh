@@ -9,7 +9,8 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cache="${KUSTOS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kustos}"
 suite="${KUSTOS_DEBIAN_SUITE:-bookworm}"
-packages="python3,python3-venv,ca-certificates"
+# KUSTOS_BASE_EXTRA adds packages (comma-separated), e.g. nodejs for an example's app image.
+packages="python3,python3-venv,ca-certificates${KUSTOS_BASE_EXTRA:+,$KUSTOS_BASE_EXTRA}"
 mirror="${KUSTOS_DEBIAN_MIRROR:-$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1)}"
 mirror="${mirror:-http://deb.debian.org/debian}"
 # Bump `recipe` when the steps below change what the rootfs holds (the key names the cache).

@@ -11,6 +11,7 @@ runs with ``--network none`` and needs no index.
 Command line::
 
     images.py kustos --out FILE [--tag TAG]     # build the Kustos image into a docker-archive
+    images.py example DIR --tag T --out FILE    # an example app's image (examples/*/Dockerfile)
     images.py pause --out FILE                  # the pause image (cached)
     images.py load --address SOCK FILE...       # import archives into a node's containerd
 """
@@ -31,6 +32,7 @@ __all__ = [
     "PAUSE_TAG_PREFIX",
     "Builder",
     "base_rootfs",
+    "build_example",
     "build_kustos",
     "load",
     "pause_archive",
@@ -194,6 +196,45 @@ def build_kustos(out: Path, workdir: Path, tag: str = KUSTOS_TAG) -> tuple[Path,
     return out, tag
 
 
+def build_example(context: Path, tag: str, out: Path, workdir: Path) -> tuple[Path, str]:
+    """Build an example app's image from its Dockerfile (``context``) FROM the local base,
+    without network: the wheels its ``requirements.txt`` pins are built on the host first
+    (cached) and copied into the build context as ``.wheels``. Cached in the cache directory
+    by the context's files and the base; ``out`` receives the docker-archive."""
+    import hashlib
+
+    rootfs = base_rootfs()
+    digest = hashlib.sha256(_key(rootfs).encode())
+    for f in sorted(p for p in context.rglob("*") if p.is_file()):
+        digest.update(f.relative_to(context).as_posix().encode() + b"\0" + f.read_bytes())
+    cached = CACHE / f"example-{context.name}-{digest.hexdigest()[:16]}.tar"
+    if not cached.exists():
+        started = time.monotonic()
+        b = Builder(workdir / "buildah")
+        base_tag = b.from_rootfs(rootfs, f"{BASE_TAG_PREFIX}:{_key(rootfs)}")
+        deps = CACHE / "wheels"
+        deps.mkdir(parents=True, exist_ok=True)
+        build = workdir / "context"
+        shutil.rmtree(build, ignore_errors=True)
+        shutil.copytree(context, build)
+        pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--find-links", str(deps),
+               "--wheel-dir", str(deps), "--requirement", str(context / "requirements.txt")]
+        if subprocess.run([*pip, "--no-index"], capture_output=True, check=False).returncode:
+            _pip(pip)
+        # Only the wheels the app needs go into its context.
+        _pip([*pip[:-4], "--no-index", "--wheel-dir", str(build / ".wheels"),
+              "--requirement", str(context / "requirements.txt")])
+        b.run("build", "--quiet", "--pull=never", "--network=none", "--layers=false",
+              "--build-arg", f"BASE={base_tag}",
+              "--build-arg", "PIP_ARGS=--no-index --find-links=/src/.wheels",
+              "-f", str(build / "Dockerfile"), "-t", tag, str(build))
+        b.save(tag, cached)
+        _log(f"built {tag} in {time.monotonic() - started:.0f}s")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(cached, out)
+    return out, tag
+
+
 def load(address: Path, *archives: Path) -> None:
     """Import docker-archives into the node's containerd (namespace k8s.io, where CRI looks)."""
     for archive in archives:
@@ -213,6 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--out", type=Path, required=True)
     k.add_argument("--workdir", type=Path, default=REPO / ".local" / "image")
     k.add_argument("--tag", default=KUSTOS_TAG)
+    e = sub.add_parser("example")
+    e.add_argument("context", type=Path)
+    e.add_argument("--tag", required=True)
+    e.add_argument("--out", type=Path, required=True)
+    e.add_argument("--workdir", type=Path, default=REPO / ".local" / "image")
     p = sub.add_parser("pause")
     p.add_argument("--out", type=Path)
     ld = sub.add_parser("load")
@@ -222,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "kustos":
             out, tag = build_kustos(args.out, args.workdir, args.tag)
+            print(f"{out} {tag}")
+        elif args.command == "example":
+            out, tag = build_example(args.context.resolve(), args.tag, args.out, args.workdir)
             print(f"{out} {tag}")
         elif args.command == "pause":
             out, tag = pause_archive()

@@ -11,6 +11,10 @@ app.kubernetes.io/name: kustos-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{- define "kustos.webhook" -}}
+{{ printf "kustos-pod-credentials-%s" .Release.Namespace }}
+{{- end -}}
+
 {{- define "kustos.validate" -}}
 {{- if not (has .Values.store.type (list "sqlite" "postgresql")) -}}
 {{- fail "store.type must be sqlite or postgresql" -}}

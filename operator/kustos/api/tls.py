@@ -110,6 +110,8 @@ class ServingTls:
         self._hosts = hosts
         self._clock = clock
         self._serving: bytes = b""
+        #: The CA of the Secret when it was loaded (``ca.crt``; empty if it has none).
+        self.ca_pem: bytes = b""
         self.context: ssl.SSLContext | None = None
 
     def start(self) -> ssl.SSLContext:
@@ -117,6 +119,7 @@ class ServingTls:
         pems = ensure_tls_secret(self._secrets, self.namespace, self.name, self._hosts)
         self.context = server_context(pems["tls.crt"], pems["tls.key"])
         self._serving = pems["tls.crt"]
+        self.ca_pem = pems.get("ca.crt", b"")
         return self.context
 
     @property

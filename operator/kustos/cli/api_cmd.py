@@ -23,6 +23,7 @@ seen by all (docs/benchmarks.md). The extra processes serve no metrics port of t
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 import signal
@@ -34,16 +35,20 @@ from typing import Any
 import click
 from aiohttp import web
 
-from kustos import metrics
+from kustos import __version__, metrics
+from kustos.api.injector import CachedInjection, Injection, add_injector_routes
 from kustos.api.server import ApiBackend, build_app
 from kustos.api.tls import CHECK_SECONDS, DEFAULT_SECRET, ServingTls, default_hosts
 from kustos.config import Settings
+from kustos.errors import KustosError
 from kustos.kube.secrets import SecretGateway
+from kustos.kube.webhooks import WebhookGateway
 from kustos.services.factory import Services
 
 __all__ = ["api", "make_app", "serve_in_operator", "start_site"]
 
 log = logging.getLogger("kustos.api")
+API_SERVICE = "kustos-api"
 
 
 def make_app(services: Services) -> web.Application:
@@ -54,7 +59,47 @@ def make_app(services: Services) -> web.Application:
 
     backend = ApiBackend(services.access, services.secrets_api)
     issuer = ContainerCredentials(services.access, services.audit)
-    return build_app(backend, extra_routes=lambda app: add_credentials_routes(app, issuer))
+    inject = CachedInjection(lambda: load_injection(services))
+
+    def routes(app: web.Application) -> None:
+        add_credentials_routes(app, issuer)
+        add_injector_routes(app, inject)
+
+    return build_app(backend, extra_routes=routes)
+
+
+def load_injection(services: Services) -> Injection:
+    """What the pod-credentials webhook injects: the sidecar image
+    ($KUSTOS_INJECTOR_IMAGE), the API Service's name and ClusterIP, the CA of the serving
+    certificate (``ca.crt`` of the TLS Secret; none: the system's trust store)."""
+    settings = services.settings
+    secret = os.environ.get("KUSTOS_API_TLS_SECRET", DEFAULT_SECRET)
+    tls = SecretGateway(services.api).get(settings.namespace, secret) or {}
+    ca = (tls.get("data") or {}).get("ca.crt")
+    return Injection(
+        image=os.environ.get("KUSTOS_INJECTOR_IMAGE", f"kustos:{__version__}"),
+        service_host=f"{API_SERVICE}.{settings.namespace}.svc",
+        api_port=int(os.environ.get("KUSTOS_API_PORT") or "8443"),
+        cluster_ip=WebhookGateway(services.api).cluster_ip(settings.namespace, API_SERVICE),
+        ca_pem=base64.b64decode(ca).decode() if ca else "",
+        region=settings.cluster_name,
+    )
+
+
+def publish_webhook_ca(services: Services, ca: bytes) -> None:
+    """Set the pod-credentials webhook's caBundle to the serving certificate's CA (the
+    MutatingWebhookConfiguration $KUSTOS_INJECTOR_WEBHOOK); a failure is logged only (the
+    API serves without it; annotated pods are refused until it is set)."""
+    name = os.environ.get("KUSTOS_INJECTOR_WEBHOOK", "kustos-pod-credentials")
+    if not name or not ca:
+        return
+    try:
+        if WebhookGateway(services.api).set_ca_bundle(name, ca):
+            log.info("pod-credentials webhook %s trusts the API's CA", name)
+        else:
+            log.info("no MutatingWebhookConfiguration %s: pod credentials injection off", name)
+    except KustosError as exc:
+        log.warning("could not set the CA of webhook %s: %s", name, exc.message)
 
 
 def serving_tls(services: Services, secret: str) -> ServingTls:
@@ -63,6 +108,7 @@ def serving_tls(services: Services, secret: str) -> ServingTls:
     tls = ServingTls(SecretGateway(services.api), settings.namespace, secret,
                      default_hosts(settings.namespace))  # fmt: skip
     tls.start()
+    publish_webhook_ca(services, tls.ca_pem)
     return tls
 
 

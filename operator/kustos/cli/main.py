@@ -11,6 +11,7 @@ from kustos.cli import access as access_cli
 from kustos.cli import api_cmd
 from kustos.cli import audit as audit_cli
 from kustos.cli import crds as crds_cli
+from kustos.cli import credentials_proxy as proxy_cli
 from kustos.cli import keys as keys_cli
 from kustos.cli import policy as policy_cli
 from kustos.cli import rollback as rollback_cli
@@ -58,6 +59,7 @@ cli.add_command(snippet_cli.snippet)
 cli.add_command(crds_cli.crds)
 cli.add_command(crds_cli.install)
 cli.add_command(rollback_cli.rollback)
+cli.add_command(proxy_cli.credentials_proxy)
 sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process
 
 

@@ -2,8 +2,10 @@
 
 Like the AWS console's sample code on a secret's page, for each SDK with the Kustos endpoint
 override and ServiceAccount-based authentication (the container-credentials provider; curl
-sends the projected token as a Bearer token), plus ``pod-yaml``: a Deployment with the
-projected token volume (audience ``kustos``) and the environment the SDKs read. The
+sends the projected token as a Bearer token), plus ``pod-yaml``: a ServiceAccount, a
+SecretAccessPolicy granting it GetSecretValue on the secret, and a Deployment annotated for
+the pod-credentials webhook (which injects the credentials sidecar and the environment the
+SDKs read). The
 templates are package data in ``kustos/cli/snippets/``. Prints code only, never a value.
 """
 
@@ -24,12 +26,20 @@ LANGUAGES = {"python": "python.py.tmpl", "java": "java.java.tmpl",
              "pod-yaml": "pod-yaml.yaml.tmpl"}  # fmt: skip
 IN_CLUSTER_ENDPOINT = "https://kustos-api.kustos-system.svc:8443"
 TOKEN_FILE = "/var/run/secrets/kustos/token"
-CA_BUNDLE = "/etc/kustos/ca.crt"
+CA_BUNDLE = "/var/run/kustos/ca.crt"  # where the credentials sidecar writes the CA
 
 
 def _object_name(secret_id: str) -> str:
     name = secret_id.rsplit(":secret:", 1)[-1]
     return re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:50] or "app"
+
+
+def _resource(secret_id: str, region: str) -> str:
+    """The policy Resource naming the secret: its ARN, or every ARN of that name (the
+    6-character suffix AWS appends)."""
+    if secret_id.startswith("arn:"):
+        return secret_id
+    return f"arn:kustos:secretsmanager:{region}:*:secret:{secret_id}-*"
 
 
 def render_snippet(lang: str, secret_id: str, *, endpoint: str, region: str = "local",
@@ -43,7 +53,7 @@ def render_snippet(lang: str, secret_id: str, *, endpoint: str, region: str = "l
         "SERVICE_ACCOUNT": service_account, "APP": _object_name(secret_id) or "app",
         "IMAGE": image, "TOKEN_FILE": TOKEN_FILE, "CA_BUNDLE": CA_BUNDLE,
         "CREDENTIALS_URI": endpoint.rstrip("/") + "/v1/credentials",
-        "PROJECTED_SECRET": _object_name(secret_id),
+        "PROJECTED_SECRET": _object_name(secret_id), "RESOURCE": _resource(secret_id, region),
     }  # fmt: skip
     for key, value in values.items():
         template = template.replace("{{" + key + "}}", value)

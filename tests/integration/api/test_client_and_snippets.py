@@ -127,8 +127,8 @@ def test_pod_yaml_snippet_passes_server_dry_run(world: ApiWorld, ident: Identity
     out = Cli(world, ident, tmp_path).run("snippet", "--secret-id", "prod/db", "--lang",
                                           "pod-yaml", "-n", ident.namespace)
     assert out.returncode == 0, out.stderr
-    assert "audience: kustos" in out.stdout
-    assert "AWS_CONTAINER_CREDENTIALS_FULL_URI" in out.stdout
+    assert 'kustos.io/inject-credentials: "true"' in out.stdout
+    assert "arn:kustos:secretsmanager:local:*:secret:prod/db-*" in out.stdout
     applied = world.cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=out.stdout,
                                     check=False)  # fmt: skip
     assert applied.returncode == 0, applied.stderr
