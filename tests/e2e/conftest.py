@@ -48,20 +48,21 @@ def installed(node_cluster: Any, kustos_image: str) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def example_image(node_cluster: Any, tmp_path_factory: pytest.TempPathFactory,
-                  ) -> Callable[[str, str], str]:  # fmt: skip
-    """``example_image(dir, name)``: the image of ``examples/<dir>/Dockerfile`` under
-    ``name`` (e.g. ``orders-reader:0.1.0``), built once (cached) and loaded on the node."""
+                  ) -> Callable[..., str]:  # fmt: skip
+    """``example_image(dir, name, base_extra="")``: the image of ``examples/<dir>/Dockerfile``
+    under ``name`` (e.g. ``orders-reader:0.1.0``), built once (cached) and loaded on the node;
+    ``base_extra``: Debian packages its base needs (``nodejs``)."""
     if node_cluster.control_plane is None:
         pytest.skip("example images are built for the local node")
     images = cluster_fixture._controlplane_module().images_module()  # tools/images/images.py
     built: dict[str, str] = {}
 
-    def build(directory: str, name: str) -> str:
+    def build(directory: str, name: str, base_extra: str = "") -> str:
         if name not in built:
             work = tmp_path_factory.mktemp("example-image")
             archive, _tag = images.build_example(
                 REPO / "examples" / directory, f"docker.io/library/{name}",
-                work / "image.tar", work)
+                work / "image.tar", work, base_extra)
             node_cluster.load_image(archive)
             built[name] = name
         return built[name]

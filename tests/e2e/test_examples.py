@@ -23,10 +23,10 @@ def cluster(kube_cluster: Any) -> Any:
 
 def test_every_example_is_covered() -> None:
     # 03 runs an app pod against Kustos installed in the cluster: tests/e2e/test_install.py;
-    # 05 (boto3 with no static key) too: tests/e2e/test_pod_credentials.py.
+    # 05 and 06 (boto3, JavaScript v3, no static key) too: tests/e2e/test_pod_credentials.py.
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == [
         "01-generated-password", "02-from-existing-secret", "03-app-reads-secret",
-        "04-database-url", "05-boto3-no-static-key",
+        "04-database-url", "05-boto3-no-static-key", "06-javascript-no-static-key",
     ]
 
 

@@ -24,17 +24,18 @@ from tests.kube_helpers import get, new_namespace, ready, wait_for
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1200)]
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "05-boto3-no-static-key"
+JS_EXAMPLE = REPO / "examples" / "06-javascript-no-static-key"
 SYSTEM = "kustos-system"
 WEBHOOK = "kustos-pod-credentials"
 IMAGE = "orders-reader:0.1.0"
 
 
 @pytest.fixture(scope="module")
-def kustos(installed: Any, example_image: Callable[[str, str], str]) -> Any:
+def kustos(installed: Any, example_image: Callable[..., str]) -> Any:
     example_image("05-boto3-no-static-key", IMAGE)
 
     def ca_set() -> bool:
-        config = get(installed, "mutatingwebhookconfiguration", WEBHOOK) or {}
+        config = get(installed, "mutatingwebhookconfiguration", WEBHOOK, SYSTEM) or {}
         return all(h.get("clientConfig", {}).get("caBundle") for h in config["webhooks"])
 
     wait_for(ca_set, timeout=120, what="Kustos set the webhook's caBundle")
@@ -108,6 +109,28 @@ def test_05_boto3_reads_its_secret_with_no_static_key(kustos: Any) -> None:
     out = kustos.kubectl("-n", ns, "exec", name, "-c", "app", "--",
                          "/opt/app/bin/python", "-c", probe).stdout
     assert out.strip() == "401"
+
+
+def test_06_the_javascript_sdk_reads_its_secret_with_no_static_key(
+    kustos: Any, example_image: Callable[..., str],
+) -> None:
+    example_image("06-javascript-no-static-key", "orders-reader-js:0.1.0", "nodejs")
+    ns = new_namespace(kustos)
+    kustos.kubectl("apply", "-n", ns, "-f", str(EXAMPLE / "managedsecret.yaml"),
+                   "-f", str(JS_EXAMPLE / "app.yaml"))
+    wait_for(lambda: ready(kustos, "orders-api-key", ns), timeout=120,
+             what="orders-api-key Ready")
+    _rollout(kustos, ns, "orders-reader-js")
+    pod = _pod(kustos, ns, "app.kubernetes.io/name=orders-reader-js")
+    env = {e["name"] for c in pod["spec"]["containers"] for e in c.get("env") or []}
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} & env
+    password = _password(kustos, "orders-api-key", ns)
+    line = (f"orders-reader-js: read prod/orders/api-key (password sha256 "
+            f"{_fingerprint(password)}) with node v18.")  # Debian's Node.js
+    name = pod["metadata"]["name"]
+    wait_for(lambda: line in _logs(kustos, ns, name), timeout=120,
+             what="the JavaScript SDK in the pod read the secret")
+    assert password not in _logs(kustos, ns, name)
 
 
 def test_a_service_account_without_a_policy_gets_access_denied_not_a_5xx(kustos: Any) -> None:

@@ -61,10 +61,12 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def base_rootfs() -> Path:
-    """The cached Debian base root filesystem tarball (built on first use, ~1 min)."""
+def base_rootfs(extra: str = "") -> Path:
+    """The cached Debian base root filesystem tarball (built on first use, ~1 min); ``extra``:
+    more Debian packages in it (comma-separated)."""
+    env = {**os.environ, "KUSTOS_BASE_EXTRA": extra}
     proc = subprocess.run(["bash", str(HERE / "base.sh")], stdout=subprocess.PIPE, text=True,
-                          check=False)
+                          check=False, env=env)
     if proc.returncode != 0:
         raise ImageError("tools/images/base.sh failed")
     return Path(proc.stdout.strip().splitlines()[-1])
@@ -196,16 +198,22 @@ def build_kustos(out: Path, workdir: Path, tag: str = KUSTOS_TAG) -> tuple[Path,
     return out, tag
 
 
-def build_example(context: Path, tag: str, out: Path, workdir: Path) -> tuple[Path, str]:
+def build_example(context: Path, tag: str, out: Path, workdir: Path, base_extra: str = "",
+                  ) -> tuple[Path, str]:  # fmt: skip
     """Build an example app's image from its Dockerfile (``context``) FROM the local base,
     without network: the wheels its ``requirements.txt`` pins are built on the host first
-    (cached) and copied into the build context as ``.wheels``. Cached in the cache directory
-    by the context's files and the base; ``out`` receives the docker-archive."""
+    (cached) and copied into the build context as ``.wheels``; for a ``package-lock.json``,
+    ``npm ci --omit=dev`` fills the context's ``node_modules`` on the host (npm's cache in the
+    cache directory). ``base_extra``: Debian packages the base needs besides python3 (e.g.
+    ``nodejs``). Cached in the cache directory by the context's files and the base; ``out``
+    receives the docker-archive."""
     import hashlib
 
-    rootfs = base_rootfs()
+    rootfs = base_rootfs(base_extra)
     digest = hashlib.sha256(_key(rootfs).encode())
-    for f in sorted(p for p in context.rglob("*") if p.is_file()):
+    skip = {"node_modules", ".wheels", "__pycache__"}
+    for f in sorted(p for p in context.rglob("*")
+                    if p.is_file() and not skip & set(p.relative_to(context).parts)):
         digest.update(f.relative_to(context).as_posix().encode() + b"\0" + f.read_bytes())
     cached = CACHE / f"example-{context.name}-{digest.hexdigest()[:16]}.tar"
     if not cached.exists():
@@ -216,14 +224,11 @@ def build_example(context: Path, tag: str, out: Path, workdir: Path) -> tuple[Pa
         deps.mkdir(parents=True, exist_ok=True)
         build = workdir / "context"
         shutil.rmtree(build, ignore_errors=True)
-        shutil.copytree(context, build)
-        pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--find-links", str(deps),
-               "--wheel-dir", str(deps), "--requirement", str(context / "requirements.txt")]
-        if subprocess.run([*pip, "--no-index"], capture_output=True, check=False).returncode:
-            _pip(pip)
-        # Only the wheels the app needs go into its context.
-        _pip([*pip[:-4], "--no-index", "--wheel-dir", str(build / ".wheels"),
-              "--requirement", str(context / "requirements.txt")])
+        shutil.copytree(context, build, ignore=shutil.ignore_patterns(*skip))
+        if (context / "package-lock.json").exists():
+            _npm_ci(build)
+        if (context / "requirements.txt").exists():
+            _example_wheels(context, build, deps)
         b.run("build", "--quiet", "--pull=never", "--network=none", "--layers=false",
               "--build-arg", f"BASE={base_tag}",
               "--build-arg", "PIP_ARGS=--no-index --find-links=/src/.wheels",
@@ -233,6 +238,26 @@ def build_example(context: Path, tag: str, out: Path, workdir: Path) -> tuple[Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(cached, out)
     return out, tag
+
+
+def _npm_ci(build: Path) -> None:
+    proc = subprocess.run(
+        ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund", "--prefer-offline",
+         "--loglevel=error", "--cache", str(CACHE / "sdk" / "npm-cache")],
+        cwd=build, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise ImageError(f"npm ci failed: {proc.stderr.strip()[-2000:]}")
+
+
+def _example_wheels(context: Path, build: Path, deps: Path) -> None:
+    """The wheels ``requirements.txt`` pins, built on the host into the cache (offline
+    first), then only those copied into the context's ``.wheels``."""
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--find-links", str(deps),
+           "--wheel-dir", str(deps), "--requirement", str(context / "requirements.txt")]
+    if subprocess.run([*pip, "--no-index"], capture_output=True, check=False).returncode:
+        _pip(pip)
+    _pip([*pip[:-4], "--no-index", "--wheel-dir", str(build / ".wheels"),
+          "--requirement", str(context / "requirements.txt")])
 
 
 def load(address: Path, *archives: Path) -> None:
@@ -259,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--tag", required=True)
     e.add_argument("--out", type=Path, required=True)
     e.add_argument("--workdir", type=Path, default=REPO / ".local" / "image")
+    e.add_argument("--base-extra", default="", help="Debian packages the base needs (nodejs)")
     p = sub.add_parser("pause")
     p.add_argument("--out", type=Path)
     ld = sub.add_parser("load")
@@ -270,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
             out, tag = build_kustos(args.out, args.workdir, args.tag)
             print(f"{out} {tag}")
         elif args.command == "example":
-            out, tag = build_example(args.context.resolve(), args.tag, args.out, args.workdir)
+            out, tag = build_example(args.context.resolve(), args.tag, args.out, args.workdir,
+                                      args.base_extra)
             print(f"{out} {tag}")
         elif args.command == "pause":
             out, tag = pause_archive()
