@@ -206,3 +206,62 @@ def test_the_audit_log_stays_one_chain_across_replicas(replicas: Replicas) -> No
     assert seqs == list(range(1, len(rows) + 1))
     reads = [r for r in rows if r[3] == "GetSecretValue" and r[5] == NAMESPACE]
     assert len(reads) >= 200
+
+
+def _refused_under_load(replicas: Replicas, change: Any, code: str, bound: float,
+                        *, sigv4: bool = False) -> None:
+    """Eight threads read through both replicas while `change()` runs; once `bound` seconds
+    (plus 1 s for the refresh itself) have passed since it returned, no request that starts
+    is answered with a value, and every one is refused with `code`."""
+    a, b = replicas.ports
+    stop = threading.Event()
+    changed: list[float] = []
+    seen: list[tuple[float, int, str]] = []
+
+    def hammer(port: int) -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            status, answer = replicas.call(port, sigv4=sigv4)
+            seen.append((started, status, str(answer.get("__type", ""))))
+
+    def late() -> list[tuple[int, str]]:
+        return [(s, t) for started, s, t in list(seen)
+                if changed and started > changed[0] + bound + 1.0]
+
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(hammer, port) for port in (a, b) * 4]
+        _until(lambda: len(seen) >= 50, 60)  # the load is on
+        change()
+        changed.append(time.monotonic())
+        _until(lambda: len(late()) >= 50, bound + 60)
+        stop.set()
+        for future in futures:
+            future.result()
+    assert any(status == 200 for started, status, _ in seen if started < changed[0])
+    assert set(late()) == {(400, code)}
+
+
+def test_a_removed_policy_denies_under_load_within_its_bound(replicas: Replicas) -> None:
+    other = {**POLICY, "metadata": {**POLICY["metadata"], "uid": "u2", "name": "other"},
+             "spec": {**POLICY["spec"], "subjects": [{"kind": "ServiceAccount",
+                                                      "name": "someone-else"}]}}
+    path = replicas.store.with_suffix(".policies.json")
+    _refused_under_load(replicas, lambda: path.write_text(json.dumps([other])),
+                        "AccessDeniedException", POLICY_BOUND_S)
+
+
+def test_a_revoked_principal_is_refused_under_load_within_its_bound(replicas: Replicas) -> None:
+    from kustos.services.revocations import BOUND_SECONDS, RevocationService
+    from kustos.store import SqlStore
+    from kustos.store.revocations import RevocationStore
+
+    def revoke() -> None:
+        store = SqlStore(f"sqlite:///{replicas.store}")
+        try:
+            RevocationService(RevocationStore(store.engine)).revoke(
+                f"arn:kustos:iam::{NAMESPACE}:serviceaccount/app", by="test")
+        finally:
+            store.close()
+
+    _refused_under_load(replicas, revoke, "UnrecognizedClientException", BOUND_SECONDS,
+                        sigv4=True)
