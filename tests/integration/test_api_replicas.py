@@ -251,7 +251,7 @@ def test_a_removed_policy_denies_under_load_within_its_bound(replicas: Replicas)
 
 
 def test_a_revoked_principal_is_refused_under_load_within_its_bound(replicas: Replicas) -> None:
-    from kustos.services.revocations import BOUND_SECONDS, RevocationService
+    from kustos.services.access.revocations import BOUND_SECONDS, RevocationService
     from kustos.store import SqlStore
     from kustos.store.revocations import RevocationStore
 
