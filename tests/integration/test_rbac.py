@@ -130,7 +130,9 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
     whoami = cluster.kubectl(f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o", "json")
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == (
         f"system:serviceaccount:{ns}:{SA}")
-    runner = OperatorRunner(kubeconfig, tmp_path, ns, KUSTOS_AUDIT_ANCHOR_SECONDS="0.5")
+    other = new_namespace(cluster, "share")
+    runner = OperatorRunner(kubeconfig, tmp_path, ns, KUSTOS_AUDIT_ANCHOR_SECONDS="0.5",
+                            KUSTOS_RESYNC_SECONDS="2")
     runner.start()
     try:
         cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("db", apps, {
@@ -143,6 +145,19 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
         wait_for(lambda: ((get(cluster, "auditanchor", "kustos-audit", ns) or {})
                           .get("status", {}).get("head", {}).get("seq", 0) > 0),
                  what="the audit chain anchored with the manifests' Role")
+        # target.shareWith with these rules: namespaces read (consent), the copy written
+        # by name; withdrawing the target's consent (its label) removes the copy
+        cluster.kubectl("label", "namespace", other, f"shares.kustos.io/{apps}=accept")
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("shared", apps, {
+            "generate": {"passwordLength": 16},
+            "target": {"shareWith": {"namespaces": [other]}}})))
+        wait_for(lambda: get(cluster, "secret", "shared", other), timeout=90,
+                 what="the copy in the consenting namespace")
+        own = get(cluster, "secret", "shared", apps) or {}
+        assert (get(cluster, "secret", "shared", other) or {})["data"] == own["data"]
+        cluster.kubectl("label", "namespace", other, f"shares.kustos.io/{apps}-")
+        wait_for(lambda: get(cluster, "secret", "shared", other) is None, timeout=90,
+                 what="the copy removed once consent is withdrawn")
         assert "forbidden" not in runner.log().lower()
     finally:
         runner.stop()

@@ -44,6 +44,9 @@ class Reason(StrEnum):
     # consumers
     WORKLOAD_RESTARTED = "WorkloadRestarted"
     WORKLOAD_RESTART_FAILED = "WorkloadRestartFailed"
+    SHARED = "Shared"
+    SHARE_REMOVED = "ShareRemoved"
+    SHARE_FAILED = "ShareFailed"
     NO_VALUE = "NoValue"
     # problems on Kustos's side
     DECRYPTION_FAILED = "DecryptionFailed"

@@ -137,6 +137,28 @@ class WorkloadName(_Spec):
     name: str = Field(min_length=1, max_length=253)
 
 
+_NAMESPACE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+class ShareSpec(_Spec):
+    """Other namespaces that get a copy of the projected Secret, if they consent (see
+    services/consumers/sharing): listed by name, or chosen by their labels."""
+
+    namespaces: tuple[str, ...] = Field((), max_length=64)
+    namespace_selector: dict[str, dict[str, str]] | None = Field(
+        None, alias="namespaceSelector")
+
+    @model_validator(mode="after")
+    def _check(self) -> ShareSpec:
+        for ns in self.namespaces:
+            if len(ns) > 63 or not re.fullmatch(_NAMESPACE, ns):
+                raise ValueError(f"shareWith.namespaces: {ns[:64]!r} is not a namespace name")
+        if self.namespace_selector is not None and set(self.namespace_selector) != {
+                "matchLabels"}:
+            raise ValueError("shareWith.namespaceSelector supports matchLabels only")
+        return self
+
+
 class TargetSpec(_Spec):
     name: str | None = Field(None, max_length=253)
     type: str = Field("Opaque", max_length=253)
@@ -146,6 +168,7 @@ class TargetSpec(_Spec):
     template: TemplateSpec | None = None
     restart_on_change: tuple[WorkloadName, ...] = Field(
         (), alias="restartOnChange", max_length=64)
+    share_with: ShareSpec | None = Field(None, alias="shareWith")
 
 
 class ManagedSecretSpec(_Spec):

@@ -55,6 +55,8 @@ class ManagedSecretStatus(BaseModel):
     rotation: dict[str, Any] | None = None
     #: The last `kustos.io/rollback` request handled (see services/rotation's rollback).
     rollback: dict[str, Any] | None = None
+    #: Where target.shareWith copied the Secret (see services/consumers/sharing).
+    sharing: dict[str, Any] | None = None
     conditions: list[Condition] = Field(default_factory=list)
 
     @classmethod

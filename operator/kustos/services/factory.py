@@ -15,6 +15,7 @@ from kustos.kube.client import api_client
 from kustos.kube.events import EventRecorder, EventSink
 from kustos.kube.keyring_secret import KeyringSecret
 from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.namespaces import NamespaceGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.kube.workloads import WorkloadGateway
 from kustos.models.records import SecretRecord
@@ -27,6 +28,7 @@ from kustos.services.audit.reads import ReadEvents
 from kustos.services.audit.service import AuditService, AuditSettings
 from kustos.services.audit.sink import AuditingEventSink
 from kustos.services.consumers.rollouts import RolloutCoordinator, RolloutLimits
+from kustos.services.consumers.sharing import SharingService
 from kustos.services.consumers.templates import TemplateLimits, TemplateRenderer
 from kustos.services.controller.projection import Projection, ProjectionService
 from kustos.services.controller.reconcile import ManagedSecretService
@@ -77,7 +79,7 @@ class Services:
         lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
         managed = ManagedSecretService(
             secrets, SourceService(gateway), _projection(settings, api, gateway, lifecycle),
-            lifecycle
+            lifecycle, sharing=SharingService(gateway, NamespaceGateway(api)),
         )
         return cls(settings, api, store, keys, secrets, managed, events,
                    ManagedObjectGateway(api), audit=audit, notifier=notifier,

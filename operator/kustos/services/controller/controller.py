@@ -88,6 +88,7 @@ class ManagedSecretController:
 
     def handle(self, body: Mapping[str, Any], triggers: Collection[Trigger]) -> Outcome:
         if Trigger.DELETED in triggers:
+            self._managed.unshare(body)  # copies elsewhere have no ownerReference to follow
             self._deletion().object_deleted(dict(body))
             return Outcome(deleted=True)
         obj = ManagedObject.from_body(body)

@@ -8,7 +8,8 @@ is what the adapter patches (only if it differs from the current one).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +24,7 @@ from kustos.models.reasons import ConditionType, EventType, Reason
 from kustos.models.records import SecretRecord, VersionRecord
 from kustos.models.spec import ManagedSecretSpec
 from kustos.models.status import ManagedSecretStatus, set_condition
+from kustos.services.consumers.sharing import SharingService
 from kustos.services.controller.projection import Projection, ProjectionOutcome, ProjectionService
 from kustos.services.controller.sources import (
     SourceService,
@@ -32,6 +34,8 @@ from kustos.services.core.objects import ManagedObject, parse_spec, reason_for
 from kustos.services.core.resource_policy import PUBLIC_ACCEPTED, follow_spec
 from kustos.services.core.secrets import SecretService
 from kustos.services.core.spec_fields import plain_fields
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["ManagedSecretService", "Reconciled"]
 
@@ -71,11 +75,14 @@ class ManagedSecretService:
         sources: SourceService,
         projection: ProjectionService,
         events: EventSink,
+        sharing: SharingService | None = None,
     ) -> None:
+        """`sharing`: copies into other namespaces (target.shareWith); None: not offered."""
         self._secrets = secrets
         self._sources = sources
         self._projection = projection
         self._events = events
+        self._sharing = sharing
 
     def reconcile(
         self, obj: ManagedObject, status: ManagedSecretStatus | None = None, *,
@@ -106,6 +113,8 @@ class ManagedSecretService:
             target = spec.target_name(obj.name)
             if verify or not _shows_projected(status, obj, target, current.version_id):
                 self._project(obj, spec, record, current)
+            if self._sharing is not None and (spec.target.share_with or status.sharing):
+                self._share(obj, spec, record, current, status)
             message = f"version {current.version_id} projected into Secret {target}"
             self._status(status, obj, spec, record, Reason.PROJECTED, message, checks=checks)
             return Reconciled(status)
@@ -236,18 +245,69 @@ class ManagedSecretService:
                               "as AWSCURRENT")
         self._secrets.merge_extra(record, source_revision=source.revision)
 
+    def _projection_of(
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        current: VersionRecord,
+    ) -> Projection:
+        return Projection(
+            owner=obj.ref, target_name=spec.target_name(obj.name), target_type=spec.target.type,
+            arn=record.arn, version_id=current.version_id, value=self._secrets.open(current),
+            static_data=dict(spec.target.static_data), labels=dict(spec.target.labels),
+            annotations=dict(spec.target.annotations), template=spec.target.template,
+            restart_on_change=tuple((w.kind, w.name) for w in spec.target.restart_on_change),
+        )  # fmt: skip
+
+    def _share(
+        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        current: VersionRecord, status: ManagedSecretStatus,
+    ) -> None:
+        """Copies into the namespaces that consent; a failure here leaves the own Secret
+        (already projected) and the copies as they are, and says so in an Event."""
+        assert self._sharing is not None
+        holding = list((status.sharing or {}).get("namespaces") or [])
+        target = spec.target_name(obj.name)
+        try:
+            desired = self._projection.desired(self._projection_of(obj, spec, record, current))
+            result = self._sharing.sync(obj.ref, spec.target.share_with, target, desired,
+                                        holding)
+        except KustosError as error:
+            self._events.emit(obj.ref, Reason.SHARE_FAILED,
+                              f"cannot share Secret {target}: {error.message}",
+                              EventType.WARNING)  # fmt: skip
+            return
+        old_conflicts = set((status.sharing or {}).get("conflicts") or [])
+        status.sharing = result.status()
+        for namespace, what in result.changes:
+            reason = Reason.SHARE_REMOVED if what == "removed" else Reason.SHARED
+            message = (f"copy of Secret {target} removed from namespace {namespace} (consent "
+                       "withdrawn)" if what == "removed" else
+                       f"version {current.version_id} of Secret {target} {what} in namespace "
+                       f"{namespace}")
+            self._events.emit(obj.ref, reason, message)
+        for namespace in sorted(set(result.conflicts) - old_conflicts):
+            self._events.emit(obj.ref, Reason.TARGET_CONFLICT,
+                              f"namespace {namespace} has a Secret {target} that is not "
+                              "Kustos's copy; not shared there", EventType.WARNING)
+
+    def unshare(self, body: Mapping[str, Any]) -> None:
+        """The object is gone: delete its copies (best effort)."""
+        obj = ManagedObject.from_body(body)
+        holding = ((obj.status or {}).get("sharing") or {}).get("namespaces") or []
+        if self._sharing is None or not holding:
+            return
+        try:
+            target = parse_spec(obj.spec).target_name(obj.name)
+            self._sharing.sync(obj.ref, None, target, None, holding)
+        except KustosError as error:
+            _log.warning("cannot remove the shared copies of %s/%s: %s", obj.namespace,
+                         obj.name, error.message)
+
     def _project(
         self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
         current: VersionRecord,
     ) -> None:
         target = spec.target_name(obj.name)
-        outcome = self._projection.project(Projection(
-            owner=obj.ref, target_name=target, target_type=spec.target.type, arn=record.arn,
-            version_id=current.version_id, value=self._secrets.open(current),
-            static_data=dict(spec.target.static_data), labels=dict(spec.target.labels),
-            annotations=dict(spec.target.annotations), template=spec.target.template,
-            restart_on_change=tuple((w.kind, w.name) for w in spec.target.restart_on_change),
-        ))
+        outcome = self._projection.project(self._projection_of(obj, spec, record, current))
         if outcome is ProjectionOutcome.DRIFT_CORRECTED:
             self._events.emit(obj.ref, Reason.DRIFT_CORRECTED,
                               f"Secret {target} was changed or deleted outside Kustos; restored "
