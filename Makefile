@@ -137,7 +137,7 @@ test: $(VENV_STAMP) ## Install what is missing and run every test tier (unit, in
 	$(MAKE) lint && $(VENV)/bin/pytest tests/unit -q -p no:cacheprovider || { kill $$build; exit 1; }; \
 	echo "waiting for the cached builds (log: $(LOCAL)/build.log)"; \
 	wait $$build || { tail -30 $(LOCAL)/build.log; exit 1; }; \
-	$(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit --durations=30
 
 .PHONY: bench
 bench: $(VENV_STAMP) ## Run the benchmarks (on demand; figures go to docs/benchmarks.md)
