@@ -62,7 +62,8 @@ class OperatorRunner:
         env.update(self.extra_env)
         return env
 
-    def start(self) -> None:
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the operator and wait up to `timeout` s for its liveness endpoint."""
         assert self.proc is None or self.proc.poll() is not None
         port = free_port()
         with self.log_path.open("ab") as log:
@@ -71,7 +72,7 @@ class OperatorRunner:
                  "--liveness", f"http://127.0.0.1:{port}/healthz"],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
             )
-        self._wait_healthy(port)
+        self._wait_healthy(port, timeout)
 
     def _wait_healthy(self, port: int, timeout: float = 60.0) -> None:
         import urllib.request

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -134,6 +135,27 @@ def test_list_secrets_by_namespace_in_name_order(store: SqlStore) -> None:
     ]
     assert [s.name for s in store.list_secrets("a")] == ["x/1", "y"]
     assert store.list_secrets("c") == []
+
+
+def test_secret_by_object_name(store: SqlStore) -> None:
+    """The secret a ManagedSecret declares, whether or not it is named as its object; a
+    secret whose name equals another object's name but is declared by a third is not it."""
+    store.create_secret(record(arn="arn:1", name="prod/db").evolve(object_name="prod-db"))
+    store.create_secret(record(arn="arn:2", name="plain").evolve(object_name="plain"))
+    store.create_secret(record(arn="arn:3", name="other").evolve(object_name="x"))
+    store.create_secret(record(arn="arn:4", name="x", namespace="team-b"))  # undeclared
+    store.create_secret(record(arn="arn:5", name="x").evolve(object_name="y"))
+
+    def arn_of(namespace: str, object_name: str) -> str | None:
+        found = store.get_secret_by_object(namespace, object_name)
+        return found.arn if found is not None else None
+
+    assert arn_of("team-a", "prod-db") == "arn:1"
+    assert arn_of("team-a", "plain") == "arn:2"
+    assert arn_of("team-a", "x") == "arn:3"  # not arn:5, named x but declared by y
+    assert arn_of("team-a", "y") == "arn:5"
+    assert arn_of("team-b", "x") is None  # named x, declared by nobody
+    assert arn_of("team-a", "prod/db") is None  # a secret name is not an object name
 
 
 def test_update_secret(secret: SqlStore) -> None:
@@ -394,6 +416,24 @@ def test_pragmas(store: SqlStore, db_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
     assert db_path.stat().st_mode & 0o077 == 0
+
+
+def test_opening_a_store_at_head_takes_no_write_lock(db_path: Path) -> None:
+    """Another process holds the write lock (a long write): opening the store, already at
+    the head revision, does not wait for it (it used to: Alembic's upgrade took the write
+    lock even with nothing to migrate)."""
+    SqlStore(f"sqlite:///{db_path}").close()
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        store = SqlStore(f"sqlite:///{db_path}")
+        assert time.monotonic() - started < 10  # the busy timeout is 30 s
+        assert store.schema_version() == head_revision()
+        store.close()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_newer_schema_is_refused(db_path: Path) -> None:

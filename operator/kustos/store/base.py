@@ -42,6 +42,10 @@ class Store(Protocol):
 
     def get_secret_by_arn(self, arn: str) -> SecretRecord | None: ...
 
+    def get_secret_by_object(self, namespace: str, object_name: str) -> SecretRecord | None:
+        """The secret the ManagedSecret `namespace/object_name` declares (one lookup, not a
+        listing: event emitters resolve every new object's secret through it)."""
+
     def list_secrets(self, namespace: str | None = None) -> list[SecretRecord]: ...
 
     def purge_secret(self, arn: str) -> None:

@@ -100,7 +100,13 @@ def _config(connection: Connection) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Run every pending migration in one transaction (`upgrade head`)."""
+    """Run every pending migration in one transaction (`upgrade head`). A store at the head
+    already is left alone without taking the write lock: Alembic's upgrade loads every
+    migration script inside the lock, so otherwise each start of an operator or API process
+    would make every writer of a shared store (other replicas' API calls) wait for that
+    (and a process starting while another one writes would wait for it in turn)."""
+    if schema_version(engine) == head_revision():
+        return
     with engine.execution_options(**{WRITE: True}).begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})

@@ -55,6 +55,9 @@ _SECRET_BY_ARN = sa.select(secrets).where(secrets.c.arn == _P("arn"))
 _SECRET_BY_NAME = sa.select(secrets).where(
     secrets.c.namespace == _P("namespace"), secrets.c.name == _P("name")
 )
+_SECRET_BY_OBJECT = sa.select(secrets).where(
+    secrets.c.namespace == _P("namespace"), secrets.c.object_name == _P("object_name")
+).limit(1)
 _HOLDER = sa.select(stage_rows.c.version_id).where(
     stage_rows.c.arn == _P("arn"), stage_rows.c.stage == _P("stage")
 )
@@ -180,10 +183,12 @@ class SqlStore(Tables):
             conn.execute(sa.update(secrets).where(secrets.c.arn == arn)
                          .values(extra=json.dumps(extra, separators=(",", ":"), sort_keys=True)))
 
-    def _one_secret(self, query: sa.Select[Any], params: dict[str, str]) -> SecretRecord | None:
+    def _one_secret(
+        self, query: sa.Select[Any], params: dict[str, str], kind: str = "secret"
+    ) -> SecretRecord | None:
         cache = self.read_cache
         if cache is not None:
-            key = ("secret", *params.values())
+            key = (kind, *params.values())
             epoch, hit, found = cache.get(key)
             if found:
                 return hit  # type: ignore[no-any-return]
@@ -199,6 +204,15 @@ class SqlStore(Tables):
 
     def get_secret_by_arn(self, arn: str) -> SecretRecord | None:
         return self._one_secret(_SECRET_BY_ARN, {"arn": arn})
+
+    def get_secret_by_object(self, namespace: str, object_name: str) -> SecretRecord | None:
+        # The common case first: a secret named as its object (the indexed name lookup).
+        named = self.get_secret(namespace, object_name)
+        if named is not None and named.object_name == object_name:
+            return named
+        return self._one_secret(_SECRET_BY_OBJECT,
+                                {"namespace": namespace, "object_name": object_name},
+                                kind="secret-by-object")
 
     def list_secrets(self, namespace: str | None = None) -> list[SecretRecord]:
         """Healthy secrets ordered by (namespace, name); corrupted rows are logged, skipped."""
