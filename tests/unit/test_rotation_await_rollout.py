@@ -217,3 +217,36 @@ def test_describe_secret_shows_await_rollout_and_a_hold(world: World) -> None:
     state = described()["KustosRotation"]
     assert state["State"] == "Held" and "did not roll out" in state["Reason"]
     assert "AWSPREVIOUS" in described()["VersionIdsToStages"][token]
+
+
+def test_fifty_secrets_of_one_deployment_rotated_at_once_restart_it_once() -> None:
+    from tests.unit.controller_fakes import managed
+
+    names = [f"s{i}" for i in range(50)]
+    web = deployment("web")
+    web["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
+        {"secretRef": {"name": n}} for n in names]
+    world = World(web)
+    try:
+        bodies = {}
+        for n in names:
+            spec = {"name": f"prod/{n}", "generate": {"passwordLength": 12},
+                    "rotation": {"generated": {}, "rolloutTimeoutSeconds": 60}}
+            bodies[n] = world.apply(managed(n, spec), frozenset({Trigger.CHANGED}))
+        for n in names:  # all rotated within one debounce window
+            bodies[n]["metadata"]["annotations"]["kustos.io/rotate-now"] = "go"
+            bodies[n] = world.apply(bodies[n], frozenset({Trigger.ROTATE_NOW}))
+        assert len(world.rotations.list_active()) == 50  # all awaiting the one rollout
+        world.flush_restarts()
+        assert len(world.workloads.patches) == 1  # exactly one restart
+        marker = json.loads(world.workloads.patches[0][1][MARKER])
+        assert sorted(marker) == sorted(names)
+        world.workloads.roll_out("web")
+        world.clock.now += timedelta(seconds=3)
+        for n in names:
+            bodies[n] = world.apply(bodies[n], frozenset({Trigger.ROTATION_DUE}))
+        assert world.rotations.list_active() == []
+        assert all(b["status"]["rotation"]["state"] == "Succeeded" for b in bodies.values())
+        assert len(world.workloads.patches) == 1
+    finally:
+        world.store.close()
