@@ -251,3 +251,16 @@ def test_audit_failure_fails_closed(store: Any) -> None:
     assert [r.name for r in store.list_secrets()] == ["kept"]
     assert len(store.list_versions(store.list_secrets()[0].arn)) == 1
     assert objects.created == ["kept"]
+
+
+def test_every_violation_is_reported_and_patterns_match_whole_values() -> None:
+    model = operation_for("secretsmanager.ListSecrets", ALL)
+    with pytest.raises(ValidationError) as exc:  # a minimum (botocore) and an enum (model)
+        parse_params(model, b'{"MaxResults": 0, "SortOrder": "up"}')
+    assert exc.value.message.startswith("2 validation errors detected: Value '0' at "
+                                        "'maxResults' failed")
+    assert "; Value 'up' at 'sortOrder' failed" in exc.value.message
+    model = operation_for("secretsmanager.RotateSecret", ALL)
+    with pytest.raises(ValidationError) as exc:  # "1h" inside "x1hx" is no match of [0-9]+h
+        parse_params(model, b'{"SecretId": "s", "RotationRules": {"Duration": "x1h"}}')
+    assert "'rotationRules.duration'" in exc.value.message

@@ -125,10 +125,14 @@ def _from_wire(shape: Shape, value: Any, where: str) -> Any:
 
 def _problems(params: dict[str, Any], shape: Shape) -> list[str]:
     report = ParamValidator().validate(params, shape)
-    found = [_describe(error) for error in getattr(report, "_errors", [])]
+    errors = getattr(report, "_errors", [])
+    found = [_describe(error) for error in errors]
     if report.has_errors() and not found:  # botocore changed its report's internals
         found = ["the request does not match the operation's input shape"]
-    if not found:
+    if not any(error[0] in ("invalid type", "unknown field") for error in errors) and (
+            found or not report.has_errors()):
+        # AWS reports every violation at once: the model's max/pattern/enum beside the
+        # required members and minimums botocore checks (not on values of the wrong type)
         _constraints(params, shape, "", found)
     return found
 
@@ -200,7 +204,7 @@ def _constraints(value: Any, shape: Shape, where: str, found: list[str]) -> None
         shown = _shown(value) if kind in ("integer", "long") else ""
         found.append(f"Value{shown} at '{at}' failed to satisfy constraint: Member must have "
                      f"{what} than or equal to {meta['max']}")
-    if kind == "string" and "pattern" in meta and not re.search(meta["pattern"], value):
+    if kind == "string" and "pattern" in meta and not re.fullmatch(meta["pattern"], value):
         found.append(f"Value at '{at}' failed to satisfy constraint: Member must satisfy "
                      f"regular expression pattern: {meta['pattern']}")
     if kind == "string" and "enum" in meta and value not in meta["enum"]:

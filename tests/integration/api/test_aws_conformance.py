@@ -7,13 +7,14 @@ The table in docs/api.md lists them (operation x behaviour x status).
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from tests.kube_helpers import wait_for
+from tests.kube_helpers import get, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -356,14 +357,38 @@ def test_rotate_without_a_rotation_function(sm: Any) -> None:
         "You tried to enable rotation on a secret that doesn't already have a Lambda "
         "function ARN configured and you didn't include such an ARN as a parameter in this "
         "call.")
-    code, message = error_of(sm.rotate_secret, SecretId="no-fn",
-                             RotationLambdaARN="arn:aws:lambda:us-east-1:1:function:nope")
-    assert code == "InvalidParameterException" and "names no Kustos rotator" in message
 
 
-def test_rotation_lambda_arn_names_a_kustos_rotator(sm: Any) -> None:
+CANNOT_INVOKE = ("AccessDeniedException", "Secrets Manager cannot invoke the specified Lambda "
+                 "function. Ensure that the function policy grants access to the principal "
+                 "secretsmanager.amazonaws.com.")
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:lambda:us-east-1:123456789012:function:generated",   # another partition
+    "arn:kustos:lambda:elsewhere:{ns}:function:generated",        # another cluster
+    "arn:kustos:lambda:test:other-namespace:function:generated",  # another namespace
+    "arn:kustos:lambda:test:{ns}:function:no-such-function",      # neither rotator nor webhook
+    "arn:kustos:lambda:test:{ns}:function:unlabelled",            # a Secret not registered
+    "arn:kustos:s3:test:{ns}:function:generated",                 # not a function
+    "arn:kustos:lambda:test:{ns}:layer:generated",
+    "no-such-function",
+    "not a name",
+])
+def test_rotation_lambda_arn_that_names_no_function(world: Any, sm: Any, ns: str,
+                                                    arn: str) -> None:
+    world.cluster.kubectl("create", "secret", "generic", "unlabelled", "-n", ns,
+                          "--from-literal=url=https://example.invalid/rotate",
+                          "--from-literal=signingKey=0123456789abcdef0123")
+    sm.create_secret(Name="fn", SecretString="v")
+    assert error_of(sm.rotate_secret, SecretId="fn", RotationLambdaARN=arn.format(ns=ns),
+                    RotateImmediately=False) == CANNOT_INVOKE
+    assert "RotationEnabled" not in sm.describe_secret(SecretId="fn")
+
+
+def test_rotation_lambda_arn_names_a_kustos_rotator(world: Any, sm: Any, ns: str) -> None:
     sm.create_secret(Name="api-rot", SecretString="v")
-    arn = "arn:kustos:lambda:local:team:function:generated"
+    arn = f"arn:kustos:lambda:test:{ns}:function:generated"
     answer = sm.rotate_secret(SecretId="api-rot", RotationLambdaARN=arn,
                               RotationRules={"AutomaticallyAfterDays": 30},
                               RotateImmediately=False)
@@ -379,6 +404,101 @@ def test_rotation_lambda_arn_names_a_kustos_rotator(sm: Any) -> None:
     sm.rotate_secret(SecretId="api-rot", RotateImmediately=False)
     described = sm.describe_secret(SecretId="api-rot")
     assert described["RotationEnabled"] is True and described["RotationLambdaARN"] == arn
+    # a qualifier (version or alias) is accepted and names the same function
+    sm.rotate_secret(SecretId="api-rot", RotationLambdaARN=f"{arn}:$LATEST",
+                     RotateImmediately=False)
+    # a rotator that needs settings is not configured from the ARN alone
+    code, message = error_of(sm.rotate_secret, SecretId="api-rot", RotationLambdaARN=(
+        f"arn:kustos:lambda:test:{ns}:function:postgresql"), RotateImmediately=False)
+    assert code == "InvalidParameterException" and "rotates with generated" in message
+
+
+def test_rotation_lambda_arn_names_a_registered_webhook(world: Any, sm: Any, ns: str) -> None:
+    world.cluster.kubectl("create", "secret", "generic", "my-rotation-fn", "-n", ns,
+                          "--from-literal=url=https://rotator.example.invalid/steps",
+                          "--from-literal=signingKey=0123456789abcdef0123",
+                          "--from-literal=timeoutSeconds=7")
+    world.cluster.kubectl("label", "secret", "my-rotation-fn", "-n", ns,
+                          "kustos.io/rotation-function=webhook")
+    sm.create_secret(Name="hooked", SecretString="v")
+    arn = f"arn:kustos:lambda:test:{ns}:function:my-rotation-fn"
+    sm.rotate_secret(SecretId="hooked", RotationLambdaARN=arn,
+                     RotationRules={"ScheduleExpression": "rate(12 hours)"},
+                     RotateImmediately=False)
+    described = sm.describe_secret(SecretId="hooked")
+    assert described["RotationEnabled"] is True and described["RotationLambdaARN"] == arn
+    assert described["RotationRules"]["ScheduleExpression"] == "rate(12 hours)"
+    obj = get(world.cluster, "ms", "hooked", ns)  # the ManagedSecret CreateSecret made
+    assert obj is not None
+    assert obj["spec"]["rotation"]["webhook"] == {
+        "url": "https://rotator.example.invalid/steps", "timeoutSeconds": 7,
+        "signingKeySecretRef": {"name": "my-rotation-fn", "key": "signingKey"}}
+    assert obj["spec"]["rotation"]["schedule"] == "rate(12 hours)"
+    # the bare function name names the same webhook: only the schedule changes
+    sm.rotate_secret(SecretId="hooked", RotationLambdaARN="my-rotation-fn",
+                     RotationRules={"ScheduleExpression": "rate(1 days)"},
+                     RotateImmediately=False)
+    assert sm.describe_secret(SecretId="hooked")["RotationRules"]["ScheduleExpression"] == (
+        "rate(1 days)")
+    # a registered webhook without an https url is refused, and nothing changes
+    world.cluster.kubectl("create", "secret", "generic", "plain-http", "-n", ns,
+                          "--from-literal=url=http://rotator.example.invalid/steps",
+                          "--from-literal=signingKey=0123456789abcdef0123")
+    world.cluster.kubectl("label", "secret", "plain-http", "-n", ns,
+                          "kustos.io/rotation-function=webhook")
+    sm.create_secret(Name="hooked2", SecretString="v")
+    code, message = error_of(sm.rotate_secret, SecretId="hooked2",
+                             RotationLambdaARN="plain-http", RotateImmediately=False)
+    assert code == "InvalidRequestException" and "https:// url" in message
+    assert "RotationEnabled" not in sm.describe_secret(SecretId="hooked2")
+
+
+def test_rotate_immediately_on_a_secret_created_through_the_api(sm: Any) -> None:
+    sm.create_secret(Name="api-now", SecretString=json.dumps({"user": "u", "password": "p"}))
+    token = str(uuid.uuid4())
+    answer = sm.rotate_secret(SecretId="api-now", RotationLambdaARN="generated",
+                              RotationRules={"AutomaticallyAfterDays": 7},
+                              ClientRequestToken=token)
+    assert answer["VersionId"] == token
+    got = wait_for(lambda: (v := sm.get_secret_value(SecretId="api-now"))["VersionId"] == token
+                   and v, timeout=90, what="rotated by the generated rotator")
+    value = json.loads(got["SecretString"])
+    assert value["user"] == "u" and value["password"] != "p"
+    described = wait_for(lambda: (d := sm.describe_secret(SecretId="api-now"))
+                         .get("LastRotatedDate") and d.get("NextRotationDate") and d,
+                         timeout=60, what="rotation dates")
+    assert described["RotationEnabled"] is True
+    assert described["RotationRules"]["AutomaticallyAfterDays"] == 7
+    days = (described["NextRotationDate"] - described["LastRotatedDate"]).total_seconds() / 86400
+    assert 6.9 < days < 7.1
+    assert sm.get_secret_value(SecretId="api-now", VersionStage="AWSPREVIOUS")[
+        "SecretString"] == json.dumps({"user": "u", "password": "p"})
+
+
+def test_a_registered_webhook_rotates_the_secret(world: Any, sm: Any, ns: str,
+                                                 tmp_path: Any) -> None:
+    from tests.integration.rotators.webhook_server import SIGNING_KEY, WebhookServer, make_cert
+
+    server = WebhookServer(*make_cert(tmp_path))
+    try:
+        world.cluster.kubectl("create", "secret", "generic", "svc-rotator", "-n", ns,
+                              f"--from-literal=url={server.url}",
+                              f"--from-literal=signingKey={SIGNING_KEY}",
+                              f"--from-literal=caData={server.ca_data}")
+        world.cluster.kubectl("label", "secret", "svc-rotator", "-n", ns,
+                              "kustos.io/rotation-function=webhook")
+        sm.create_secret(Name="svc/creds", SecretString="initial")
+        token = sm.rotate_secret(
+            SecretId="svc/creds",
+            RotationLambdaARN=f"arn:kustos:lambda:test:{ns}:function:svc-rotator")["VersionId"]
+        got = wait_for(lambda: (v := sm.get_secret_value(SecretId="svc/creds"))["VersionId"]
+                       == token and v, timeout=90, what="rotated by the webhook")
+        assert got["SecretString"] == server.created[token]
+        assert [m["step"] for m in server.requests if m["clientRequestToken"] == token] == [
+            "createSecret", "setSecret", "testSecret", "finishSecret"]
+        assert server.accepted == {got["SecretString"]}
+    finally:
+        server.close()
 
 
 # -- GetRandomPassword, BatchGetSecretValue ---------------------------------------------------

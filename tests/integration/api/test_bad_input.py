@@ -44,7 +44,7 @@ def assert_clean(status: int, body: dict[str, Any], want_code: str, want_status:
     (TARGET, json.dumps({"Name": "n" * 513, "SecretString": "x"}).encode(),
      "application/x-amz-json-1.1", "ValidationException", 400),
     (TARGET, b'{"Name": "bad name!", "SecretString": "x"}', "application/x-amz-json-1.1",
-     "InvalidParameterException", 400),
+     "ValidationException", 400),
     (TARGET, b'{"Name": "b", "SecretBinary": "%%%"}', "application/x-amz-json-1.1",
      "SerializationException", 400),
     (TARGET, b'{"Name": "b", "SecretString": "x", "SecretBinary": "eA=="}',

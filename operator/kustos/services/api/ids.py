@@ -15,7 +15,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kustos.errors import InvalidParameterError, InvalidRequestError, ResourceNotFoundError
+from kustos.errors import (
+    InvalidParameterError,
+    InvalidRequestError,
+    ResourceNotFoundError,
+    ValidationError,
+)
 from kustos.models.records import SecretRecord
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import tag_key_clashes
@@ -25,6 +30,7 @@ from kustos.services.core.spec_fields import record_fields
 from kustos.store.base import Store
 
 __all__ = [
+    "INVALID_NAME",
     "InvalidNextTokenError",
     "check_name",
     "check_tags",
@@ -54,12 +60,16 @@ class InvalidNextTokenError(InvalidParameterError):
     aws_code = "InvalidNextTokenException"
 
 
+#: AWS's answer (ValidationException) for a name, or a SecretId that is not an ARN, with
+#: characters outside the name alphabet (AWS's message lists `!`; its documentation and the
+#: ManagedSecret CRD do not allow it, and neither does Kustos).
+INVALID_NAME = ("Invalid name. Must be a valid name containing alphanumeric characters, or any "
+                "of the following: -/_+=.@!")
+
+
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InvalidParameterError(
-            "Invalid name. Must be a valid name containing alphanumeric characters, or any "
-            "of the following: -/_+=.@"
-        )
+        raise ValidationError(INVALID_NAME)
     return name
 
 
@@ -73,8 +83,10 @@ def resolve(store: Store, cluster: str, caller_namespace: str, secret_id: str) -
             found = store.get_secret_by_arn(secret_id) or store.get_secret(
                 match["ns"], match["rest"]
             )
-    elif not secret_id.startswith("arn:") and caller_namespace:
-        found = store.get_secret(caller_namespace, secret_id)
+    elif not secret_id.startswith("arn:"):
+        check_name(secret_id)
+        if caller_namespace:
+            found = store.get_secret(caller_namespace, secret_id)
     if found is None:
         raise ResourceNotFoundError("Secrets Manager can't find the specified secret.")
     return found

@@ -1,12 +1,19 @@
 """Secrets Manager RotateSecret and CancelRotateSecret, validated as AWS validates them.
 
 How to rotate is the ManagedSecret's `spec.rotation` (the rotator and its settings). AWS code
-names a Lambda "rotation function" in `RotationLambdaARN`; in Kustos that names a rotator: its
-bare name (`generated`), or an ARN whose function name is one
-(`arn:kustos:lambda:<cluster>:<namespace>:function:generated`, or an `arn:aws:lambda:...`
-ARN carried over unchanged). A rotator that needs no settings (`generated`) is configured
-from the ARN alone, so a secret created through the API can rotate; one that needs settings
-(a database, a webhook) must already be the one in `spec.rotation`.
+names a Lambda "rotation function" in `RotationLambdaARN`; in Kustos that is a *rotation
+function* of the secret's own cluster and namespace, in one of two forms:
+`arn:kustos:lambda:<cluster>:<namespace>:function:<name>[:<qualifier>]` or the bare `<name>`.
+`<name>` is a rotator (`generated`, `postgresql`, ...) or, failing that, a rotation webhook
+registered in the namespace: a Secret `<name>` labelled `kustos.io/rotation-function=webhook`
+holding `url` and `signingKey` (optionally `caData`, `timeoutSeconds`). Any other ARN - another
+partition (`arn:aws:...`), cluster or namespace, or a name that is neither - is refused as AWS
+refuses a function it cannot invoke (AccessDeniedException, AWS's message).
+
+A rotator that needs no settings (`generated`) is configured from the ARN alone, so a secret
+created through the API can rotate; so is a registered webhook (its `url`, `caData` and
+`timeoutSeconds` are copied into `spec.rotation.webhook`, the signing key is referenced). A
+rotator that needs settings (a database) must already be the one in `spec.rotation`.
 
 RotationRules are checked as AWS checks them (the ManagedSecret itself may allow shorter
 schedules, for tests and demos): `AutomaticallyAfterDays` 1-1000 (the model's range) or a
@@ -23,12 +30,15 @@ database settings included, as AWS keeps the rotation function.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kustos.errors import InvalidParameterError, InvalidRequestError
+from kustos.errors import AccessDeniedError, InvalidParameterError, InvalidRequestError
+from kustos.kube.secrets import SecretGateway
 from kustos.models.records import SecretRecord
 from kustos.rotation.registry import known_rotators
 from kustos.rotation.schedule import parse_schedule
@@ -37,14 +47,23 @@ from kustos.services.api.ids import find, not_deleted
 from kustos.services.core.spec_fields import record_fields
 from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
 
-__all__ = ["cancel_rotate_secret", "check_rotation_rules", "rotate_secret", "rotator_of_arn"]
+__all__ = ["WEBHOOK_LABEL", "cancel_rotate_secret", "check_rotation_rules", "rotate_secret",
+           "rotator_of_arn"]
 
 Result = dict[str, Any]
 #: Rotators that can be configured from their name alone.
 #: Where CancelRotateSecret keeps the `spec.rotation` it removed, for RotateSecret to restore.
 _CANCELLED = "cancelled_rotation"
 _SELF_CONFIGURING: dict[str, dict[str, Any]] = {"generated": {}}
-_FUNCTION = re.compile(r"^arn:[^:]+:lambda:[^:]*:[^:]*:function:(?P<name>[^:]+)(?::[^:]+)?$")
+_FUNCTION = re.compile(r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):"
+                       r"(?P<account>[^:]*):function:(?P<name>[A-Za-z0-9_.-]+)(?::[^:]+)?$")
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,253}$")
+_K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+#: The label that registers a Secret as a rotation webhook (a rotation function) of its namespace.
+WEBHOOK_LABEL = "kustos.io/rotation-function"
+#: AWS's answer when it cannot invoke the rotation function an ARN names.
+_CANNOT_INVOKE = ("Secrets Manager cannot invoke the specified Lambda function. Ensure that the "
+                  "function policy grants access to the principal secretsmanager.amazonaws.com.")
 _RATE = re.compile(r"^rate\((\d+) (hour|hours|day|days)\)$")
 _HOURS = re.compile(r"^(\d+)h$")
 _NO_FUNCTION = ("You tried to enable rotation on a secret that doesn't already have a Lambda "
@@ -52,15 +71,67 @@ _NO_FUNCTION = ("You tried to enable rotation on a secret that doesn't already h
                 "in this call.")
 
 
-def rotator_of_arn(arn: str) -> str:
-    """The rotator a RotationLambdaARN names; InvalidParameterException if none."""
+def rotator_of_arn(arn: str, cluster: str | None = None, namespace: str | None = None,
+                   projected: SecretGateway | None = None) -> tuple[str, dict[str, Any] | None]:
+    """The rotator a RotationLambdaARN names, and for a registered webhook the
+    `spec.rotation` section it stands for; AccessDeniedException (AWS's answer for a
+    function it cannot invoke) for any other ARN."""
     match = _FUNCTION.match(arn)
+    if match is None and (arn.startswith("arn:") or not _FUNCTION_NAME.match(arn)):
+        raise _cannot_invoke()
+    if match is not None and (match["partition"] != "kustos" or match["service"] != "lambda"
+                              or (cluster is not None and match["region"] != cluster)
+                              or (namespace is not None and match["account"] != namespace)):
+        raise _cannot_invoke()
     name = match["name"] if match else arn
-    if name not in known_rotators():
-        raise InvalidParameterError(
-            f"RotationLambdaARN {arn[:256]} names no Kustos rotator; known rotators: "
-            f"{', '.join(known_rotators())}.")
-    return name
+    if name in known_rotators():
+        return name, None
+    if projected is not None and namespace is not None:
+        section = _registered_webhook(projected, namespace, name)
+        if section is not None:
+            return "webhook", section
+    raise _cannot_invoke()
+
+
+def _cannot_invoke() -> AccessDeniedError:
+    return AccessDeniedError(_CANNOT_INVOKE)
+
+
+def _registered_webhook(projected: SecretGateway, namespace: str,
+                        name: str) -> dict[str, Any] | None:
+    """The `spec.rotation` section of the webhook Secret `name` registers, or None."""
+    obj = projected.get(namespace, name) if _K8S_NAME.match(name) else None
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    if obj is None or labels.get(WEBHOOK_LABEL) != "webhook":
+        return None
+    data = obj.get("data") or {}
+
+    def text(key: str) -> str | None:
+        raw = data.get(key)
+        if raw is None:
+            return None
+        try:
+            return base64.b64decode(raw).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+
+    url, timeout = text("url"), text("timeoutSeconds")
+    if not url or not url.startswith("https://") or data.get("signingKey") is None:
+        raise InvalidRequestError(
+            f"Rotation webhook {name} (Secret {namespace}/{name}) needs an https:// url and a "
+            "signingKey.")
+    section: dict[str, Any] = {"url": url, "signingKeySecretRef": {"name": name,
+                                                                   "key": "signingKey"}}
+    if text("caData"):
+        section["caData"] = text("caData")
+    if timeout:
+        try:
+            seconds = float(timeout)
+            section["timeoutSeconds"] = int(seconds) if seconds.is_integer() else seconds
+        except ValueError:
+            raise InvalidRequestError(f"Rotation webhook {name}: timeoutSeconds is not a "
+                                      "number.") from None
+    return {"webhook": section}
 
 
 def check_rotation_rules(rules: dict[str, Any]) -> dict[str, str]:
@@ -118,7 +189,8 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     rules = dict(p.get("RotationRules") or {})
     schedule = check_rotation_rules(rules)
     lambda_arn = p.get("RotationLambdaARN")
-    wanted = rotator_of_arn(lambda_arn) if lambda_arn else None
+    wanted, function = (rotator_of_arn(lambda_arn, deps.cluster, record.namespace,
+                                       deps.projected) if lambda_arn else (None, None))
     if record.object_name is None:
         raise InvalidRequestError("The secret has no ManagedSecret object to rotate through.")
     obj = deps.objects.get(record.namespace, record.object_name) or {}
@@ -127,7 +199,15 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     configured = _rotator_in(live) or _rotator_in(cancelled)
     where = f"ManagedSecret {record.namespace}/{record.object_name}"
     section: dict[str, Any] = {}
-    if not live and cancelled and wanted in (None, configured):
+    if function is not None and _same_webhook(live or cancelled, function):
+        section = {} if live else cancelled  # the webhook it has: schedule changes only
+    elif function is not None:
+        if live:
+            raise InvalidParameterError(
+                f"RotationLambdaARN names rotation webhook {str(lambda_arn)[:256]}, but {where} "
+                f"rotates with {configured}; change spec.rotation to switch rotators.")
+        section = function
+    elif not live and cancelled and wanted in (None, configured):
         section = cancelled  # rotation turned back on with the rotator it had
     elif wanted is not None and wanted != configured:
         if live:
@@ -162,6 +242,13 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     if immediately:
         out["VersionId"] = token
     return out
+
+
+def _same_webhook(rotation: dict[str, Any], function: dict[str, Any]) -> bool:
+    """Whether `rotation` already is the registered webhook `function` stands for."""
+    have, want = rotation.get("webhook") or {}, function["webhook"]
+    return bool(have) and have.get("url") == want["url"] and \
+        (have.get("signingKeySecretRef") or {}).get("name") == want["signingKeySecretRef"]["name"]
 
 
 def _rotator_in(rotation: dict[str, Any]) -> str | None:
