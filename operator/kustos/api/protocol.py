@@ -123,14 +123,18 @@ def _from_wire(shape: Shape, value: Any, where: str) -> Any:
     return value
 
 
+#: botocore's reasons that leave every value of the right type (the model's other
+#: constraints can then be checked too).
+_WELL_TYPED = ("missing required field", "invalid length", "invalid range")
+
+
 def _problems(params: dict[str, Any], shape: Shape) -> list[str]:
     report = ParamValidator().validate(params, shape)
     errors = getattr(report, "_errors", [])
     found = [_describe(error) for error in errors]
     if report.has_errors() and not found:  # botocore changed its report's internals
         found = ["the request does not match the operation's input shape"]
-    if not any(error[0] in ("invalid type", "unknown field") for error in errors) and (
-            found or not report.has_errors()):
+    if all(error[0] in _WELL_TYPED for error in errors) and (found or not report.has_errors()):
         # AWS reports every violation at once: the model's max/pattern/enum beside the
         # required members and minimums botocore checks (not on values of the wrong type)
         _constraints(params, shape, "", found)
