@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from kustos.errors import AccessDeniedError, InvalidRequestError
-from kustos.services.api_rotation import WEBHOOK_LABEL, rotator_of_arn
+from kustos.services.api.rotation import WEBHOOK_LABEL, rotator_of_arn
 
 
 class FakeSecrets:
