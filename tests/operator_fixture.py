@@ -54,6 +54,7 @@ class OperatorRunner:
             KUSTOS_CLUSTER_NAME="test",
             KUSTOS_API_PORT="0",  # tests that need the API server ask for a port
             KUSTOS_METRICS_PORT="0",
+            KUSTOS_API_DRAIN_SECONDS="0",  # no Service in front: nothing to wait for
             PYTHONUNBUFFERED="1",
             # the repository first, for entries in tests/ (the worktree's own package next)
             PYTHONPATH=os.pathsep.join(

@@ -53,6 +53,17 @@ class Settings:
     #: into one restart, and the cluster-wide limit of restarts per minute.
     rollout_debounce_seconds: float = 10.0
     rollout_max_per_minute: int = 10
+    #: Seconds between verifications of the whole audit log by the operator leader (the
+    #: `kustos_audit_verify_ok` metric and its alert; 0: never). `kustos audit verify` too.
+    audit_verify_seconds: float = 3600.0
+    #: Leader election of operator replicas on the Lease `lease_name` in `namespace`
+    #: (kustos.kube.lease): off only for a single replica that needs no Lease rights.
+    #: Timings in seconds: the claim's length, the leader's renew deadline, the retry.
+    leader_election: bool = True
+    lease_name: str = "kustos-operator"
+    lease_seconds: float = 6.0
+    lease_renew_deadline_seconds: float = 4.0
+    lease_retry_seconds: float = 1.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -94,4 +105,13 @@ class Settings:
                 env.get("KUSTOS_ROLLOUT_DEBOUNCE_SECONDS", cls.rollout_debounce_seconds)),
             rollout_max_per_minute=int(
                 env.get("KUSTOS_ROLLOUT_MAX_PER_MINUTE", cls.rollout_max_per_minute)),
+            audit_verify_seconds=float(
+                env.get("KUSTOS_AUDIT_VERIFY_SECONDS", cls.audit_verify_seconds)),
+            leader_election=env.get("KUSTOS_LEADER_ELECTION", "1") != "0",
+            lease_name=env.get("KUSTOS_LEASE_NAME", cls.lease_name),
+            lease_seconds=float(env.get("KUSTOS_LEASE_SECONDS", cls.lease_seconds)),
+            lease_renew_deadline_seconds=float(env.get(
+                "KUSTOS_LEASE_RENEW_DEADLINE_SECONDS", cls.lease_renew_deadline_seconds)),
+            lease_retry_seconds=float(
+                env.get("KUSTOS_LEASE_RETRY_SECONDS", cls.lease_retry_seconds)),
         )

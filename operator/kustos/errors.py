@@ -24,6 +24,7 @@ values: build them from names, ids and codes only.
         ├── EncryptionFailure            EncryptionFailure
         ├── KeyringError                 the keyring cannot be loaded or is inconsistent
         ├── StoreError                   the store failed or holds a corrupted row
+        │   └── FencedError              a write by an operator that is no longer the leader
         └── AuditUnavailableError        the audit record could not be made durable (fail closed)
 """
 
@@ -37,6 +38,7 @@ __all__ = [
     "ConflictError",
     "DecryptionFailure",
     "EncryptionFailure",
+    "FencedError",
     "InvalidParameterError",
     "InvalidRequestError",
     "KeyringError",
@@ -188,6 +190,14 @@ class KeyringError(ServerError):
 
 class StoreError(ServerError):
     pass
+
+
+class FencedError(StoreError):
+    """The operator replica lost (or never held) the leader Lease, or a newer leader has
+    written already: the write is refused, nothing of it lands. Not retried by this
+    replica; the leader does the work (kustos.kube.lease)."""
+
+    retryable = False
 
 
 class AuditUnavailableError(ServerError):

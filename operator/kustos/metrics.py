@@ -39,8 +39,11 @@ __all__ = [
     "API_SECONDS",
     "AUDIT_CHAIN_LENGTH",
     "AUDIT_FAILURES",
+    "AUDIT_VERIFY_FAILURES",
+    "AUDIT_VERIFY_OK",
     "AUDIT_WRITE_SECONDS",
     "CONTENT_TYPE",
+    "LEADER",
     "NOTIFICATIONS",
     "REGISTRY",
     "ROTATIONS",
@@ -76,6 +79,14 @@ AUDIT_WRITE_SECONDS = Histogram("kustos_audit_write_seconds",
 AUDIT_FAILURES = Counter("kustos_audit_write_failures",
                          "Audit records that could not be made durable (requests refused).",
                          registry=REGISTRY)
+AUDIT_VERIFY_OK = Gauge("kustos_audit_verify_ok",
+                        "1 when the last audit verification in this process passed, 0 when "
+                        "it found a break.", registry=REGISTRY)
+AUDIT_VERIFY_FAILURES = Counter("kustos_audit_verify_failures",
+                                "Audit verifications that found the log broken or tampered.",
+                                registry=REGISTRY)
+LEADER = Gauge("kustos_operator_leader",
+               "1 while this operator replica holds the leader Lease.", registry=REGISTRY)
 STORE_ERRORS = Counter("kustos_store_errors", "Store operations that failed.", ["operation"],
                        registry=REGISTRY)
 NOTIFICATIONS = Counter("kustos_notifications", "Webhook notifications, by result "

@@ -7,7 +7,8 @@ operation (`SecretsApi.call`, which authorizes and audits). Requests refused bef
 operation runs are audited through `SecretsApi.reject`. Every answer carries
 `x-amzn-RequestId`; errors have AWS's shape (`errors_map`) and never a stack trace.
 
-Also serves `GET /healthz` and extra routes (the container-credentials endpoint). Metrics
+Also serves `GET /healthz` (alive), `GET /readyz` (ready for traffic: 503 from the moment a
+shutdown begins, see `Readiness`) and extra routes (the container-credentials endpoint). Metrics
 (`kustos.metrics`, which counts every request by operation and outcome) are *not* served
 here: the API port is open to every caller, so they have their own port
 (`kustos.metrics.start_metrics_server`); `GET /metrics` on this port is not found.
@@ -43,7 +44,8 @@ from kustos.models.request import RequestView
 from kustos.services.api.call import CallMeta
 from kustos.services.api.service import SecretsApi
 
-__all__ = ["MAX_BODY_BYTES", "ApiBackend", "Authenticator", "build_app"]
+__all__ = ["MAX_BODY_BYTES", "ApiBackend", "Authenticator", "Readiness", "build_app",
+           "readiness_of"]
 
 log = logging.getLogger(__name__)
 #: Largest request body accepted: a 64 KiB value base64-encoded, plus the rest of a request.
@@ -64,7 +66,22 @@ class ApiBackend:
     )
 
 
+@dataclass
+class Readiness:
+    """Whether this server should get new traffic. A graceful shutdown first marks it
+    draining: `/readyz` answers 503 (the Service stops sending new connections here), and
+    every answer carries `Connection: close` (clients reconnect, through the Service, to
+    another replica) while in-flight and still-arriving requests are served as usual."""
+
+    draining: bool = False
+
+
 _BACKEND = web.AppKey("kustos_api_backend", ApiBackend)
+_READINESS = web.AppKey("kustos_api_readiness", Readiness)
+
+
+def readiness_of(app: web.Application) -> Readiness:
+    return app[_READINESS]
 
 
 def _answer(status: int, body: dict[str, Any], request_id: str) -> web.Response:
@@ -125,7 +142,10 @@ async def _dispatch(request: web.Request) -> web.Response:
     status, answer = await loop.run_in_executor(
         backend.executor, handle, backend, view, request_id
     )
-    return _answer(status, answer, request_id)
+    response = _answer(status, answer, request_id)
+    if request.app[_READINESS].draining:
+        response.force_close()
+    return response
 
 
 async def _not_found(request: web.Request) -> web.Response:
@@ -135,6 +155,14 @@ async def _not_found(request: web.Request) -> web.Response:
 
 
 async def _health(request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def _ready(request: web.Request) -> web.Response:
+    if request.app[_READINESS].draining:
+        response = web.Response(status=503, text="draining\n")
+        response.force_close()
+        return response
     return web.Response(text="ok\n")
 
 
@@ -163,8 +191,10 @@ def build_app(
 ) -> web.Application:
     app = web.Application(client_max_size=max_body, middlewares=[_no_traces])
     app[_BACKEND] = backend
+    app[_READINESS] = Readiness()
     app.router.add_post("/", _dispatch)
     app.router.add_get("/healthz", _health)
+    app.router.add_get("/readyz", _ready)
     if extra_routes is not None:
         extra_routes(app)
     app.router.add_route("*", "/{tail:.*}", _not_found)

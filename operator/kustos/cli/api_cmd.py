@@ -11,6 +11,12 @@ disables), the operator on `$KUSTOS_METRICS_PORT`. In the operator, `$KUSTOS_API
 (default 8443) picks the port and 0 disables the API; `$KUSTOS_API_HOST` the address
 (default 0.0.0.0).
 
+Graceful shutdown (SIGTERM, or the operator stopping): the server first stops being ready
+(`/readyz` 503, `Connection: close` on every answer) and keeps serving for
+`$KUSTOS_API_DRAIN_SECONDS` (default 5), long enough for the endpoints of the Service to
+drop this pod; then it stops accepting, finishes the requests in flight and exits. So a
+rolling update of N replicas drops no call (tests/e2e/test_ha.py).
+
 Several processes (`--processes N`, in the operator `$KUSTOS_API_PROCESSES`): the first
 serves and starts N-1 more `kustos api --reuse-port` processes on the same address, all
 bound with SO_REUSEPORT, so the kernel spreads connections over them and CPython uses more
@@ -37,7 +43,7 @@ from aiohttp import web
 
 from kustos import __version__, metrics
 from kustos.api.injector import CachedInjection, Injection, add_injector_routes
-from kustos.api.server import ApiBackend, build_app
+from kustos.api.server import ApiBackend, build_app, readiness_of
 from kustos.api.tls import CHECK_SECONDS, DEFAULT_SECRET, ServingTls, default_hosts
 from kustos.config import Settings
 from kustos.errors import KustosError
@@ -45,7 +51,7 @@ from kustos.kube.secrets import SecretGateway
 from kustos.kube.webhooks import WebhookGateway
 from kustos.services.factory import Services
 
-__all__ = ["api", "make_app", "serve_in_operator", "start_site"]
+__all__ = ["api", "drain", "make_app", "serve_in_operator", "start_site"]
 
 log = logging.getLogger("kustos.api")
 API_SERVICE = "kustos-api"
@@ -129,6 +135,23 @@ async def start_site(
     return runner
 
 
+def drain_seconds() -> float:
+    return float(os.environ.get("KUSTOS_API_DRAIN_SECONDS", "5"))
+
+
+async def drain(runner: web.AppRunner, delay: float) -> None:
+    """Not ready from now on; serve `delay` seconds more; stop accepting; finish what is in
+    flight (aiohttp's shutdown waits for running handlers); done."""
+    app = runner.app
+    if isinstance(app, web.Application):
+        readiness_of(app).draining = True
+    log.info("API draining: not ready; serving %.1f s more, then the requests in flight",
+             delay)  # fmt: skip
+    await asyncio.sleep(delay)
+    await runner.cleanup()
+    log.info("API stopped")
+
+
 def start_workers(n: int, host: str, port: int, tls_secret: str, insecure: bool,
                   ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
     """`n` more `kustos api --reuse-port` processes on host:port (same environment)."""
@@ -210,10 +233,11 @@ async def _serve(app: web.Application, host: str, port: int, tls: ServingTls | N
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
+        await drain(runner, drain_seconds())
     finally:
         if renewal is not None:
             renewal.cancel()
-        await runner.cleanup()
+        await runner.cleanup()  # nothing left to do after a drain
 
 
 def serve_in_operator() -> None:
@@ -240,15 +264,22 @@ def serve_in_operator() -> None:
             memo["api_tls_renewal"] = asyncio.create_task(tls.run(tls_check_seconds()))
         if processes > 1:
             memo["api_workers"] = start_workers(processes - 1, host, port, secret, insecure)
+        memo["api_stop"] = lambda: _stop_api(memo)  # the operator's cleanup awaits it
 
     @kopf.on.cleanup()
     async def stop_api(memo: kopf.Memo, **_: Any) -> None:
-        workers = memo.get("api_workers")
-        if workers:
-            await asyncio.to_thread(stop_workers, workers)
-        renewal = memo.get("api_tls_renewal")
-        if renewal is not None:
-            renewal.cancel()
-        runner = memo.get("api_runner")
-        if runner is not None:
-            await runner.cleanup()
+        await _stop_api(memo)
+
+
+async def _stop_api(memo: Any) -> None:
+    """Drain and stop the API in the operator (once; later calls find nothing to do)."""
+    workers, runner = memo.pop("api_workers", None), memo.pop("api_runner", None)
+    if workers:  # each drains on its SIGTERM, while this one drains too
+        stopping = asyncio.create_task(asyncio.to_thread(stop_workers, workers))
+    if runner is not None:
+        await drain(runner, drain_seconds())
+    if workers:
+        await stopping
+    renewal = memo.pop("api_tls_renewal", None)
+    if renewal is not None:
+        renewal.cancel()

@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kustos.errors import ConflictError, ServerError
+from kustos.models.fencing import check_fence
 
 __all__ = ["GROUP", "PLURAL", "VERSION", "ManagedObjectGateway"]
 
@@ -89,6 +90,7 @@ class ManagedObjectGateway:
 
     def patch_status(self, namespace: str, name: str, status: Obj) -> None:
         """Merge `status` into the status subresource; nothing when the object is gone."""
+        check_fence()  # leader work only while the Lease holds (kustos.models.fencing)
         try:
             self._custom.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, {"status": status}
@@ -99,6 +101,7 @@ class ManagedObjectGateway:
 
     def delete(self, namespace: str, name: str, uid: str | None = None) -> bool:
         """Delete if present (only that incarnation when `uid` is given)."""
+        check_fence()
         body = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
         try:
             self._custom.delete_namespaced_custom_object(

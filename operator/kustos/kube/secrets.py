@@ -13,6 +13,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kustos.errors import ConflictError, ServerError
+from kustos.models.fencing import check_fence
 
 __all__ = ["SecretGateway"]
 
@@ -34,6 +35,7 @@ class SecretGateway:
         return data
 
     def create(self, namespace: str, body: Obj) -> Obj:
+        check_fence()  # leader work only while the Lease holds (kustos.models.fencing)
         try:
             resp = self._core.create_namespaced_secret(namespace, body, _preload_content=False)
         except ApiException as exc:
@@ -47,6 +49,7 @@ class SecretGateway:
 
     def replace(self, namespace: str, name: str, body: Obj) -> Obj:
         """Replace, guarded by body's resourceVersion (optimistic concurrency)."""
+        check_fence()
         try:
             resp = self._core.replace_namespaced_secret(
                 name, namespace, body, _preload_content=False
@@ -63,6 +66,7 @@ class SecretGateway:
 
     def delete(self, namespace: str, name: str, uid: str | None = None) -> bool:
         """Delete if present (and, when `uid` is given, only that incarnation)."""
+        check_fence()
         options = client.V1DeleteOptions(preconditions=client.V1Preconditions(uid=uid))
         try:
             self._core.delete_namespaced_secret(name, namespace, body=options)

@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kustos.errors import ServerError
+from kustos.models.fencing import check_fence
 
 __all__ = ["KINDS", "WorkloadGateway"]
 
@@ -46,6 +47,7 @@ class WorkloadGateway:
     def annotate_pod_template(
         self, namespace: str, kind: str, name: str, annotations: dict[str, str]
     ) -> None:
+        check_fence()  # leader work only while the Lease holds (kustos.models.fencing)
         patch = {"spec": {"template": {"metadata": {"annotations": annotations}}}}
         patchers = {
             "Deployment": self._apps.patch_namespaced_deployment,

@@ -13,7 +13,13 @@ controller triggers, and patches what the controller returns.
   exponential backoff for retryable errors, and the periodic safety nets, each spread over
   its interval with jitter: `RESYNC` (no reads of projected Secrets), `DRIFT_CHECK` (reads
   them), the purge of secrets past their recovery window, and a paged LIST for objects
-  deleted while the operator was down.
+  deleted while the operator was down; and a verification of the whole audit log every
+  `audit_verify_seconds` (its result is the `kustos_audit_verify_ok` metric, alerted on).
+
+Leadership: with several replicas only the Lease holder's runtime is started (`lead`); a
+follower's keeps the newest bodies and coalesced triggers, so it starts with everything
+known. All work for the leader runs under its fence (kustos.models.fencing): once the
+replica cannot renew, every store and Kubernetes write of it fails with FencedError.
 
 All state lives in one `OperatorRuntime` (in Kopf's memo), none in modules. Work for one
 object is serialized by `ObjectQueue`; the decisions are `ManagedSecretController`'s.
@@ -31,6 +37,7 @@ from typing import Any
 
 from kustos.config import Settings
 from kustos.errors import KustosError
+from kustos.models.fencing import Fence, fenced
 from kustos.operator.queue import ObjectQueue, jittered
 from kustos.services.controller.controller import ManagedSecretController, Outcome, Trigger
 from kustos.services.core.deletion import sweep_orphans
@@ -55,8 +62,10 @@ def _key(body: Mapping[str, Any]) -> Key:
 
 class OperatorRuntime:
     def __init__(self, services: Services, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, fence: Fence | None = None,
+                 ) -> None:  # fmt: skip
         self._services = services
+        self._fence = fence
         self._settings = settings
         self._clock = clock
         self.controller = ManagedSecretController(
@@ -69,7 +78,9 @@ class OperatorRuntime:
         self._timer_at: dict[Key, float] = {}  # the earliest ROTATION_DUE timer per object
         self._seen_at: dict[Key, float] = {}  # when the watch last delivered each object
         self._stop = threading.Event()
+        self._started = False
         self._feed_seq = 0
+        self._next_verify = 0.0
         self._threads = [
             threading.Thread(target=self._tail_feed, name="kustos-feed", daemon=True),
             threading.Thread(target=self._periodic, name="kustos-periodic", daemon=True),
@@ -78,13 +89,23 @@ class OperatorRuntime:
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> None:
         # Everything written before now is covered by the watch's initial listing.
+        self._started = True
         self._feed_seq = self._services.store.last_change()
         self.queue.start()
         for thread in self._threads:
             thread.start()
 
+    def lead(self) -> None:
+        """This replica became the leader: start, and look at every known object (the
+        previous leader may have stopped in the middle of anything)."""
+        self.start()
+        for key in self.keys():
+            self.queue.submit(key, Trigger.CHANGED)
+
     def stop(self) -> None:
         self._stop.set()
+        if not self._started:  # a follower's runtime never ran
+            return
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=10)
@@ -119,6 +140,10 @@ class OperatorRuntime:
 
     # -- the work ------------------------------------------------------------------------
     def _process(self, key: Key, triggers: frozenset[Trigger]) -> None:
+        with fenced(self._fence):
+            self._process_fenced(key, triggers)
+
+    def _process_fenced(self, key: Key, triggers: frozenset[Trigger]) -> None:
         if Trigger.DELETED in triggers:
             with self._lock:
                 gone = self._gone.pop(key, None)
@@ -214,30 +239,47 @@ class OperatorRuntime:
         next_drift = now + jittered(settings.drift_check_seconds)
         next_sweep = now + jittered(settings.orphan_sweep_seconds)
         next_prune = now
+        self._next_verify = now + jittered(settings.audit_verify_seconds)
         while not self._stop.wait(max(0.05, min(next_resync, next_drift, next_sweep)
                                       - self._clock())):  # fmt: skip
             now = self._clock()
             try:
-                if now >= next_resync:
-                    next_resync = now + jittered(settings.resync_seconds)
-                    self._spread(Trigger.RESYNC, settings.resync_seconds)
-                    self._purge_due()
-                if now >= next_drift:
-                    next_drift = now + jittered(settings.drift_check_seconds)
-                    self._spread(Trigger.DRIFT_CHECK, settings.drift_check_seconds)
-                if now >= next_sweep:
-                    next_sweep = now + jittered(settings.orphan_sweep_seconds)
-                    started = self._clock()
-                    objects = self._services.managed_objects.list_all()
-                    self._forget_missing({_key(o) for o in objects}, started)
-                    sweep_orphans(self._services.deletion, self._services.secrets, objects)
-                if now >= next_prune:
-                    next_prune = now + 600
-                    self._services.store.prune_changes(datetime.now(UTC) - FEED_RETENTION)
+                with fenced(self._fence):
+                    if self._fence is not None:
+                        self._fence.check()
+                    next_resync, next_drift, next_sweep, next_prune = self._pass(
+                        now, next_resync, next_drift, next_sweep, next_prune)
             except KustosError as exc:
                 log.warning("periodic pass: %s", exc.message)
             except Exception:
                 log.exception("periodic pass failed")
+
+    def _pass(self, now: float, next_resync: float, next_drift: float, next_sweep: float,
+              next_prune: float) -> tuple[float, float, float, float]:  # fmt: skip
+        settings = self._settings
+        if now >= next_resync:
+            next_resync = now + jittered(settings.resync_seconds)
+            self._spread(Trigger.RESYNC, settings.resync_seconds)
+            self._purge_due()
+        if now >= next_drift:
+            next_drift = now + jittered(settings.drift_check_seconds)
+            self._spread(Trigger.DRIFT_CHECK, settings.drift_check_seconds)
+        if now >= next_sweep:
+            next_sweep = now + jittered(settings.orphan_sweep_seconds)
+            started = self._clock()
+            objects = self._services.managed_objects.list_all()
+            self._forget_missing({_key(o) for o in objects}, started)
+            sweep_orphans(self._services.deletion, self._services.secrets, objects)
+        if now >= next_prune:
+            next_prune = now + 600
+            self._services.store.prune_changes(datetime.now(UTC) - FEED_RETENTION)
+        if settings.audit_verify_seconds > 0 and now >= self._next_verify:
+            self._next_verify = now + jittered(settings.audit_verify_seconds)
+            report = self._services.audit.verify()
+            if not report.ok:
+                log.error("audit verify: the log is broken: %d finding(s); run "
+                          "`kustos audit verify` for details", len(report.findings))
+        return next_resync, next_drift, next_sweep, next_prune
 
     def _forget_missing(self, present: set[Key], listed_at: float) -> None:
         """Drop objects a complete listing no longer has (a DELETED event lost in a watch

@@ -65,6 +65,10 @@ class Store(Protocol):
     def prune_changes(self, before: datetime) -> int:
         """Remove feed entries older than `before`; returns how many."""
 
+    def leader_term(self) -> int:
+        """The largest operator leader term that has written (-1: none yet; see
+        kustos.models.fencing)."""
+
     # -- versions -----------------------------------------------------------------------
     def add_version(
         self,

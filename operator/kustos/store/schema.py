@@ -16,7 +16,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
 __all__ = [
-    "NAMING_CONVENTION", "UTCDateTime", "changes", "metadata", "read_epoch", "secrets", "stages",
+    "NAMING_CONVENTION", "UTCDateTime", "changes", "fence", "metadata", "read_epoch", "secrets",
+    "stages",
     "versions",
 ]
 
@@ -141,4 +142,13 @@ changes = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
     sa.PrimaryKeyConstraint("seq"),
     sqlite_autoincrement=True,
+)
+
+#: The largest leader term that has written (migration 0008; kustos.models.fencing).
+fence = sa.Table(
+    "kustos_fence",
+    metadata,
+    sa.Column("name", sa.Text, primary_key=True),
+    sa.Column("term", sa.BigInteger, nullable=False),
+    sa.Column("holder", sa.Text, nullable=False),
 )

@@ -42,7 +42,7 @@ from kustos.store.rows import (
     secret_to_row_fields,
     version_from_row,
 )
-from kustos.store.schema import changes, secrets, versions
+from kustos.store.schema import changes, fence, secrets, versions
 from kustos.store.schema import stages as stage_rows
 from kustos.store.tx import Tables
 
@@ -250,6 +250,12 @@ class SqlStore(Tables):
         with self._tx("read the change feed") as conn:
             value = conn.execute(sa.select(sa.func.max(changes.c.seq))).scalar_one_or_none()
         return int(value or 0)
+
+    def leader_term(self) -> int:
+        with self._tx("read the fencing term") as conn:
+            term = conn.execute(sa.select(fence.c.term).where(fence.c.name == "operator")
+                                ).scalar_one_or_none()  # fmt: skip
+        return -1 if term is None else int(term)
 
     def prune_changes(self, before: datetime) -> int:
         with self._tx("prune the change feed", write=True) as conn:

@@ -4,6 +4,13 @@
 begin with the write lock up front, see `migrate.WRITE`), with driver errors turned into
 `StoreError` that names the operation but never SQL or parameters, and counted.
 IntegrityError passes through: the caller knows which conflict it means.
+
+Fencing: a write made as the operator leader's work (inside `kustos.models.fencing.fenced`)
+first checks the replica's own fence (it still holds the Lease), then, as the first
+statement of the transaction, raises the store's fencing term to its own; a term lower than
+one already written means a newer leader exists, and the transaction is rolled back with
+`FencedError` before anything of it lands. Writes outside leader work (the API, the CLI)
+are not fenced: every replica serves them.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ from contextlib import contextmanager
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from kustos.errors import StoreError
+from kustos.errors import FencedError, StoreError
 from kustos.metrics import STORE_ERRORS
+from kustos.models.fencing import FenceToken, check_fence
 from kustos.store.migrate import WRITE
+from kustos.store.schema import fence
 
 __all__ = ["Tables"]
 
@@ -28,11 +37,24 @@ class Tables:
 
     @contextmanager
     def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+        token = check_fence() if write else None
         try:
             with self._writer.begin() if write else self._engine.connect() as conn:
+                if token is not None:
+                    _raise_term(conn, token, what)
                 yield conn
         except IntegrityError:
             raise
         except DBAPIError as exc:
             STORE_ERRORS.labels(what).inc()
             raise StoreError(f"store failed to {what}: {type(exc.orig).__name__}") from None
+
+
+def _raise_term(conn: Connection, token: FenceToken, what: str) -> None:
+    raised = conn.execute(
+        fence.update()
+        .where(fence.c.name == "operator", fence.c.term <= token.term)
+        .values(term=token.term, holder=token.holder)
+    ).rowcount
+    if raised != 1:
+        raise FencedError(f"refused to {what}: a newer operator leader has written")

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from kustos import metrics
 from kustos.crypto import Keyring
 from kustos.errors import AuditUnavailableError, KustosError
 from kustos.metrics import AUDIT_CHAIN_LENGTH, AUDIT_FAILURES, AUDIT_WRITE_SECONDS
@@ -334,7 +335,11 @@ class AuditService:
                anchors: Sequence[tuple[str, Anchor | None]] = ()) -> VerifyReport:
         if keyring is None and self._keyring is not None:
             keyring = self._keyring()
-        return verify(self.store, keyring, anchors)
+        report = verify(self.store, keyring, anchors)
+        metrics.AUDIT_VERIFY_OK.set(1 if report.ok else 0)
+        if not report.ok:
+            metrics.AUDIT_VERIFY_FAILURES.inc()
+        return report
 
     def lookup(self, query: AuditQuery) -> list[tuple[int, str]]:
         return self.store.lookup(query)
