@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import signal
 import socket
 import sys
@@ -127,7 +128,11 @@ def serve(store_path: Path, port: int, audit: bool) -> None:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         await stop.wait()
-        await runner.cleanup()
+        # The product's graceful shutdown (kustos.cli.api_cmd.drain): not ready, serve on
+        # for $KUSTOS_API_DRAIN_SECONDS (default 0 here), finish in-flight, stop.
+        from kustos.cli.api_cmd import drain
+
+        await drain(runner, float(os.environ.get("KUSTOS_API_DRAIN_SECONDS", "0")))
 
     asyncio.run(main())
     if hasattr(extra["audit"], "close"):

@@ -10,6 +10,8 @@ requests are real HTTP, bearer-token or SigV4-signed by botocore.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -139,6 +141,31 @@ def test_a_write_during_load_is_seen_by_the_next_read(replicas: Replicas) -> Non
     assert {value for _, value in seen} - {"rotated-under-load"}, "no read before the write"
 
 
+def _listens(pid: int, port: int) -> bool:
+    """Process `pid` has a listening socket on `port` (from /proc: Linux)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    links = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            links.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except OSError:  # closed meanwhile
+            continue
+    return any(f"socket:[{inode}]" in links for inode in inodes)
+
+
 def _until(predicate: Any, bound: float) -> float:
     """Seconds until `predicate()` held; fails past `bound` + a margin for a busy machine."""
     started = time.monotonic()
@@ -265,3 +292,73 @@ def test_a_revoked_principal_is_refused_under_load_within_its_bound(replicas: Re
 
     _refused_under_load(replicas, revoke, "UnrecognizedClientException", BOUND_SECONDS,
                         sigv4=True)
+
+
+@pytest.mark.timeout(900)  # four server starts on a loaded 2-CPU machine
+def test_a_rolling_restart_of_the_replicas_fails_no_call(tmp_path: Path) -> None:
+    """boto3 calls GetSecretValue in a loop (4 threads, SigV4) on one address served by two
+    replicas (SO_REUSEPORT: the kernel spreads connections, as a Service does); each replica
+    in turn gets a successor, then SIGTERM (the product's drain: `Connection: close` on every
+    answer for 1 s, then in-flight requests finish). No call fails; botocore's own retries are
+    counted, not hidden."""
+    import boto3
+    from botocore.config import Config
+
+    store = tmp_path / "store.db"
+    info = prepare(store)
+    port = free_port()
+    env = {**os.environ, "KUSTOS_API_DRAIN_SECONDS": "1"}
+    body = json.dumps({"SecretId": info["arn"]}).encode()
+
+    def replica() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen([sys.executable, str(SERVER), str(store), str(port), "1"],
+                                env=env)
+        wait_up(port, body)  # any replica answers on the shared port: also wait for this one
+        _until(lambda: _listens(proc.pid, port), 180)  # (a Deployment waits for Ready)
+        return proc
+
+    old = [replica(), replica()]
+    client = boto3.client(
+        "secretsmanager", endpoint_url=f"http://127.0.0.1:{port}", region_name="test",
+        aws_access_key_id=info["akid"], aws_secret_access_key=info["secret"],
+        config=Config(retries={"mode": "standard", "max_attempts": 3},
+                      max_pool_connections=8))
+    stop = threading.Event()
+    calls, failures, retries = [0], [], [0]
+    lock = threading.Lock()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                answer = client.get_secret_value(SecretId=info["arn"])
+                with lock:
+                    calls[0] += 1
+                    retries[0] += answer["ResponseMetadata"].get("RetryAttempts", 0)
+            except Exception as exc:
+                with lock:
+                    calls[0] += 1
+                    failures.append(type(exc).__name__)
+
+    new: list[subprocess.Popen[bytes]] = []
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(loop) for _ in range(4)]
+        try:
+            _until(lambda: calls[0] >= 50, 60)
+            for proc in old:  # a rolling update, one replica at a time (maxUnavailable 0)
+                new.append(replica())
+                before = calls[0]
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
+                _until(lambda b=before: calls[0] >= b + 50, 60)  # served on afterwards
+        finally:
+            stop.set()
+            for future in futures:
+                future.result()
+            for proc in old + new:
+                if proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=30)
+    print(f"\nROLLING RESTART: {calls[0]} GetSecretValue calls, {len(failures)} failed, "
+          f"{retries[0]} retried by botocore")
+    assert failures == []
+    assert all(proc.returncode == 0 for proc in old)  # drained and exited by themselves
