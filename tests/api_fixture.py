@@ -148,7 +148,7 @@ def start_api_world(cluster: Any, workdir: Path, **env: str) -> ApiWorld:
                             **{"KUSTOS_API_TLS_CHECK_SECONDS": "1", **env})
     runner.start()
     ca_path = workdir / "ca.crt"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + float(os.environ.get("KUSTOS_TEST_START_SECONDS", "60"))
     while True:
         proc = cluster.kubectl("get", "secret", "kustos-api-tls", "-n", namespace, "-o", "json",
                                check=False)
