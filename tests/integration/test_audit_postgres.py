@@ -53,3 +53,39 @@ def test_a_locked_audit_store_is_refused_fast_and_recovers(store: SqlStore) -> N
     with store.engine.connect() as conn:
         ids = conn.execute(sa.text("SELECT event_id FROM audit_log ORDER BY seq")).scalars()
         assert list(ids) == ["before", "after"]
+
+
+def test_concurrent_writers_on_postgresql_keep_one_verifiable_chain(
+    store: SqlStore, pg_url: str,  # noqa: F811
+) -> None:
+    """Four writers, each with its own engine and AuditService (as four API replicas have),
+    append at once; the log is one hash chain that `verify` (what `kustos audit verify`
+    runs) passes, every record once, with a signed digest over all of them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kustos.crypto import Keyring
+    from kustos.services.audit.verify import verify
+
+    keyring = Keyring.generate()
+    writers = [SqlStore(pg_url) for _ in range(4)]
+    services = [AuditService(AuditStore(w.engine), "test", lambda: keyring) for w in writers]
+
+    def write(i: int) -> None:
+        for n in range(50):
+            services[i].record(event(f"w{i}-{n}"))
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(write, range(4)))
+        services[0].sign_digest()
+    finally:
+        for service in services:
+            service.close()
+        for writer in writers:
+            writer.close()
+    report = verify(AuditStore(store.engine), keyring, ())
+    assert report.ok, report.findings
+    assert report.records == 200 and report.signed_through == report.last_seq
+    with store.engine.connect() as conn:
+        ids = list(conn.execute(sa.text("SELECT event_id FROM audit_log")).scalars())
+    assert sorted(ids) == sorted(f"w{i}-{n}" for i in range(4) for n in range(50))
