@@ -1,11 +1,19 @@
-"""Runtime settings, read once from the environment (12-factor); no I/O beyond `os.environ`."""
+"""Runtime settings, read once from the environment (12-factor); no I/O beyond `os.environ`.
+
+The one module of the package that reads the environment (tests/unit/test_settings_rule.py
+holds every other module to it): the operator, the API server and the CLI read `Settings`
+once, where they start, and pass it down; the client library and the CLI's option defaults
+read the client's standard variables through `client_environment()`.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 
-__all__ = ["Settings"]
+__all__ = ["ClientEnvironment", "Settings", "client_environment"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,21 @@ class Settings:
     lease_seconds: float = 6.0
     lease_renew_deadline_seconds: float = 4.0
     lease_retry_seconds: float = 1.0
+    #: The Secrets Manager API served inside the operator: port (0: not served), address,
+    #: plain HTTP (tests only), the serving certificate's Secret, processes sharing the port;
+    #: extra names for a generated certificate; seconds between looks at the TLS Secret.
+    api_port: int = 8443
+    api_host: str = "0.0.0.0"  # noqa: S104 (a pod's service)
+    api_insecure: bool = False
+    api_tls_secret: str = "kustos-api-tls"
+    api_processes: int = 1
+    api_hosts: tuple[str, ...] = ()
+    api_tls_check_seconds: float = 300.0
+    #: Per-secret gauges (secret names as metric labels); off by default.
+    metrics_per_secret: bool = False
+    #: The process environment as read, for values the configuration names indirectly (a
+    #: notification subscriber's `secretHeader.env`); never printed.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -114,4 +137,40 @@ class Settings:
                 "KUSTOS_LEASE_RENEW_DEADLINE_SECONDS", cls.lease_renew_deadline_seconds)),
             lease_retry_seconds=float(
                 env.get("KUSTOS_LEASE_RETRY_SECONDS", cls.lease_retry_seconds)),
+            api_port=int(env.get("KUSTOS_API_PORT", cls.api_port)),
+            api_host=env.get("KUSTOS_API_HOST", cls.api_host),
+            api_insecure=env.get("KUSTOS_API_INSECURE", "") == "1",
+            api_tls_secret=env.get("KUSTOS_API_TLS_SECRET", cls.api_tls_secret),
+            api_processes=max(1, int(env.get("KUSTOS_API_PROCESSES", cls.api_processes))),
+            api_hosts=tuple(h.strip() for h in env.get("KUSTOS_API_HOSTS", "").split(",")
+                            if h.strip()),
+            api_tls_check_seconds=float(
+                env.get("KUSTOS_API_TLS_CHECK_SECONDS", cls.api_tls_check_seconds)),
+            metrics_per_secret=env.get("KUSTOS_METRICS_PER_SECRET") == "1",
+            environ=MappingProxyType(dict(env)),
         )
+
+
+@dataclass(frozen=True)
+class ClientEnvironment:
+    """The client's standard variables: where the API is, which CA verifies it, the token
+    file that authenticates, the CLI's output format, and the region (AWS_REGION)."""
+
+    endpoint: str | None = None
+    ca_bundle: str | None = None
+    token_file: str | None = None
+    output: str | None = None
+    region: str | None = None
+
+
+def client_environment() -> ClientEnvironment:
+    """$KUSTOS_ENDPOINT, $KUSTOS_CA_BUNDLE, $KUSTOS_TOKEN_FILE, $KUSTOS_OUTPUT, $AWS_REGION
+    (empty counts as unset), read when a client or a CLI default needs them."""
+    env = os.environ
+    return ClientEnvironment(
+        endpoint=env.get("KUSTOS_ENDPOINT") or None,
+        ca_bundle=env.get("KUSTOS_CA_BUNDLE") or None,
+        token_file=env.get("KUSTOS_TOKEN_FILE") or None,
+        output=env.get("KUSTOS_OUTPUT") or None,
+        region=env.get("AWS_REGION") or None,
+    )

@@ -7,14 +7,14 @@ standalone API server each start one), never the API port, which every caller ca
 so every layer may record into it.
 
 Label policy: only low-cardinality, value-free labels — operation, outcome, rotator, result,
-namespace. Secret names appear only when `KUSTOS_METRICS_PER_SECRET=1` asks for per-secret
-rotation gauges (names, never values or ARNs); the default is one series per namespace.
+namespace. Secret names appear only when `KUSTOS_METRICS_PER_SECRET=1` (`per_secret`, from the
+settings) asks for per-secret rotation gauges (names, never values or ARNs); the default is one
+series per namespace.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -110,14 +110,12 @@ class StoreCollector(Collector):
 
     def __init__(
         self, list_secrets: Callable[[], list[SecretRecord]], cache_seconds: float = 15.0,
-        per_secret: bool | None = None,
+        per_secret: bool = False,
     ) -> None:
         self._list = list_secrets
         self._cache_seconds = cache_seconds
         self._cached: tuple[float, list[SecretRecord]] | None = None
         self._lock = threading.Lock()
-        if per_secret is None:
-            per_secret = os.environ.get("KUSTOS_METRICS_PER_SECRET") == "1"
         self._per_secret = per_secret
 
     def describe(self) -> list[GaugeMetricFamily]:
@@ -182,12 +180,14 @@ _collector: StoreCollector | None = None
 _server_started = False
 
 
-def register_store_collector(list_secrets: Callable[[], list[SecretRecord]]) -> StoreCollector:
+def register_store_collector(
+    list_secrets: Callable[[], list[SecretRecord]], *, per_secret: bool = False
+) -> StoreCollector:
     """(Re)register the store collector; the newest registration wins."""
     global _collector
     if _collector is not None:
         REGISTRY.unregister(_collector)
-    _collector = StoreCollector(list_secrets)
+    _collector = StoreCollector(list_secrets, per_secret=per_secret)
     REGISTRY.register(_collector)
     return _collector
 

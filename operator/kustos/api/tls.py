@@ -25,7 +25,7 @@ import logging
 import os
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,8 +44,10 @@ GENERATED_LABEL = "kustos.io/api-tls"
 CHECK_SECONDS = 300.0
 
 
-def default_hosts(namespace: str, service: str = "kustos-api") -> list[str]:
-    extra = [h.strip() for h in os.environ.get("KUSTOS_API_HOSTS", "").split(",") if h.strip()]
+def default_hosts(
+    namespace: str, extra: Sequence[str] = (), service: str = "kustos-api"
+) -> list[str]:
+    """The names a generated certificate is valid for: the Service's, loopback, `extra`."""
     return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
             f"{service}.{namespace}.svc.cluster.local", "localhost", "127.0.0.1", "::1", *extra]
 

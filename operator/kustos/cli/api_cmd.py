@@ -7,7 +7,8 @@ cert-manager: then never overwritten); a changed certificate is served from the 
 handshake on, without a restart (`kustos.api.tls.ServingTls`); plain HTTP only
 with `--insecure`, meant for tests. Metrics never share the API port: the standalone server
 serves its request metrics on `--metrics-port` (default `$KUSTOS_METRICS_PORT` or 9090; 0
-disables), the operator on `$KUSTOS_METRICS_PORT`. In the operator, `$KUSTOS_API_PORT`
+disables), the operator on `$KUSTOS_METRICS_PORT`. Every `$KUSTOS_*` here is read into
+`kustos.config.Settings` once, where the process starts. In the operator, `$KUSTOS_API_PORT`
 (default 8443) picks the port and 0 disables the API; `$KUSTOS_API_HOST` the address
 (default 0.0.0.0).
 
@@ -31,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import os
 import signal
 import ssl
 import subprocess
@@ -44,7 +44,7 @@ from aiohttp import web
 from kustos import __version__, metrics
 from kustos.api.injector import CachedInjection, Injection, add_injector_routes
 from kustos.api.server import ApiBackend, build_app, readiness_of
-from kustos.api.tls import CHECK_SECONDS, DEFAULT_SECRET, ServingTls, default_hosts
+from kustos.api.tls import DEFAULT_SECRET, ServingTls, default_hosts
 from kustos.config import Settings
 from kustos.errors import KustosError
 from kustos.kube.secrets import SecretGateway
@@ -112,15 +112,10 @@ def serving_tls(services: Services, secret: str) -> ServingTls:
     """The serving certificate from `secret`, loaded (generated when absent)."""
     settings = services.settings
     tls = ServingTls(SecretGateway(services.api), settings.namespace, secret,
-                     default_hosts(settings.namespace))  # fmt: skip
+                     default_hosts(settings.namespace, settings.api_hosts))  # fmt: skip
     tls.start()
     publish_webhook_ca(services, tls.ca_pem)
     return tls
-
-
-def tls_check_seconds() -> float:
-    """Seconds between looks at the TLS Secret ($KUSTOS_API_TLS_CHECK_SECONDS, default 300)."""
-    return float(os.environ.get("KUSTOS_API_TLS_CHECK_SECONDS", CHECK_SECONDS))
 
 
 async def start_site(
@@ -205,17 +200,17 @@ def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int
     """Serve the Secrets Manager API (AWS JSON protocol) in the foreground."""
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    services = Services.build(Settings.from_env())
+    settings = Settings.from_env()  # read once, here
+    services = Services.build(settings)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         services.keys.keyring()  # fail fast on a missing keyring
-        if metrics_port is None:
-            metrics_port = int(os.environ.get("KUSTOS_METRICS_PORT", "9090"))
-        metrics.start_metrics_server(metrics_port)
+        metrics.start_metrics_server(settings.metrics_port if metrics_port is None
+                                     else metrics_port)
         tls = None if insecure else serving_tls(services, tls_secret)
         if processes > 1:
             workers = start_workers(processes - 1, host, port, tls_secret, insecure)
-        asyncio.run(_serve(make_app(services), host, port, tls,
+        asyncio.run(_serve(make_app(services), host, port, tls, settings.api_tls_check_seconds,
                            reuse_port=reuse_port or processes > 1))
     finally:
         stop_workers(workers)
@@ -223,10 +218,10 @@ def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int
 
 
 async def _serve(app: web.Application, host: str, port: int, tls: ServingTls | None,
-                 *, reuse_port: bool = False) -> None:  # fmt: skip
+                 check_seconds: float, *, reuse_port: bool = False) -> None:  # fmt: skip
     runner = await start_site(app, host, port, tls.context if tls else None,
                               reuse_port=reuse_port)
-    renewal = asyncio.create_task(tls.run(tls_check_seconds())) if tls else None
+    renewal = asyncio.create_task(tls.run(check_seconds)) if tls else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -246,22 +241,21 @@ def serve_in_operator() -> None:
 
     @kopf.on.startup()
     async def start_api(memo: kopf.Memo, **_: Any) -> None:
-        port = int(os.environ.get("KUSTOS_API_PORT", "8443"))
-        if port == 0:
-            return
         if "services" not in memo:
             raise kopf.TemporaryError("waiting for the services", delay=0.5)
         services: Services = memo["services"]
-        host = os.environ.get("KUSTOS_API_HOST", "0.0.0.0")  # noqa: S104 (a pod's service)
-        insecure = os.environ.get("KUSTOS_API_INSECURE", "") == "1"
-        secret = os.environ.get("KUSTOS_API_TLS_SECRET", DEFAULT_SECRET)
-        processes = max(1, int(os.environ.get("KUSTOS_API_PROCESSES", "1")))
+        settings = services.settings
+        if settings.api_port == 0:
+            return
+        host, port, insecure = settings.api_host, settings.api_port, settings.api_insecure
+        secret, processes = settings.api_tls_secret, settings.api_processes
         tls = None if insecure else await asyncio.to_thread(serving_tls, services, secret)
         memo["api_runner"] = await start_site(make_app(services), host, port,
                                               tls.context if tls else None,
                                               reuse_port=processes > 1)  # fmt: skip
         if tls is not None:
-            memo["api_tls_renewal"] = asyncio.create_task(tls.run(tls_check_seconds()))
+            memo["api_tls_renewal"] = asyncio.create_task(
+                tls.run(settings.api_tls_check_seconds))
         if processes > 1:
             memo["api_workers"] = start_workers(processes - 1, host, port, secret, insecure)
         memo["api_stop"] = lambda: _stop_api(memo)  # the operator's cleanup awaits it

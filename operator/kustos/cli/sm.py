@@ -14,7 +14,6 @@ without ``--namespace`` it calls the API's RotateSecret.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from typing import Any
@@ -27,6 +26,7 @@ from botocore import xform_name
 from kustos.cli import rotate as rotate_cli
 from kustos.cli.sm_args import ArgvError, flag_name, parse_argv
 from kustos.cli.sm_output import FORMATS, format_output
+from kustos.config import client_environment
 
 __all__ = ["OPERATIONS", "register", "run_operation"]
 
@@ -80,7 +80,7 @@ def run_operation(operation: str, argv: list[str]) -> None:
     for member, note in IGNORED.items():
         if params.pop(member, None) is not None:
             click.echo(f"Note: {note}", err=True)
-    output = extra.get("output") or os.environ.get("KUSTOS_OUTPUT") or "json"
+    output = extra.get("output") or client_environment().output or "json"
     if output not in FORMATS:
         _fail(f"argument --output: invalid choice: {output!r} (choose from "
               f"{', '.join(FORMATS)})", EXIT_OTHER_ERROR)  # fmt: skip

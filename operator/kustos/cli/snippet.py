@@ -12,11 +12,12 @@ templates are package data in ``kustos/cli/snippets/``. Prints code only, never 
 from __future__ import annotations
 
 import json
-import os
 import re
 from importlib import resources
 
 import click
+
+from kustos.config import client_environment
 
 __all__ = ["LANGUAGES", "render_snippet", "snippet"]
 
@@ -67,7 +68,7 @@ def render_snippet(lang: str, secret_id: str, *, endpoint: str, region: str = "l
 @click.option("--endpoint-url", default=None,
               help=f"Endpoint written into the code (default $KUSTOS_ENDPOINT or "
                    f"{IN_CLUSTER_ENDPOINT}).")
-@click.option("--region", default=lambda: os.environ.get("AWS_REGION", "local"),
+@click.option("--region", default=lambda: client_environment().region or "local",
               help="The Kustos cluster name (SigV4 region).")
 @click.option("--namespace", "-n", default="default", show_default=True,
               help="pod-yaml: the Deployment's namespace.")
@@ -78,7 +79,7 @@ def render_snippet(lang: str, secret_id: str, *, endpoint: str, region: str = "l
 def snippet(secret_id: str, lang: str, endpoint_url: str | None, region: str, namespace: str,
             service_account: str, image: str) -> None:  # fmt: skip
     """Print code that retrieves a secret from Kustos (as the AWS console's samples)."""
-    endpoint = endpoint_url or os.environ.get("KUSTOS_ENDPOINT") or IN_CLUSTER_ENDPOINT
+    endpoint = endpoint_url or client_environment().endpoint or IN_CLUSTER_ENDPOINT
     click.echo(render_snippet(lang, secret_id, endpoint=endpoint, region=region,
                               namespace=namespace, service_account=service_account,
                               image=image), nl=False)  # fmt: skip

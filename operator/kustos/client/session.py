@@ -27,6 +27,8 @@ import botocore
 import botocore.session
 from botocore.config import Config
 
+from kustos.config import client_environment
+
 __all__ = ["DEFAULT_ENDPOINT", "BearerToken", "connect", "default_endpoint"]
 
 DEFAULT_ENDPOINT = "https://127.0.0.1:8443"
@@ -35,7 +37,7 @@ DEFAULT_REGION = "local"  # Kustos's default cluster name (region ~ cluster)
 
 def default_endpoint() -> str:
     """``$KUSTOS_ENDPOINT``, else the local default."""
-    return os.environ.get("KUSTOS_ENDPOINT") or DEFAULT_ENDPOINT
+    return client_environment().endpoint or DEFAULT_ENDPOINT
 
 
 class BearerToken:
@@ -93,7 +95,7 @@ def connect(
     endpoint = endpoint_url or default_endpoint()
     verify: str | bool | None = ca_bundle
     if verify is None:
-        verify = os.environ.get("KUSTOS_CA_BUNDLE") or None
+        verify = client_environment().ca_bundle
     region = region or session.get_config_variable("region") or DEFAULT_REGION
     retries: dict[str, Any] = {"mode": "standard"}
     if max_attempts is not None:  # else botocore's own default ($AWS_MAX_ATTEMPTS, then 3)
@@ -106,7 +108,7 @@ def connect(
         if token is not None:
             bearer = BearerToken(token=token)
         else:
-            token_file = token_file or os.environ.get("KUSTOS_TOKEN_FILE") or None
+            token_file = token_file or client_environment().token_file
             if token_file is not None:
                 bearer = BearerToken(token_file=token_file)
     if bearer is not None:

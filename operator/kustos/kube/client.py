@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import os
-
 from kubernetes import client, config
 
 __all__ = ["api_client"]
 
 
 def api_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """Kubeconfig from the argument or $KUBECONFIG; in-cluster config when neither is set."""
-    path = kubeconfig or os.environ.get("KUBECONFIG")
+    """The kubeconfig file given (callers pass `Settings.kubeconfig`, i.e. $KUBECONFIG), else
+    the in-cluster config."""
     configuration = client.Configuration()
-    if path:
-        config.load_kube_config(config_file=path, client_configuration=configuration)
+    if kubeconfig:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
     else:
         config.load_incluster_config(client_configuration=configuration)
     # Many handler threads share one client; the default pool (4) would serialize them.

@@ -58,7 +58,8 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         raise kopf.PermanentError(exc.message) from None
     memo["services"] = services
     services.audit.start_maintenance()  # signed digests, retention
-    metrics.register_store_collector(services.store.list_secrets)
+    metrics.register_store_collector(services.store.list_secrets,
+                                     per_secret=config.metrics_per_secret)
     metrics.start_metrics_server(config.metrics_port)
     if not config.leader_election:
         runtime = OperatorRuntime(services, config)

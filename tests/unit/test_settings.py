@@ -1,0 +1,81 @@
+"""Settings are read once, into `Settings` (and the client's variables into
+`ClientEnvironment`), and passed down: the modules that used to read the environment take
+what they need as arguments."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from kustos import metrics
+from kustos.api.tls import default_hosts
+from kustos.config import ClientEnvironment, Settings, client_environment
+from kustos.models.records import SecretRecord
+
+CANARY = "canary-env-value-7f3a"
+
+
+def test_the_api_and_metrics_settings_are_read_with_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {
+        "KUSTOS_API_PORT": "0", "KUSTOS_API_HOST": "127.0.0.1", "KUSTOS_API_INSECURE": "1",
+        "KUSTOS_API_TLS_SECRET": "my-tls", "KUSTOS_API_PROCESSES": "0",
+        "KUSTOS_API_HOSTS": " kustos.example.com, ,10.0.0.7 ",
+        "KUSTOS_API_TLS_CHECK_SECONDS": "1.5", "KUSTOS_METRICS_PER_SECRET": "1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = Settings.from_env()
+    assert (s.api_port, s.api_host, s.api_insecure, s.api_tls_secret) == (
+        0, "127.0.0.1", True, "my-tls")
+    assert s.api_processes == 1  # at least one
+    assert s.api_hosts == ("kustos.example.com", "10.0.0.7")
+    assert (s.api_tls_check_seconds, s.metrics_per_secret) == (1.5, True)
+
+
+def test_the_defaults_without_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("KUSTOS_API_PORT", "KUSTOS_API_HOSTS", "KUSTOS_METRICS_PER_SECRET",
+                 "KUSTOS_API_INSECURE"):
+        monkeypatch.delenv(name, raising=False)
+    s = Settings.from_env()
+    assert (s.api_port, s.api_hosts, s.metrics_per_secret, s.api_insecure) == (
+        8443, (), False, False)
+
+
+def test_the_environment_snapshot_is_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOOK_TOKEN", CANARY)
+    s = Settings.from_env()
+    assert s.environ["HOOK_TOKEN"] == CANARY
+    assert CANARY not in repr(s) and CANARY not in str(s)
+    monkeypatch.setenv("HOOK_TOKEN", "changed later")
+    assert s.environ["HOOK_TOKEN"] == CANARY  # read once
+    with pytest.raises(TypeError):
+        s.environ["HOOK_TOKEN"] = "x"  # type: ignore[index]
+
+
+def test_client_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KUSTOS_ENDPOINT", "https://kustos:8443")
+    monkeypatch.setenv("KUSTOS_CA_BUNDLE", "")
+    monkeypatch.setenv("KUSTOS_TOKEN_FILE", "/var/run/token")
+    monkeypatch.setenv("KUSTOS_OUTPUT", "table")
+    monkeypatch.setenv("AWS_REGION", "prod")
+    assert client_environment() == ClientEnvironment(
+        endpoint="https://kustos:8443", ca_bundle=None, token_file="/var/run/token",
+        output="table", region="prod")
+
+
+def test_generated_certificate_names_come_from_the_caller() -> None:
+    hosts = default_hosts("kustos-system", ("kustos.example.com",))
+    assert "kustos-api.kustos-system.svc" in hosts and hosts[-1] == "kustos.example.com"
+    assert "kustos.example.com" not in default_hosts("kustos-system")
+
+
+def test_per_secret_gauges_only_when_the_settings_ask() -> None:
+    now = datetime.now(UTC)
+    records = [SecretRecord("arn:1", "team-a", "payments-db", now, now, rotation_enabled=True,
+                            last_rotated_at=now)]
+    metrics.register_store_collector(lambda: records)
+    assert 'secret="payments-db"' not in metrics.render_metrics().decode()
+    metrics.register_store_collector(lambda: records, per_secret=True)
+    assert 'secret="payments-db"' in metrics.render_metrics().decode()
