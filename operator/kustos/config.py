@@ -11,9 +11,49 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
 
-__all__ = ["ClientEnvironment", "Settings", "client_environment"]
+__all__ = ["AuditSettings", "ClientEnvironment", "Settings", "client_environment"]
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The audit log's settings (`kustos.services.audit.service`)."""
+
+    #: How long record() waits for its commit before failing closed.
+    commit_timeout: float = 10.0
+    #: A commit running (or waiting for the store's lock) longer than this means the store
+    #: stopped answering; how often a down store is probed.
+    stall_seconds: float = 3.0
+    probe_seconds: float = 0.5
+    max_batch: int = 2000
+    #: A digest is signed when this much time passed or this many records were added.
+    digest_seconds: float = 300.0
+    digest_records: int = 50_000
+    #: Records older than this are pruned (None: keep forever).
+    retention: timedelta | None = None
+    #: The chain's anchor: the AuditAnchor object's name (in the operator's namespace), how
+    #: often the head is published, and the optional witnesses (a file, a webhook URL).
+    anchor_name: str = "kustos-audit"
+    anchor_seconds: float = 5.0
+    anchor_file: str | None = None
+    anchor_webhook: str | None = None
+
+    @classmethod
+    def from_env(cls) -> AuditSettings:
+        env = os.environ
+        days = env.get("KUSTOS_AUDIT_RETENTION_DAYS")
+        return cls(
+            digest_seconds=float(env.get("KUSTOS_AUDIT_DIGEST_SECONDS", cls.digest_seconds)),
+            digest_records=int(env.get("KUSTOS_AUDIT_DIGEST_RECORDS", cls.digest_records)),
+            retention=timedelta(days=float(days)) if days else None,
+            stall_seconds=float(env.get("KUSTOS_AUDIT_STALL_SECONDS", cls.stall_seconds)),
+            anchor_name=env.get("KUSTOS_AUDIT_ANCHOR", cls.anchor_name),
+            anchor_seconds=float(env.get("KUSTOS_AUDIT_ANCHOR_SECONDS", cls.anchor_seconds)),
+            anchor_file=env.get("KUSTOS_AUDIT_ANCHOR_FILE") or None,
+            anchor_webhook=env.get("KUSTOS_AUDIT_ANCHOR_WEBHOOK") or None,
+        )
 
 
 @dataclass(frozen=True)
@@ -82,8 +122,17 @@ class Settings:
     api_processes: int = 1
     api_hosts: tuple[str, ...] = ()
     api_tls_check_seconds: float = 300.0
+    #: On SIGTERM the API answers not-ready and keeps serving this long before it stops.
+    api_drain_seconds: float = 5.0
+    #: Pod credentials: the sidecar image the webhook injects (None: kustos:<version>) and
+    #: the MutatingWebhookConfiguration whose caBundle Kustos keeps ("": none).
+    injector_image: str | None = None
+    injector_webhook: str = "kustos-pod-credentials"
     #: Per-secret gauges (secret names as metric labels); off by default.
     metrics_per_secret: bool = False
+    audit: AuditSettings = field(default_factory=AuditSettings)
+    #: Who gets audit records by webhook (a YAML list; see services/audit/notify.py).
+    notifications_file: str | None = None
     #: The process environment as read, for values the configuration names indirectly (a
     #: notification subscriber's `secretHeader.env`); never printed.
     environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -146,7 +195,12 @@ class Settings:
                             if h.strip()),
             api_tls_check_seconds=float(
                 env.get("KUSTOS_API_TLS_CHECK_SECONDS", cls.api_tls_check_seconds)),
+            api_drain_seconds=float(env.get("KUSTOS_API_DRAIN_SECONDS", cls.api_drain_seconds)),
+            injector_image=env.get("KUSTOS_INJECTOR_IMAGE") or None,
+            injector_webhook=env.get("KUSTOS_INJECTOR_WEBHOOK", cls.injector_webhook),
             metrics_per_secret=env.get("KUSTOS_METRICS_PER_SECRET") == "1",
+            audit=AuditSettings.from_env(),
+            notifications_file=env.get("KUSTOS_NOTIFICATIONS_FILE") or None,
             environ=MappingProxyType(dict(env)),
         )
 
@@ -154,18 +208,20 @@ class Settings:
 @dataclass(frozen=True)
 class ClientEnvironment:
     """The client's standard variables: where the API is, which CA verifies it, the token
-    file that authenticates, the CLI's output format, and the region (AWS_REGION)."""
+    file that authenticates, the CLI's output format, the region (AWS_REGION), and the PEM
+    CA the pod-credentials sidecar trusts the API with."""
 
     endpoint: str | None = None
     ca_bundle: str | None = None
     token_file: str | None = None
     output: str | None = None
     region: str | None = None
+    api_ca: str | None = None
 
 
 def client_environment() -> ClientEnvironment:
-    """$KUSTOS_ENDPOINT, $KUSTOS_CA_BUNDLE, $KUSTOS_TOKEN_FILE, $KUSTOS_OUTPUT, $AWS_REGION
-    (empty counts as unset), read when a client or a CLI default needs them."""
+    """$KUSTOS_ENDPOINT, $KUSTOS_CA_BUNDLE, $KUSTOS_TOKEN_FILE, $KUSTOS_OUTPUT, $AWS_REGION,
+    $KUSTOS_API_CA (empty counts as unset), read when a client or a CLI default needs them."""
     env = os.environ
     return ClientEnvironment(
         endpoint=env.get("KUSTOS_ENDPOINT") or None,
@@ -173,4 +229,5 @@ def client_environment() -> ClientEnvironment:
         token_file=env.get("KUSTOS_TOKEN_FILE") or None,
         output=env.get("KUSTOS_OUTPUT") or None,
         region=env.get("AWS_REGION") or None,
+        api_ca=env.get("KUSTOS_API_CA") or None,
     )

@@ -1,13 +1,17 @@
 """Settings are read once, into `Settings` (and the client's variables into
-`ClientEnvironment`), and passed down: the modules that used to read the environment take
-what they need as arguments."""
+`ClientEnvironment`), and passed down: no module of the package but `kustos.config` reads the
+environment (the rule below); the modules that used to take what they need as arguments.
+Click options' `envvar=` (CLI defaults) is click reading, not the package."""
 
 from __future__ import annotations
 
+import ast
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+import kustos
 from kustos import metrics
 from kustos.api.tls import default_hosts
 from kustos.config import ClientEnvironment, Settings, client_environment
@@ -79,3 +83,44 @@ def test_per_secret_gauges_only_when_the_settings_ask() -> None:
     assert 'secret="payments-db"' not in metrics.render_metrics().decode()
     metrics.register_store_collector(lambda: records, per_secret=True)
     assert 'secret="payments-db"' in metrics.render_metrics().decode()
+
+
+# -- the rule: only kustos/config.py reads the environment ---------------------------------
+PACKAGE = Path(kustos.__file__).resolve().parent
+_ENV = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+def env_reads(source: str) -> list[int]:
+    """Lines of `source` that touch the process environment through `os`."""
+    def reads(node: ast.Attribute | ast.ImportFrom) -> bool:
+        if isinstance(node, ast.Attribute):
+            return node.attr in _ENV and isinstance(node.value, ast.Name) and node.value.id == "os"
+        return node.module == "os" and any(alias.name in _ENV for alias in node.names)
+
+    return [node.lineno for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Attribute | ast.ImportFrom) and reads(node)]
+
+
+def test_only_the_config_module_reads_the_environment() -> None:
+    sources = sorted(PACKAGE.rglob("*.py"))
+    assert len(sources) > 100  # the package, not an empty folder
+    offenders = [f"{path.relative_to(PACKAGE.parent)}:{line}"
+                 for path in sources if path != PACKAGE / "config.py"
+                 for line in env_reads(path.read_text())]
+    assert offenders == [], "read it into kustos.config.Settings (or client_environment())"
+
+
+@pytest.mark.parametrize("source", [
+    "import os\nx = os.environ.get('A')",
+    "import os\nx = os.environ['A']",
+    "import os\nx = os.getenv('A')",
+    "from os import environ\nx = environ['A']",
+    "from os import getenv as g\nx = g('A')",
+    "import os\nos.putenv('A', 'b')",
+])
+def test_the_rule_sees_each_way_of_reading(source: str) -> None:
+    assert env_reads(source)
+
+
+def test_the_rule_lets_other_uses_of_os_pass() -> None:
+    assert env_reads("import os\nos.path.join('a', 'b')\nos.kill(1, 9)") == []

@@ -79,13 +79,12 @@ def load_injection(services: Services) -> Injection:
     ($KUSTOS_INJECTOR_IMAGE), the API Service's name and ClusterIP, the CA of the serving
     certificate (``ca.crt`` of the TLS Secret; none: the system's trust store)."""
     settings = services.settings
-    secret = os.environ.get("KUSTOS_API_TLS_SECRET", DEFAULT_SECRET)
-    tls = SecretGateway(services.api).get(settings.namespace, secret) or {}
+    tls = SecretGateway(services.api).get(settings.namespace, settings.api_tls_secret) or {}
     ca = (tls.get("data") or {}).get("ca.crt")
     return Injection(
-        image=os.environ.get("KUSTOS_INJECTOR_IMAGE", f"kustos:{__version__}"),
+        image=settings.injector_image or f"kustos:{__version__}",
         service_host=f"{API_SERVICE}.{settings.namespace}.svc",
-        api_port=int(os.environ.get("KUSTOS_API_PORT") or "8443"),
+        api_port=settings.api_port,
         cluster_ip=WebhookGateway(services.api).cluster_ip(settings.namespace, API_SERVICE),
         ca_pem=base64.b64decode(ca).decode() if ca else "",
         region=settings.cluster_name,
@@ -96,7 +95,7 @@ def publish_webhook_ca(services: Services, ca: bytes) -> None:
     """Set the pod-credentials webhook's caBundle to the serving certificate's CA (the
     MutatingWebhookConfiguration $KUSTOS_INJECTOR_WEBHOOK); a failure is logged only (the
     API serves without it; annotated pods are refused until it is set)."""
-    name = os.environ.get("KUSTOS_INJECTOR_WEBHOOK", "kustos-pod-credentials")
+    name = services.settings.injector_webhook
     if not name or not ca:
         return
     try:
@@ -128,10 +127,6 @@ async def start_site(
                       reuse_port=reuse_port or None).start()
     log.info("Secrets Manager API on %s://%s:%d", "https" if context else "http", host, port)
     return runner
-
-
-def drain_seconds() -> float:
-    return float(os.environ.get("KUSTOS_API_DRAIN_SECONDS", "5"))
 
 
 async def drain(runner: web.AppRunner, delay: float) -> None:
@@ -210,7 +205,7 @@ def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int
         tls = None if insecure else serving_tls(services, tls_secret)
         if processes > 1:
             workers = start_workers(processes - 1, host, port, tls_secret, insecure)
-        asyncio.run(_serve(make_app(services), host, port, tls, settings.api_tls_check_seconds,
+        asyncio.run(_serve(make_app(services), host, port, tls, settings,
                            reuse_port=reuse_port or processes > 1))
     finally:
         stop_workers(workers)
@@ -218,17 +213,17 @@ def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int
 
 
 async def _serve(app: web.Application, host: str, port: int, tls: ServingTls | None,
-                 check_seconds: float, *, reuse_port: bool = False) -> None:  # fmt: skip
+                 settings: Settings, *, reuse_port: bool = False) -> None:  # fmt: skip
     runner = await start_site(app, host, port, tls.context if tls else None,
                               reuse_port=reuse_port)
-    renewal = asyncio.create_task(tls.run(check_seconds)) if tls else None
+    renewal = asyncio.create_task(tls.run(settings.api_tls_check_seconds)) if tls else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
         await stop.wait()
-        await drain(runner, drain_seconds())
+        await drain(runner, settings.api_drain_seconds)
     finally:
         if renewal is not None:
             renewal.cancel()
@@ -271,7 +266,7 @@ async def _stop_api(memo: Any) -> None:
     if workers:  # each drains on its SIGTERM, while this one drains too
         stopping = asyncio.create_task(asyncio.to_thread(stop_workers, workers))
     if runner is not None:
-        await drain(runner, drain_seconds())
+        await drain(runner, memo["services"].settings.api_drain_seconds)
     if workers:
         await stopping
     renewal = memo.pop("api_tls_renewal", None)

@@ -19,7 +19,7 @@ from kustos.crypto import Keyring
 from kustos.errors import KeyringError, KustosError
 from kustos.services.audit.anchor import Anchor, anchor_of, read_file_witness
 from kustos.services.audit.event import parse_when, time_text
-from kustos.services.audit.service import AuditService, AuditSettings
+from kustos.services.audit.service import AuditService
 from kustos.services.audit.usage import usage_by_namespace
 from kustos.store import SqlStore, open_store
 from kustos.store.audit import AuditQuery, AuditStore
@@ -70,7 +70,7 @@ def _kube_anchor(settings: Settings) -> tuple[str, Anchor | None]:
 
     api = api_client(settings.kubeconfig)
     try:
-        gateway = AnchorGateway(api, settings.namespace, AuditSettings.from_env().anchor_name)
+        gateway = AnchorGateway(api, settings.namespace, settings.audit.anchor_name)
         stored = gateway.read()
     finally:
         api.close()

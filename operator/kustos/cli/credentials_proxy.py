@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
 import signal
 import ssl
 from collections.abc import AsyncIterator
@@ -27,6 +26,8 @@ from pathlib import Path
 import aiohttp
 import click
 from aiohttp import web
+
+from kustos.config import client_environment
 
 __all__ = ["credentials_proxy", "make_proxy_app"]
 
@@ -131,7 +132,7 @@ def credentials_proxy(listen: str, upstream: str, ca_out: Path | None,
                                  "only)", param_hint="--listen")  # fmt: skip
     if not upstream.startswith("https://"):
         raise click.BadParameter("an https:// URL", param_hint="--upstream")
-    ca = os.environ.get("KUSTOS_API_CA", "")
+    ca = client_environment().api_ca or ""
     context = ssl.create_default_context(cadata=ca) if ca else None
     if ca_out is not None:
         if not ca:

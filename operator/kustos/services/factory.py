@@ -23,9 +23,9 @@ from kustos.rotation.engine import RotationEngine, StepHook
 from kustos.services.access.authorize import AccessService, build_access_service
 from kustos.services.api.service import SecretsApi
 from kustos.services.audit.anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
-from kustos.services.audit.notify import Notifier
+from kustos.services.audit.notify import Notifier, load_subscribers
 from kustos.services.audit.reads import ReadEvents
-from kustos.services.audit.service import AuditService, AuditSettings
+from kustos.services.audit.service import AuditService
 from kustos.services.audit.sink import AuditingEventSink
 from kustos.services.consumers.rollouts import RolloutCoordinator, RolloutLimits
 from kustos.services.consumers.sharing import SharingService
@@ -139,7 +139,7 @@ def build_audit(settings: Settings, store: Store, keys: KeyService,
     configured witnesses), with webhook notifications if configured."""
     if not isinstance(store, SqlStore):
         raise TypeError("the audit log needs the SQL store")
-    audit_settings = AuditSettings.from_env()
+    audit_settings = settings.audit
     audit_store = AuditStore(store.engine)
     witnesses: list[Witness] = []
     if audit_settings.anchor_file:
@@ -151,7 +151,8 @@ def build_audit(settings: Settings, store: Store, keys: KeyService,
         writer=socket.gethostname(), witnesses=witnesses)
     audit = AuditService(audit_store, settings.cluster_name, keys.keyring, audit_settings,
                          anchor)
-    notifier = Notifier.from_env()
+    notifier = (Notifier(load_subscribers(settings.notifications_file, settings.environ))
+                if settings.notifications_file else None)
     if notifier is not None:
         audit.add_listener(notifier.offer)
     return audit, notifier

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +52,9 @@ class Subscriber:
         return row.event_name in self.events or (row.denied and DENIED in self.events)
 
 
-def load_subscribers(path: str | Path) -> list[Subscriber]:
+def load_subscribers(path: str | Path, env: Mapping[str, str] | None = None) -> list[Subscriber]:
+    """The subscribers of the notifications file; a `secretHeader.env` names a variable of
+    `env` (the settings' snapshot of the environment) holding the header's value."""
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -69,7 +70,7 @@ def load_subscribers(path: str | Path) -> list[Subscriber]:
             raise InvalidParameterError(f"notifications file {path}: entry {i}: format {fmt!r}")
         header = None
         if spec := item.get("secretHeader"):
-            value = spec.get("value") or os.environ.get(spec.get("env", ""), "")
+            value = spec.get("value") or (env or {}).get(spec.get("env", ""), "")
             header = (str(spec["name"]), str(value))
         subscribers.append(Subscriber(str(item["url"]), frozenset(map(str, item["events"])),
                                       fmt, header))
@@ -104,11 +105,6 @@ class Notifier:
         self._timeout = timeout
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-
-    @classmethod
-    def from_env(cls) -> Notifier | None:
-        path = os.environ.get("KUSTOS_NOTIFICATIONS_FILE")
-        return cls(load_subscribers(path)) if path else None
 
     def offer(self, rows: Sequence[PendingRow]) -> None:
         """Audit listener: enqueue matching records; never blocks, drops when full."""

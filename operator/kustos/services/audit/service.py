@@ -24,15 +24,15 @@ each digest to the anchor outside the store (`kustos.services.audit.anchor`).
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from kustos import metrics
+from kustos.config import AuditSettings
 from kustos.crypto import Keyring
 from kustos.errors import AuditUnavailableError, KustosError
 from kustos.metrics import AUDIT_CHAIN_LENGTH, AUDIT_FAILURES, AUDIT_WRITE_SECONDS
@@ -47,43 +47,6 @@ __all__ = ["AuditRecordRejected", "AuditService", "AuditSettings", "Listener"]
 log = logging.getLogger(__name__)
 #: Called with the rows of each committed batch, in the writer thread; must not block.
 Listener = Callable[[Sequence[PendingRow]], None]
-
-
-@dataclass(frozen=True)
-class AuditSettings:
-    #: How long record() waits for its commit before failing closed.
-    commit_timeout: float = 10.0
-    #: A commit running (or waiting for the store's lock) longer than this means the store
-    #: stopped answering; how often a down store is probed.
-    stall_seconds: float = 3.0
-    probe_seconds: float = 0.5
-    max_batch: int = 2000
-    #: A digest is signed when this much time passed or this many records were added.
-    digest_seconds: float = 300.0
-    digest_records: int = 50_000
-    #: Records older than this are pruned (None: keep forever).
-    retention: timedelta | None = None
-    #: The chain's anchor: the AuditAnchor object's name (in the operator's namespace), how
-    #: often the head is published, and the optional witnesses (a file, a webhook URL).
-    anchor_name: str = "kustos-audit"
-    anchor_seconds: float = 5.0
-    anchor_file: str | None = None
-    anchor_webhook: str | None = None
-
-    @classmethod
-    def from_env(cls) -> AuditSettings:
-        env = os.environ
-        days = env.get("KUSTOS_AUDIT_RETENTION_DAYS")
-        return cls(
-            digest_seconds=float(env.get("KUSTOS_AUDIT_DIGEST_SECONDS", cls.digest_seconds)),
-            digest_records=int(env.get("KUSTOS_AUDIT_DIGEST_RECORDS", cls.digest_records)),
-            retention=timedelta(days=float(days)) if days else None,
-            stall_seconds=float(env.get("KUSTOS_AUDIT_STALL_SECONDS", cls.stall_seconds)),
-            anchor_name=env.get("KUSTOS_AUDIT_ANCHOR", cls.anchor_name),
-            anchor_seconds=float(env.get("KUSTOS_AUDIT_ANCHOR_SECONDS", cls.anchor_seconds)),
-            anchor_file=env.get("KUSTOS_AUDIT_ANCHOR_FILE") or None,
-            anchor_webhook=env.get("KUSTOS_AUDIT_ANCHOR_WEBHOOK") or None,
-        )
 
 
 @dataclass(eq=False)
