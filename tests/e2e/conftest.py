@@ -44,6 +44,12 @@ def installed(node_cluster: Any, kustos_image: str) -> Iterator[Any]:
     # host operators are the only ones reconciling.
     node_cluster.kubectl("delete", "deploy", "kustos-operator", "-n", SYSTEM,
                          "--ignore-not-found", "--wait=true", timeout=120)
+    # Cluster-scoped objects of the overlay go too: the chart (tests/e2e/test_helm.py) owns
+    # objects of the same names and refuses to adopt ones it did not create.
+    node_cluster.kubectl("delete", "clusterrole,clusterrolebinding,mutatingwebhookconfiguration",
+                         "-l", "app.kubernetes.io/part-of=kustos,app.kubernetes.io/managed-by!=Helm",
+                         "--ignore-not-found",
+                         timeout=120)
 
 
 @pytest.fixture(scope="session")
