@@ -62,10 +62,10 @@ def _worker(target: dict[str, Any], threads: int, seconds: float, out: Any) -> N
         while time.perf_counter() < deadline:
             headers = dict(target["headers"])
             if target["kind"] == "kustos":
-                request = AWSRequest(method="POST", url=target["url"], data=body,
-                                     headers=headers)
-                SigV4Auth(Credentials(target["akid"], target["secret"]), "secretsmanager",
-                          "test").add_auth(request)
+                request = AWSRequest(method="POST", url=target["url"], data=body, headers=headers)
+                SigV4Auth(
+                    Credentials(target["akid"], target["secret"]), "secretsmanager", "test"
+                ).add_auth(request)
                 headers = dict(request.headers)
             start = time.perf_counter()
             conn.request(target["method"], target["path"], body=body or None, headers=headers)
@@ -89,11 +89,12 @@ def _worker(target: dict[str, Any], threads: int, seconds: float, out: Any) -> N
 
 def load(target: dict[str, Any], concurrency: int, seconds: float) -> dict[str, float]:
     procs_n = min(concurrency, max(1, (os.cpu_count() or 2) // 2), 8)
-    per = [concurrency // procs_n + (1 if i < concurrency % procs_n else 0)
-           for i in range(procs_n)]
+    per = [concurrency // procs_n + (1 if i < concurrency % procs_n else 0) for i in range(procs_n)]
     queue: Any = mp.get_context("fork").Queue()
-    procs = [mp.get_context("fork").Process(target=_worker, args=(target, n, seconds, queue))
-             for n in per]
+    procs = [
+        mp.get_context("fork").Process(target=_worker, args=(target, n, seconds, queue))
+        for n in per
+    ]
     for p in procs:
         p.start()
     latencies: list[float] = []
@@ -105,9 +106,13 @@ def load(target: dict[str, Any], concurrency: int, seconds: float) -> dict[str, 
     for p in procs:
         p.join()
     latencies.sort()
-    return {"rps": len(latencies) / seconds, "p50": statistics.median(latencies) * 1000,
-            "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000, "n": len(latencies),
-            "errors": errors}
+    return {
+        "rps": len(latencies) / seconds,
+        "p50": statistics.median(latencies) * 1000,
+        "p99": latencies[int(len(latencies) * 0.99) - 1] * 1000,
+        "n": len(latencies),
+        "errors": errors,
+    }
 
 
 def profile_request_path(world: Any, ident: Any, arn: str, n: int = 400) -> list[str]:
@@ -128,8 +133,9 @@ def profile_request_path(world: Any, ident: Any, arn: str, n: int = 400) -> list
     from kustos.models.request import RequestView
     from kustos.services.factory import Services
 
-    os.environ.update({k: v for k, v in world.runner.env.items() if k.startswith(("KUSTOS_",
-                                                                                  "KUBECONFIG"))})
+    os.environ.update(
+        {k: v for k, v in world.runner.env.items() if k.startswith(("KUSTOS_", "KUBECONFIG"))}
+    )
     store = world.runner.store_path
     os.environ["KUSTOS_STORE_URL"] = f"sqlite:///{store}"
     services = Services.build(Settings.from_env())
@@ -137,11 +143,18 @@ def profile_request_path(world: Any, ident: Any, arn: str, n: int = 400) -> list
     body = json.dumps({"SecretId": arn}).encode()
 
     def one() -> None:
-        request = AWSRequest(method="POST", url=world.endpoint + "/", data=body, headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "secretsmanager.GetSecretValue"})
-        SigV4Auth(Credentials(ident.access_key_id, ident.secret_access_key), "secretsmanager",
-                  "test").add_auth(request)
+        request = AWSRequest(
+            method="POST",
+            url=world.endpoint + "/",
+            data=body,
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "secretsmanager.GetSecretValue",
+            },
+        )
+        SigV4Auth(
+            Credentials(ident.access_key_id, ident.secret_access_key), "secretsmanager", "test"
+        ).add_auth(request)
         headers = CIMultiDict(request.headers.items())
         headers["Host"] = f"127.0.0.1:{world.port}"
         view = RequestView("POST", "/", "", headers, body, "127.0.0.1", "https")
@@ -161,11 +174,14 @@ def profile_request_path(world: Any, ident: Any, arn: str, n: int = 400) -> list
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
     phases = {  # label: [(file suffix, function)], cumulative time
         "authenticate (SigV4 verify, key lookup)": [
-            ("services/access/authorize.py", "authenticate")],
+            ("services/access/authorize.py", "authenticate")
+        ],
         "validate (botocore model)": [("api/protocol.py", "parse_params")],
         "authorize (policies)": [("services/api/call.py", "authorize")],
         "store reads (secret by ARN, AWSCURRENT version)": [
-            ("services/api/ids.py", "resolve"), ("services/core/secrets.py", "version")],
+            ("services/api/ids.py", "resolve"),
+            ("services/core/secrets.py", "version"),
+        ],
         "decrypt (envelope open)": [("services/core/secrets.py", "open")],
         "audit record (durable, hash-chained)": [("services/api/call.py", "commit_point")],
         "LastAccessedDate (daily write)": [("services/api/read.py", "_touch")],
@@ -173,8 +189,9 @@ def profile_request_path(world: Any, ident: Any, arn: str, n: int = 400) -> list
     }
     rows = [f"per request, in-process (no HTTP/TLS), under cProfile: {per_request:.2f} ms"]
     for label, wanted in phases.items():
-        cumulative = sum(v[3] for k, v in raw.items()
-                         if any(k[0].endswith(f) and k[2] == fn for f, fn in wanted))
+        cumulative = sum(
+            v[3] for k, v in raw.items() if any(k[0].endswith(f) and k[2] == fn for f, fn in wanted)
+        )
         rows.append(f"| {label} | {cumulative / n * 1000:.2f} ms |")
     services.close()
     return rows
@@ -210,24 +227,40 @@ class Kustos:
         if source:  # another checkout's operator/ (the "before" side)
             env["PYTHONPATH"] = source
         self.label = label
-        self.world = start_api_world(cluster, Path(tempfile.mkdtemp(prefix="kustos-bench-")),
-                                     **env)
+        self.world = start_api_world(cluster, Path(tempfile.mkdtemp(prefix="kustos-bench-")), **env)
         self.ns = new_namespace(cluster, "bench")
         ident = self.world.identity(self.ns)
-        arn = self.world.client(ident).create_secret(Name="bench/db", SecretString=json.dumps(
-            {"username": "app", "password": "x" * 32}))["ARN"]
+        arn = self.world.client(ident).create_secret(
+            Name="bench/db", SecretString=json.dumps({"username": "app", "password": "x" * 32})
+        )["ARN"]
         self.ident, self.arn = ident, arn
-        token = cluster.kubectl("create", "token", "app", "-n", self.ns, "--audience=kustos",
-                                "--duration=2h").stdout.strip()
-        base = {"host": "127.0.0.1", "port": self.world.port, "ca": str(self.world.ca_path),
-                "method": "POST", "path": "/", "url": self.world.endpoint + "/",
-                "body": json.dumps({"SecretId": arn}),
-                "headers": {"Content-Type": "application/x-amz-json-1.1",
-                            "X-Amz-Target": "secretsmanager.GetSecretValue"}}
-        self.sigv4 = {**base, "kind": "kustos", "akid": ident.access_key_id,
-                      "secret": ident.secret_access_key}
-        self.bearer = {**base, "kind": "plain",
-                       "headers": {**base["headers"], "Authorization": f"Bearer {token}"}}
+        token = cluster.kubectl(
+            "create", "token", "app", "-n", self.ns, "--audience=kustos", "--duration=2h"
+        ).stdout.strip()
+        base = {
+            "host": "127.0.0.1",
+            "port": self.world.port,
+            "ca": str(self.world.ca_path),
+            "method": "POST",
+            "path": "/",
+            "url": self.world.endpoint + "/",
+            "body": json.dumps({"SecretId": arn}),
+            "headers": {
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "secretsmanager.GetSecretValue",
+            },
+        }
+        self.sigv4 = {
+            **base,
+            "kind": "kustos",
+            "akid": ident.access_key_id,
+            "secret": ident.secret_access_key,
+        }
+        self.bearer = {
+            **base,
+            "kind": "plain",
+            "headers": {**base["headers"], "Authorization": f"Bearer {token}"},
+        }
 
     @property
     def pid(self) -> int:
@@ -238,8 +271,9 @@ class Kustos:
         self.world.runner.stop()
 
 
-def run(target: dict[str, Any], mode: str, c: int, seconds: float, workdir: Path,
-        pid: int | None = None) -> dict[str, float]:
+def run(
+    target: dict[str, Any], mode: str, c: int, seconds: float, workdir: Path, pid: int | None = None
+) -> dict[str, float]:
     """One closed-loop run; `mode` "wrk" (C load generator) or "python" (botocore SigV4
     signing, or plain requests, in worker processes). Adds CPU ms per request of `pid`."""
     cpu = process_cpu(pid) if pid else 0.0
@@ -247,9 +281,16 @@ def run(target: dict[str, Any], mode: str, c: int, seconds: float, workdir: Path
         from bench.wrk import run_wrk
 
         url = f"https://{target['host']}:{target['port']}{target['path']}"
-        got = run_wrk(url, target["method"], dict(target["headers"]),
-                      target.get("body", "").encode(), c, seconds, workdir,
-                      threads=min(2, c))
+        got = run_wrk(
+            url,
+            target["method"],
+            dict(target["headers"]),
+            target.get("body", "").encode(),
+            c,
+            seconds,
+            workdir,
+            threads=min(2, c),
+        )
     else:
         got = load(target, c, seconds)
     if pid:
@@ -261,16 +302,28 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--modes", nargs="+", default=["wrk", "sigv4"],
-                        choices=["wrk", "sigv4"],
-                        help="wrk: bearer tokens on both sides, C load generator; sigv4: "
-                             "botocore-signed GetSecretValue vs bearer GET, Python generator")
-    parser.add_argument("--processes", type=int, nargs="+", default=[2],
-                        help="KUSTOS_API_PROCESSES of the operator under test (several: one "
-                             "operator each, all measured)")
-    parser.add_argument("--baseline", default="",
-                        help="an older checkout's operator/ directory, measured in the same "
-                             "run as 'before' (with 1 API process)")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["wrk", "sigv4"],
+        choices=["wrk", "sigv4"],
+        help="wrk: bearer tokens on both sides, C load generator; sigv4: "
+        "botocore-signed GetSecretValue vs bearer GET, Python generator",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="KUSTOS_API_PROCESSES of the operator under test (several: one "
+        "operator each, all measured)",
+    )
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="an older checkout's operator/ directory, measured in the same "
+        "run as 'before' (with 1 API process)",
+    )
     parser.add_argument("--json", default="", help="write every figure to this file")
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
@@ -288,34 +341,67 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="kustos-bench-wrk-"))
     try:
         ns = sides[-1].ns
-        cluster.kubectl("create", "secret", "generic", "native", "-n", ns,
-                        "--from-literal=username=app", f"--from-literal=password={'x' * 32}")
-        cluster.kubectl("create", "role", "read-native", "-n", ns, "--verb=get",
-                        "--resource=secrets", "--resource-name=native")
-        cluster.kubectl("create", "rolebinding", "read-native", "-n", ns, "--role=read-native",
-                        f"--serviceaccount={ns}:app")
-        token = cluster.kubectl("create", "token", "app", "-n", ns,
-                                "--duration=2h").stdout.strip()
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            "native",
+            "-n",
+            ns,
+            "--from-literal=username=app",
+            f"--from-literal=password={'x' * 32}",
+        )
+        cluster.kubectl(
+            "create",
+            "role",
+            "read-native",
+            "-n",
+            ns,
+            "--verb=get",
+            "--resource=secrets",
+            "--resource-name=native",
+        )
+        cluster.kubectl(
+            "create",
+            "rolebinding",
+            "read-native",
+            "-n",
+            ns,
+            "--role=read-native",
+            f"--serviceaccount={ns}:app",
+        )
+        token = cluster.kubectl("create", "token", "app", "-n", ns, "--duration=2h").stdout.strip()
         kubeconfig = json.loads(cluster.kubectl("config", "view", "--raw", "-o", "json").stdout)
         server = kubeconfig["clusters"][0]["cluster"]
         kube_ca = workdir / "kube-ca.crt"
         kube_ca.write_bytes(base64.b64decode(server["certificate-authority-data"]))
         host, _, port = server["server"].removeprefix("https://").partition(":")
-        kube = {"kind": "kube", "host": host, "port": int(port), "ca": str(kube_ca),
-                "method": "GET", "path": f"/api/v1/namespaces/{ns}/secrets/native",
-                "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"}}
+        kube = {
+            "kind": "kube",
+            "host": host,
+            "port": int(port),
+            "ca": str(kube_ca),
+            "method": "GET",
+            "path": f"/api/v1/namespaces/{ns}/secrets/native",
+            "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        }
         load_avg = os.getloadavg()
-        print(f"machine: {os.cpu_count()} CPUs, {sys.version.split()[0]}, "
-              f"{args.seconds:.0f}s per run, load average at start {load_avg[0]:.1f}; "
-              f"'after Np': the current code serving with N API processes")
+        print(
+            f"machine: {os.cpu_count()} CPUs, {sys.version.split()[0]}, "
+            f"{args.seconds:.0f}s per run, load average at start {load_avg[0]:.1f}; "
+            f"'after Np': the current code serving with N API processes"
+        )
         results: list[dict[str, Any]] = []
         for mode in args.modes:
             gen = "wrk" if mode == "wrk" else "python"
             for side in sides:  # warm up (caches, connections, token reviews)
                 run(side.bearer if mode == "wrk" else side.sigv4, gen, 4, 2.0, workdir)
             run(kube, gen, 4, 2.0, workdir)
-            auth = ("bearer token on both sides, wrk" if mode == "wrk"
-                    else "Kustos SigV4 / apiserver bearer, Python load generator")
+            auth = (
+                "bearer token on both sides, wrk"
+                if mode == "wrk"
+                else "Kustos SigV4 / apiserver bearer, Python load generator"
+            )
             print(f"\n### {auth}\n")
             cols = " | ".join(f"Kustos {s.label} rps | p50 | p99 | CPU ms/req" for s in sides)
             after = [s for s in sides if s.label.startswith("after")]
@@ -326,25 +412,43 @@ def main() -> None:
                 row: dict[str, Any] = {"mode": mode, "concurrency": c}
                 cells = []
                 for side in sides:
-                    got = run(side.bearer if mode == "wrk" else side.sigv4, gen, c,
-                              args.seconds, workdir, side.pid)
+                    got = run(
+                        side.bearer if mode == "wrk" else side.sigv4,
+                        gen,
+                        c,
+                        args.seconds,
+                        workdir,
+                        side.pid,
+                    )
                     row[side.label] = got
-                    cells.append(f"{got['rps']:.0f} | {got['p50']:.1f} | {got['p99']:.1f} | "
-                                 f"{got['cpu_ms']:.2f}")
+                    cells.append(
+                        f"{got['rps']:.0f} | {got['p50']:.1f} | {got['p99']:.1f} | "
+                        f"{got['cpu_ms']:.2f}"
+                    )
                     if got["errors"]:
                         print(f"errors ({side.label}): {got['errors']:.0f}")
                 got = run(kube, gen, c, args.seconds, workdir)
                 row["apiserver"] = got
                 ratio = " | ".join(f"{row[s.label]['rps'] / got['rps']:.2f}" for s in after)
-                print(f"| {c} | {' | '.join(cells)} | {got['rps']:.0f} | {got['p50']:.1f} | "
-                      f"{got['p99']:.1f} | {ratio} |", flush=True)
+                print(
+                    f"| {c} | {' | '.join(cells)} | {got['rps']:.0f} | {got['p50']:.1f} | "
+                    f"{got['p99']:.1f} | {ratio} |",
+                    flush=True,
+                )
                 results.append(row)
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
         if args.json:
-            Path(args.json).write_text(json.dumps({
-                "seconds": args.seconds, "sides": [s.label for s in sides],
-                "load_average": [load_avg[0], os.getloadavg()[0]], "results": results,
-            }, indent=1))
+            Path(args.json).write_text(
+                json.dumps(
+                    {
+                        "seconds": args.seconds,
+                        "sides": [s.label for s in sides],
+                        "load_average": [load_avg[0], os.getloadavg()[0]],
+                        "results": results,
+                    },
+                    indent=1,
+                )
+            )
         if args.profile:
             side = sides[-1]
             rows = profile_request_path(side.world, side.ident, side.arn)

@@ -52,19 +52,32 @@ def sigv4_headers(port: int, body: bytes, info: dict[str, str]) -> dict[str, str
     from botocore.credentials import Credentials
 
     headers = {k: v for k, v in bearer_headers().items() if k != "Authorization"}
-    request = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=body,
-                         headers=headers)
-    SigV4Auth(Credentials(info["akid"], info["secret"]), "secretsmanager",
-              "test").add_auth(request)
+    request = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=body, headers=headers)
+    SigV4Auth(Credentials(info["akid"], info["secret"]), "secretsmanager", "test").add_auth(request)
     return dict(request.headers.items())
 
 
-def run_wrk(port: int, body: bytes, concurrency: int, seconds: float, workdir: Path,
-            headers: dict[str, str], threads: int = 1) -> dict[str, float]:
+def run_wrk(
+    port: int,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    workdir: Path,
+    headers: dict[str, str],
+    threads: int = 1,
+) -> dict[str, float]:
     from bench.wrk import run_wrk as wrk
 
-    return wrk(f"http://127.0.0.1:{port}/", "POST", headers, body, concurrency,
-               seconds, workdir, threads=threads)
+    return wrk(
+        f"http://127.0.0.1:{port}/",
+        "POST",
+        headers,
+        body,
+        concurrency,
+        seconds,
+        workdir,
+        threads=threads,
+    )
 
 
 def main() -> None:
@@ -74,8 +87,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--no-audit", action="store_true")
     parser.add_argument("--py-spy", default="")
-    parser.add_argument("--sigv4", action="store_true",
-                        help="SigV4 (one signed request replayed) instead of a bearer token")
+    parser.add_argument(
+        "--sigv4",
+        action="store_true",
+        help="SigV4 (one signed request replayed) instead of a bearer token",
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="kustos-local-"))
     store_path = workdir / "store.db"
@@ -84,9 +100,13 @@ def main() -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": f"{SOURCE}:{REPO}"}
     server = str(REPO / "tests" / "local_api.py")
-    procs = [subprocess.Popen([sys.executable, server, str(store_path), str(port),
-                               "0" if args.no_audit else "1"], env=env)
-             for _ in range(args.processes)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, server, str(store_path), str(port), "0" if args.no_audit else "1"],
+            env=env,
+        )
+        for _ in range(args.processes)
+    ]
     try:
         wait_up(port, body)
         headers = sigv4_headers(port, body, info) if args.sigv4 else bearer_headers()
@@ -94,20 +114,37 @@ def main() -> None:
         spy = None
         if args.py_spy:
             fmt = "raw" if args.py_spy.endswith(".txt") else "flamegraph"
-            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record",
-                                    "-p", str(procs[0].pid), "-o", args.py_spy, "-f", fmt,
-                                    "-d", str(int(args.seconds)), "-r", "200",
-                                    "--nonblocking", "--gil"],
-                                   stdout=subprocess.DEVNULL)
+            spy = subprocess.Popen(
+                [
+                    str(Path(sys.executable).parent / "py-spy"),
+                    "record",
+                    "-p",
+                    str(procs[0].pid),
+                    "-o",
+                    args.py_spy,
+                    "-f",
+                    fmt,
+                    "-d",
+                    str(int(args.seconds)),
+                    "-r",
+                    "200",
+                    "--nonblocking",
+                    "--gil",
+                ],
+                stdout=subprocess.DEVNULL,
+            )
         pids = [p.pid for p in procs]
         for c in args.concurrency:
             cpu = cpu_seconds(pids)
             r = run_wrk(port, body, c, args.seconds, workdir, headers)
             per = (cpu_seconds(pids) - cpu) / max(1, r["n"]) * 1000
             auth = "sigv4" if args.sigv4 else "bearer"
-            print(f"c={c} processes={args.processes} audit={not args.no_audit} {auth}: "
-                  f"{r['rps']:.0f} rps, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
-                  f"server CPU {per:.2f} ms/request, errors {r['errors']:.0f}", flush=True)
+            print(
+                f"c={c} processes={args.processes} audit={not args.no_audit} {auth}: "
+                f"{r['rps']:.0f} rps, p50 {r['p50']:.2f} ms, p99 {r['p99']:.2f} ms, "
+                f"server CPU {per:.2f} ms/request, errors {r['errors']:.0f}",
+                flush=True,
+            )
         if spy is not None:
             spy.wait()
     finally:

@@ -38,10 +38,15 @@ def event(i: int, when: datetime | None = None) -> AuditEvent:
     who = CALLERS[i % len(CALLERS)]
     ns = f"team-{i % 20}"
     return AuditEvent(
-        event_name="GetSecretValue" if i % 10 else "DescribeSecret", principal=who,
-        read_only=True, namespace=ns, secret_arn=f"arn:kustos:secretsmanager:bench:{ns}:secret:"
-        f"svc-{i % 1000}/db-AbCdEf", secret_name=f"svc-{i % 1000}/db",
-        source_ip="10.1.2.3", user_agent="aws-sdk-java/2.25", event_time=when or datetime.now(UTC),
+        event_name="GetSecretValue" if i % 10 else "DescribeSecret",
+        principal=who,
+        read_only=True,
+        namespace=ns,
+        secret_arn=f"arn:kustos:secretsmanager:bench:{ns}:secret:svc-{i % 1000}/db-AbCdEf",
+        secret_name=f"svc-{i % 1000}/db",
+        source_ip="10.1.2.3",
+        user_agent="aws-sdk-java/2.25",
+        event_time=when or datetime.now(UTC),
         request_parameters={"SecretId": f"svc-{i % 1000}/db", "VersionStage": "AWSCURRENT"},
         error_code="AccessDeniedException" if i % 100 == 7 else None,
     )
@@ -84,8 +89,10 @@ def bench_million(workdir: Path, n: int) -> None:
     t0 = datetime.now(UTC) - timedelta(days=30)
     start = time.perf_counter()
     for base in range(0, n, 10_000):
-        rows = [to_row(event(i, t0 + timedelta(seconds=i)), "bench")
-                for i in range(base, min(n, base + 10_000))]
+        rows = [
+            to_row(event(i, t0 + timedelta(seconds=i)), "bench")
+            for i in range(base, min(n, base + 10_000))
+        ]
         astore.append(rows)
     audit.sign_digest()
     print(f"| fill {n:,} records (batches of 10,000) | {time.perf_counter() - start:.1f} s |")
@@ -97,17 +104,20 @@ def bench_million(workdir: Path, n: int) -> None:
     assert report.records == n
     print(f"| verify {n:,} records + digest | {time.perf_counter() - start:.1f} s |")
     queries = {
-        "by secret ARN": lambda i: AuditQuery(secret_arn=f"arn:kustos:secretsmanager:bench:"
-                                              f"team-{i % 20}:secret:svc-{i}/db-AbCdEf"),
-        "by secret name + namespace": lambda i: AuditQuery(secret_name=f"svc-{i}/db",
-                                                           namespace=f"team-{i % 20}"),
+        "by secret ARN": lambda i: AuditQuery(
+            secret_arn=f"arn:kustos:secretsmanager:bench:team-{i % 20}:secret:svc-{i}/db-AbCdEf"
+        ),
+        "by secret name + namespace": lambda i: AuditQuery(
+            secret_name=f"svc-{i}/db", namespace=f"team-{i % 20}"
+        ),
         "by event name": lambda i: AuditQuery(event_name="DescribeSecret"),
         "denied": lambda i: AuditQuery(denied=True),
         "by user": lambda i: AuditQuery(user=CALLERS[i % 200].username),
         "by secret + event name + since (newer half)": lambda i: AuditQuery(
             secret_arn=f"arn:kustos:secretsmanager:bench:team-{i % 20}:secret:svc-{i}/db-AbCdEf",
             event_name="DescribeSecret" if i % 10 == 0 else "GetSecretValue",
-            since=(t0 + timedelta(seconds=n // 2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+            since=(t0 + timedelta(seconds=n // 2)).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        ),
     }
     for label, make in queries.items():
         times = []
@@ -117,8 +127,10 @@ def bench_million(workdir: Path, n: int) -> None:
             times.append((time.perf_counter() - start) * 1000)
             assert found, label
         median = statistics.median(times)
-        print(f"| lookup over {n:,}, {label} (50 newest) | median {median:.2f} ms,"
-              f" max {max(times):.2f} ms |")
+        print(
+            f"| lookup over {n:,}, {label} (50 newest) | median {median:.2f} ms,"
+            f" max {max(times):.2f} ms |"
+        )
     audit.close()
     store.close()
 
@@ -136,12 +148,20 @@ def bench_service(workdir: Path, seconds: float) -> None:
             rec = secrets.require("team-a", "prod/db")
             value = secrets.open(secrets.version(rec))
             if audited:
-                audit.record(AuditEvent(
-                    event_name="GetSecretValue", principal=who, read_only=True,
-                    namespace="team-a", secret_arn=rec.arn, secret_name=rec.name,
-                    request_parameters={"SecretId": "prod/db"},
-                    response_elements=None))
+                audit.record(
+                    AuditEvent(
+                        event_name="GetSecretValue",
+                        principal=who,
+                        read_only=True,
+                        namespace="team-a",
+                        secret_arn=rec.arn,
+                        secret_name=rec.name,
+                        request_parameters={"SecretId": "prod/db"},
+                        response_elements=None,
+                    )
+                )
             assert len(value) > 0
+
         return call
 
     for threads in (1, 8, 32):  # alternate off/on rounds so machine noise hits both
@@ -150,8 +170,10 @@ def bench_service(workdir: Path, seconds: float) -> None:
             offs.append(throughput(get_value(False), threads, seconds))
             ons.append(throughput(get_value(True), threads, seconds))
         off, on = statistics.median(offs), statistics.median(ons)
-        print(f"| GetSecretValue-like (service level), concurrency {threads} | audit off "
-              f"{off:,.0f}/s, on {on:,.0f}/s, ratio {on / off:.2f} (medians of 3 rounds) |")
+        print(
+            f"| GetSecretValue-like (service level), concurrency {threads} | audit off "
+            f"{off:,.0f}/s, on {on:,.0f}/s, ratio {on / off:.2f} (medians of 3 rounds) |"
+        )
     audit.close()
     store.close()
 
@@ -163,8 +185,10 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the temporary databases go")
     parser.add_argument("--only", choices=["record", "million", "service"])
     args = parser.parse_args()
-    print(f"<!-- {platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()} -->")
+    print(
+        f"<!-- {platform.python_implementation()} {platform.python_version()}, "
+        f"{platform.machine()} -->"
+    )
     print("| What | Result |\n|---|---|")
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         if args.only in (None, "record"):

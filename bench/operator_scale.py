@@ -26,7 +26,7 @@ from tests.cluster_fixture import KubeCluster, _kubectl_binary, apply_crds, ensu
 from tests.operator_fixture import OperatorRunner  # noqa: E402
 
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "CREATE", "UPDATE", "APPLY"}
-LINE = re.compile(r'^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$')
+LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
 
 
 def writes(cluster: KubeCluster) -> Counter[str]:
@@ -58,13 +58,20 @@ def main() -> None:
     sysns = f"kustos-bench-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", ns)
     cluster.kubectl("create", "namespace", sysns)
-    runner = OperatorRunner(cluster.kubeconfig, Path(tempfile.mkdtemp()), sysns,
-                            KUSTOS_RESYNC_SECONDS="30")
+    runner = OperatorRunner(
+        cluster.kubeconfig, Path(tempfile.mkdtemp()), sysns, KUSTOS_RESYNC_SECONDS="30"
+    )
     runner.start()
     time.sleep(2)
-    docs = [{"apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret",
-             "metadata": {"name": f"s{i:04d}", "namespace": ns},
-             "spec": {"generate": {"passwordLength": 32}}} for i in range(n)]
+    docs = [
+        {
+            "apiVersion": "kustos.io/v1alpha1",
+            "kind": "ManagedSecret",
+            "metadata": {"name": f"s{i:04d}", "namespace": ns},
+            "spec": {"generate": {"passwordLength": 32}},
+        }
+        for i in range(n)
+    ]
     manifest = "\n---\n".join(json.dumps(d) for d in docs)
     before = writes(cluster)
     start = time.monotonic()
@@ -73,8 +80,12 @@ def main() -> None:
     while True:
         out = cluster.kubectl("get", "ms", "-n", ns, "-o", "json").stdout
         items = json.loads(out)["items"]
-        ok = sum(1 for o in items for c in o.get("status", {}).get("conditions", [])
-                 if c["type"] == "Ready" and c["status"] == "True")
+        ok = sum(
+            1
+            for o in items
+            for c in o.get("status", {}).get("conditions", [])
+            if c["type"] == "Ready" and c["status"] == "True"
+        )
         if ok == n:
             break
         time.sleep(0.5)

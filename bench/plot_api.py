@@ -15,8 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-TITLES = {"wrk": "bearer token on both sides (wrk)",
-          "sigv4": "Kustos SigV4 vs apiserver bearer (Python client)"}
+TITLES = {
+    "wrk": "bearer token on both sides (wrk)",
+    "sigv4": "Kustos SigV4 vs apiserver bearer (Python client)",
+}
 
 
 def main() -> None:
@@ -29,13 +31,20 @@ def main() -> None:
         xs = [r["concurrency"] for r in rows]
         for server in servers:
             style = "--" if server == "apiserver" else ("-" if "after" in server else ":")
-            label = "kube-apiserver GET Secret" if server == "apiserver" else \
-                f"Kustos GetSecretValue ({server})"
+            label = (
+                "kube-apiserver GET Secret"
+                if server == "apiserver"
+                else f"Kustos GetSecretValue ({server})"
+            )
             nan = float("nan")  # a run that completed no request has no latency to show
-            axes[0][col].plot(xs, [r[server]["rps"] for r in rows], style, marker="o",
-                              label=label)
-            axes[1][col].plot(xs, [r[server]["p99"] if r[server]["n"] else nan for r in rows],
-                              style, marker="o", label=label)
+            axes[0][col].plot(xs, [r[server]["rps"] for r in rows], style, marker="o", label=label)
+            axes[1][col].plot(
+                xs,
+                [r[server]["p99"] if r[server]["n"] else nan for r in rows],
+                style,
+                marker="o",
+                label=label,
+            )
         for row, ylabel in ((0, "requests/s"), (1, "p99 latency, ms")):
             ax = axes[row][col]
             ax.set_xscale("log", base=2)
@@ -47,8 +56,10 @@ def main() -> None:
         axes[0][col].set_title(TITLES.get(mode, mode))
         axes[0][col].legend(fontsize=8)
     load = data.get("load_average", [0, 0])
-    fig.suptitle(f"GetSecretValue vs GET Secret, 2 shared vCPUs, {data['seconds']:.0f} s per "
-                 f"point (load average {load[0]:.0f}-{load[1]:.0f}: busy machine)")
+    fig.suptitle(
+        f"GetSecretValue vs GET Secret, 2 shared vCPUs, {data['seconds']:.0f} s per "
+        f"point (load average {load[0]:.0f}-{load[1]:.0f}: busy machine)"
+    )
     fig.tight_layout()
     fig.savefig(sys.argv[2], dpi=110)
 

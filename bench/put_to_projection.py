@@ -34,13 +34,18 @@ from tests.kube_helpers import get, new_namespace, wait_for  # noqa: E402
 from tests.operator_fixture import free_port  # noqa: E402
 
 
-def watch_values(kubeconfig: str, ns: str, name: str, seen: dict[str, float],
-                 stop: threading.Event) -> None:
+def watch_values(
+    kubeconfig: str, ns: str, name: str, seen: dict[str, float], stop: threading.Event
+) -> None:
     api = client.CoreV1Api(config.new_client_from_config(kubeconfig))
     while not stop.is_set():
         stream = watch.Watch()
-        for event in stream.stream(api.list_namespaced_secret, ns,
-                                   field_selector=f"metadata.name={name}", timeout_seconds=30):
+        for event in stream.stream(
+            api.list_namespaced_secret,
+            ns,
+            field_selector=f"metadata.name={name}",
+            timeout_seconds=30,
+        ):
             data = (event["object"].data or {}).get("value")
             if data:
                 seen.setdefault(base64.b64decode(data).decode(), time.monotonic())
@@ -67,8 +72,11 @@ def main() -> None:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port)],
-            env=world.runner.env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-            cwd=world.runner.workdir)
+            env=world.runner.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            cwd=world.runner.workdir,
+        )
         target = ApiWorld(cluster, world.runner, port, world.ca_path)
     sm: Any = target.client(ident)
     if separate:
@@ -77,8 +85,9 @@ def main() -> None:
     wait_for(lambda: get(cluster, "secret", "bench-latency", ns), what="first projection")
     seen: dict[str, float] = {}
     stop = threading.Event()
-    watcher = threading.Thread(target=watch_values, daemon=True,
-                               args=(cluster.kubeconfig, ns, "bench-latency", seen, stop))
+    watcher = threading.Thread(
+        target=watch_values, daemon=True, args=(cluster.kubeconfig, ns, "bench-latency", seen, stop)
+    )
     watcher.start()
     time.sleep(1)
     latencies, answered = [], []
@@ -114,8 +123,10 @@ def _figures(samples: list[float]) -> str:
     def rank(q: float) -> float:
         return ranked[math.ceil(q * len(ranked)) - 1] * 1000
 
-    return (f"p50 {statistics.median(ranked) * 1000:.0f} ms, p90 {rank(0.9):.0f} ms, "
-            f"p99 {rank(0.99):.0f} ms, max {ranked[-1] * 1000:.0f} ms")
+    return (
+        f"p50 {statistics.median(ranked) * 1000:.0f} ms, p90 {rank(0.9):.0f} ms, "
+        f"p99 {rank(0.99):.0f} ms, max {ranked[-1] * 1000:.0f} ms"
+    )
 
 
 def _answers(sm: Any) -> bool:

@@ -63,7 +63,7 @@ class Sampler(threading.Thread):
 
 def apply_all(cluster: KubeCluster, docs: list[dict[str, Any]]) -> None:
     for i in range(0, len(docs), 100):
-        chunk = "\n---\n".join(json.dumps(d) for d in docs[i:i + 100])
+        chunk = "\n---\n".join(json.dumps(d) for d in docs[i : i + 100])
         cluster.kubectl("apply", "-f", "-", input=chunk, timeout=300)
 
 
@@ -80,17 +80,27 @@ def wait_all(cluster: KubeCluster, ns: str, n: int, done: Any, timeout: float = 
 def rotated(obj: dict[str, Any]) -> bool:
     status = obj.get("status", {})
     rotation = status.get("rotation") or {}
-    return (rotation.get("state") == "Succeeded" and rotation.get("trigger") == "rotate-now"
-            and status.get("currentVersionId") == rotation.get("token"))
+    return (
+        rotation.get("state") == "Succeeded"
+        and rotation.get("trigger") == "rotate-now"
+        and status.get("currentVersionId") == rotation.get("token")
+    )
 
 
 def ready(obj: dict[str, Any]) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in obj.get("status", {}).get("conditions", []))
+    return any(
+        c["type"] == "Ready" and c["status"] == "True"
+        for c in obj.get("status", {}).get("conditions", [])
+    )
 
 
-def run_case(cluster: KubeCluster, runner: OperatorRunner, ns: str, docs: list[dict[str, Any]],
-             extra: Sampler | None) -> dict[str, Any]:
+def run_case(
+    cluster: KubeCluster,
+    runner: OperatorRunner,
+    ns: str,
+    docs: list[dict[str, Any]],
+    extra: Sampler | None,
+) -> dict[str, Any]:
     n = len(docs)
     apply_all(cluster, docs)
     t_ready = wait_all(cluster, ns, n, ready)
@@ -107,10 +117,14 @@ def run_case(cluster: KubeCluster, runner: OperatorRunner, ns: str, docs: list[d
     rss.stop_flag = True
     if extra:
         extra.stop_flag = True
-    return {"n": n, "all_ready_s": round(t_ready, 1), "all_rotated_s": round(total, 1),
-            "rss_before_mb": round(rss_before, 1),
-            "rss_peak_mb": round(rss.peak or 0, 1),
-            "peak_connections_rotator_total": extra.peak if extra else None}
+    return {
+        "n": n,
+        "all_ready_s": round(t_ready, 1),
+        "all_rotated_s": round(total, 1),
+        "rss_before_mb": round(rss_before, 1),
+        "rss_peak_mb": round(rss.peak or 0, 1),
+        "peak_connections_rotator_total": extra.peak if extra else None,
+    }
 
 
 def main() -> None:
@@ -123,19 +137,30 @@ def main() -> None:
     apply_crds(cluster)
     sysns = f"kustos-bench-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", sysns)
-    runner = OperatorRunner(cluster.kubeconfig, Path(tempfile.mkdtemp()), sysns,
-                            KUSTOS_RESYNC_SECONDS="30", KUSTOS_ROTATION_TICK_SECONDS=args.tick,
-                            KUSTOS_METRICS_PORT="0", KUSTOS_API_PORT="0")
+    runner = OperatorRunner(
+        cluster.kubeconfig,
+        Path(tempfile.mkdtemp()),
+        sysns,
+        KUSTOS_RESYNC_SECONDS="30",
+        KUSTOS_ROTATION_TICK_SECONDS=args.tick,
+        KUSTOS_METRICS_PORT="0",
+        KUSTOS_API_PORT="0",
+    )
     runner.start()
     results: dict[str, Any] = {}
     try:
         if args.n:
             ns = f"bench-gen-{uuid.uuid4().hex[:6]}"
             cluster.kubectl("create", "namespace", ns)
-            docs = [{"apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret",
-                     "metadata": {"name": f"g{i:04d}", "namespace": ns},
-                     "spec": {"generate": {"passwordLength": 32},
-                              "rotation": {"generated": {}}}} for i in range(args.n)]
+            docs = [
+                {
+                    "apiVersion": "kustos.io/v1alpha1",
+                    "kind": "ManagedSecret",
+                    "metadata": {"name": f"g{i:04d}", "namespace": ns},
+                    "spec": {"generate": {"passwordLength": 32}, "rotation": {"generated": {}}},
+                }
+                for i in range(args.n)
+            ]
             results["generated"] = run_case(cluster, runner, ns, docs, None)
             print(json.dumps(results["generated"]), flush=True)
         if args.pg:
@@ -143,34 +168,60 @@ def main() -> None:
             ns = f"bench-pg-{uuid.uuid4().hex[:6]}"
             cluster.kubectl("create", "namespace", ns)
             # the fixture's CA, so the rotations verify the server as they do by default
-            docs: list[dict[str, Any]] = [{
-                "apiVersion": "v1", "kind": "Secret",
-                "metadata": {"name": "pg-ca", "namespace": ns},
-                "stringData": {"ca.crt": pg.ca_path.read_text()}}]
+            docs: list[dict[str, Any]] = [
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "pg-ca", "namespace": ns},
+                    "stringData": {"ca.crt": pg.ca_path.read_text()},
+                }
+            ]
             for i in range(args.pg):
                 user, password, dbname = make_db_user(pg)
-                docs.append({"apiVersion": "v1", "kind": "Secret",
-                             "metadata": {"name": f"p{i:04d}-initial", "namespace": ns,
-                                          "annotations": {
-                                              "kustos.io/allow-import-by": f"p{i:04d}"}},
-                             "stringData": {"username": user, "password": password,
-                                            "host": pg.host, "port": str(pg.port),
-                                            "dbname": dbname}})
+                docs.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Secret",
+                        "metadata": {
+                            "name": f"p{i:04d}-initial",
+                            "namespace": ns,
+                            "annotations": {"kustos.io/allow-import-by": f"p{i:04d}"},
+                        },
+                        "stringData": {
+                            "username": user,
+                            "password": password,
+                            "host": pg.host,
+                            "port": str(pg.port),
+                            "dbname": dbname,
+                        },
+                    }
+                )
             apply_all(cluster, docs)
-            ms = [{"apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret",
-                   "metadata": {"name": f"p{i:04d}", "namespace": ns},
-                   "spec": {"valueFrom": {"secretRef": {"name": f"p{i:04d}-initial"}},
-                            "rotation": {"postgresql": {
+            ms = [
+                {
+                    "apiVersion": "kustos.io/v1alpha1",
+                    "kind": "ManagedSecret",
+                    "metadata": {"name": f"p{i:04d}", "namespace": ns},
+                    "spec": {
+                        "valueFrom": {"secretRef": {"name": f"p{i:04d}-initial"}},
+                        "rotation": {
+                            "postgresql": {
                                 "strategy": "single-user",
-                                "tls": {"caSecretRef": {"name": "pg-ca"}}}}}}
-                  for i in range(args.pg)]
+                                "tls": {"caSecretRef": {"name": "pg-ca"}},
+                            }
+                        },
+                    },
+                }
+                for i in range(args.pg)
+            ]
             admin = pg.connect()
 
             def connections() -> tuple[int, int]:
                 row = admin.execute(
                     "SELECT count(*) FILTER (WHERE application_name = 'kustos-rotator'), "
                     "count(*) FILTER (WHERE backend_type = 'client backend') - 1 "
-                    "FROM pg_stat_activity").fetchone()
+                    "FROM pg_stat_activity"
+                ).fetchone()
                 return int(row[0]), int(row[1])
 
             results["postgresql"] = run_case(cluster, runner, ns, ms, Sampler(connections, 0.02))

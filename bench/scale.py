@@ -50,8 +50,11 @@ from tests.operator_fixture import OperatorRunner  # noqa: E402
 
 WRITE_VERBS = {"POST", "PUT", "PATCH", "DELETE", "DELETECOLLECTION", "APPLY"}
 LINE = re.compile(r"^apiserver_request_total\{(?P<labels>[^}]*)\} (?P<value>[0-9.e+]+)$")
-DEFAULTS = {"KUSTOS_RESYNC_SECONDS": "30", "KUSTOS_DRIFT_CHECK_SECONDS": "300",
-            "KUSTOS_ORPHAN_SWEEP_SECONDS": "300"}
+DEFAULTS = {
+    "KUSTOS_RESYNC_SECONDS": "30",
+    "KUSTOS_DRIFT_CHECK_SECONDS": "300",
+    "KUSTOS_ORPHAN_SWEEP_SECONDS": "300",
+}
 
 
 def requests(cluster: KubeCluster) -> Counter[str]:
@@ -68,7 +71,8 @@ def requests(cluster: KubeCluster) -> Counter[str]:
         if not resource:
             continue
         counts[f"{labels['verb']} {resource}{'/' + sub if sub else ''}"] += int(
-            float(match["value"]))
+            float(match["value"])
+        )
     return counts
 
 
@@ -97,21 +101,34 @@ def create(cluster: KubeCluster, docs: list[dict[str, Any]]) -> float:
     """`kubectl create -f -` of `docs` in chunks of 1000 (one POST each); seconds taken."""
     start = time.monotonic()
     for i in range(0, len(docs), 1000):
-        manifest = "\n---\n".join(json.dumps(d) for d in docs[i:i + 1000])
+        manifest = "\n---\n".join(json.dumps(d) for d in docs[i : i + 1000])
         cluster.kubectl("create", "-f", "-", "-o", "name", input=manifest, timeout=1800)
     return time.monotonic() - start
 
 
 def managed(ns: str, n: int) -> list[dict[str, Any]]:
-    return [{"apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret",
-             "metadata": {"name": f"s{i:05d}", "namespace": ns},
-             "spec": {"generate": {"passwordLength": 32}}} for i in range(n)]
+    return [
+        {
+            "apiVersion": "kustos.io/v1alpha1",
+            "kind": "ManagedSecret",
+            "metadata": {"name": f"s{i:05d}", "namespace": ns},
+            "spec": {"generate": {"passwordLength": 32}},
+        }
+        for i in range(n)
+    ]
 
 
 def secrets(ns: str, n: int) -> list[dict[str, Any]]:
-    return [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"s{i:05d}",
-             "namespace": ns}, "type": "Opaque",
-             "stringData": {"value": uuid.uuid4().hex}} for i in range(n)]
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": f"s{i:05d}", "namespace": ns},
+            "type": "Opaque",
+            "stringData": {"value": uuid.uuid4().hex},
+        }
+        for i in range(n)
+    ]
 
 
 class ReadyWatch:
@@ -131,9 +148,15 @@ class ReadyWatch:
             stream = watch.Watch()
             try:
                 for event in stream.stream(
-                        self.api.list_namespaced_custom_object, "kustos.io", "v1alpha1",
-                        self.ns, "managedsecrets", resource_version=version,
-                        timeout_seconds=60, allow_watch_bookmarks=True):
+                    self.api.list_namespaced_custom_object,
+                    "kustos.io",
+                    "v1alpha1",
+                    self.ns,
+                    "managedsecrets",
+                    resource_version=version,
+                    timeout_seconds=60,
+                    allow_watch_bookmarks=True,
+                ):
                     obj = event["object"]
                     version = obj["metadata"]["resourceVersion"]
                     if event["type"] == "BOOKMARK":
@@ -141,7 +164,8 @@ class ReadyWatch:
                     status = obj.get("status") or {}
                     ok = status.get("currentVersionId") and any(
                         c.get("type") == "Ready" and c.get("status") == "True"
-                        for c in status.get("conditions") or [])
+                        for c in status.get("conditions") or []
+                    )
                     if ok:
                         self.ready.add(obj["metadata"]["name"])
                         if len(self.ready) >= self.n:
@@ -174,10 +198,17 @@ def main() -> None:
     if not args.no_baseline:
         crs = create(cluster, managed(names["base"], n))
         plain = create(cluster, secrets(names["base"], n))
-        out["baseline"] = {"crs_s": round(crs, 1), "secrets_s": round(plain, 1),
-                           "total_s": round(crs + plain, 1), "load": load()}
-        print(f"baseline: {n} CRs in {crs:.1f} s + {n} Secrets in {plain:.1f} s "
-              f"= {crs + plain:.1f} s ({load()})", flush=True)
+        out["baseline"] = {
+            "crs_s": round(crs, 1),
+            "secrets_s": round(plain, 1),
+            "total_s": round(crs + plain, 1),
+            "load": load(),
+        }
+        print(
+            f"baseline: {n} CRs in {crs:.1f} s + {n} Secrets in {plain:.1f} s "
+            f"= {crs + plain:.1f} s ({load()})",
+            flush=True,
+        )
         cluster.kubectl("delete", "namespace", names["base"], "--wait=false")
 
     workdir = Path(tempfile.mkdtemp(prefix="kustos-scale-"))
@@ -190,8 +221,7 @@ def main() -> None:
     start = time.monotonic()
     created = create(cluster, managed(ns, n))
     while not ready.done.wait(5):
-        print(f"  {len(ready.ready)}/{n} Ready after {time.monotonic() - start:.0f} s",
-              flush=True)
+        print(f"  {len(ready.ready)}/{n} Ready after {time.monotonic() - start:.0f} s", flush=True)
     took = ready.at - start
     time.sleep(10)  # the last status patches are counted
     during = writes_only(delta(requests(cluster), before))
@@ -199,17 +229,24 @@ def main() -> None:
     events = during.pop("POST events", 0) + during.pop("PATCH events", 0)
     during = +during
     assert runner.proc is not None
-    out["apply"] = {"create_s": round(created, 1), "all_ready_s": round(took, 1),
-                    "load": load(), "writes": dict(during),
-                    "writes_per_object": round(sum(during.values()) / n, 2),
-                    "events_per_object": round(events / n, 2), "rss_mib": rss(runner.proc.pid)}
+    out["apply"] = {
+        "create_s": round(created, 1),
+        "all_ready_s": round(took, 1),
+        "load": load(),
+        "writes": dict(during),
+        "writes_per_object": round(sum(during.values()) / n, 2),
+        "events_per_object": round(events / n, 2),
+        "rss_mib": rss(runner.proc.pid),
+    }
     if "baseline" in out:
         out["apply"]["ratio"] = round(took / out["baseline"]["total_s"], 2)
-    print(f"apply: created in {created:.1f} s, all {n} Ready after {took:.1f} s "
-          f"(ratio {out['apply'].get('ratio')}); writes/object "
-          f"{out['apply']['writes_per_object']} {dict(during)}; events/object "
-          f"{out['apply']['events_per_object']}; RSS {out['apply']['rss_mib']} ({load()})",
-          flush=True)
+    print(
+        f"apply: created in {created:.1f} s, all {n} Ready after {took:.1f} s "
+        f"(ratio {out['apply'].get('ratio')}); writes/object "
+        f"{out['apply']['writes_per_object']} {dict(during)}; events/object "
+        f"{out['apply']['events_per_object']}; RSS {out['apply']['rss_mib']} ({load()})",
+        flush=True,
+    )
 
     # At rest: the operator idle with n objects, against the same window without it.
     time.sleep(30)
@@ -222,26 +259,40 @@ def main() -> None:
     time.sleep(args.rest_seconds)
     idle = delta(requests(cluster), before)
     per_min = 60 / args.rest_seconds
-    operator = Counter({k: round((busy[k] - idle[k]) * per_min, 1) for k in busy
-                        if busy[k] - idle[k] > 0})
-    out["rest"] = {"window_s": args.rest_seconds, "operator_per_min": dict(operator),
-                   "operator_per_min_total": round(sum(operator.values()), 1),
-                   "controller_manager_per_min": round(sum(idle.values()) * per_min, 1),
-                   "load": load()}
-    print(f"at rest: operator {out['rest']['operator_per_min_total']}/min {dict(operator)}; "
-          f"without it {out['rest']['controller_manager_per_min']}/min; RSS "
-          f"{out['rest_rss_mib']} ({load()})", flush=True)
+    operator = Counter(
+        {k: round((busy[k] - idle[k]) * per_min, 1) for k in busy if busy[k] - idle[k] > 0}
+    )
+    out["rest"] = {
+        "window_s": args.rest_seconds,
+        "operator_per_min": dict(operator),
+        "operator_per_min_total": round(sum(operator.values()), 1),
+        "controller_manager_per_min": round(sum(idle.values()) * per_min, 1),
+        "load": load(),
+    }
+    print(
+        f"at rest: operator {out['rest']['operator_per_min_total']}/min {dict(operator)}; "
+        f"without it {out['rest']['controller_manager_per_min']}/min; RSS "
+        f"{out['rest_rss_mib']} ({load()})",
+        flush=True,
+    )
 
     # Restart with n existing objects.
     before = requests(cluster)
     runner.start(timeout=600)
     time.sleep(args.restart_seconds)
     restart = writes_only(delta(requests(cluster), before))
-    out["restart"] = {"window_s": args.restart_seconds, "writes": dict(restart),
-                      "rss_mib": rss(runner.proc.pid), "load": load()}
+    out["restart"] = {
+        "window_s": args.restart_seconds,
+        "writes": dict(restart),
+        "rss_mib": rss(runner.proc.pid),
+        "load": load(),
+    }
     runner.stop()
-    print(f"restart: writes in {args.restart_seconds:.0f} s: {sum(restart.values())} "
-          f"{dict(restart)}; RSS {out['restart']['rss_mib']} ({load()})", flush=True)
+    print(
+        f"restart: writes in {args.restart_seconds:.0f} s: {sum(restart.values())} "
+        f"{dict(restart)}; RSS {out['restart']['rss_mib']} ({load()})",
+        flush=True,
+    )
     print(json.dumps(out, indent=1))
     if os.environ.get("KUSTOS_SCALE_KEEP") != "1":
         cluster.kubectl("delete", "namespace", ns, "--wait=false")

@@ -34,15 +34,27 @@ def summary(times: list[float]) -> str:
     return f"{statistics.median(ordered):.2f} | {p90:.2f}"
 
 
-def measure(endpoint: str, region: str, ca: Path | None, key: tuple[str, str], secret_id: str,
-            calls: int, workdir: Path) -> list[tuple[str, str]]:
+def measure(
+    endpoint: str,
+    region: str,
+    ca: Path | None,
+    key: tuple[str, str],
+    secret_id: str,
+    calls: int,
+    workdir: Path,
+) -> list[tuple[str, str]]:
     import boto3
     from tests.sdk import toolchains
     from tests.sdk.programs import SdkEndpoint, env_for, run_program
 
-    client = boto3.client("secretsmanager", endpoint_url=endpoint, region_name=region,
-                          aws_access_key_id=key[0], aws_secret_access_key=key[1],
-                          verify=str(ca) if ca else None)
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=key[0],
+        aws_secret_access_key=key[1],
+        verify=str(ca) if ca else None,
+    )
     times = []
     for i in range(10 + calls):
         start = time.perf_counter()
@@ -50,8 +62,9 @@ def measure(endpoint: str, region: str, ca: Path | None, key: tuple[str, str], s
         if i >= 10:
             times.append((time.perf_counter() - start) * 1000)
     rows = [("boto3 (Python)", summary(times))]
-    target = SdkEndpoint(endpoint, ca or Path("/etc/ssl/certs/ca-certificates.crt"), region,
-                         access_key=key)
+    target = SdkEndpoint(
+        endpoint, ca or Path("/etc/ssl/certs/ca-certificates.crt"), region, access_key=key
+    )
     for lang, program in PROGRAMS.items():
         tool = toolchains.missing(lang)
         if tool is not None:
@@ -65,8 +78,12 @@ def measure(endpoint: str, region: str, ca: Path | None, key: tuple[str, str], s
         proc = run_program(cmd, env, workdir / lang, timeout=600)
         if proc.returncode != 0:
             raise SystemExit(f"{lang}: {proc.stderr}")
-        rows.append((f"{lang} ({toolchains.PINS[lang]})",
-                     summary(json.loads(proc.stdout.strip().splitlines()[-1]))))
+        rows.append(
+            (
+                f"{lang} ({toolchains.PINS[lang]})",
+                summary(json.loads(proc.stdout.strip().splitlines()[-1])),
+            )
+        )
     return rows
 
 
@@ -81,8 +98,9 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="kustos-bench-sdk-"))
     if args.endpoint:
         key = (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
-        rows = measure(args.endpoint, args.region, args.ca_bundle, key, args.secret_id,
-                       args.calls, workdir)
+        rows = measure(
+            args.endpoint, args.region, args.ca_bundle, key, args.secret_id, args.calls, workdir
+        )
     else:
         from tests.api_fixture import start_api_world
         from tests.cluster_fixture import KubeCluster, _kubectl_binary, ensure_cluster
@@ -93,11 +111,19 @@ def main() -> None:
         world = start_api_world(cluster, workdir)
         try:
             ident = world.identity(new_namespace(cluster, "bench"))
-            world.client(ident).create_secret(Name=args.secret_id, SecretString=json.dumps(
-                {"username": "app", "password": "x" * 32}))
-            rows = measure(world.endpoint, "test", world.ca_path,
-                           (ident.access_key_id, ident.secret_access_key), args.secret_id,
-                           args.calls, workdir)
+            world.client(ident).create_secret(
+                Name=args.secret_id,
+                SecretString=json.dumps({"username": "app", "password": "x" * 32}),
+            )
+            rows = measure(
+                world.endpoint,
+                "test",
+                world.ca_path,
+                (ident.access_key_id, ident.secret_access_key),
+                args.secret_id,
+                args.calls,
+                workdir,
+            )
         finally:
             world.runner.stop()
     print(f"GetSecretValue, {args.calls} sequential calls after 10 warm-up calls")

@@ -36,8 +36,17 @@ def _lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def run_wrk(url: str, method: str, headers: dict[str, str], body: bytes, concurrency: int,
-            seconds: float, workdir: Path, *, threads: int = 1) -> dict[str, float]:
+def run_wrk(
+    url: str,
+    method: str,
+    headers: dict[str, str],
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    workdir: Path,
+    *,
+    threads: int = 1,
+) -> dict[str, float]:
     script = workdir / f"wrk-{abs(hash((url, method, body))) % 10**8}.lua"
     lines = [f"wrk.method = {_lua_string(method)}"]
     if body:
@@ -47,14 +56,34 @@ def run_wrk(url: str, method: str, headers: dict[str, str], body: bytes, concurr
     script.write_text("\n".join(lines) + "\n" + _DONE)
     threads = max(1, min(threads, concurrency))
     proc = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, round(seconds))}s",
-         "--timeout", "10s", "-s", str(script), url],
-        capture_output=True, text=True, check=False, timeout=seconds + 60,
+        [
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{max(1, round(seconds))}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=seconds + 60,
     )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("KUSTOS-WRK ")), None)
     if line is None:
         raise RuntimeError(f"wrk failed: {proc.stdout[-500:]} {proc.stderr[-500:]}")
     got = json.loads(line.removeprefix("KUSTOS-WRK "))
     duration = got["duration_us"] / 1e6
-    return {"rps": got["requests"] / duration, "p50": got["p50_us"] / 1000,
-            "p99": got["p99_us"] / 1000, "n": got["requests"], "errors": got["errors"]}
+    return {
+        "rps": got["requests"] / duration,
+        "p50": got["p50_us"] / 1000,
+        "p99": got["p99_us"] / 1000,
+        "n": got["requests"],
+        "errors": got["errors"],
+    }

@@ -110,31 +110,51 @@ def ensure_node_cluster() -> str:
 
 def host_state() -> dict[str, Any]:
     """What a node may change on the machine, normalized for comparison."""
+
     def out(*cmd: str) -> str:
         return subprocess.run(list(cmd), capture_output=True, text=True, check=False).stdout
 
     saved = out("iptables-save") + out("ip6tables-save")
     rules = [line for line in saved.splitlines() if line and not line.startswith(("#", ":"))]
     nat_chains = [line.split()[0] for line in saved.splitlines() if line.startswith(":")]
-    links = sorted(line.split(":")[1].strip().split("@")[0]
-                   for line in out("ip", "-o", "link").splitlines())
+    links = sorted(
+        line.split(":")[1].strip().split("@")[0] for line in out("ip", "-o", "link").splitlines()
+    )
     sysctls = {}
-    for key in ("net/ipv4/ip_forward", "net/ipv4/conf/all/route_localnet",
-                "net/bridge/bridge-nf-call-iptables", "net/netfilter/nf_conntrack_max",
-                "net/netfilter/nf_conntrack_tcp_timeout_established", "vm/overcommit_memory",
-                "kernel/panic", "kernel/panic_on_oops"):
+    for key in (
+        "net/ipv4/ip_forward",
+        "net/ipv4/conf/all/route_localnet",
+        "net/bridge/bridge-nf-call-iptables",
+        "net/netfilter/nf_conntrack_max",
+        "net/netfilter/nf_conntrack_tcp_timeout_established",
+        "vm/overcommit_memory",
+        "kernel/panic",
+        "kernel/panic_on_oops",
+    ):
         p = Path("/proc/sys") / key
         sysctls[key] = p.read_text().strip() if p.exists() else None
     kubepods = sorted(str(p) for p in Path("/sys/fs/cgroup").glob("*/kubepods"))
-    mounts = sorted(line.split()[4] for line in
-                    Path("/proc/self/mountinfo").read_text().splitlines()
-                    if "kubelet" in line.split()[4] or "containerd" in line.split()[4])
+    mounts = sorted(
+        line.split()[4]
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if "kubelet" in line.split()[4] or "containerd" in line.split()[4]
+    )
     addrs = out("ip", "-o", "addr")
-    netns = sorted(p.name for p in Path("/run/netns").iterdir()) if Path(
-        "/run/netns").is_dir() else None
-    return {"rules": rules, "chains": nat_chains, "links": links, "sysctls": sysctls,
-            "kubepods": kubepods, "mounts": mounts, "netns": netns,
-            "link_local_v4": "169.254." in addrs}
+    netns = (
+        sorted(p.name for p in Path("/run/netns").iterdir())
+        if Path("/run/netns").is_dir()
+        else None
+    )
+    return {
+        "rules": rules,
+        "chains": nat_chains,
+        "links": links,
+        "sysctls": sysctls,
+        "kubepods": kubepods,
+        "mounts": mounts,
+        "netns": netns,
+        "link_local_v4": "169.254." in addrs,
+    }
 
 
 def _teardown(cp: Any, state_dir: Path) -> None:

@@ -13,7 +13,9 @@ T = TypeVar("T")
 
 
 def wait_for(
-    probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.3,
+    probe: Callable[[], T | None],
+    timeout: float = 60.0,
+    interval: float = 0.3,
     what: str = "condition",
 ) -> T:
     deadline = time.monotonic() + timeout
@@ -51,8 +53,12 @@ def new_namespace(cluster: Any, prefix: str = "t") -> str:
 
 
 def managed_secret(name: str, ns: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret",
-            "metadata": {"name": name, "namespace": ns}, "spec": spec}
+    return {
+        "apiVersion": "kustos.io/v1alpha1",
+        "kind": "ManagedSecret",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": spec,
+    }
 
 
 def ready(cluster: Any, name: str, ns: str) -> dict[str, Any] | None:
@@ -60,14 +66,19 @@ def ready(cluster: Any, name: str, ns: str) -> dict[str, Any] | None:
     if obj is None:
         return None
     conds = obj.get("status", {}).get("conditions", [])
-    ok = any(c["type"] == "Ready" and c["status"] == "True"
-             and c.get("observedGeneration") == obj["metadata"]["generation"] for c in conds)
+    ok = any(
+        c["type"] == "Ready"
+        and c["status"] == "True"
+        and c.get("observedGeneration") == obj["metadata"]["generation"]
+        for c in conds
+    )
     return obj if ok else None
 
 
 def condition(obj: dict[str, Any], ctype: str = "Ready") -> dict[str, Any] | None:
-    return next((c for c in obj.get("status", {}).get("conditions", [])
-                 if c["type"] == ctype), None)
+    return next(
+        (c for c in obj.get("status", {}).get("conditions", []) if c["type"] == ctype), None
+    )
 
 
 def secret_data(secret: dict[str, Any]) -> dict[str, str]:
@@ -75,8 +86,9 @@ def secret_data(secret: dict[str, Any]) -> dict[str, str]:
 
 
 def events(cluster: Any, name: str, ns: str) -> list[dict[str, Any]]:
-    proc = cluster.kubectl("get", "events", "-n", ns, "-o", "json",
-                           f"--field-selector=involvedObject.name={name}")
+    proc = cluster.kubectl(
+        "get", "events", "-n", ns, "-o", "json", f"--field-selector=involvedObject.name={name}"
+    )
     return json.loads(proc.stdout)["items"]  # type: ignore[no-any-return]
 
 

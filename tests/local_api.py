@@ -29,11 +29,16 @@ from typing import Any
 
 TOKEN = "bench-token-" + "x" * 40  # a stand-in the fake reviewer accepts
 NAMESPACE = "bench"
-POLICY = {"metadata": {"name": "all", "namespace": NAMESPACE, "uid": "u1",
-                       "resourceVersion": "1"},
-          "spec": {"subjects": [{"kind": "ServiceAccount", "name": "app"}],
-                   "policy": {"Version": "2012-10-17", "Statement": [
-                       {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}]}}}
+POLICY = {
+    "metadata": {"name": "all", "namespace": NAMESPACE, "uid": "u1", "resourceVersion": "1"},
+    "spec": {
+        "subjects": [{"kind": "ServiceAccount", "name": "app"}],
+        "policy": {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}],
+        },
+    },
+}
 
 
 def build_services(store_path: Path, *, audit: bool = True) -> Any:
@@ -66,12 +71,16 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
         def review_token(self, token: str, audiences: list[str]) -> TokenReviewResult:
             if token != TOKEN:
                 return TokenReviewResult(False, error="invalid")
-            return TokenReviewResult(True, f"system:serviceaccount:{NAMESPACE}:app", "uid-1",
-                                     ("system:serviceaccounts",), tuple(audiences))
+            return TokenReviewResult(
+                True,
+                f"system:serviceaccount:{NAMESPACE}:app",
+                "uid-1",
+                ("system:serviceaccounts",),
+                tuple(audiences),
+            )
 
     revocations = RevocationList(RevocationStore(store.engine).all)
-    keys = AccessKeyService(AccessKeyStore(store.engine), lambda: keyring,
-                            revocations=revocations)
+    keys = AccessKeyService(AccessKeyStore(store.engine), lambda: keyring, revocations=revocations)
     policy_file = store_path.with_suffix(".policies.json")
 
     def policies() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -81,19 +90,29 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
             return json.loads(policy_file.read_text()), []
         return [POLICY], []
 
-    access = AccessService(TokenAuthenticator(Reviewer()), keys, PolicyIndex(policies),
-                           region="test", revocations=revocations)
+    access = AccessService(
+        TokenAuthenticator(Reviewer()),
+        keys,
+        PolicyIndex(policies),
+        region="test",
+        revocations=revocations,
+    )
     secrets = SecretService(store, lambda: keyring, "test")
 
     class NoAudit:
         def record(self, event: Any) -> None:
             return None
 
-    sink: Any = AuditService(AuditStore(store.engine), "test", lambda: keyring) if audit \
-        else NoAudit()
+    sink: Any = (
+        AuditService(AuditStore(store.engine), "test", lambda: keyring) if audit else NoAudit()
+    )
     api = SecretsApi(secrets, None, None, access, sink, None)  # type: ignore[arg-type]
-    return ApiBackend(access, api), {"store": store, "keys": keys, "secrets": secrets,
-                                     "audit": sink}
+    return ApiBackend(access, api), {
+        "store": store,
+        "keys": keys,
+        "secrets": secrets,
+        "audit": sink,
+    }
 
 
 def prepare(store_path: Path) -> dict[str, str]:
@@ -102,13 +121,17 @@ def prepare(store_path: Path) -> dict[str, str]:
 
     _, extra = build_services(store_path)
     record = extra["secrets"].create(NAMESPACE, "bench/db", object_name="bench-db")
-    extra["secrets"].add_version(record, SecretValue(json.dumps(
-        {"username": "app", "password": "x" * 32})))
+    extra["secrets"].add_version(
+        record, SecretValue(json.dumps({"username": "app", "password": "x" * 32}))
+    )
     issued = extra["keys"].create(NAMESPACE, "app")
     extra["audit"].close()
     extra["store"].close()
-    return {"arn": record.arn, "akid": issued.record.access_key_id,
-            "secret": issued.secret_access_key.reveal()}
+    return {
+        "arn": record.arn,
+        "akid": issued.record.access_key_id,
+        "secret": issued.secret_access_key.reveal(),
+    }
 
 
 def serve(store_path: Path, port: int, audit: bool) -> None:
@@ -166,8 +189,11 @@ def wait_up(port: int, body: bytes) -> None:
 
 
 def bearer_headers() -> dict[str, str]:
-    return {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "secretsmanager.GetSecretValue"}
+    return {
+        "Authorization": f"Bearer {TOKEN}",
+        "Content-Type": "application/x-amz-json-1.1",
+        "X-Amz-Target": "secretsmanager.GetSecretValue",
+    }
 
 
 if __name__ == "__main__":

@@ -57,8 +57,7 @@ class OperatorRunner:
             KUSTOS_API_DRAIN_SECONDS="0",  # no Service in front: nothing to wait for
             PYTHONUNBUFFERED="1",
             # the repository first, for entries in tests/ (the worktree's own package next)
-            PYTHONPATH=os.pathsep.join(
-                p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
         )
         env.update(self.extra_env)
         return env
@@ -69,9 +68,18 @@ class OperatorRunner:
         port = free_port()
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, *self.entry, "run", "--verbose",
-                 "--liveness", f"http://127.0.0.1:{port}/healthz"],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                [
+                    sys.executable,
+                    *self.entry,
+                    "run",
+                    "--verbose",
+                    "--liveness",
+                    f"http://127.0.0.1:{port}/healthz",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
             )
         self._wait_healthy(port, timeout)
 
@@ -109,9 +117,7 @@ class OperatorRunner:
 
 
 @pytest.fixture
-def operator_factory(
-    kube_cluster: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Any]:
+def operator_factory(kube_cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     runners: list[OperatorRunner] = []
 
     def make(**env: str) -> OperatorRunner:

@@ -75,27 +75,54 @@ def reads_42(server: Any, user: str, password: str, dbname: str) -> bool:
 
 
 def create_db_managed_secret(
-    cluster: Any, ns: str, name: str, server: Any, strategy: str, *,
-    rotation: dict[str, Any] | None = None, master: tuple[str, str] | None = None,
-    host: str | None = None, tls: Any = "ca-secret",
-) -> tuple[str, str, str]:  # fmt: skip
+    cluster: Any,
+    ns: str,
+    name: str,
+    server: Any,
+    strategy: str,
+    *,
+    rotation: dict[str, Any] | None = None,
+    master: tuple[str, str] | None = None,
+    host: str | None = None,
+    tls: Any = "ca-secret",
+) -> tuple[str, str, str]:
     """A ManagedSecret whose first value is a fresh database user's credentials (valueFrom),
     rotated by the postgresql or mysql rotator. Returns (user, password, database).
 
     `tls`: by default the server is verified against its CA, put in a Secret `<name>-ca`
     (tls.caSecretRef); otherwise the spec's `tls` as given (None: no `tls` at all)."""
     user, password, dbname = make_db_user(server)
-    initial = {"username": user, "password": password, "host": server.host,
-               "port": str(server.port), "dbname": dbname}
-    cluster.kubectl("create", "secret", "generic", f"{name}-initial", "-n", ns,
-                    *[f"--from-literal={k}={v}" for k, v in initial.items()])
-    cluster.kubectl("annotate", "secret", f"{name}-initial", "-n", ns,
-                    f"kustos.io/allow-import-by={name}")
+    initial = {
+        "username": user,
+        "password": password,
+        "host": server.host,
+        "port": str(server.port),
+        "dbname": dbname,
+    }
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        f"{name}-initial",
+        "-n",
+        ns,
+        *[f"--from-literal={k}={v}" for k, v in initial.items()],
+    )
+    cluster.kubectl(
+        "annotate", "secret", f"{name}-initial", "-n", ns, f"kustos.io/allow-import-by={name}"
+    )
     kind = "postgresql" if server.kind == "postgresql" else "mysql"
     config: dict[str, Any] = {"strategy": strategy, "connectTimeoutSeconds": 2}
     if tls == "ca-secret":
-        cluster.kubectl("create", "secret", "generic", f"{name}-ca", "-n", ns,
-                        f"--from-file=ca.crt={server.ca_path}")
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            f"{name}-ca",
+            "-n",
+            ns,
+            f"--from-file=ca.crt={server.ca_path}",
+        )
         config["tls"] = {"mode": "verify-full", "caSecretRef": {"name": f"{name}-ca"}}
     elif tls is not None:
         config["tls"] = tls
@@ -103,9 +130,16 @@ def create_db_managed_secret(
         config.update(host=host, port=server.port)
     if strategy == "alternating-users":
         admin = master or (server.admin_user, server.admin_password)
-        cluster.kubectl("create", "secret", "generic", f"{name}-master", "-n", ns,
-                        f"--from-literal=username={admin[0]}",
-                        f"--from-literal=password={admin[1]}")
+        cluster.kubectl(
+            "create",
+            "secret",
+            "generic",
+            f"{name}-master",
+            "-n",
+            ns,
+            f"--from-literal=username={admin[0]}",
+            f"--from-literal=password={admin[1]}",
+        )
         config["masterSecretRef"] = {"name": f"{name}-master"}
     spec = {
         "valueFrom": {"secretRef": {"name": f"{name}-initial"}},

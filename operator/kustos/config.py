@@ -147,9 +147,11 @@ class Settings:
             cluster_name=env.get("KUSTOS_CLUSTER_NAME", cls.cluster_name),
             resync_seconds=float(env.get("KUSTOS_RESYNC_SECONDS", cls.resync_seconds)),
             drift_check_seconds=float(
-                env.get("KUSTOS_DRIFT_CHECK_SECONDS", cls.drift_check_seconds)),
+                env.get("KUSTOS_DRIFT_CHECK_SECONDS", cls.drift_check_seconds)
+            ),
             orphan_sweep_seconds=float(
-                env.get("KUSTOS_ORPHAN_SWEEP_SECONDS", cls.orphan_sweep_seconds)),
+                env.get("KUSTOS_ORPHAN_SWEEP_SECONDS", cls.orphan_sweep_seconds)
+            ),
             feed_poll_seconds=float(env.get("KUSTOS_FEED_POLL_SECONDS", cls.feed_poll_seconds)),
             workers=int(env.get("KUSTOS_WORKERS", cls.workers)),
             metrics_port=int(env.get("KUSTOS_METRICS_PORT", cls.metrics_port)),
@@ -158,43 +160,56 @@ class Settings:
             ),
             kubeconfig=env.get("KUBECONFIG") or None,
             rotation_tick_seconds=float(
-                env.get("KUSTOS_ROTATION_TICK_SECONDS", cls.rotation_tick_seconds)),
+                env.get("KUSTOS_ROTATION_TICK_SECONDS", cls.rotation_tick_seconds)
+            ),
             rotation_max_concurrent=int(
-                env.get("KUSTOS_ROTATION_MAX_CONCURRENT", cls.rotation_max_concurrent)),
+                env.get("KUSTOS_ROTATION_MAX_CONCURRENT", cls.rotation_max_concurrent)
+            ),
             rotation_max_per_host=int(
-                env.get("KUSTOS_ROTATION_MAX_PER_HOST", cls.rotation_max_per_host)),
+                env.get("KUSTOS_ROTATION_MAX_PER_HOST", cls.rotation_max_per_host)
+            ),
             rotation_backoff_seconds=float(
-                env.get("KUSTOS_ROTATION_BACKOFF_SECONDS", cls.rotation_backoff_seconds)),
+                env.get("KUSTOS_ROTATION_BACKOFF_SECONDS", cls.rotation_backoff_seconds)
+            ),
             rotation_backoff_max_seconds=float(
-                env.get("KUSTOS_ROTATION_BACKOFF_MAX_SECONDS", cls.rotation_backoff_max_seconds)),
+                env.get("KUSTOS_ROTATION_BACKOFF_MAX_SECONDS", cls.rotation_backoff_max_seconds)
+            ),
             rotation_hold_seconds=float(
-                env.get("KUSTOS_ROTATION_HOLD_SECONDS", cls.rotation_hold_seconds)),
+                env.get("KUSTOS_ROTATION_HOLD_SECONDS", cls.rotation_hold_seconds)
+            ),
             template_timeout_seconds=float(
-                env.get("KUSTOS_TEMPLATE_TIMEOUT_SECONDS", cls.template_timeout_seconds)),
-            template_memory_mib=int(
-                env.get("KUSTOS_TEMPLATE_MEMORY_MIB", cls.template_memory_mib)),
+                env.get("KUSTOS_TEMPLATE_TIMEOUT_SECONDS", cls.template_timeout_seconds)
+            ),
+            template_memory_mib=int(env.get("KUSTOS_TEMPLATE_MEMORY_MIB", cls.template_memory_mib)),
             rollout_debounce_seconds=float(
-                env.get("KUSTOS_ROLLOUT_DEBOUNCE_SECONDS", cls.rollout_debounce_seconds)),
+                env.get("KUSTOS_ROLLOUT_DEBOUNCE_SECONDS", cls.rollout_debounce_seconds)
+            ),
             rollout_max_per_minute=int(
-                env.get("KUSTOS_ROLLOUT_MAX_PER_MINUTE", cls.rollout_max_per_minute)),
+                env.get("KUSTOS_ROLLOUT_MAX_PER_MINUTE", cls.rollout_max_per_minute)
+            ),
             audit_verify_seconds=float(
-                env.get("KUSTOS_AUDIT_VERIFY_SECONDS", cls.audit_verify_seconds)),
+                env.get("KUSTOS_AUDIT_VERIFY_SECONDS", cls.audit_verify_seconds)
+            ),
             leader_election=env.get("KUSTOS_LEADER_ELECTION", "1") != "0",
             lease_name=env.get("KUSTOS_LEASE_NAME", cls.lease_name),
             lease_seconds=float(env.get("KUSTOS_LEASE_SECONDS", cls.lease_seconds)),
-            lease_renew_deadline_seconds=float(env.get(
-                "KUSTOS_LEASE_RENEW_DEADLINE_SECONDS", cls.lease_renew_deadline_seconds)),
+            lease_renew_deadline_seconds=float(
+                env.get("KUSTOS_LEASE_RENEW_DEADLINE_SECONDS", cls.lease_renew_deadline_seconds)
+            ),
             lease_retry_seconds=float(
-                env.get("KUSTOS_LEASE_RETRY_SECONDS", cls.lease_retry_seconds)),
+                env.get("KUSTOS_LEASE_RETRY_SECONDS", cls.lease_retry_seconds)
+            ),
             api_port=int(env.get("KUSTOS_API_PORT", cls.api_port)),
             api_host=env.get("KUSTOS_API_HOST", cls.api_host),
             api_insecure=env.get("KUSTOS_API_INSECURE", "") == "1",
             api_tls_secret=env.get("KUSTOS_API_TLS_SECRET", cls.api_tls_secret),
             api_processes=max(1, int(env.get("KUSTOS_API_PROCESSES", cls.api_processes))),
-            api_hosts=tuple(h.strip() for h in env.get("KUSTOS_API_HOSTS", "").split(",")
-                            if h.strip()),
+            api_hosts=tuple(
+                h.strip() for h in env.get("KUSTOS_API_HOSTS", "").split(",") if h.strip()
+            ),
             api_tls_check_seconds=float(
-                env.get("KUSTOS_API_TLS_CHECK_SECONDS", cls.api_tls_check_seconds)),
+                env.get("KUSTOS_API_TLS_CHECK_SECONDS", cls.api_tls_check_seconds)
+            ),
             api_drain_seconds=float(env.get("KUSTOS_API_DRAIN_SECONDS", cls.api_drain_seconds)),
             injector_image=env.get("KUSTOS_INJECTOR_IMAGE") or None,
             injector_webhook=env.get("KUSTOS_INJECTOR_WEBHOOK", cls.injector_webhook),

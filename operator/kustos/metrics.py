@@ -63,34 +63,70 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 _FAST = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SLOW = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
-API_REQUESTS = Counter("kustos_api_requests", "Secrets Manager API requests.",
-                       ["operation", "outcome"], registry=REGISTRY)
-API_SECONDS = Histogram("kustos_api_request_seconds", "API request latency.", ["operation"],
-                        buckets=_FAST, registry=REGISTRY)
-ROTATIONS = Counter("kustos_rotations", "Rotations finished, by rotator and result.",
-                    ["rotator", "result"], registry=REGISTRY)
-ROTATION_SECONDS = Histogram("kustos_rotation_seconds", "Rotation duration, all four steps.",
-                             ["rotator"], buckets=_SLOW, registry=REGISTRY)
-AUDIT_CHAIN_LENGTH = Gauge("kustos_audit_chain_length",
-                           "Sequence number of the newest audit record.", registry=REGISTRY)
-AUDIT_WRITE_SECONDS = Histogram("kustos_audit_write_seconds",
-                                "Time from record() to its durable commit.", buckets=_FAST,
-                                registry=REGISTRY)
-AUDIT_FAILURES = Counter("kustos_audit_write_failures",
-                         "Audit records that could not be made durable (requests refused).",
-                         registry=REGISTRY)
-AUDIT_VERIFY_OK = Gauge("kustos_audit_verify_ok",
-                        "1 when the last audit verification in this process passed, 0 when "
-                        "it found a break.", registry=REGISTRY)
-AUDIT_VERIFY_FAILURES = Counter("kustos_audit_verify_failures",
-                                "Audit verifications that found the log broken or tampered.",
-                                registry=REGISTRY)
-LEADER = Gauge("kustos_operator_leader",
-               "1 while this operator replica holds the leader Lease.", registry=REGISTRY)
-STORE_ERRORS = Counter("kustos_store_errors", "Store operations that failed.", ["operation"],
-                       registry=REGISTRY)
-NOTIFICATIONS = Counter("kustos_notifications", "Webhook notifications, by result "
-                        "(delivered, retried, failed, dropped).", ["result"], registry=REGISTRY)
+API_REQUESTS = Counter(
+    "kustos_api_requests",
+    "Secrets Manager API requests.",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+API_SECONDS = Histogram(
+    "kustos_api_request_seconds",
+    "API request latency.",
+    ["operation"],
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+ROTATIONS = Counter(
+    "kustos_rotations",
+    "Rotations finished, by rotator and result.",
+    ["rotator", "result"],
+    registry=REGISTRY,
+)
+ROTATION_SECONDS = Histogram(
+    "kustos_rotation_seconds",
+    "Rotation duration, all four steps.",
+    ["rotator"],
+    buckets=_SLOW,
+    registry=REGISTRY,
+)
+AUDIT_CHAIN_LENGTH = Gauge(
+    "kustos_audit_chain_length", "Sequence number of the newest audit record.", registry=REGISTRY
+)
+AUDIT_WRITE_SECONDS = Histogram(
+    "kustos_audit_write_seconds",
+    "Time from record() to its durable commit.",
+    buckets=_FAST,
+    registry=REGISTRY,
+)
+AUDIT_FAILURES = Counter(
+    "kustos_audit_write_failures",
+    "Audit records that could not be made durable (requests refused).",
+    registry=REGISTRY,
+)
+AUDIT_VERIFY_OK = Gauge(
+    "kustos_audit_verify_ok",
+    "1 when the last audit verification in this process passed, 0 when it found a break.",
+    registry=REGISTRY,
+)
+AUDIT_VERIFY_FAILURES = Counter(
+    "kustos_audit_verify_failures",
+    "Audit verifications that found the log broken or tampered.",
+    registry=REGISTRY,
+)
+LEADER = Gauge(
+    "kustos_operator_leader",
+    "1 while this operator replica holds the leader Lease.",
+    registry=REGISTRY,
+)
+STORE_ERRORS = Counter(
+    "kustos_store_errors", "Store operations that failed.", ["operation"], registry=REGISTRY
+)
+NOTIFICATIONS = Counter(
+    "kustos_notifications",
+    "Webhook notifications, by result (delivered, retried, failed, dropped).",
+    ["result"],
+    registry=REGISTRY,
+)
 
 
 def observe_api(operation: str, outcome: str, seconds: float) -> None:
@@ -109,7 +145,9 @@ class StoreCollector(Collector):
     """Per-namespace secret gauges read from the store at scrape time (cached briefly)."""
 
     def __init__(
-        self, list_secrets: Callable[[], list[SecretRecord]], cache_seconds: float = 15.0,
+        self,
+        list_secrets: Callable[[], list[SecretRecord]],
+        cache_seconds: float = 15.0,
         per_secret: bool = False,
     ) -> None:
         self._list = list_secrets
@@ -140,18 +178,24 @@ class StoreCollector(Collector):
         count = GaugeMetricFamily("kustos_secrets", "Secrets in the store.", labels=["namespace"])
         since = GaugeMetricFamily(
             "kustos_secret_seconds_since_last_rotation_max",
-            "Largest time since the last rotation (or creation) among rotation-enabled "
-            "secrets.", labels=["namespace"])
+            "Largest time since the last rotation (or creation) among rotation-enabled secrets.",
+            labels=["namespace"],
+        )
         until = GaugeMetricFamily(
             "kustos_secret_seconds_until_next_rotation_min",
             "Smallest time until a scheduled rotation (negative: overdue).",
-            labels=["namespace"])
+            labels=["namespace"],
+        )
         per_since = GaugeMetricFamily(
-            "kustos_secret_seconds_since_last_rotation", "Per secret (opt-in).",
-            labels=["namespace", "secret"])
+            "kustos_secret_seconds_since_last_rotation",
+            "Per secret (opt-in).",
+            labels=["namespace", "secret"],
+        )
         per_until = GaugeMetricFamily(
-            "kustos_secret_seconds_until_next_rotation", "Per secret (opt-in).",
-            labels=["namespace", "secret"])
+            "kustos_secret_seconds_until_next_rotation",
+            "Per secret (opt-in).",
+            labels=["namespace", "secret"],
+        )
         counts: dict[str, int] = {}
         oldest: dict[str, float] = {}
         soonest: dict[str, float] = {}

@@ -29,32 +29,57 @@ def kube_cluster(node_cluster: Any) -> Any:
 @pytest.fixture(scope="module")
 def installed(node_cluster: Any, kustos_image: str) -> Iterator[Any]:
     assert kustos_image == "kustos:0.1.0"  # the name the manifests use, unchanged
-    node_cluster.kubectl("apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY),
-                         timeout=120)
+    node_cluster.kubectl(
+        "apply", "--server-side", "--force-conflicts", "-k", str(OVERLAY), timeout=120
+    )
     try:
-        node_cluster.kubectl("-n", SYSTEM, "rollout", "status", "deploy/kustos-operator",
-                             "--timeout=300s", timeout=330)
+        node_cluster.kubectl(
+            "-n",
+            SYSTEM,
+            "rollout",
+            "status",
+            "deploy/kustos-operator",
+            "--timeout=300s",
+            timeout=330,
+        )
     except AssertionError as e:
         pods = node_cluster.kubectl("-n", SYSTEM, "describe", "pods", check=False).stdout
-        logs = node_cluster.kubectl("-n", SYSTEM, "logs", "deploy/kustos-operator",
-                                    "--tail=40", check=False)
-        raise AssertionError(f"operator not Ready:\n{pods[-3000:]}\n{logs.stdout}{logs.stderr}") from e
+        logs = node_cluster.kubectl(
+            "-n", SYSTEM, "logs", "deploy/kustos-operator", "--tail=40", check=False
+        )
+        raise AssertionError(
+            f"operator not Ready:\n{pods[-3000:]}\n{logs.stdout}{logs.stderr}"
+        ) from e
     yield node_cluster
     # Uninstall the operator (not the CRDs: other tests' objects use them), so later tests'
     # host operators are the only ones reconciling.
-    node_cluster.kubectl("delete", "deploy", "kustos-operator", "-n", SYSTEM,
-                         "--ignore-not-found", "--wait=true", timeout=120)
+    node_cluster.kubectl(
+        "delete",
+        "deploy",
+        "kustos-operator",
+        "-n",
+        SYSTEM,
+        "--ignore-not-found",
+        "--wait=true",
+        timeout=120,
+    )
     # Cluster-scoped objects of the overlay go too: the chart (tests/e2e/test_helm.py) owns
     # objects of the same names and refuses to adopt ones it did not create.
-    node_cluster.kubectl("delete", "clusterrole,clusterrolebinding,mutatingwebhookconfiguration",
-                         "-l", "app.kubernetes.io/part-of=kustos,app.kubernetes.io/managed-by!=Helm",
-                         "--ignore-not-found",
-                         timeout=120)
+    node_cluster.kubectl(
+        "delete",
+        "clusterrole,clusterrolebinding,mutatingwebhookconfiguration",
+        "-l",
+        "app.kubernetes.io/part-of=kustos,app.kubernetes.io/managed-by!=Helm",
+        "--ignore-not-found",
+        timeout=120,
+    )
 
 
 @pytest.fixture(scope="session")
-def example_image(node_cluster: Any, tmp_path_factory: pytest.TempPathFactory,
-                  ) -> Callable[..., str]:  # fmt: skip
+def example_image(
+    node_cluster: Any,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., str]:
     """``example_image(dir, name, base_extra="")``: the image of ``examples/<dir>/Dockerfile``
     under ``name`` (e.g. ``orders-reader:0.1.0``), built once (cached) and loaded on the node;
     ``base_extra``: Debian packages its base needs (``nodejs``)."""
@@ -67,8 +92,12 @@ def example_image(node_cluster: Any, tmp_path_factory: pytest.TempPathFactory,
         if name not in built:
             work = tmp_path_factory.mktemp("example-image")
             archive, _tag = images.build_example(
-                REPO / "examples" / directory, f"docker.io/library/{name}",
-                work / "image.tar", work, base_extra)
+                REPO / "examples" / directory,
+                f"docker.io/library/{name}",
+                work / "image.tar",
+                work,
+                base_extra,
+            )
             node_cluster.load_image(archive)
             built[name] = name
         return built[name]

@@ -25,8 +25,12 @@ def test_every_example_is_covered() -> None:
     # 03 runs an app pod against Kustos installed in the cluster: tests/e2e/test_install.py;
     # 05 and 06 (boto3, JavaScript v3, no static key) too: tests/e2e/test_pod_credentials.py.
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == [
-        "01-generated-password", "02-from-existing-secret", "03-app-reads-secret",
-        "04-database-url", "05-boto3-no-static-key", "06-javascript-no-static-key",
+        "01-generated-password",
+        "02-from-existing-secret",
+        "03-app-reads-secret",
+        "04-database-url",
+        "05-boto3-no-static-key",
+        "06-javascript-no-static-key",
     ]
 
 
@@ -49,16 +53,18 @@ def test_02_from_existing_secret(cluster: Any, operator_factory: Any) -> None:
     operator_factory().start()
     ns = new_namespace(cluster)
     manifest = EXAMPLES / "02-from-existing-secret" / "managedsecret.yaml"
-    steps = [line.removeprefix("#").strip() for line in manifest.read_text().splitlines()
-             if line.startswith("#   kubectl ")]
+    steps = [
+        line.removeprefix("#").strip()
+        for line in manifest.read_text().splitlines()
+        if line.startswith("#   kubectl ")
+    ]
     assert [s.split()[1] for s in steps] == ["create", "annotate", "apply"]
     for step in steps:
         args = step.replace("apiKey=...", "apiKey=abc123").split()[1:]
         cluster.kubectl(*args, "-n", ns)
     name = yaml.safe_load(manifest.read_text())["metadata"]["name"]
     wait_for(lambda: ready(cluster, name, ns))
-    assert secret_data(get(cluster, "secret", "payments-api-key", ns) or {}) == {
-        "apiKey": "abc123"}
+    assert secret_data(get(cluster, "secret", "payments-api-key", ns) or {}) == {"apiKey": "abc123"}
 
 
 def test_04_database_url(cluster: Any, operator_factory: Any) -> None:
@@ -73,11 +79,23 @@ def test_04_database_url(cluster: Any, operator_factory: Any) -> None:
     assert len(password) == 32
     url = urllib.parse.urlsplit(data["DATABASE_URL"])
     assert (url.username, url.hostname, url.port, url.path) == (
-        "shop_app", "postgres.shop.svc.cluster.local", 5432, "/shop")
+        "shop_app",
+        "postgres.shop.svc.cluster.local",
+        5432,
+        "/shop",
+    )
     assert urllib.parse.unquote(url.password or "") == password
     jdbc = urllib.parse.urlsplit(data["JDBC_URL"].removeprefix("jdbc:"))
     assert urllib.parse.parse_qs(jdbc.query) == {"user": ["shop_app"], "password": [password]}
     ini = dict(line.split(" = ", 1) for line in data["database.ini"].splitlines()[1:])
     assert json.loads(ini["password"]) == password and ini["dbname"] == "shop"
-    assert sorted(data) == ["DATABASE_URL", "JDBC_URL", "database.ini", "dbname", "host",
-                            "password", "port", "username"]
+    assert sorted(data) == [
+        "DATABASE_URL",
+        "JDBC_URL",
+        "database.ini",
+        "dbname",
+        "host",
+        "password",
+        "port",
+        "username",
+    ]

@@ -19,8 +19,14 @@ def test_overlay_applies_server_side_dry_run(kube_cluster: Any, overlay: str) ->
     kinds = {d["kind"] for d in docs}
     assert {"Deployment", "ClusterRole", "ServiceAccount", "CustomResourceDefinition"} <= kinds
     # The namespace must exist for a namespaced dry run; the CRD goes first.
-    kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kustos-system"}}))
+    kube_cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=yaml.safe_dump(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "kustos-system"}}
+        ),
+    )
     proc = kube_cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=built, check=False)
     assert proc.returncode == 0, proc.stderr
 
@@ -43,12 +49,22 @@ def test_make_run_bootstrap_applies_crds_and_creates_the_namespace(kube_cluster:
 
     namespace = f"kustos-run-{uuid.uuid4().hex[:6]}"
     script = MANIFESTS.parent / "tools" / "apply_crds.py"
-    proc = subprocess.run([sys.executable, str(script), kube_cluster.kubeconfig, namespace],
-                          capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(script), kube_cluster.kubeconfig, namespace],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"created namespace {namespace}" in proc.stdout
     kube_cluster.kubectl("get", "namespace", namespace)
     kube_cluster.kubectl("get", "crd", "managedsecrets.kustos.io")
-    again = subprocess.run([sys.executable, str(script), kube_cluster.kubeconfig, namespace],
-                           capture_output=True, text=True, timeout=120, check=False)
+    again = subprocess.run(
+        [sys.executable, str(script), kube_cluster.kubeconfig, namespace],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert again.returncode == 0 and "created namespace" not in again.stdout

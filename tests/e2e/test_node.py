@@ -26,15 +26,20 @@ def _pod(name: str, ns: str, image: str, script: str, **spec: Any) -> dict[str, 
         "metadata": {"name": name, "namespace": ns},
         "spec": {
             "restartPolicy": "Never",
-            "containers": [{
-                "name": "main",
-                "image": image,
-                "imagePullPolicy": "Never",
-                "command": ["python3", "-c", script],
-                "securityContext": {"runAsNonRoot": True, "runAsUser": 65532,
-                                    "allowPrivilegeEscalation": False},
-                **spec.pop("container", {}),
-            }],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "command": ["python3", "-c", script],
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 65532,
+                        "allowPrivilegeEscalation": False,
+                    },
+                    **spec.pop("container", {}),
+                }
+            ],
             **spec,
         },
     }
@@ -70,12 +75,17 @@ def test_the_node_is_ready_without_taints(node_cluster: Any) -> None:
 def test_a_pod_reads_a_mounted_secret(node_cluster: Any) -> None:
     ns = new_namespace(node_cluster)
     canary = f"canary-{uuid.uuid4().hex}"
-    node_cluster.kubectl("create", "secret", "generic", "s", "-n", ns,
-                         f"--from-literal=value={canary}")
-    pod = _pod("reader", ns, node_cluster.base_image,
-               "print(open('/s/value').read())",
-               container={"volumeMounts": [{"name": "s", "mountPath": "/s"}]},
-               volumes=[{"name": "s", "secret": {"secretName": "s"}}])
+    node_cluster.kubectl(
+        "create", "secret", "generic", "s", "-n", ns, f"--from-literal=value={canary}"
+    )
+    pod = _pod(
+        "reader",
+        ns,
+        node_cluster.base_image,
+        "print(open('/s/value').read())",
+        container={"volumeMounts": [{"name": "s", "mountPath": "/s"}]},
+        volumes=[{"name": "s", "secret": {"secretName": "s"}}],
+    )
     phase, logs = _run_pod(node_cluster, pod)
     assert phase == "Succeeded", logs
     assert logs.strip() == canary
@@ -115,33 +125,50 @@ print(json.dumps({'host': host, 'version': get('/version'),
 
 def test_a_deployment_rolls_out_and_a_service_balances_it(node_cluster: Any) -> None:
     ns = new_namespace(node_cluster)
-    server = ("import http.server, socket\n"
-              "class H(http.server.BaseHTTPRequestHandler):\n"
-              "    def do_GET(self):\n"
-              "        self.send_response(200); self.end_headers()\n"
-              "        self.wfile.write(socket.gethostname().encode())\n"
-              "http.server.HTTPServer(('', 8080), H).serve_forever()\n")
+    server = (
+        "import http.server, socket\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers()\n"
+        "        self.wfile.write(socket.gethostname().encode())\n"
+        "http.server.HTTPServer(('', 8080), H).serve_forever()\n"
+    )
     labels = {"app": "web"}
-    apply(node_cluster, {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": ns},
-        "spec": {"replicas": 2, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels},
-                              "spec": _pod("x", ns, node_cluster.base_image, server)["spec"]
-                              | {"restartPolicy": "Always"}}},
-    })
-    apply(node_cluster, {
-        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": ns},
-        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
-    })
-    node_cluster.kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=120s",
-                         timeout=150)
-    client = ("import os, urllib.request\n"
-              "seen = set()\n"
-              "for _ in range(40):\n"
-              "    url = 'http://' + os.environ['WEB_SERVICE_HOST'] + '/'\n"
-              "    seen.add(urllib.request.urlopen(url, timeout=5).read().decode())\n"
-              "print(len(seen))\n")
+    apply(
+        node_cluster,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": _pod("x", ns, node_cluster.base_image, server)["spec"]
+                    | {"restartPolicy": "Always"},
+                },
+            },
+        },
+    )
+    apply(
+        node_cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web", "namespace": ns},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    node_cluster.kubectl("rollout", "status", "-n", ns, "deploy/web", "--timeout=120s", timeout=150)
+    client = (
+        "import os, urllib.request\n"
+        "seen = set()\n"
+        "for _ in range(40):\n"
+        "    url = 'http://' + os.environ['WEB_SERVICE_HOST'] + '/'\n"
+        "    seen.add(urllib.request.urlopen(url, timeout=5).read().decode())\n"
+        "print(len(seen))\n"
+    )
     phase, logs = _run_pod(node_cluster, _pod("client", ns, node_cluster.base_image, client))
     assert phase == "Succeeded", logs
     assert logs.strip() == "2"
@@ -150,8 +177,9 @@ def test_a_deployment_rolls_out_and_a_service_balances_it(node_cluster: Any) -> 
 def test_pod_traffic_cannot_leave_the_machine(node_cluster: Any) -> None:
     if node_cluster.control_plane is None:
         pytest.skip("checks the local node's rules")
-    save = subprocess.run(["iptables-save", "-t", "mangle"], capture_output=True, text=True,
-                          check=True).stdout
+    save = subprocess.run(
+        ["iptables-save", "-t", "mangle"], capture_output=True, text=True, check=True
+    ).stdout
     forward = [line for line in save.splitlines() if line.startswith("-A FORWARD")]
     assert forward[0] == "-A FORWARD -j KUSTOS-NODE-FORWARD"  # mangle: before any filter rule
     ours = [line for line in save.splitlines() if line.startswith("-A KUSTOS-NODE-FORWARD")]

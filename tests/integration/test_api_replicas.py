@@ -49,10 +49,12 @@ class Replicas:
             from botocore.credentials import Credentials
 
             headers.pop("Authorization")
-            request = AWSRequest(method="POST", url=f"http://127.0.0.1:{port}/", data=body,
-                                 headers=headers)
-            SigV4Auth(Credentials(self.info["akid"], self.info["secret"]), "secretsmanager",
-                      "test").add_auth(request)
+            request = AWSRequest(
+                method="POST", url=f"http://127.0.0.1:{port}/", data=body, headers=headers
+            )
+            SigV4Auth(
+                Credentials(self.info["akid"], self.info["secret"]), "secretsmanager", "test"
+            ).add_auth(request)
             headers = dict(request.headers.items())
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         try:
@@ -68,8 +70,10 @@ def replicas(tmp_path: Path) -> Iterator[Replicas]:
     store = tmp_path / "store.db"
     info = prepare(store)
     ports = [free_port(), free_port()]
-    procs = [subprocess.Popen([sys.executable, str(SERVER), str(store), str(port), "1"])
-             for port in ports]
+    procs = [
+        subprocess.Popen([sys.executable, str(SERVER), str(store), str(port), "1"])
+        for port in ports
+    ]
     try:
         body = json.dumps({"SecretId": info["arn"]}).encode()
         for port in ports:
@@ -92,8 +96,14 @@ def _write_version(store: Path, value: str) -> str:
         "print(x['secrets'].add_version(r, SecretValue(sys.argv[2])).version_id);"
         "x['audit'].close(); x['store'].close()"
     )
-    out = subprocess.run([sys.executable, "-c", code, str(store), value], check=True,
-                         capture_output=True, text=True, timeout=60, cwd=SERVER.parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(store), value],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=SERVER.parents[1],
+    )
     return out.stdout.strip().splitlines()[-1]
 
 
@@ -179,13 +189,20 @@ def _until(predicate: Any, bound: float) -> float:
 def test_a_removed_policy_denies_on_every_replica_within_its_bound(replicas: Replicas) -> None:
     a, b = replicas.ports
     assert replicas.call(a)[0] == replicas.call(b)[0] == 200
-    other = {**POLICY, "metadata": {**POLICY["metadata"], "uid": "u2", "name": "other"},
-             "spec": {**POLICY["spec"], "subjects": [{"kind": "ServiceAccount",
-                                                      "name": "someone-else"}]}}
+    other = {
+        **POLICY,
+        "metadata": {**POLICY["metadata"], "uid": "u2", "name": "other"},
+        "spec": {
+            **POLICY["spec"],
+            "subjects": [{"kind": "ServiceAccount", "name": "someone-else"}],
+        },
+    }
     replicas.store.with_suffix(".policies.json").write_text(json.dumps([other]))
     for port in (a, b):
-        took = _until(lambda p=port: replicas.call(p)[1].get("__type")
-                      == "AccessDeniedException", POLICY_BOUND_S)
+        took = _until(
+            lambda p=port: replicas.call(p)[1].get("__type") == "AccessDeniedException",
+            POLICY_BOUND_S,
+        )
         assert took <= POLICY_BOUND_S + 1.0
 
 
@@ -204,8 +221,12 @@ def test_a_deleted_access_key_stops_on_every_replica_within_its_bound(
         store.close()
     deleted = time.monotonic()
     for port in (a, b):
-        _until(lambda p=port: replicas.call(p, sigv4=True)[1].get("__type")
-               == "UnrecognizedClientException", KEY_BOUND_S)
+        _until(
+            lambda p=port: (
+                replicas.call(p, sigv4=True)[1].get("__type") == "UnrecognizedClientException"
+            ),
+            KEY_BOUND_S,
+        )
     assert time.monotonic() - deleted <= KEY_BOUND_S + 1.0
 
 
@@ -235,8 +256,9 @@ def test_the_audit_log_stays_one_chain_across_replicas(replicas: Replicas) -> No
     assert len(reads) >= 200
 
 
-def _refused_under_load(replicas: Replicas, change: Any, code: str, bound: float,
-                        *, sigv4: bool = False) -> None:
+def _refused_under_load(
+    replicas: Replicas, change: Any, code: str, bound: float, *, sigv4: bool = False
+) -> None:
     """Eight threads read through both replicas while `change()` runs; once `bound` seconds
     (plus 1 s for the refresh itself) have passed since it returned, no request that starts
     is answered with a value, and every one is refused with `code`."""
@@ -252,8 +274,9 @@ def _refused_under_load(replicas: Replicas, change: Any, code: str, bound: float
             seen.append((started, status, str(answer.get("__type", ""))))
 
     def late() -> list[tuple[int, str]]:
-        return [(s, t) for started, s, t in list(seen)
-                if changed and started > changed[0] + bound + 1.0]
+        return [
+            (s, t) for started, s, t in list(seen) if changed and started > changed[0] + bound + 1.0
+        ]
 
     with ThreadPoolExecutor(8) as pool:
         futures = [pool.submit(hammer, port) for port in (a, b) * 4]
@@ -269,12 +292,21 @@ def _refused_under_load(replicas: Replicas, change: Any, code: str, bound: float
 
 
 def test_a_removed_policy_denies_under_load_within_its_bound(replicas: Replicas) -> None:
-    other = {**POLICY, "metadata": {**POLICY["metadata"], "uid": "u2", "name": "other"},
-             "spec": {**POLICY["spec"], "subjects": [{"kind": "ServiceAccount",
-                                                      "name": "someone-else"}]}}
+    other = {
+        **POLICY,
+        "metadata": {**POLICY["metadata"], "uid": "u2", "name": "other"},
+        "spec": {
+            **POLICY["spec"],
+            "subjects": [{"kind": "ServiceAccount", "name": "someone-else"}],
+        },
+    }
     path = replicas.store.with_suffix(".policies.json")
-    _refused_under_load(replicas, lambda: path.write_text(json.dumps([other])),
-                        "AccessDeniedException", POLICY_BOUND_S)
+    _refused_under_load(
+        replicas,
+        lambda: path.write_text(json.dumps([other])),
+        "AccessDeniedException",
+        POLICY_BOUND_S,
+    )
 
 
 def test_a_revoked_principal_is_refused_under_load_within_its_bound(replicas: Replicas) -> None:
@@ -286,12 +318,12 @@ def test_a_revoked_principal_is_refused_under_load_within_its_bound(replicas: Re
         store = SqlStore(f"sqlite:///{replicas.store}")
         try:
             RevocationService(RevocationStore(store.engine)).revoke(
-                f"arn:kustos:iam::{NAMESPACE}:serviceaccount/app", by="test")
+                f"arn:kustos:iam::{NAMESPACE}:serviceaccount/app", by="test"
+            )
         finally:
             store.close()
 
-    _refused_under_load(replicas, revoke, "UnrecognizedClientException", BOUND_SECONDS,
-                        sigv4=True)
+    _refused_under_load(replicas, revoke, "UnrecognizedClientException", BOUND_SECONDS, sigv4=True)
 
 
 @pytest.mark.timeout(900)  # four server starts on a loaded 2-CPU machine
@@ -311,18 +343,20 @@ def test_a_rolling_restart_of_the_replicas_fails_no_call(tmp_path: Path) -> None
     body = json.dumps({"SecretId": info["arn"]}).encode()
 
     def replica() -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen([sys.executable, str(SERVER), str(store), str(port), "1"],
-                                env=env)
+        proc = subprocess.Popen([sys.executable, str(SERVER), str(store), str(port), "1"], env=env)
         wait_up(port, body)  # any replica answers on the shared port: also wait for this one
         _until(lambda: _listens(proc.pid, port), 180)  # (a Deployment waits for Ready)
         return proc
 
     old = [replica(), replica()]
     client = boto3.client(
-        "secretsmanager", endpoint_url=f"http://127.0.0.1:{port}", region_name="test",
-        aws_access_key_id=info["akid"], aws_secret_access_key=info["secret"],
-        config=Config(retries={"mode": "standard", "max_attempts": 3},
-                      max_pool_connections=8))
+        "secretsmanager",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="test",
+        aws_access_key_id=info["akid"],
+        aws_secret_access_key=info["secret"],
+        config=Config(retries={"mode": "standard", "max_attempts": 3}, max_pool_connections=8),
+    )
     stop = threading.Event()
     calls, failures, retries = [0], [], [0]
     lock = threading.Lock()
@@ -358,7 +392,9 @@ def test_a_rolling_restart_of_the_replicas_fails_no_call(tmp_path: Path) -> None
                 if proc.poll() is None:
                     proc.terminate()
                     proc.wait(timeout=30)
-    print(f"\nROLLING RESTART: {calls[0]} GetSecretValue calls, {len(failures)} failed, "
-          f"{retries[0]} retried by botocore")
+    print(
+        f"\nROLLING RESTART: {calls[0]} GetSecretValue calls, {len(failures)} failed, "
+        f"{retries[0]} retried by botocore"
+    )
     assert failures == []
     assert all(proc.returncode == 0 for proc in old)  # drained and exited by themselves

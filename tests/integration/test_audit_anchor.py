@@ -38,9 +38,14 @@ def cluster(kube_cluster: Any) -> Any:
 
 
 def event(i: int) -> AuditEvent:
-    return AuditEvent(event_name="GetSecretValue", principal=Principal.service_account("a", "b"),
-                      read_only=True, namespace="a", event_id=f"e{i:04d}",
-                      event_time=T0 + timedelta(minutes=i))
+    return AuditEvent(
+        event_name="GetSecretValue",
+        principal=Principal.service_account("a", "b"),
+        read_only=True,
+        namespace="a",
+        event_id=f"e{i:04d}",
+        event_time=T0 + timedelta(minutes=i),
+    )
 
 
 def raw(db: Path, *statements: str) -> None:
@@ -55,8 +60,12 @@ def test_publisher_against_the_apiserver(cluster: Any, tmp_path: Path) -> None:
     api = cluster.api_client()
     store = SqlStore(f"sqlite:///{tmp_path / 'kustos.db'}")
     gateway = AnchorGateway(api, ns, "kustos-audit")
-    audit = AuditService(AuditStore(store.engine), "test", lambda: KEYRING,
-                         anchor=AnchorPublisher(AuditStore(store.engine), gateway, writer="w1"))
+    audit = AuditService(
+        AuditStore(store.engine),
+        "test",
+        lambda: KEYRING,
+        anchor=AnchorPublisher(AuditStore(store.engine), gateway, writer="w1"),
+    )
     try:
         assert gateway.read() is None
         audit.record_many([event(i) for i in range(1, 6)])
@@ -74,13 +83,28 @@ def test_publisher_against_the_apiserver(cluster: Any, tmp_path: Path) -> None:
         stored = gateway.read()
         assert stored is not None
         with pytest.raises(ConflictError):  # a stale resourceVersion is refused
-            gateway.write_status({"head": {"seq": 1, "hash": ""}},
-                                 str(int(stored.resource_version) - 1))
+            gateway.write_status(
+                {"head": {"seq": 1, "hash": ""}}, str(int(stored.resource_version) - 1)
+            )
         with pytest.raises(subprocess.CalledProcessError):  # the schema refuses junk
-            subprocess.run([cluster.kubectl_path, f"--kubeconfig={cluster.kubeconfig}", "patch",
-                            "auditanchor", "kustos-audit", "-n", ns, "--subresource=status",
-                            "--type=merge", "-p", '{"status":{"head":{"seq":"x"}}}'],
-                           check=True, capture_output=True, timeout=60)
+            subprocess.run(
+                [
+                    cluster.kubectl_path,
+                    f"--kubeconfig={cluster.kubeconfig}",
+                    "patch",
+                    "auditanchor",
+                    "kustos-audit",
+                    "-n",
+                    ns,
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    '{"status":{"head":{"seq":"x"}}}',
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
 
         def anchors() -> list[tuple[str, Any]]:
             found = gateway.read()
@@ -92,7 +116,8 @@ def test_publisher_against_the_apiserver(cluster: Any, tmp_path: Path) -> None:
         assert [f.seq for f in audit.verify(anchors=anchors()).findings] == [11, 12, 13]
         raw(db, "DELETE FROM audit_digests WHERE id = 2", "DELETE FROM audit_log WHERE seq > 5")
         assert [(f.kind, f.seq) for f in audit.verify(anchors=anchors()).findings] == (
-            [("anchor", 10)] + [("deleted", s) for s in range(6, 14)])
+            [("anchor", 10)] + [("deleted", s) for s in range(6, 14)]
+        )
         raw(db, "DELETE FROM audit_digests", "DELETE FROM audit_log")
         assert [f.kind for f in audit.verify(anchors=anchors()).findings] == ["emptied"]
         assert [f.kind for f in audit.verify().findings] == []  # without the anchor: blind
@@ -103,19 +128,31 @@ def test_publisher_against_the_apiserver(cluster: Any, tmp_path: Path) -> None:
 
 
 def kustos(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kustos.cli.main", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "kustos.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_the_operator_anchors_its_chain_and_verify_names_truncation(
-        cluster: Any, operator_factory: Any, tmp_path: Path) -> None:
+    cluster: Any, operator_factory: Any, tmp_path: Path
+) -> None:
     witness = tmp_path / "anchors.jsonl"
-    runner = operator_factory(KUSTOS_AUDIT_DIGEST_SECONDS="1", KUSTOS_AUDIT_ANCHOR_SECONDS="0.5",
-                              KUSTOS_AUDIT_ANCHOR_FILE=str(witness))
+    runner = operator_factory(
+        KUSTOS_AUDIT_DIGEST_SECONDS="1",
+        KUSTOS_AUDIT_ANCHOR_SECONDS="0.5",
+        KUSTOS_AUDIT_ANCHOR_FILE=str(witness),
+    )
     runner.start()
     ns = new_namespace(cluster)
-    apply(cluster, managed_secret("anchored", ns, {"name": "anchored",
-                                                   "generate": {"passwordLength": 16}}))
+    apply(
+        cluster,
+        managed_secret("anchored", ns, {"name": "anchored", "generate": {"passwordLength": 16}}),
+    )
     wait_for(lambda: ready(cluster, "anchored", ns), what="Ready")
 
     def anchored() -> dict[str, Any] | None:
@@ -137,8 +174,11 @@ def test_the_operator_anchors_its_chain_and_verify_names_truncation(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert f"anchored through seq {head}" in ok.stdout and "NOT checked" not in ok.stderr
 
-    raw(runner.store_path, f"DELETE FROM audit_log WHERE seq = {head}",  # noqa: S608
-        "DELETE FROM audit_digests WHERE id = (SELECT max(id) FROM audit_digests)")
+    raw(
+        runner.store_path,
+        f"DELETE FROM audit_log WHERE seq = {head}",  # noqa: S608
+        "DELETE FROM audit_digests WHERE id = (SELECT max(id) FROM audit_digests)",
+    )
     cut = kustos(env, "audit", "verify", "--output", "json")
     assert cut.returncode == 1
     findings = json.loads(cut.stdout)["findings"]
@@ -154,13 +194,15 @@ def test_the_operator_anchors_its_chain_and_verify_names_truncation(
 
 def test_the_operators_role_reaches_anchors_in_its_namespace_only(cluster: Any) -> None:
     cluster.kubectl("create", "namespace", "kustos-system", check=False)
-    cluster.kubectl("apply", "-f", str(REPO / "manifests" / "base" / "rbac.yaml"),
-                    "-n", "kustos-system")
+    cluster.kubectl(
+        "apply", "-f", str(REPO / "manifests" / "base" / "rbac.yaml"), "-n", "kustos-system"
+    )
     who = "--as=system:serviceaccount:kustos-system:kustos-operator"
 
     def can(verb: str, ns: str, *sub: str) -> bool:
-        out = cluster.kubectl("auth", "can-i", verb, "auditanchors.kustos.io", *sub, "-n", ns,
-                              who, check=False)
+        out = cluster.kubectl(
+            "auth", "can-i", verb, "auditanchors.kustos.io", *sub, "-n", ns, who, check=False
+        )
         return out.stdout.strip() == "yes"
 
     assert can("create", "kustos-system") and can("get", "kustos-system")

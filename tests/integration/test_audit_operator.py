@@ -27,8 +27,14 @@ def cluster(kube_cluster: Any) -> Any:
 
 
 def kustos(runner: Any, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kustos.cli.main", *args], env=runner.env,
-                          capture_output=True, text=True, check=check, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "kustos.cli.main", *args],
+        env=runner.env,
+        capture_output=True,
+        text=True,
+        check=check,
+        timeout=120,
+    )
 
 
 def lookup(runner: Any, *args: str) -> list[dict[str, Any]]:
@@ -41,18 +47,35 @@ def test_lifecycle_is_audited_and_verifies(cluster: Any, operator_factory: Any) 
     runner = operator_factory(KUSTOS_METRICS_PORT=str(port), KUSTOS_AUDIT_DIGEST_SECONDS="1")
     runner.start()
     ns = new_namespace(cluster)
-    cluster.kubectl("create", "secret", "generic", "src", "-n", ns,
-                    f"--from-literal=password={CANARY}")
+    cluster.kubectl(
+        "create", "secret", "generic", "src", "-n", ns, f"--from-literal=password={CANARY}"
+    )
     cluster.kubectl("annotate", "secret", "src", "-n", ns, "kustos.io/allow-import-by=orders-db")
-    apply(cluster, managed_secret("orders-db", ns, {"name": "prod/orders-db",
-                                                    "valueFrom": {"secretRef": {"name": "src"}}}))
+    apply(
+        cluster,
+        managed_secret(
+            "orders-db", ns, {"name": "prod/orders-db", "valueFrom": {"secretRef": {"name": "src"}}}
+        ),
+    )
     obj = wait_for(lambda: ready(cluster, "orders-db", ns), what="Ready")
     arn = obj["status"]["arn"]
     # drift: someone edits the projected Secret; Kustos restores it
-    cluster.kubectl("patch", "secret", "orders-db", "-n", ns, "--type=merge",
-                    "-p", '{"data": {"password": "ZWRpdGVk"}}')
-    wait_for(lambda: (s := get(cluster, "secret", "orders-db", ns))
-             and s["data"]["password"] != "ZWRpdGVk", what="restored Secret")
+    cluster.kubectl(
+        "patch",
+        "secret",
+        "orders-db",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        '{"data": {"password": "ZWRpdGVk"}}',
+    )
+    wait_for(
+        lambda: (
+            (s := get(cluster, "secret", "orders-db", ns)) and s["data"]["password"] != "ZWRpdGVk"
+        ),
+        what="restored Secret",
+    )
 
     def story() -> list[str] | None:
         names = [r["eventName"] for r in reversed(lookup(runner, "--secret-id", arn))]
@@ -61,18 +84,31 @@ def test_lifecycle_is_audited_and_verifies(cluster: Any, operator_factory: Any) 
     names = wait_for(story, what="DriftCorrected audited")
     assert names[:3] == ["Created", "VersionAdded", "Projected"]
     records = lookup(runner, "--namespace", ns)
-    assert {r["userIdentity"]["arn"] for r in records} == {"arn:kustos:iam::cluster:user/"
-                                                           "system:kustos"}
-    assert all(r["eventType"] == "AwsServiceEvent" and r["awsRegion"] == "test"
-               and r["resources"][0]["ARN"] == arn for r in records)
-    by_name = lookup(runner, "--secret-id", "prod/orders-db", "--event-name", "Created",
-                     "--output", "json")
+    assert {r["userIdentity"]["arn"] for r in records} == {
+        "arn:kustos:iam::cluster:user/system:kustos"
+    }
+    assert all(
+        r["eventType"] == "AwsServiceEvent"
+        and r["awsRegion"] == "test"
+        and r["resources"][0]["ARN"] == arn
+        for r in records
+    )
+    by_name = lookup(
+        runner, "--secret-id", "prod/orders-db", "--event-name", "Created", "--output", "json"
+    )
     assert len(by_name) == 1
     table = kustos(runner, "audit", "lookup", "--namespace", ns, "--output", "table").stdout
     assert "DriftCorrected" in table and "system:kustos" in table
 
-    wait_for(lambda: json.loads(kustos(runner, "audit", "verify", "--output", "json").stdout)
-             ["signedThrough"] > 0, what="a signed digest")
+    wait_for(
+        lambda: (
+            json.loads(kustos(runner, "audit", "verify", "--output", "json").stdout)[
+                "signedThrough"
+            ]
+            > 0
+        ),
+        what="a signed digest",
+    )
     verified = kustos(runner, "audit", "verify")
     assert verified.stdout.startswith("OK:") and "NOT checked" not in verified.stderr
 
@@ -81,8 +117,9 @@ def test_lifecycle_is_audited_and_verifies(cluster: Any, operator_factory: Any) 
     assert f'kustos_secrets{{namespace="{ns}"}} 1.0' in text
     assert "kustos_audit_chain_length" in text and "kustos_audit_write_seconds_count" in text
 
-    usage = json.loads(kustos(runner, "usage", "--by", "namespace", "--since", "1h",
-                              "--output", "json").stdout)
+    usage = json.loads(
+        kustos(runner, "usage", "--by", "namespace", "--since", "1h", "--output", "json").stdout
+    )
     mine = next(u for u in usage["Usage"] if u["Namespace"] == ns)
     assert mine["Secrets"] == 1 and mine["SecretHours"] > 0
 
@@ -109,7 +146,9 @@ def test_verify_names_a_tampered_record(cluster: Any, operator_factory: Any) -> 
     import sqlite3
 
     with sqlite3.connect(runner.store_path) as conn:
-        seq = conn.execute("SELECT min(seq) FROM audit_log WHERE namespace = ?", (ns,)).fetchone()[0]
+        seq = conn.execute("SELECT min(seq) FROM audit_log WHERE namespace = ?", (ns,)).fetchone()[
+            0
+        ]
         conn.execute("UPDATE audit_log SET user_name = 'alice' WHERE seq = ?", (seq,))
     conn.close()
     failed = kustos(runner, "audit", "verify", check=False)

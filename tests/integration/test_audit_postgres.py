@@ -21,13 +21,21 @@ pytestmark = pytest.mark.db
 
 
 def event(eid: str) -> AuditEvent:
-    return AuditEvent(event_name="GetSecretValue", principal=Principal.service_account("a", "b"),
-                      read_only=True, namespace="a", event_id=eid)
+    return AuditEvent(
+        event_name="GetSecretValue",
+        principal=Principal.service_account("a", "b"),
+        read_only=True,
+        namespace="a",
+        event_id=eid,
+    )
 
 
 def test_a_locked_audit_store_is_refused_fast_and_recovers(store: SqlStore) -> None:  # noqa: F811
-    audit = AuditService(AuditStore(store.engine), "test",
-                         settings=AuditSettings(stall_seconds=1.0, probe_seconds=0.1))
+    audit = AuditService(
+        AuditStore(store.engine),
+        "test",
+        settings=AuditSettings(stall_seconds=1.0, probe_seconds=0.1),
+    )
     audit.record(event("before"))
     holder = store.engine.connect()
     tx = holder.begin()
@@ -56,7 +64,8 @@ def test_a_locked_audit_store_is_refused_fast_and_recovers(store: SqlStore) -> N
 
 
 def test_concurrent_writers_on_postgresql_keep_one_verifiable_chain(
-    store: SqlStore, pg_url: str,  # noqa: F811
+    store: SqlStore,  # noqa: F811
+    pg_url: str,  # noqa: F811
 ) -> None:
     """Four writers, each with its own engine and AuditService (as four API replicas have),
     append at once; the log is one hash chain that `verify` (what `kustos audit verify`

@@ -125,18 +125,22 @@ def test_secrets_are_encrypted_at_rest_in_etcd(kube_cluster: KubeCluster, namesp
     if os.environ.get(ENV_KUBECONFIG) or cp is None:
         pytest.skip("reads the local control plane's etcd")
     canary = f"canary-{uuid.uuid4().hex}"
-    kube_cluster.kubectl("create", "secret", "generic", "enc", "-n", namespace,
-                         f"--from-literal=v={canary}")
+    kube_cluster.kubectl(
+        "create", "secret", "generic", "enc", "-n", namespace, f"--from-literal=v={canary}"
+    )
     state = json.loads((Path(cp.state_dir) / "state.json").read_text())
     key = base64.b64encode(f"/registry/secrets/{namespace}/enc".encode()).decode()
     req = urllib.request.Request(
         f"http://127.0.0.1:{state['ports']['etcd']}/v3/kv/range",
-        data=json.dumps({"key": key}).encode(), method="POST")
+        data=json.dumps({"key": key}).encode(),
+        method="POST",
+    )
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback etcd
         kvs = json.load(resp)["kvs"]
     stored = base64.b64decode(kvs[0]["value"])
     assert stored.startswith(b"k8s:enc:secretbox:v1:key1:")
     assert canary.encode() not in stored
-    shown = kube_cluster.kubectl("get", "secret", "enc", "-n", namespace, "-o",
-                                 "jsonpath={.data.v}").stdout
+    shown = kube_cluster.kubectl(
+        "get", "secret", "enc", "-n", namespace, "-o", "jsonpath={.data.v}"
+    ).stdout
     assert base64.b64decode(shown).decode() == canary

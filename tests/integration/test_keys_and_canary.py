@@ -35,8 +35,14 @@ def cluster(kube_cluster: Any) -> Any:
 
 
 def kustos_cli(runner: Any, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kustos.cli.main", *args], env=runner.env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "kustos.cli.main", *args],
+        env=runner.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def keyring(cluster: Any, runner: Any) -> dict[str, str]:
@@ -45,8 +51,9 @@ def keyring(cluster: Any, runner: Any) -> dict[str, str]:
     return secret["data"]  # type: ignore[no-any-return]
 
 
-def test_keyring_generated_once_and_rotated_without_loss(cluster: Any,
-                                                          operator_factory: Any) -> None:
+def test_keyring_generated_once_and_rotated_without_loss(
+    cluster: Any, operator_factory: Any
+) -> None:
     runner = operator_factory()
     runner.start()
     first = keyring(cluster, runner)
@@ -76,8 +83,9 @@ def test_keyring_generated_once_and_rotated_without_loss(cluster: Any,
     assert raw_before  # the store existed before the rotation
 
 
-def test_missing_keyring_with_existing_store_refuses_to_start(cluster: Any,
-                                                              operator_factory: Any) -> None:
+def test_missing_keyring_with_existing_store_refuses_to_start(
+    cluster: Any, operator_factory: Any
+) -> None:
     runner = operator_factory()
     runner.start()
     ns = new_namespace(cluster)
@@ -107,12 +115,26 @@ def test_wrong_key_reports_and_overwrites_nothing(cluster: Any, operator_factory
     runner.stop()
     # Swap in a different key under the same id.
     other = base64.b64encode(b"\x01" * 32).decode()
-    cluster.kubectl("patch", "secret", "kustos-keyring", "-n", runner.namespace,
-                    "--type=merge", "-p", json.dumps({"data": {"k1.key": other}}))
+    cluster.kubectl(
+        "patch",
+        "secret",
+        "kustos-keyring",
+        "-n",
+        runner.namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"data": {"k1.key": other}}),
+    )
     cluster.kubectl("delete", "secret", "locked", "-n", ns)  # force a re-projection
     runner.start()
-    obj = wait_for(lambda: (o := get(cluster, "ms", "locked", ns)) and condition(o)
-                   and condition(o)["reason"] == "DecryptionFailed" and o)  # type: ignore[index]
+    obj = wait_for(
+        lambda: (
+            (o := get(cluster, "ms", "locked", ns))
+            and condition(o)
+            and condition(o)["reason"] == "DecryptionFailed"
+            and o
+        )
+    )  # type: ignore[index]
     assert condition(obj)["status"] == "False"  # type: ignore[index]
     assert get(cluster, "secret", "locked", ns) is None  # nothing projected from garbage
     # No new version was made to "fix" it.
@@ -124,19 +146,33 @@ def test_canary_never_leaks(cluster: Any, operator_factory: Any) -> None:
     runner = operator_factory()
     runner.start()
     ns = new_namespace(cluster)
-    cluster.kubectl("create", "secret", "generic", "canary-src", "-n", ns,
-                    f"--from-literal=password={CANARY}")
-    cluster.kubectl("annotate", "secret", "canary-src", "-n", ns,
-                    "kustos.io/allow-import-by=canary,canary-bad")
-    apply(cluster, managed_secret("canary", ns, {
-        "valueFrom": {"secretRef": {"name": "canary-src"}}, "target": {"name": "canary-out"}}))
+    cluster.kubectl(
+        "create", "secret", "generic", "canary-src", "-n", ns, f"--from-literal=password={CANARY}"
+    )
+    cluster.kubectl(
+        "annotate", "secret", "canary-src", "-n", ns, "kustos.io/allow-import-by=canary,canary-bad"
+    )
+    apply(
+        cluster,
+        managed_secret(
+            "canary",
+            ns,
+            {"valueFrom": {"secretRef": {"name": "canary-src"}}, "target": {"name": "canary-out"}},
+        ),
+    )
     wait_for(lambda: ready(cluster, "canary", ns))
     assert secret_data(get(cluster, "secret", "canary-out", ns) or {}) == {"password": CANARY}
     # Exercise more paths: drift, a failing sibling, a restart.
     cluster.kubectl("delete", "secret", "canary-out", "-n", ns)
     wait_for(lambda: get(cluster, "secret", "canary-out", ns))
-    apply(cluster, managed_secret("canary-bad", ns, {
-        "valueFrom": {"secretRef": {"name": "canary-src"}}, "target": {"name": "canary-src"}}))
+    apply(
+        cluster,
+        managed_secret(
+            "canary-bad",
+            ns,
+            {"valueFrom": {"secretRef": {"name": "canary-src"}}, "target": {"name": "canary-src"}},
+        ),
+    )
     wait_for(lambda: (o := get(cluster, "ms", "canary-bad", ns)) and condition(o))
     runner.stop()
     runner.start()

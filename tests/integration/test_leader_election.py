@@ -37,9 +37,10 @@ from db_fixture import pg_server  # noqa: F401
 # Three operator starts and a rotation on a loaded 2-CPU machine can take minutes.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
 
-GENERATE = {"generate": {"passwordLength": 24, "excludePunctuation": True,
-                         "keys": ["password"]},
-            "target": {"type": "kubernetes.io/basic-auth", "staticData": {"username": "app"}}}
+GENERATE = {
+    "generate": {"passwordLength": 24, "excludePunctuation": True, "keys": ["password"]},
+    "target": {"type": "kubernetes.io/basic-auth", "staticData": {"username": "app"}},
+}
 LEADS = re.compile(r"leader election: (\S+) leads \(term (\d+)\)")
 #: The defaults (kustos.config): lease 6 s, renew deadline 4 s, retry 1 s.
 LEASE_S, RETRY_S = 6.0, 1.0
@@ -56,7 +57,8 @@ def pair(cluster: Any, operator_factory: Any) -> tuple[OperatorRunner, OperatorR
     """Two replicas of one installation: same namespace, same store."""
     first: OperatorRunner = operator_factory(**FAST)
     second: OperatorRunner = operator_factory(
-        **FAST, KUSTOS_STORE_URL=f"sqlite:///{first.store_path}")
+        **FAST, KUSTOS_STORE_URL=f"sqlite:///{first.store_path}"
+    )
     second.namespace = first.namespace
     return first, second
 
@@ -77,7 +79,8 @@ def projected(cluster: Any, name: str, ns: str) -> dict[str, Any] | None:
 
 
 def test_the_follower_takes_over_when_the_leader_is_killed(
-    cluster: Any, pair: tuple[OperatorRunner, OperatorRunner],
+    cluster: Any,
+    pair: tuple[OperatorRunner, OperatorRunner],
 ) -> None:
     a, b = pair
     a.start(timeout=180)
@@ -98,8 +101,10 @@ def test_the_follower_takes_over_when_the_leader_is_killed(
     apply(cluster, managed_secret("after", ns, GENERATE))
     wait_for(lambda: projected(cluster, "after", ns), timeout=60, what="b projects")
     served = time.monotonic() - killed
-    print(f"\nFAILOVER leader SIGKILLed -> follower leads: {failover:.1f} s; "
-          f"-> a new ManagedSecret projected: {served:.1f} s")
+    print(
+        f"\nFAILOVER leader SIGKILLed -> follower leads: {failover:.1f} s; "
+        f"-> a new ManagedSecret projected: {served:.1f} s"
+    )
     # Not before the claim lapsed (counted from b's last look at a renewal, up to one retry
     # before the kill), and within it plus two retries (and slack for a loaded machine).
     assert LEASE_S - RETRY_S - 0.5 <= failover <= LEASE_S + 2 * RETRY_S + 3
@@ -112,8 +117,7 @@ def test_the_follower_takes_over_when_the_leader_is_killed(
     assert b.proc is not None
     b.proc.send_signal(signal.SIGTERM)
     stopped = time.monotonic()
-    wait_for(lambda: (leads(a) or ("", -1))[1] == b_term + 1, timeout=30,
-             what="a leads again")  # fmt: skip
+    wait_for(lambda: (leads(a) or ("", -1))[1] == b_term + 1, timeout=30, what="a leads again")
     handover = time.monotonic() - stopped
     print(f"HANDOVER SIGTERM to the leader -> follower leads: {handover:.1f} s")
     b.stop()
@@ -124,7 +128,9 @@ def test_the_follower_takes_over_when_the_leader_is_killed(
 @pytest.mark.db
 @pytest.mark.slow
 def test_leader_killed_mid_rotation_the_successor_completes_it_exactly_once(
-    cluster: Any, pair: tuple[OperatorRunner, OperatorRunner], pg_server: Any,  # noqa: F811
+    cluster: Any,
+    pair: tuple[OperatorRunner, OperatorRunner],
+    pg_server: Any,  # noqa: F811
 ) -> None:
     a, b = pair
     a.entry = ["-m", "tests.crash_operator", "setSecret:mid"]  # a SIGKILLs itself there
@@ -132,8 +138,9 @@ def test_leader_killed_mid_rotation_the_successor_completes_it_exactly_once(
     wait_for(lambda: leads(a), timeout=30, what="a leads")
     b.start(timeout=180)
     ns = new_namespace(cluster)
-    user, password, dbname = create_db_managed_secret(cluster, ns, "crashy", pg_server,
-                                                      "single-user")  # fmt: skip
+    user, password, dbname = create_db_managed_secret(
+        cluster, ns, "crashy", pg_server, "single-user"
+    )
     assert a.proc is not None
     wait_for(lambda: a.proc.poll() is not None, timeout=60, what="the crash in setSecret")
     assert a.proc.returncode == -signal.SIGKILL

@@ -34,19 +34,27 @@ def operator(operator_factory: Any) -> Any:
     return runner
 
 
-GENERATE = {"generate": {"passwordLength": 24, "excludePunctuation": True,
-                         "keys": ["password"]},
-            "target": {"type": "kubernetes.io/basic-auth", "staticData": {"username": "app"}}}
+GENERATE = {
+    "generate": {"passwordLength": 24, "excludePunctuation": True, "keys": ["password"]},
+    "target": {"type": "kubernetes.io/basic-auth", "staticData": {"username": "app"}},
+}
 
 
 def test_create_projects_version_one(cluster: Any, operator: Any) -> None:
     ns = new_namespace(cluster)
-    apply(cluster, managed_secret("orders-db", ns, {"name": "prod/payments/orders-db",
-                                                    "description": "orders", **GENERATE}))
+    apply(
+        cluster,
+        managed_secret(
+            "orders-db",
+            ns,
+            {"name": "prod/payments/orders-db", "description": "orders", **GENERATE},
+        ),
+    )
     obj = wait_for(lambda: ready(cluster, "orders-db", ns), what="Ready")
     status = obj["status"]
-    assert status["arn"].startswith(f"arn:kustos:secretsmanager:test:{ns}:secret:"
-                                    "prod/payments/orders-db-")
+    assert status["arn"].startswith(
+        f"arn:kustos:secretsmanager:test:{ns}:secret:prod/payments/orders-db-"
+    )
     assert len(status["arn"].rsplit("-", 1)[1]) == 6
     assert status["secretName"] == "prod/payments/orders-db"
     assert [v["stages"] for v in status["versions"]] == [["AWSCURRENT"]]
@@ -60,13 +68,21 @@ def test_create_projects_version_one(cluster: Any, operator: Any) -> None:
     assert len(data["password"]) == 24 and data["password"].isalnum()
     owner = secret["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["uid"], owner["controller"]) == (
-        "ManagedSecret", obj["metadata"]["uid"], True)
+        "ManagedSecret",
+        obj["metadata"]["uid"],
+        True,
+    )
     assert secret["metadata"]["labels"]["kustos.io/version-id"] == status["currentVersionId"]
     assert secret["metadata"]["annotations"]["kustos.io/version-id"] == status["currentVersionId"]
 
-    reasons = wait_for(lambda: (r := event_reasons(cluster, "orders-db", ns))
-                       and {"Created", "VersionAdded", "Projected"} <= set(r) and r,
-                       what="events")
+    reasons = wait_for(
+        lambda: (
+            (r := event_reasons(cluster, "orders-db", ns))
+            and {"Created", "VersionAdded", "Projected"} <= set(r)
+            and r
+        ),
+        what="events",
+    )
     assert "Warning" not in json.dumps(reasons)
     # kubectl describe tells the story
     described = cluster.kubectl("describe", "ms", "orders-db", "-n", ns).stdout
@@ -87,21 +103,41 @@ def test_source_change_adds_version_and_moves_labels(cluster: Any, operator: Any
     old_password = secret_data(get(cluster, "secret", "app", ns) or {})["password"]
 
     # A change that is not the value source: no new version.
-    cluster.kubectl("patch", "ms", "app", "-n", ns, "--type=merge",
-                    "-p", json.dumps({"spec": {"description": "changed"}}))
+    cluster.kubectl(
+        "patch",
+        "ms",
+        "app",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"description": "changed"}}),
+    )
     obj = wait_for(lambda: ready(cluster, "app", ns))
     assert obj["status"]["currentVersionId"] == first
     assert len(obj["status"]["versions"]) == 1
 
-    cluster.kubectl("patch", "ms", "app", "-n", ns, "--type=merge",
-                    "-p", json.dumps({"spec": {"generate": {"passwordLength": 40}}}))
-    obj = wait_for(lambda: (o := ready(cluster, "app", ns))
-                   and o["status"]["currentVersionId"] != first and o)
+    cluster.kubectl(
+        "patch",
+        "ms",
+        "app",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"generate": {"passwordLength": 40}}}),
+    )
+    obj = wait_for(
+        lambda: (o := ready(cluster, "app", ns)) and o["status"]["currentVersionId"] != first and o
+    )
     stages = {v["versionId"]: v["stages"] for v in obj["status"]["versions"]}
     assert stages[first] == ["AWSPREVIOUS"]
     assert stages[obj["status"]["currentVersionId"]] == ["AWSCURRENT"]
-    secret = wait_for(lambda: (s := get(cluster, "secret", "app", ns))
-                      and len(secret_data(s)["password"]) == 40 and s)
+    secret = wait_for(
+        lambda: (
+            (s := get(cluster, "secret", "app", ns)) and len(secret_data(s)["password"]) == 40 and s
+        )
+    )
     assert secret_data(secret)["password"] != old_password
 
 
@@ -111,13 +147,25 @@ def test_drift_is_corrected(cluster: Any, operator: Any) -> None:
     wait_for(lambda: ready(cluster, "drifty", ns))
     original = secret_data(get(cluster, "secret", "drifty", ns) or {})
 
-    cluster.kubectl("patch", "secret", "drifty", "-n", ns, "--type=merge",
-                    "-p", json.dumps({"stringData": {"password": "tampered"}}))
-    wait_for(lambda: secret_data(get(cluster, "secret", "drifty", ns) or {}) == original,
-             what="edit reverted")
+    cluster.kubectl(
+        "patch",
+        "secret",
+        "drifty",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"stringData": {"password": "tampered"}}),
+    )
+    wait_for(
+        lambda: secret_data(get(cluster, "secret", "drifty", ns) or {}) == original,
+        what="edit reverted",
+    )
     cluster.kubectl("delete", "secret", "drifty", "-n", ns)
-    wait_for(lambda: (s := get(cluster, "secret", "drifty", ns)) and secret_data(s) == original,
-             what="deleted Secret restored")
+    wait_for(
+        lambda: (s := get(cluster, "secret", "drifty", ns)) and secret_data(s) == original,
+        what="deleted Secret restored",
+    )
     assert event_reasons(cluster, "drifty", ns).count("DriftCorrected") >= 1
 
 
@@ -135,15 +183,35 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
     other = new_namespace(cluster)
     spec = {"valueFrom": {"secretRef": {"name": "src"}}, "target": {"name": "copied"}}
     apply(cluster, managed_secret("from-ref", ns, spec))
-    obj = wait_for(lambda: (o := get(cluster, "ms", "from-ref", ns)) and condition(o)
-                   and condition(o)["reason"] == "SourceNotFound" and o)  # type: ignore[index]
+    obj = wait_for(
+        lambda: (
+            (o := get(cluster, "ms", "from-ref", ns))
+            and condition(o)
+            and condition(o)["reason"] == "SourceNotFound"
+            and o
+        )
+    )  # type: ignore[index]
     assert condition(obj)["status"] == "False"  # type: ignore[index]
 
-    cluster.kubectl("create", "secret", "generic", "src", "-n", ns,
-                    "--from-literal=user=u1", "--from-literal=pass=p1")
+    cluster.kubectl(
+        "create",
+        "secret",
+        "generic",
+        "src",
+        "-n",
+        ns,
+        "--from-literal=user=u1",
+        "--from-literal=pass=p1",
+    )
     # The source has not opted in: nothing is copied.
-    obj = wait_for(lambda: (o := get(cluster, "ms", "from-ref", ns)) and condition(o)
-                   and condition(o)["reason"] == "SourceNotAllowed" and o)  # type: ignore[index]
+    obj = wait_for(
+        lambda: (
+            (o := get(cluster, "ms", "from-ref", ns))
+            and condition(o)
+            and condition(o)["reason"] == "SourceNotAllowed"
+            and o
+        )
+    )  # type: ignore[index]
     assert "kustos.io/allow-import-by=from-ref" in condition(obj)["message"]  # type: ignore[index]
     assert get(cluster, "secret", "copied", ns) is None
     cluster.kubectl("annotate", "secret", "src", "-n", ns, "kustos.io/allow-import-by=from-ref")
@@ -152,16 +220,28 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
     assert copied is not None and secret_data(copied) == {"user": "u1", "pass": "p1"}
 
     # The source changes: a new version follows.
-    cluster.kubectl("patch", "secret", "src", "-n", ns, "--type=merge",
-                    "-p", json.dumps({"stringData": {"pass": "p2"}}))
+    cluster.kubectl(
+        "patch",
+        "secret",
+        "src",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"stringData": {"pass": "p2"}}),
+    )
     wait_for(lambda: secret_data(get(cluster, "secret", "copied", ns) or {}).get("pass") == "p2")
     obj = get(cluster, "ms", "from-ref", ns) or {}
     assert len(obj["status"]["versions"]) == 2
 
     # A reference into another namespace is refused, and nothing is copied.
     cluster.kubectl("create", "secret", "generic", "theirs", "-n", other, "--from-literal=k=v")
-    apply(cluster, managed_secret("sneaky", ns, {
-        "valueFrom": {"secretRef": {"name": "theirs", "namespace": other}}}))
+    apply(
+        cluster,
+        managed_secret(
+            "sneaky", ns, {"valueFrom": {"secretRef": {"name": "theirs", "namespace": other}}}
+        ),
+    )
     obj = wait_for(lambda: (o := get(cluster, "ms", "sneaky", ns)) and condition(o) and o)
     assert condition(obj)["reason"] == "SourceInvalid"  # type: ignore[index]
     assert get(cluster, "secret", "sneaky", ns) is None
@@ -179,21 +259,36 @@ def test_target_collision_never_overwrites(cluster: Any, operator: Any) -> None:
     wait_for(lambda: ready(cluster, "fine", ns))
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"generate": {}, "valueFrom": {"secretRef": {"name": "x"}}}, "mutually exclusive"),
-    ({"name": "bad name!"}, "spec.name"),
-    ({"generate": {"excludeNumbers": True, "excludePunctuation": True,
-                   "excludeUppercase": True, "excludeLowercase": True}}, "every character"),
-    ({"generate": {"passwordLength": 0}}, "passwordLength"),
-    ({"generate": {"keys": ["password"]}, "target": {"staticData": {"password": "x"}}},
-     "staticData"),
-    ({"recoveryWindowInDays": 3}, "recoveryWindowInDays"),
-    ({"tags": {"aws:reserved": "x"}}, "aws:"),
-])
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"generate": {}, "valueFrom": {"secretRef": {"name": "x"}}}, "mutually exclusive"),
+        ({"name": "bad name!"}, "spec.name"),
+        (
+            {
+                "generate": {
+                    "excludeNumbers": True,
+                    "excludePunctuation": True,
+                    "excludeUppercase": True,
+                    "excludeLowercase": True,
+                }
+            },
+            "every character",
+        ),
+        ({"generate": {"passwordLength": 0}}, "passwordLength"),
+        (
+            {"generate": {"keys": ["password"]}, "target": {"staticData": {"password": "x"}}},
+            "staticData",
+        ),
+        ({"recoveryWindowInDays": 3}, "recoveryWindowInDays"),
+        ({"tags": {"aws:reserved": "x"}}, "aws:"),
+    ],
+)
 def test_admission_rejects_bad_specs(cluster: Any, spec: dict[str, Any], message: str) -> None:
     ns = new_namespace(cluster)
-    proc = cluster.kubectl("apply", "-f", "-", check=False,
-                           input=json.dumps(managed_secret("bad", ns, spec)))
+    proc = cluster.kubectl(
+        "apply", "-f", "-", check=False, input=json.dumps(managed_secret("bad", ns, spec))
+    )
     assert proc.returncode != 0
     assert message in proc.stderr
     assert get(cluster, "ms", "bad", ns) is None
@@ -202,8 +297,17 @@ def test_admission_rejects_bad_specs(cluster: Any, spec: dict[str, Any], message
 def test_name_is_immutable(cluster: Any) -> None:
     ns = new_namespace(cluster)
     apply(cluster, managed_secret("fixed", ns, {"name": "a/b"}))
-    proc = cluster.kubectl("patch", "ms", "fixed", "-n", ns, "--type=merge",
-                           "-p", json.dumps({"spec": {"name": "c/d"}}), check=False)
+    proc = cluster.kubectl(
+        "patch",
+        "ms",
+        "fixed",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"name": "c/d"}}),
+        check=False,
+    )
     assert proc.returncode != 0 and "immutable" in proc.stderr
 
 
@@ -224,5 +328,7 @@ def test_restart_creates_nothing_and_writes_nothing(cluster: Any, operator: Any)
         assert after["metadata"]["resourceVersion"] == before[i]["metadata"]["resourceVersion"]
         assert after["status"]["versions"] == before[i]["status"]["versions"]
         secret = get(cluster, "secret", f"r{i}", ns) or {}
-        assert (secret["metadata"]["resourceVersion"]
-                == secrets_before[i]["metadata"]["resourceVersion"])  # type: ignore[index]
+        assert (
+            secret["metadata"]["resourceVersion"]
+            == secrets_before[i]["metadata"]["resourceVersion"]
+        )  # type: ignore[index]

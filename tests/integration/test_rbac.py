@@ -34,50 +34,74 @@ def manifest_rbac(cluster: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def install_namespaced(cluster: Any, ns: str) -> None:
     """The manifests' namespaced Roles and bindings (the AuditAnchor's), moved to `ns`."""
     built = cluster.kubectl("kustomize", str(MANIFESTS / "overlays" / "sqlite")).stdout
-    items = [copy.deepcopy(d) for d in yaml.safe_load_all(built)
-             if d and d["kind"] in ("Role", "RoleBinding")]
+    items = [
+        copy.deepcopy(d)
+        for d in yaml.safe_load_all(built)
+        if d and d["kind"] in ("Role", "RoleBinding")
+    ]
     assert {d["kind"] for d in items} == {"Role", "RoleBinding"}
     for item in items:
         item["metadata"]["namespace"] = ns
         for subject in item.get("subjects", []):
             subject["namespace"] = ns
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                         "items": items}))
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
 
 
-def install(cluster: Any, role: dict[str, Any], binding: dict[str, Any], ns: str,
-            suffix: str) -> None:  # fmt: skip
+def install(
+    cluster: Any, role: dict[str, Any], binding: dict[str, Any], ns: str, suffix: str
+) -> None:
     """The manifests' ClusterRole and binding, under unique names, bound to `ns`'s SA."""
     role, binding = copy.deepcopy(role), copy.deepcopy(binding)
     role["metadata"] = {"name": f"{SA}-{suffix}"}
     binding["metadata"] = {"name": f"{SA}-{suffix}"}
     binding["roleRef"]["name"] = role["metadata"]["name"]
     binding["subjects"][0]["namespace"] = ns
-    cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List",
-                                                         "items": [role, binding]}))
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]}),
+    )
 
 
 def token_kubeconfig(cluster: Any, ns: str, path: Path) -> str:
-    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o",
-                                       "json").stdout)  # fmt: skip
+    admin = json.loads(cluster.kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
     token = cluster.kubectl("create", "token", SA, "-n", ns, "--duration=2h").stdout.strip()
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "sa",
         "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
         "users": [{"name": SA, "user": {"token": token}}],
         "contexts": [{"name": "sa", "context": {"cluster": "c", "user": SA}}],
-    }  # fmt: skip
+    }
     path.write_text(json.dumps(config))
     return str(path)
 
 
 def owned_secret(owner: dict[str, Any], name: str) -> dict[str, Any]:
     meta = owner["metadata"]
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {
-        "name": name, "namespace": meta["namespace"], "ownerReferences": [{
-            "apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret", "name": meta["name"],
-            "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}]},
-        "stringData": {"k": "v"}}  # fmt: skip
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": name,
+            "namespace": meta["namespace"],
+            "ownerReferences": [
+                {
+                    "apiVersion": "kustos.io/v1alpha1",
+                    "kind": "ManagedSecret",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "stringData": {"k": "v"},
+    }
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +116,17 @@ def test_blocking_owner_deletion_needs_the_finalizers_rule(cluster: Any) -> None
     ns, apps = new_namespace(cluster, "rbac"), new_namespace(cluster, "app")
     cluster.kubectl("create", "serviceaccount", SA, "-n", ns)
     role, binding = manifest_rbac(cluster)
-    assert {"update"} <= {v for r in role["rules"] if "managedsecrets/finalizers" in r["resources"]
-                          for v in r["verbs"]}  # fmt: skip
+    assert {"update"} <= {
+        v
+        for r in role["rules"]
+        if "managedsecrets/finalizers" in r["resources"]
+        for v in r["verbs"]
+    }
     suffix = uuid.uuid4().hex[:6]
     crippled = copy.deepcopy(role)
-    crippled["rules"] = [r for r in role["rules"] if "managedsecrets/finalizers" not in r["resources"]]
+    crippled["rules"] = [
+        r for r in role["rules"] if "managedsecrets/finalizers" not in r["resources"]
+    ]
     install(cluster, crippled, binding, ns, suffix)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("owner", apps, {})))
     owner = get(cluster, "ms", "owner", apps)
@@ -104,12 +134,18 @@ def test_blocking_owner_deletion_needs_the_finalizers_rule(cluster: Any) -> None
     me = f"--as=system:serviceaccount:{ns}:{SA}"
 
     def attempt(name: str) -> Any:
-        return cluster.kubectl(me, "create", "-f", "-", check=False,
-                               input=json.dumps(owned_secret(owner, name)))  # fmt: skip
+        return cluster.kubectl(
+            me, "create", "-f", "-", check=False, input=json.dumps(owned_secret(owner, name))
+        )
 
     # the SA may create Secrets at all (the RBAC cache may lag a moment behind the apply)
-    wait_for(lambda: "forbidden" not in (p := attempt("probe")).stderr.lower()
-             or "blockownerdeletion" in p.stderr.lower(), what="role in force")  # fmt: skip
+    wait_for(
+        lambda: (
+            "forbidden" not in (p := attempt("probe")).stderr.lower()
+            or "blockownerdeletion" in p.stderr.lower()
+        ),
+        what="role in force",
+    )
     refused = attempt("blocked")
     if refused.returncode == 0 and os.environ.get("KUSTOS_TEST_KUBECONFIG"):
         pytest.skip("this cluster does not enforce OwnerReferencesPermissionEnforcement")
@@ -129,35 +165,66 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
     kubeconfig = token_kubeconfig(cluster, ns, tmp_path / "sa-kubeconfig")
     whoami = cluster.kubectl(f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o", "json")
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == (
-        f"system:serviceaccount:{ns}:{SA}")
+        f"system:serviceaccount:{ns}:{SA}"
+    )
     other = new_namespace(cluster, "share")
-    runner = OperatorRunner(kubeconfig, tmp_path, ns, KUSTOS_AUDIT_ANCHOR_SECONDS="0.5",
-                            KUSTOS_RESYNC_SECONDS="2")
+    runner = OperatorRunner(
+        kubeconfig, tmp_path, ns, KUSTOS_AUDIT_ANCHOR_SECONDS="0.5", KUSTOS_RESYNC_SECONDS="2"
+    )
     runner.start()
     try:
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("db", apps, {
-            "generate": {"passwordLength": 16}})))
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(managed_secret("db", apps, {"generate": {"passwordLength": 16}})),
+        )
         obj = wait_for(lambda: ready(cluster, "db", apps), timeout=90, what="Ready")
         secret = get(cluster, "secret", "db", apps)
         assert secret is not None
         refs = secret["metadata"]["ownerReferences"]
         assert refs[0]["uid"] == obj["metadata"]["uid"] and refs[0]["blockOwnerDeletion"]
-        wait_for(lambda: ((get(cluster, "auditanchor", "kustos-audit", ns) or {})
-                          .get("status", {}).get("head", {}).get("seq", 0) > 0),
-                 what="the audit chain anchored with the manifests' Role")
+        wait_for(
+            lambda: (
+                (get(cluster, "auditanchor", "kustos-audit", ns) or {})
+                .get("status", {})
+                .get("head", {})
+                .get("seq", 0)
+                > 0
+            ),
+            what="the audit chain anchored with the manifests' Role",
+        )
         # target.shareWith with these rules: namespaces read (consent), the copy written
         # by name; withdrawing the target's consent (its label) removes the copy
         cluster.kubectl("label", "namespace", other, f"shares.kustos.io/{apps}=accept")
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(managed_secret("shared", apps, {
-            "generate": {"passwordLength": 16},
-            "target": {"shareWith": {"namespaces": [other]}}})))
-        wait_for(lambda: get(cluster, "secret", "shared", other), timeout=90,
-                 what="the copy in the consenting namespace")
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(
+                managed_secret(
+                    "shared",
+                    apps,
+                    {
+                        "generate": {"passwordLength": 16},
+                        "target": {"shareWith": {"namespaces": [other]}},
+                    },
+                )
+            ),
+        )
+        wait_for(
+            lambda: get(cluster, "secret", "shared", other),
+            timeout=90,
+            what="the copy in the consenting namespace",
+        )
         own = get(cluster, "secret", "shared", apps) or {}
         assert (get(cluster, "secret", "shared", other) or {})["data"] == own["data"]
         cluster.kubectl("label", "namespace", other, f"shares.kustos.io/{apps}-")
-        wait_for(lambda: get(cluster, "secret", "shared", other) is None, timeout=90,
-                 what="the copy removed once consent is withdrawn")
+        wait_for(
+            lambda: get(cluster, "secret", "shared", other) is None,
+            timeout=90,
+            what="the copy removed once consent is withdrawn",
+        )
         assert "forbidden" not in runner.log().lower()
     finally:
         runner.stop()

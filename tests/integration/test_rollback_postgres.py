@@ -22,26 +22,53 @@ pytestmark = pytest.mark.db
 
 
 def _secret(name: str, data: dict[str, str], annotations: dict[str, str]) -> dict[str, Any]:
-    return {"metadata": {"name": name, "namespace": "team-a", "annotations": annotations},
-            "type": "Opaque",
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "metadata": {"name": name, "namespace": "team-a", "annotations": annotations},
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
 @pytest.fixture
 def world(pg_server: Any) -> Iterator[tuple[World, Any]]:
     user, password, dbname = make_db_user(pg_server)
     kube = FakeSecrets()
-    kube.create("team-a", _secret("db-initial", {
-        "username": user, "password": password, "host": pg_server.host,
-        "port": str(pg_server.port), "dbname": dbname}, {"kustos.io/allow-import-by": "db"}))
-    kube.create("team-a", _secret("db-master", {
-        "username": pg_server.admin_user, "password": pg_server.admin_password}, {}))
+    kube.create(
+        "team-a",
+        _secret(
+            "db-initial",
+            {
+                "username": user,
+                "password": password,
+                "host": pg_server.host,
+                "port": str(pg_server.port),
+                "dbname": dbname,
+            },
+            {"kustos.io/allow-import-by": "db"},
+        ),
+    )
+    kube.create(
+        "team-a",
+        _secret(
+            "db-master",
+            {"username": pg_server.admin_user, "password": pg_server.admin_password},
+            {},
+        ),
+    )
     kube.create("team-a", _secret("db-ca", {"ca.crt": pg_server.ca_path.read_text()}, {}))
-    spec = {"name": "prod/db", "valueFrom": {"secretRef": {"name": "db-initial"}},
-            "rotation": {"rolloutTimeoutSeconds": 60, "postgresql": {
-                "strategy": "alternating-users", "connectTimeoutSeconds": 3,
+    spec = {
+        "name": "prod/db",
+        "valueFrom": {"secretRef": {"name": "db-initial"}},
+        "rotation": {
+            "rolloutTimeoutSeconds": 60,
+            "postgresql": {
+                "strategy": "alternating-users",
+                "connectTimeoutSeconds": 3,
                 "masterSecretRef": {"name": "db-master"},
-                "tls": {"mode": "verify-full", "caSecretRef": {"name": "db-ca"}}}}}
+                "tls": {"mode": "verify-full", "caSecretRef": {"name": "db-ca"}},
+            },
+        },
+    }
     built = World(deployment("web"), spec=spec, gateway=kube)
     yield built, pg_server
     built.store.close()

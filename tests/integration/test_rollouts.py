@@ -32,13 +32,24 @@ def cluster(kube_cluster: Any) -> Any:
 def deployment(name: str, ns: str, secrets: list[str], opt_in: bool) -> dict[str, Any]:
     annotations = {"kustos.io/restart-on-change": "true"} if opt_in else {}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": ns, "annotations": annotations},
         "spec": {
-            "replicas": 1, "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{
-                "name": "app", "image": "registry.invalid/app:1",
-                "envFrom": [{"secretRef": {"name": s}} for s in secrets]}]}},
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": "registry.invalid/app:1",
+                            "envFrom": [{"secretRef": {"name": s}} for s in secrets],
+                        }
+                    ]
+                },
+            },
         },
     }
 
@@ -48,7 +59,8 @@ def spec(length: int) -> dict[str, Any]:
 
 
 def test_two_secrets_changed_together_restart_the_deployment_once(
-    cluster: Any, operator_factory: Any,
+    cluster: Any,
+    operator_factory: Any,
 ) -> None:
     operator_factory(KUSTOS_ROLLOUT_DEBOUNCE_SECONDS="15").start()
     ns = new_namespace(cluster)
@@ -63,8 +75,10 @@ def test_two_secrets_changed_together_restart_the_deployment_once(
     # One change, and once it is projected (the window is open) the other: without the
     # debounce these would be two restarts.
     apply(cluster, managed_secret("db", ns, spec(24)))
-    wait_for(lambda: (o := ready(cluster, "db", ns)) and o["metadata"]["generation"] == 2,
-             what="db's new version projected")
+    wait_for(
+        lambda: (o := ready(cluster, "db", ns)) and o["metadata"]["generation"] == 2,
+        what="db's new version projected",
+    )
     apply(cluster, managed_secret("cache", ns, spec(24)))
 
     def new_versions() -> dict[str, str] | None:
@@ -80,20 +94,22 @@ def test_two_secrets_changed_together_restart_the_deployment_once(
 
     def marked() -> dict[str, Any] | None:
         web = get(cluster, "deployment", "web", ns) or {}
-        raw = ((web["spec"]["template"].get("metadata") or {}).get("annotations")
-               or {}).get(MARKER)
+        raw = ((web["spec"]["template"].get("metadata") or {}).get("annotations") or {}).get(MARKER)
         return web if raw and json.loads(raw) == versions else None
 
     web = wait_for(marked, timeout=90, what="the marker with both versions")
     assert web["metadata"]["generation"] == before["web"]["metadata"]["generation"] + 1
     batch = get(cluster, "deployment", "batch", ns) or {}
     assert batch["metadata"]["generation"] == before["batch"]["metadata"]["generation"]
-    assert MARKER not in ((batch["spec"]["template"].get("metadata") or {}).get(
-        "annotations") or {})
+    assert MARKER not in (
+        (batch["spec"]["template"].get("metadata") or {}).get("annotations") or {}
+    )
     # The marker is the version ids, nothing derived from the values.
     for name in ("db", "cache"):
         secret = get(cluster, "secret", name, ns) or {}
         assert secret["data"]["password"] not in json.dumps(web)
     for name in ("db", "cache"):  # kubectl describe ms tells the restart
-        wait_for(lambda n=name: "WorkloadRestarted" in event_reasons(cluster, n, ns),
-                 what=f"{name}'s WorkloadRestarted Event")
+        wait_for(
+            lambda n=name: "WorkloadRestarted" in event_reasons(cluster, n, ns),
+            what=f"{name}'s WorkloadRestarted Event",
+        )

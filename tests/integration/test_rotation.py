@@ -61,12 +61,15 @@ def operator(operator_factory: Any) -> Any:
 
 
 def annotate_rotate_now(cluster: Any, name: str, ns: str, value: str) -> None:
-    cluster.kubectl("annotate", "--overwrite", "ms", name, "-n", ns,
-                    f"kustos.io/rotate-now={value}")
+    cluster.kubectl(
+        "annotate", "--overwrite", "ms", name, "-n", ns, f"kustos.io/rotate-now={value}"
+    )
 
 
-GENERATED = {"generate": {"passwordLength": 24, "excludePunctuation": True},
-             "target": {"staticData": {"username": "svc"}}}
+GENERATED = {
+    "generate": {"passwordLength": 24, "excludePunctuation": True},
+    "target": {"staticData": {"username": "svc"}},
+}
 
 
 def test_generated_rotation_on_rate_schedule_and_on_demand(cluster: Any, operator: Any) -> None:
@@ -75,8 +78,10 @@ def test_generated_rotation_on_rate_schedule_and_on_demand(cluster: Any, operato
     apply(cluster, managed_secret("gen", ns, spec))
     first = wait_for(lambda: ready(cluster, "gen", ns))["status"]["currentVersionId"]
     before = secret_data(get(cluster, "secret", "gen", ns) or {})
-    obj = wait_for(lambda: (o := get(cluster, "ms", "gen", ns)) and
-                   o["status"].get("nextRotationAt") and o, what="nextRotationAt")
+    obj = wait_for(
+        lambda: (o := get(cluster, "ms", "gen", ns)) and o["status"].get("nextRotationAt") and o,
+        what="nextRotationAt",
+    )
     due = datetime.fromisoformat(obj["status"]["nextRotationAt"].replace("Z", "+00:00"))
     assert 30 < (due - datetime.now(UTC)).total_seconds() <= 61
 
@@ -112,14 +117,20 @@ def test_generated_rotation_on_rate_schedule_and_on_demand(cluster: Any, operato
 @pytest.mark.parametrize("server_name", ["pg_server", "mariadb_server"])
 @pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
 def test_database_rotation_keeps_consumers_working(
-    cluster: Any, operator: Any, request: pytest.FixtureRequest, server_name: str,
+    cluster: Any,
+    operator: Any,
+    request: pytest.FixtureRequest,
+    server_name: str,
     strategy: str,
 ) -> None:
     server = request.getfixturevalue(server_name)
     ns = new_namespace(cluster)
     user, password, dbname = create_db_managed_secret(cluster, ns, "app-db", server, strategy)
-    held = server.connect(user, password, **({"dbname": dbname} if server.kind == "postgresql"
-                                              else {"database": dbname}))
+    held = server.connect(
+        user,
+        password,
+        **({"dbname": dbname} if server.kind == "postgresql" else {"database": dbname}),
+    )
     seen: list[dict[str, str]] = [{"username": user, "password": password}]
     token = None
     for _ in range(3):
@@ -136,14 +147,18 @@ def test_database_rotation_keeps_consumers_working(
             assert creds["username"] != seen[-1]["username"]
             assert reads_42(server, seen[-1]["username"], seen[-1]["password"], dbname)
             if len(seen) >= 2:  # two rotations ago: that user's password has changed
-                assert not server.can_login(seen[-2]["username"], seen[-2]["password"],
-                                            **({"dbname": dbname} if server.kind ==
-                                               "postgresql" else {"database": dbname}))
+                assert not server.can_login(
+                    seen[-2]["username"],
+                    seen[-2]["password"],
+                    **({"dbname": dbname} if server.kind == "postgresql" else {"database": dbname}),
+                )
         else:
             assert creds["username"] == user
-            assert not server.can_login(user, seen[-1]["password"],
-                                        **({"dbname": dbname} if server.kind == "postgresql"
-                                           else {"database": dbname}))
+            assert not server.can_login(
+                user,
+                seen[-1]["password"],
+                **({"dbname": dbname} if server.kind == "postgresql" else {"database": dbname}),
+            )
         seen.append({"username": creds["username"], "password": creds["password"]})
         # The connection opened with the first credentials keeps working.
         if server.kind == "postgresql":
@@ -164,15 +179,22 @@ def test_database_rotation_keeps_consumers_working(
 @pytest.mark.db
 def test_database_unreachable_then_back(cluster: Any, operator: Any, pg_server: Any) -> None:  # noqa: F811
     ns = new_namespace(cluster)
-    user, password, dbname = create_db_managed_secret(cluster, ns, "down", pg_server,
-                                                      "single-user",
-                                                      rotation={"rotateImmediately": False})
+    user, password, dbname = create_db_managed_secret(
+        cluster, ns, "down", pg_server, "single-user", rotation={"rotateImmediately": False}
+    )
     wait_for(lambda: ready(cluster, "down", ns))
     with pg_server.stopped():
         annotate_rotate_now(cluster, "down", ns, "now")
-        obj = wait_for(lambda: (o := get(cluster, "ms", "down", ns)) and
-                       (c := condition(o, "RotationFailed")) and c["status"] == "True" and o,
-                       what="RotationFailed", timeout=60)
+        obj = wait_for(
+            lambda: (
+                (o := get(cluster, "ms", "down", ns))
+                and (c := condition(o, "RotationFailed"))
+                and c["status"] == "True"
+                and o
+            ),
+            what="RotationFailed",
+            timeout=60,
+        )
         cond = condition(obj, "RotationFailed")
         assert cond["reason"] == "RotationFailed"
         assert password not in json.dumps(obj)
@@ -191,25 +213,38 @@ def test_database_unreachable_then_back(cluster: Any, operator: Any, pg_server: 
 
 
 @pytest.mark.db
-def test_tls_verifies_by_default_and_opting_out_warns(cluster: Any, operator: Any,
-                                                      pg_server: Any) -> None:  # noqa: F811
+def test_tls_verifies_by_default_and_opting_out_warns(
+    cluster: Any,
+    operator: Any,
+    pg_server: Any,  # noqa: F811
+) -> None:
     ns = new_namespace(cluster)
     # no tls: verify-full against the system CAs, which did not sign the fixture's certificate
     create_db_managed_secret(cluster, ns, "strict", pg_server, "single-user", tls=None)
-    obj = wait_for(lambda: (o := get(cluster, "ms", "strict", ns)) and
-                   (c := condition(o, "RotationFailed")) and c["status"] == "True" and o,
-                   what="RotationFailed", timeout=60)
+    obj = wait_for(
+        lambda: (
+            (o := get(cluster, "ms", "strict", ns))
+            and (c := condition(o, "RotationFailed"))
+            and c["status"] == "True"
+            and o
+        ),
+        what="RotationFailed",
+        timeout=60,
+    )
     assert "certificate" in condition(obj, "RotationFailed")["message"]
     assert condition(obj, "TLSVerified") is None
     # the explicit opt-out works, and says what it costs
-    user, _, dbname = create_db_managed_secret(cluster, ns, "lax", pg_server,
-                                                      "single-user", tls={"mode": "require"})
+    user, _, dbname = create_db_managed_secret(
+        cluster, ns, "lax", pg_server, "single-user", tls={"mode": "require"}
+    )
     obj = wait_rotated(cluster, "lax", ns, timeout=60)
     creds = projected_creds(cluster, "lax", ns)
     assert reads_42(pg_server, user, creds["password"], dbname)
     warned = condition(obj, "TLSVerified")
     assert warned is not None and (warned["status"], warned["reason"]) == (
-        "False", "TLSNotVerified")
+        "False",
+        "TLSNotVerified",
+    )
     assert "require" in warned["message"]
     found = [e for e in events(cluster, "lax", ns) if e["reason"] == "TLSNotVerified"]
     assert found and found[0]["type"] == "Warning"
@@ -220,19 +255,32 @@ def test_tls_verifies_by_default_and_opting_out_warns(cluster: Any, operator: An
 def test_wrong_master_credentials(cluster: Any, operator: Any, mariadb_server: Any) -> None:  # noqa: F811
     ns = new_namespace(cluster)
     user, password, dbname = create_db_managed_secret(
-        cluster, ns, "badmaster", mariadb_server, "alternating-users",
-        master=(mariadb_server.admin_user, "wrong-master-password"))
-    obj = wait_for(lambda: (o := get(cluster, "ms", "badmaster", ns)) and
-                   (c := condition(o, "RotationFailed")) and c["status"] == "True" and o,
-                   what="RotationFailed", timeout=60)
+        cluster,
+        ns,
+        "badmaster",
+        mariadb_server,
+        "alternating-users",
+        master=(mariadb_server.admin_user, "wrong-master-password"),
+    )
+    obj = wait_for(
+        lambda: (
+            (o := get(cluster, "ms", "badmaster", ns))
+            and (c := condition(o, "RotationFailed"))
+            and c["status"] == "True"
+            and o
+        ),
+        what="RotationFailed",
+        timeout=60,
+    )
     assert "refused" in condition(obj, "RotationFailed")["message"]
     assert "wrong-master-password" not in json.dumps(obj)
     assert projected_creds(cluster, "badmaster", ns)["password"] == password
     assert reads_42(mariadb_server, user, password, dbname)
     # Fixing the master Secret lets the retried rotation finish.
     patch = {"stringData": {"password": mariadb_server.admin_password}}
-    cluster.kubectl("patch", "secret", "badmaster-master", "-n", ns, "--type=merge",
-                    "-p", json.dumps(patch))
+    cluster.kubectl(
+        "patch", "secret", "badmaster-master", "-n", ns, "--type=merge", "-p", json.dumps(patch)
+    )
     wait_rotated(cluster, "badmaster", ns, timeout=60)
     creds = projected_creds(cluster, "badmaster", ns)
     assert creds["username"] == f"{user}_clone"
@@ -248,9 +296,22 @@ def test_cli_rotate_secret(cluster: Any, operator: Any) -> None:
     first = wait_for(lambda: ready(cluster, "clirot", ns))["status"]["currentVersionId"]
     before = secret_data(get(cluster, "secret", "clirot", ns) or {})["password"]
     proc = subprocess.run(
-        [sys.executable, "-m", "kustos.cli.main", "rotate-secret",
-         "--secret-id", "prod/cli-rotated", "--namespace", ns],
-        env=operator.env, capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "kustos.cli.main",
+            "rotate-secret",
+            "--secret-id",
+            "prod/cli-rotated",
+            "--namespace",
+            ns,
+        ],
+        env=operator.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     answer = json.loads(proc.stdout)
     assert answer["Name"] == "prod/cli-rotated" and answer["VersionId"] != first
@@ -259,7 +320,20 @@ def test_cli_rotate_secret(cluster: Any, operator: Any) -> None:
     assert obj["status"]["rotation"]["trigger"] == "rotate-now"
     assert secret_data(get(cluster, "secret", "clirot", ns) or {})["password"] != before
     missing = subprocess.run(
-        [sys.executable, "-m", "kustos.cli.main", "rotate-secret", "--secret-id", "nope",
-         "--namespace", ns], env=operator.env, capture_output=True, text=True, timeout=120,
-        check=False)
+        [
+            sys.executable,
+            "-m",
+            "kustos.cli.main",
+            "rotate-secret",
+            "--secret-id",
+            "nope",
+            "--namespace",
+            ns,
+        ],
+        env=operator.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert missing.returncode != 0 and "ResourceNotFoundException" in missing.stderr

@@ -37,9 +37,15 @@ class Pod(threading.Thread):
         c = self.creds
         while not self.stopping.is_set():
             try:
-                with psycopg.connect(host=c["host"], port=int(c["port"]), user=c["username"],
-                                     password=c["password"], dbname=c["dbname"],
-                                     sslmode="require", connect_timeout=3) as conn:
+                with psycopg.connect(
+                    host=c["host"],
+                    port=int(c["port"]),
+                    user=c["username"],
+                    password=c["password"],
+                    dbname=c["dbname"],
+                    sslmode="require",
+                    connect_timeout=3,
+                ) as conn:
                     conn.execute("SELECT 1").fetchone()
                 self.ok += 1
                 self.ready.set()
@@ -77,18 +83,41 @@ class App:
 def _run(pg_server: Any, strategy: str) -> dict[str, Any]:
     user, password, dbname = make_db_user(pg_server)
     kube = FakeSecrets()
-    kube.create("team-a", _secret("db-initial", {
-        "username": user, "password": password, "host": pg_server.host,
-        "port": str(pg_server.port), "dbname": dbname}, {"kustos.io/allow-import-by": "db"}))
-    kube.create("team-a", _secret("db-master", {
-        "username": pg_server.admin_user, "password": pg_server.admin_password}, {}))
+    kube.create(
+        "team-a",
+        _secret(
+            "db-initial",
+            {
+                "username": user,
+                "password": password,
+                "host": pg_server.host,
+                "port": str(pg_server.port),
+                "dbname": dbname,
+            },
+            {"kustos.io/allow-import-by": "db"},
+        ),
+    )
+    kube.create(
+        "team-a",
+        _secret(
+            "db-master",
+            {"username": pg_server.admin_user, "password": pg_server.admin_password},
+            {},
+        ),
+    )
     kube.create("team-a", _secret("db-ca", {"ca.crt": pg_server.ca_path.read_text()}, {}))
-    config: dict[str, Any] = {"strategy": strategy, "connectTimeoutSeconds": 3,
-                              "tls": {"mode": "verify-full", "caSecretRef": {"name": "db-ca"}}}
+    config: dict[str, Any] = {
+        "strategy": strategy,
+        "connectTimeoutSeconds": 3,
+        "tls": {"mode": "verify-full", "caSecretRef": {"name": "db-ca"}},
+    }
     if strategy == "alternating-users":
         config["masterSecretRef"] = {"name": "db-master"}
-    spec = {"name": "prod/db", "valueFrom": {"secretRef": {"name": "db-initial"}},
-            "rotation": {"rolloutTimeoutSeconds": 60, "postgresql": config}}
+    spec = {
+        "name": "prod/db",
+        "valueFrom": {"secretRef": {"name": "db-initial"}},
+        "rotation": {"rolloutTimeoutSeconds": 60, "postgresql": config},
+    }
     w = World(deployment("web", replicas=1), spec=spec, gateway=kube)
     app = App(kube)
     assert app.pod.ready.wait(30)
@@ -114,8 +143,13 @@ def _run(pg_server: Any, strategy: str) -> dict[str, Any]:
     finally:
         app.stop()
         w.store.close()
-    return {"strategy": strategy, "failed": per_rotation, "restarts": app.restarts,
-            "patches": len(w.workloads.patches), "retired_before_rollout": retired_late}
+    return {
+        "strategy": strategy,
+        "failed": per_rotation,
+        "restarts": app.restarts,
+        "patches": len(w.workloads.patches),
+        "retired_before_rollout": retired_late,
+    }
 
 
 def test_alternating_users_no_query_fails_and_old_logins_end_after_the_rollout(

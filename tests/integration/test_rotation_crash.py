@@ -39,8 +39,11 @@ POINTS.insert(2, "setSecret:mid")
 CASES = [
     *[("pg_server", "single-user", p) for p in POINTS],
     *[("pg_server", "alternating-users", p) for p in POINTS],
-    *[("mariadb_server", s, p) for s in ("single-user", "alternating-users")
-      for p in ("setSecret:mid", "setSecret:after", "finishSecret:before")],
+    *[
+        ("mariadb_server", s, p)
+        for s in ("single-user", "alternating-users")
+        for p in ("setSecret:mid", "setSecret:after", "finishSecret:before")
+    ],
 ]
 
 
@@ -52,8 +55,12 @@ def cluster(kube_cluster: Any) -> Any:
 
 @pytest.mark.parametrize(("server_name", "strategy", "point"), CASES)
 def test_crash_and_resume(
-    cluster: Any, operator_factory: Any, request: pytest.FixtureRequest, server_name: str,
-    strategy: str, point: str,
+    cluster: Any,
+    operator_factory: Any,
+    request: pytest.FixtureRequest,
+    server_name: str,
+    strategy: str,
+    point: str,
 ) -> None:
     server = request.getfixturevalue(server_name)
     runner = operator_factory(**FAST)

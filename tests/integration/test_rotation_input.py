@@ -35,22 +35,39 @@ def try_apply(cluster: Any, ns: str, name: str, rotation: dict[str, Any]) -> Any
         ({"schedule": "rate(2 weeks)", "generated": {}}, "should match"),
         ({"window": "2h", "generated": {}}, "window needs rotation.schedule"),
         ({"window": "soon", "schedule": "rate(1 day)", "generated": {}}, "should match"),
-        ({"generated": {}, "webhook": {"url": "https://x", "signingKeySecretRef": {"name": "k"}}},
-         "exactly one rotator"),
+        (
+            {
+                "generated": {},
+                "webhook": {"url": "https://x", "signingKeySecretRef": {"name": "k"}},
+            },
+            "exactly one rotator",
+        ),
         ({}, "exactly one rotator"),
-        ({"postgresql": {**PG, "masterSecretRef": {"name": "m", "namespace": "other"}}},
-         "own namespace"),
+        (
+            {"postgresql": {**PG, "masterSecretRef": {"name": "m", "namespace": "other"}}},
+            "own namespace",
+        ),
         ({"postgresql": {"strategy": "alternating-users"}}, "needs masterSecretRef"),
         ({"mysql": {"strategy": "both"}}, "Unsupported value"),
-        ({"webhook": {"url": "http://plain", "signingKeySecretRef": {"name": "k"}}},
-         "should match"),
+        (
+            {"webhook": {"url": "http://plain", "signingKeySecretRef": {"name": "k"}}},
+            "should match",
+        ),
         ({"custom": {"rotator": "Bad Name"}}, "should match"),
         # the bounds the CRD shares with the models (tests/unit/test_crd_models.py)
         ({"postgresql": {"host": ""}}, "should be at least 1 chars long"),
         ({"mysql": {"host": "db", "userHost": ""}}, "should be at least 1 chars long"),
         ({"postgresql": {"host": "db", "connectTimeoutSeconds": 0}}, "should be greater than 0"),
-        ({"webhook": {"url": "https://x", "signingKeySecretRef": {"name": "k", "key": ""},
-                      "timeoutSeconds": 5}}, "should be at least 1 chars long"),
+        (
+            {
+                "webhook": {
+                    "url": "https://x",
+                    "signingKeySecretRef": {"name": "k", "key": ""},
+                    "timeoutSeconds": 5,
+                }
+            },
+            "should be at least 1 chars long",
+        ),
     ],
 )
 def test_refused_at_admission(cluster: Any, rotation: dict[str, Any], message: str) -> None:
@@ -64,8 +81,9 @@ def test_refused_at_admission(cluster: Any, rotation: dict[str, Any], message: s
 def test_a_timeout_under_a_second_is_admitted(cluster: Any) -> None:
     """The models and the rotators take any timeout in (0, 300]; so does the CRD."""
     ns = new_namespace(cluster)
-    proc = try_apply(cluster, ns, "quick", {"postgresql": {"host": "db",
-                                                           "connectTimeoutSeconds": 0.5}})
+    proc = try_apply(
+        cluster, ns, "quick", {"postgresql": {"host": "db", "connectTimeoutSeconds": 0.5}}
+    )
     assert proc.returncode == 0, proc.stderr
     obj = get(cluster, "managedsecret", "quick", ns)
     assert obj is not None and obj["spec"]["rotation"]["postgresql"]["connectTimeoutSeconds"] == 0.5
@@ -75,32 +93,66 @@ def test_reported_in_status_and_nothing_rotated(cluster: Any, operator_factory: 
     runner = operator_factory(**FAST)
     runner.start()
     ns = new_namespace(cluster)
-    cluster.kubectl("create", "secret", "generic", "half-master", "-n", ns,
-                    "--from-literal=username=admin")
+    cluster.kubectl(
+        "create", "secret", "generic", "half-master", "-n", ns, "--from-literal=username=admin"
+    )
     cases = {
-        "window": ({"schedule": "rate(1 hour)", "window": "2h", "generated": {}},
-                   "InvalidSpec", "longer than the interval"),
-        "awscron": ({"schedule": "cron(0 4 * * SUN *)", "rotateImmediately": True,
-                     "generated": {}}, "InvalidSpec", "needs '?'"),
-        "unknown": ({"custom": {"rotator": "nope"}, "rotateImmediately": True},
-                    "InvalidSpec", "unknown rotator 'nope'"),
-        "elsewhere": ({"custom": {"rotator": "postgresql", "config": {
-                          **PG, "masterSecretRef": {"name": "m", "namespace": "other"}}},
-                       "rotateImmediately": True},
-                      "InvalidSpec", "points into namespace 'other'"),
-        "halfmaster": ({"postgresql": {**PG, "masterSecretRef": {"name": "half-master"}},
-                        "rotateImmediately": True},
-                       "RotationFailed", "lacks keys ['password']"),
-        "nomaster": ({"postgresql": {**PG, "masterSecretRef": {"name": "absent"}},
-                      "rotateImmediately": True},
-                     "RotationFailed", "Secret {ns}/absent not found"),
+        "window": (
+            {"schedule": "rate(1 hour)", "window": "2h", "generated": {}},
+            "InvalidSpec",
+            "longer than the interval",
+        ),
+        "awscron": (
+            {"schedule": "cron(0 4 * * SUN *)", "rotateImmediately": True, "generated": {}},
+            "InvalidSpec",
+            "needs '?'",
+        ),
+        "unknown": (
+            {"custom": {"rotator": "nope"}, "rotateImmediately": True},
+            "InvalidSpec",
+            "unknown rotator 'nope'",
+        ),
+        "elsewhere": (
+            {
+                "custom": {
+                    "rotator": "postgresql",
+                    "config": {**PG, "masterSecretRef": {"name": "m", "namespace": "other"}},
+                },
+                "rotateImmediately": True,
+            },
+            "InvalidSpec",
+            "points into namespace 'other'",
+        ),
+        "halfmaster": (
+            {
+                "postgresql": {**PG, "masterSecretRef": {"name": "half-master"}},
+                "rotateImmediately": True,
+            },
+            "RotationFailed",
+            "lacks keys ['password']",
+        ),
+        "nomaster": (
+            {
+                "postgresql": {**PG, "masterSecretRef": {"name": "absent"}},
+                "rotateImmediately": True,
+            },
+            "RotationFailed",
+            "Secret {ns}/absent not found",
+        ),
     }
     for name, (rotation, _reason, _message) in cases.items():
         assert try_apply(cluster, ns, name, rotation).returncode == 0
     for name, (_rotation, reason, message) in cases.items():
-        obj = wait_for(lambda n=name: (o := get(cluster, "ms", n, ns)) and
-                       (c := condition(o, "RotationFailed")) and c["status"] == "True" and o,
-                       what=f"RotationFailed on {name}", timeout=60)
+        obj = wait_for(
+            lambda n=name: (
+                (o := get(cluster, "ms", n, ns))
+                and (c := condition(o, "RotationFailed"))
+                and c["status"] == "True"
+                and o
+            ),
+            what=f"RotationFailed on {name}",
+            timeout=60,
+        )
         cond = condition(obj, "RotationFailed")
         assert cond["reason"] == reason, (name, cond)
         assert message.format(ns=ns) in cond["message"], (name, cond)

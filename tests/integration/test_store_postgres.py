@@ -102,9 +102,20 @@ def test_audit_appends_chain_on_postgres(store: SqlStore) -> None:
     audit = AuditStore(store.engine)
 
     def row(i: int) -> PendingRow:
-        return PendingRow(f"e{i}", "2030-01-01T00:00:00.000000Z", "GetSecretValue",
-                          "AwsApiCall", "team-a", None, None, "p", "u", True, i % 2 == 0,
-                          f'{{"n":{i}}}')
+        return PendingRow(
+            f"e{i}",
+            "2030-01-01T00:00:00.000000Z",
+            "GetSecretValue",
+            "AwsApiCall",
+            "team-a",
+            None,
+            None,
+            "p",
+            "u",
+            True,
+            i % 2 == 0,
+            f'{{"n":{i}}}',
+        )
 
     first = audit.append([row(1), row(2)])
     second = audit.append([row(3)])

@@ -23,8 +23,10 @@ from tests.kube_helpers import (
 
 pytestmark = pytest.mark.cluster
 
-URL = ("postgresql://{{ static.username }}:{{ secret.password | urlencode }}"
-       "@{{ static.host }}:5432/{{ static.dbname }}?sslmode=require")
+URL = (
+    "postgresql://{{ static.username }}:{{ secret.password | urlencode }}"
+    "@{{ static.host }}:5432/{{ static.dbname }}?sslmode=require"
+)
 SPEC: dict[str, Any] = {
     "generate": {"passwordLength": 40, "keys": ["password"]},  # punctuation included
     "target": {
@@ -41,7 +43,8 @@ def cluster(kube_cluster: Any) -> Any:
 
 
 def test_templated_url_lands_and_a_broken_template_keeps_the_last_good_secret(
-    cluster: Any, operator_factory: Any,
+    cluster: Any,
+    operator_factory: Any,
 ) -> None:
     operator = operator_factory()
     operator.start()
@@ -54,7 +57,13 @@ def test_templated_url_lands_and_a_broken_template_keeps_the_last_good_secret(
     assert sorted(data) == ["DATABASE_URL"]  # mergePolicy Replace
     url = urllib.parse.urlsplit(data["DATABASE_URL"])
     assert (url.scheme, url.username, url.hostname, url.port, url.path, url.query) == (
-        "postgresql", "orders_app", "pg.shop.svc", 5432, "/orders", "sslmode=require")
+        "postgresql",
+        "orders_app",
+        "pg.shop.svc",
+        5432,
+        "/orders",
+        "sslmode=require",
+    )
     password = urllib.parse.unquote(url.password or "")
     assert len(password) == 40
 
@@ -66,15 +75,22 @@ def test_templated_url_lands_and_a_broken_template_keeps_the_last_good_secret(
     def failed() -> dict[str, Any] | None:
         obj = get(cluster, "managedsecret", "orders-db", ns) or {}
         cond = condition(obj)
-        return obj if cond and cond["reason"] == "TemplateFailed" and cond.get(
-            "observedGeneration") == obj["metadata"]["generation"] else None
+        return (
+            obj
+            if cond
+            and cond["reason"] == "TemplateFailed"
+            and cond.get("observedGeneration") == obj["metadata"]["generation"]
+            else None
+        )
 
     obj = wait_for(failed, what="TemplateFailed")
     cond = condition(obj)
     assert cond is not None and cond["status"] == "False"
     assert "data[DATABASE_URL], line 1" in cond["message"]
-    warnings = wait_for(lambda: [e for e in events(cluster, "orders-db", ns)
-                                 if e["reason"] == "TemplateFailed"], what="Event")
+    warnings = wait_for(
+        lambda: [e for e in events(cluster, "orders-db", ns) if e["reason"] == "TemplateFailed"],
+        what="Event",
+    )
     assert warnings[0]["type"] == "Warning"
     after = get(cluster, "secret", "orders-db", ns)
     assert after is not None and after["data"] == good["data"]  # the last good Secret
@@ -85,9 +101,23 @@ def test_templated_url_lands_and_a_broken_template_keeps_the_last_good_secret(
     assert password not in seen and encoded not in seen
 
     # Fixed, it projects again.
-    apply(cluster, managed_secret("orders-db", ns, {**SPEC, "target": {
-        **SPEC["target"], "template": {"data": {"DSN": "user={{ static.username }}"},
-                                       "mergePolicy": "Merge"}}}))
+    apply(
+        cluster,
+        managed_secret(
+            "orders-db",
+            ns,
+            {
+                **SPEC,
+                "target": {
+                    **SPEC["target"],
+                    "template": {
+                        "data": {"DSN": "user={{ static.username }}"},
+                        "mergePolicy": "Merge",
+                    },
+                },
+            },
+        ),
+    )
     wait_for(lambda: ready(cluster, "orders-db", ns), what="Ready again")
     fixed = secret_data(get(cluster, "secret", "orders-db", ns) or {})
     assert fixed["DSN"] == "user=orders_app" and fixed["password"] == password
@@ -99,7 +129,8 @@ def test_admission_refuses_bad_template_keys(cluster: Any) -> None:
     bad = managed_secret("x", ns, {"target": {"template": {"data": {"not a key": "x"}}}})
     proc = cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert proc.returncode != 0 and "valid Secret data keys" in proc.stderr
-    wrong = managed_secret("y", ns, {"target": {"template": {
-        "data": {"k": "x"}, "mergePolicy": "Append"}}})
+    wrong = managed_secret(
+        "y", ns, {"target": {"template": {"data": {"k": "x"}, "mergePolicy": "Append"}}}
+    )
     proc = cluster.kubectl("apply", "-f", "-", input=json.dumps(wrong), check=False)
     assert proc.returncode != 0 and "mergePolicy" in proc.stderr

@@ -19,16 +19,36 @@ pytestmark = pytest.mark.cluster
 
 
 def _webhook(name: str) -> str:
-    hook = {"name": "pod-credentials.kustos.io", "admissionReviewVersions": ["v1"],
-            "sideEffects": "None", "failurePolicy": "Ignore",
-            "clientConfig": {"service": {"name": "kustos-api", "namespace": "kustos-system",
-                                         "path": "/v1/webhooks/pod-credentials"}},
-            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                       "resources": ["pods"]}],
-            "namespaceSelector": {"matchLabels": {f"kustos-test-{name}": "never"}}}
-    return yaml.safe_dump({"apiVersion": "admissionregistration.k8s.io/v1",
-                           "kind": "MutatingWebhookConfiguration", "metadata": {"name": name},
-                           "webhooks": [hook, {**hook, "name": "second.kustos.io"}]})
+    hook = {
+        "name": "pod-credentials.kustos.io",
+        "admissionReviewVersions": ["v1"],
+        "sideEffects": "None",
+        "failurePolicy": "Ignore",
+        "clientConfig": {
+            "service": {
+                "name": "kustos-api",
+                "namespace": "kustos-system",
+                "path": "/v1/webhooks/pod-credentials",
+            }
+        },
+        "rules": [
+            {
+                "operations": ["CREATE"],
+                "apiGroups": [""],
+                "apiVersions": ["v1"],
+                "resources": ["pods"],
+            }
+        ],
+        "namespaceSelector": {"matchLabels": {f"kustos-test-{name}": "never"}},
+    }
+    return yaml.safe_dump(
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": name},
+            "webhooks": [hook, {**hook, "name": "second.kustos.io"}],
+        }
+    )
 
 
 def test_the_ca_bundle_is_set_on_every_webhook_once(kube_cluster: Any) -> None:
@@ -49,17 +69,18 @@ def test_the_ca_bundle_is_set_on_every_webhook_once(kube_cluster: Any) -> None:
         gateway.set_ca_bundle(name, other)
         changed = get(kube_cluster, "mutatingwebhookconfiguration", name, "default") or {}
         assert {h["clientConfig"]["caBundle"] for h in changed["webhooks"]} == {
-            base64.b64encode(other).decode()}
+            base64.b64encode(other).decode()
+        }
         assert gateway.set_ca_bundle(f"{name}-missing", ca) is False
     finally:
-        kube_cluster.kubectl("delete", "mutatingwebhookconfiguration", name,
-                             "--ignore-not-found")
+        kube_cluster.kubectl("delete", "mutatingwebhookconfiguration", name, "--ignore-not-found")
 
 
 def test_the_api_services_cluster_ip(kube_cluster: Any) -> None:
     ns = new_namespace(kube_cluster)
-    kube_cluster.kubectl("-n", ns, "create", "service", "clusterip", "kustos-api",
-                         "--tcp=8443:8443")
+    kube_cluster.kubectl(
+        "-n", ns, "create", "service", "clusterip", "kustos-api", "--tcp=8443:8443"
+    )
     service = get(kube_cluster, "service", "kustos-api", ns) or {}
     gateway = WebhookGateway(kube_cluster.api_client())
     assert gateway.cluster_ip(ns, "kustos-api") == service["spec"]["clusterIP"]

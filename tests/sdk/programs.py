@@ -30,36 +30,71 @@ class SdkEndpoint:
 def _trust_store(ca: Path) -> Path:
     store = ca.with_name(ca.stem + "-truststore.p12")
     if not store.exists():
-        subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "kustos", "-file",
-                        str(ca), "-keystore", str(store), "-storetype", "PKCS12",
-                        "-storepass", "changeit"], check=True, capture_output=True, timeout=120)
+        subprocess.run(
+            [
+                "keytool",
+                "-importcert",
+                "-noprompt",
+                "-alias",
+                "kustos",
+                "-file",
+                str(ca),
+                "-keystore",
+                str(store),
+                "-storetype",
+                "PKCS12",
+                "-storepass",
+                "changeit",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
     return store
 
 
 def env_for(lang: str, target: SdkEndpoint, base: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in base.items() if not k.startswith(("AWS_", "KUSTOS_"))}
-    env.update(KUSTOS_ENDPOINT=target.url, AWS_REGION=target.region,
-               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null",
-               AWS_EC2_METADATA_DISABLED="true", AWS_MAX_ATTEMPTS="1")
+    env.update(
+        KUSTOS_ENDPOINT=target.url,
+        AWS_REGION=target.region,
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        AWS_EC2_METADATA_DISABLED="true",
+        AWS_MAX_ATTEMPTS="1",
+    )
     if target.access_key is not None:
-        env.update(AWS_ACCESS_KEY_ID=target.access_key[0],
-                   AWS_SECRET_ACCESS_KEY=target.access_key[1])
+        env.update(
+            AWS_ACCESS_KEY_ID=target.access_key[0], AWS_SECRET_ACCESS_KEY=target.access_key[1]
+        )
     if target.credentials_uri is not None:
-        env.update(AWS_CONTAINER_CREDENTIALS_FULL_URI=target.credentials_uri,
-                   AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(target.token_file))
+        env.update(
+            AWS_CONTAINER_CREDENTIALS_FULL_URI=target.credentials_uri,
+            AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(target.token_file),
+        )
     if lang == "javascript":
         env["NODE_EXTRA_CA_CERTS"] = str(target.ca_path)
     elif lang == "go":
         env["AWS_CA_BUNDLE"] = str(target.ca_path)
     elif lang == "java":
         store = _trust_store(target.ca_path)
-        env["JAVA_TOOL_OPTIONS"] = (f"-Djavax.net.ssl.trustStore={store} "
-                                    "-Djavax.net.ssl.trustStorePassword=changeit "
-                                    "-Djavax.net.ssl.trustStoreType=PKCS12")
+        env["JAVA_TOOL_OPTIONS"] = (
+            f"-Djavax.net.ssl.trustStore={store} "
+            "-Djavax.net.ssl.trustStorePassword=changeit "
+            "-Djavax.net.ssl.trustStoreType=PKCS12"
+        )
     return env
 
 
-def run_program(cmd: list[str], env: dict[str, str], cwd: Path,
-                timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, env=env or dict(os.environ), cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+def run_program(
+    cmd: list[str], env: dict[str, str], cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        cmd,
+        env=env or dict(os.environ),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -64,8 +64,7 @@ def _path() -> str:
 
 def missing(lang: str) -> str | None:
     """The first tool `lang` needs that is not on PATH, or None."""
-    return next((tool for tool in _TOOLS[lang] if shutil.which(tool, path=_path()) is None),
-                None)
+    return next((tool for tool in _TOOLS[lang] if shutil.which(tool, path=_path()) is None), None)
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,11 @@ class Toolchain:
     def env(self) -> dict[str, str]:
         env = {**os.environ, "PATH": _path()}
         if self.lang == "go":
-            env.update(GOMODCACHE=str(self.home / "modcache"), GOFLAGS="-mod=mod",
-                       GOCACHE=str(self.home / "gocache"))
+            env.update(
+                GOMODCACHE=str(self.home / "modcache"),
+                GOFLAGS="-mod=mod",
+                GOCACHE=str(self.home / "gocache"),
+            )
         return env
 
     def build(self, source: str, workdir: Path) -> list[str]:
@@ -97,8 +99,11 @@ class Toolchain:
             return [str(binary)]
         classpath = f"{self.home / 'lib'}/*"
         (workdir / "GetKustosSecret.java").write_text(source)
-        _run(["javac", "-cp", classpath, "-d", str(workdir), "GetKustosSecret.java"], workdir,
-             self.env())
+        _run(
+            ["javac", "-cp", classpath, "-d", str(workdir), "GetKustosSecret.java"],
+            workdir,
+            self.env(),
+        )
         return ["java", "-cp", f"{workdir}{os.pathsep}{classpath}", "GetKustosSecret"]
 
 
@@ -120,21 +125,35 @@ def prepare(lang: str) -> Toolchain:
     if lang == "javascript":
         (home / "package.json").write_text(
             '{"name": "kustos-sdk-test", "private": true, "type": "module", "dependencies": '
-            f'{{"@aws-sdk/client-secrets-manager": "{version}"}}}}\n')
+            f'{{"@aws-sdk/client-secrets-manager": "{version}"}}}}\n'
+        )
         _run(["npm", "install", "--no-audit", "--no-fund", "--loglevel=error"], home, chain.env())
     elif lang == "go":
         (home / "go.mod").write_text("module kustos.io/sdktest\n\ngo 1.22\n")
         (home / "main.go").write_text(_GO_MAIN)
         env = chain.env()
-        for module in (f"github.com/aws/aws-sdk-go-v2/service/secretsmanager@{version}",
-                       "github.com/aws/aws-sdk-go-v2/config", "github.com/aws/aws-sdk-go-v2"):
+        for module in (
+            f"github.com/aws/aws-sdk-go-v2/service/secretsmanager@{version}",
+            "github.com/aws/aws-sdk-go-v2/config",
+            "github.com/aws/aws-sdk-go-v2",
+        ):
             _run(["go", "get", module], home, env)
         _run(["go", "mod", "download", "all"], home, env)
     else:
         (home / "pom.xml").write_text(_POM.format(version=version))
-        _run(["mvn", "-q", "-B", f"-Dmaven.repo.local={home / 'm2'}",
-              "dependency:copy-dependencies", f"-DoutputDirectory={home / 'lib'}",
-              "-DincludeScope=runtime"], home, chain.env())
+        _run(
+            [
+                "mvn",
+                "-q",
+                "-B",
+                f"-Dmaven.repo.local={home / 'm2'}",
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={home / 'lib'}",
+                "-DincludeScope=runtime",
+            ],
+            home,
+            chain.env(),
+        )
     stamp.write_text(version + "\n")
     return chain
 

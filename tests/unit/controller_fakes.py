@@ -46,8 +46,9 @@ class FakeSecrets:
     def create(self, ns: str, body: dict[str, Any]) -> dict[str, Any]:
         self.writes += 1
         body = copy.deepcopy(body)
-        body["metadata"].update(resourceVersion=str(next(_ids)),
-                                uid=body["metadata"].get("uid") or f"uid-{next(_ids)}")
+        body["metadata"].update(
+            resourceVersion=str(next(_ids)), uid=body["metadata"].get("uid") or f"uid-{next(_ids)}"
+        )
         self.objects[(ns, body["metadata"]["name"])] = body
         return copy.deepcopy(body)
 
@@ -72,8 +73,9 @@ class FakeObjects:
     def delete(self, ns: str, name: str, uid: str | None = None) -> bool:
         return self.objects.pop((ns, name), None) is not None
 
-    def create(self, ns: str, name: str, spec: dict[str, Any],
-               annotations: dict[str, str]) -> dict[str, Any]:
+    def create(
+        self, ns: str, name: str, spec: dict[str, Any], annotations: dict[str, str]
+    ) -> dict[str, Any]:
         body = managed(name, spec, namespace=ns)
         body["metadata"]["annotations"] = dict(annotations)
         self.objects[(ns, name)] = body
@@ -84,22 +86,39 @@ class FakeObjects:
 class FakeEvents:
     emitted: list[tuple[str, Reason, str]] = field(default_factory=list)
 
-    def emit(self, ref: ObjectRef, reason: Reason, message: str,
-             type: EventType = EventType.NORMAL) -> None:
+    def emit(
+        self, ref: ObjectRef, reason: Reason, message: str, type: EventType = EventType.NORMAL
+    ) -> None:
         self.emitted.append((ref.name, reason, message))
 
     def reasons(self) -> list[Reason]:
         return [reason for _, reason, _ in self.emitted]
 
 
-def managed(name: str, spec: dict[str, Any], *, namespace: str = "team-a", generation: int = 1,
-            uid: str | None = None, status: dict[str, Any] | None = None,
-            annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def managed(
+    name: str,
+    spec: dict[str, Any],
+    *,
+    namespace: str = "team-a",
+    generation: int = 1,
+    uid: str | None = None,
+    status: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """A ManagedSecret body as the watch delivers it."""
-    return {"apiVersion": "kustos.io/v1alpha1", "kind": "ManagedSecret",
-            "metadata": {"name": name, "namespace": namespace, "uid": uid or f"uid-{name}",
-                         "generation": generation, "annotations": dict(annotations or {})},
-            "spec": copy.deepcopy(spec), "status": copy.deepcopy(status or {})}
+    return {
+        "apiVersion": "kustos.io/v1alpha1",
+        "kind": "ManagedSecret",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": uid or f"uid-{name}",
+            "generation": generation,
+            "annotations": dict(annotations or {}),
+        },
+        "spec": copy.deepcopy(spec),
+        "status": copy.deepcopy(status or {}),
+    }
 
 
 @dataclass
@@ -120,11 +139,17 @@ def build_world() -> World:
     secrets = SecretService(store, lambda: KEYRING, "test", clock=lambda: datetime.now(UTC))
     kube, objects, events = FakeSecrets(), FakeObjects(), FakeEvents()
     managed_service = ManagedSecretService(
-        secrets, SourceService(kube), ProjectionService(kube), events)  # type: ignore[arg-type]
+        secrets, SourceService(kube), ProjectionService(kube), events
+    )  # type: ignore[arg-type]
     rotations = RotationStore(store.engine)
-    rotation = RotationService(secrets, rotations, kube, events,  # type: ignore[arg-type]
-                               RotationEngine(rotations, clock=secrets.clock),
-                               RotationLimits(4, 2))
+    rotation = RotationService(
+        secrets,
+        rotations,
+        kube,
+        events,  # type: ignore[arg-type]
+        RotationEngine(rotations, clock=secrets.clock),
+        RotationLimits(4, 2),
+    )
     deletion = DeletionService(secrets, objects, kube, events)  # type: ignore[arg-type]
     controller = ManagedSecretController(managed_service, lambda: rotation, lambda: deletion)
     return World(store, secrets, kube, objects, events, controller)

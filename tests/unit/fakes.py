@@ -13,8 +13,9 @@ class FakeEvents:
     def __init__(self) -> None:
         self.emitted: list[tuple[str, str, str, str]] = []
 
-    def emit(self, ref: ObjectRef, reason: Reason, message: str,
-             type: EventType = EventType.NORMAL) -> None:  # fmt: skip
+    def emit(
+        self, ref: ObjectRef, reason: Reason, message: str, type: EventType = EventType.NORMAL
+    ) -> None:
         self.emitted.append((ref.name, str(reason), message, str(type)))
 
     def reasons(self) -> list[str]:
@@ -57,13 +58,19 @@ class FakeObjects:
         obj = self.objects.get((ns, name))
         return json.loads(json.dumps(obj)) if obj else None
 
-    def create(self, ns: str, name: str, spec: dict[str, Any],
-               annotations: dict[str, str]) -> dict[str, Any]:  # fmt: skip
+    def create(
+        self, ns: str, name: str, spec: dict[str, Any], annotations: dict[str, str]
+    ) -> dict[str, Any]:
         self.uid += 1
-        self.objects[(ns, name)] = {"metadata": {"namespace": ns, "name": name,
-                                                 "uid": f"uid-{self.uid}",
-                                                 "annotations": dict(annotations)},
-                                    "spec": json.loads(json.dumps(spec))}  # fmt: skip
+        self.objects[(ns, name)] = {
+            "metadata": {
+                "namespace": ns,
+                "name": name,
+                "uid": f"uid-{self.uid}",
+                "annotations": dict(annotations),
+            },
+            "spec": json.loads(json.dumps(spec)),
+        }
         return self.get(ns, name) or {}
 
     def merge_patch(self, ns: str, name: str, patch: dict[str, Any]) -> dict[str, Any] | None:

@@ -23,8 +23,11 @@ from kustos.services.rotation.support import RotationLimits
 from kustos.store import SqlStore
 from kustos.store.rotations import RotationStore
 
-SPEC = {"name": "prod/db", "generate": {"passwordLength": 12, "excludePunctuation": True},
-        "rotation": {"generated": {}, "rolloutTimeoutSeconds": 60}}
+SPEC = {
+    "name": "prod/db",
+    "generate": {"passwordLength": 12, "excludePunctuation": True},
+    "rotation": {"generated": {}, "rolloutTimeoutSeconds": 60},
+}
 
 
 class Clock:
@@ -36,13 +39,30 @@ class Clock:
 
 
 def deployment(name: str, uses: str = "db", replicas: int = 2) -> dict[str, Any]:
-    return {"kind": "Deployment",
-            "metadata": {"name": name, "namespace": "team-a", "generation": 1,
-                         "annotations": {"kustos.io/restart-on-change": "true"}},
-            "spec": {"replicas": replicas, "template": {"metadata": {}, "spec": {"containers": [
-                {"name": "app", "envFrom": [{"secretRef": {"name": uses}}]}]}}},
-            "status": {"observedGeneration": 1, "replicas": replicas,
-                       "updatedReplicas": replicas, "availableReplicas": replicas}}
+    return {
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": "team-a",
+            "generation": 1,
+            "annotations": {"kustos.io/restart-on-change": "true"},
+        },
+        "spec": {
+            "replicas": replicas,
+            "template": {
+                "metadata": {},
+                "spec": {
+                    "containers": [{"name": "app", "envFrom": [{"secretRef": {"name": uses}}]}]
+                },
+            },
+        },
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "availableReplicas": replicas,
+        },
+    }
 
 
 class FakeWorkloads:
@@ -56,15 +76,19 @@ class FakeWorkloads:
     def list(self, namespace: str) -> list[dict[str, Any]]:
         return copy.deepcopy(self.items)
 
-    def annotate_pod_template(self, namespace: str, kind: str, name: str,
-                              annotations: dict[str, str]) -> None:
+    def annotate_pod_template(
+        self, namespace: str, kind: str, name: str, annotations: dict[str, str]
+    ) -> None:
         self.patches.append((name, annotations))
         item = self.get(name)
         item["spec"]["template"]["metadata"].setdefault("annotations", {}).update(annotations)
         item["metadata"]["generation"] += 1
-        item["status"].update(observedGeneration=item["metadata"]["generation"],
-                              updatedReplicas=1, availableReplicas=item["spec"]["replicas"],
-                              replicas=item["spec"]["replicas"] + 1)
+        item["status"].update(
+            observedGeneration=item["metadata"]["generation"],
+            updatedReplicas=1,
+            availableReplicas=item["spec"]["replicas"],
+            replicas=item["spec"]["replicas"] + 1,
+        )
 
     def get(self, name: str) -> dict[str, Any]:
         return next(i for i in self.items if i["metadata"]["name"] == name)
@@ -76,8 +100,9 @@ class FakeWorkloads:
 
 
 class World:
-    def __init__(self, *workloads: dict[str, Any], spec: dict[str, Any] | None = None,
-                 gateway: Any = None) -> None:
+    def __init__(
+        self, *workloads: dict[str, Any], spec: dict[str, Any] | None = None, gateway: Any = None
+    ) -> None:
         """`gateway`: the cluster's Secrets (default: a FakeSecrets)."""
         self.clock = Clock()
         self.mono = [0.0]
@@ -85,25 +110,41 @@ class World:
         self.secrets = SecretService(self.store, lambda: KEYRING, "test", clock=self.clock)
         self.kube, self.events = gateway or FakeSecrets(), FakeEvents()
         self.workloads = FakeWorkloads(*workloads)
-        self.rollouts = RolloutCoordinator(self.workloads, RolloutLimits(debounce_seconds=10),
-                                           clock=lambda: self.mono[0])
+        self.rollouts = RolloutCoordinator(
+            self.workloads, RolloutLimits(debounce_seconds=10), clock=lambda: self.mono[0]
+        )
 
         def changed(p: Projection) -> None:
-            self.rollouts.secret_changed(p.owner.namespace, p.target_name, p.version_id,
-                                         p.restart_on_change, owner=p.owner)
+            self.rollouts.secret_changed(
+                p.owner.namespace, p.target_name, p.version_id, p.restart_on_change, owner=p.owner
+            )
 
         managed_service = ManagedSecretService(
-            self.secrets, SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube, on_change=changed), self.events)  # type: ignore[arg-type]
+            self.secrets,
+            SourceService(self.kube),  # type: ignore[arg-type]
+            ProjectionService(self.kube, on_change=changed),
+            self.events,
+        )  # type: ignore[arg-type]
         self.rotations = RotationStore(self.store.engine)
         rotation = RotationService(
-            self.secrets, self.rotations, self.kube, self.events,  # type: ignore[arg-type]
-            RotationEngine(self.rotations, clock=self.clock), RotationLimits(4, 2),
-            workloads=self.workloads, hold_seconds=3600)
-        deletion = DeletionService(self.secrets, FakeObjects(), self.kube,  # type: ignore[arg-type]
-                                   self.events)
-        self.controller = ManagedSecretController(managed_service, lambda: rotation,
-                                                  lambda: deletion)
+            self.secrets,
+            self.rotations,
+            self.kube,
+            self.events,  # type: ignore[arg-type]
+            RotationEngine(self.rotations, clock=self.clock),
+            RotationLimits(4, 2),
+            workloads=self.workloads,
+            hold_seconds=3600,
+        )
+        deletion = DeletionService(
+            self.secrets,
+            FakeObjects(),
+            self.kube,  # type: ignore[arg-type]
+            self.events,
+        )
+        self.controller = ManagedSecretController(
+            managed_service, lambda: rotation, lambda: deletion
+        )
         self.body = self.apply(managed("db", spec or SPEC), frozenset({Trigger.CHANGED}))
 
     def apply(self, body: dict[str, Any], triggers: frozenset[Trigger]) -> dict[str, Any]:
@@ -131,4 +172,6 @@ class World:
         return str(self.secrets.current(self.store.get_secret("team-a", "prod/db")).version_id)
 
     def projected_version(self) -> str:
-        return str(self.kube.objects[("team-a", "db")]["metadata"]["labels"]["kustos.io/version-id"])
+        return str(
+            self.kube.objects[("team-a", "db")]["metadata"]["labels"]["kustos.io/version-id"]
+        )

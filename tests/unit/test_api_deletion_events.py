@@ -48,8 +48,14 @@ def test_delete_and_restore_through_the_api_post_lifecycle_events(store: SqlStor
     secrets = SecretService(store, lambda: KEYRING, "c")
     objects, events = FakeObjects(), FakeEvents()
     deletion = DeletionService(secrets, objects, FakeSecrets(), events)  # type: ignore[arg-type]
-    sm = SecretsApi(secrets, objects, FakeSecrets(), AllowAll(), Audit(),  # type: ignore[arg-type]
-                    deletion)
+    sm = SecretsApi(
+        secrets,
+        objects,
+        FakeSecrets(),
+        AllowAll(),
+        Audit(),  # type: ignore[arg-type]
+        deletion,
+    )
     sm.call("CreateSecret", {"Name": "svc/key", "SecretString": "k1"}, CALLER, META)
     assert ("team", "svc-key") in objects.objects
     sm.call("DeleteSecret", {"SecretId": "svc/key", "RecoveryWindowInDays": 7}, CALLER, META)
@@ -58,4 +64,3 @@ def test_delete_and_restore_through_the_api_post_lifecycle_events(store: SqlStor
     sm.call("RestoreSecret", {"SecretId": "svc/key"}, CALLER, META)
     assert [e[:2] for e in events.emitted][-1] == ("svc-key", "Restored")
     assert ("team", "svc-key") in objects.objects
-

@@ -43,8 +43,9 @@ def _request(port: int, method: str, path: str) -> tuple[int, dict[str, str]]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         body = b"{}" if method == "POST" else None
-        conn.request(method, path, body=body,
-                     headers={"X-Amz-Target": "secretsmanager.GetSecretValue"})
+        conn.request(
+            method, path, body=body, headers={"X-Amz-Target": "secretsmanager.GetSecretValue"}
+        )
         resp = conn.getresponse()
         resp.read()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}

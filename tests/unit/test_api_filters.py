@@ -13,34 +13,59 @@ from kustos.services.api.filters import matches, parse_filters, sort_key, split_
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def secret(name: str, description: str = "", tags: dict[str, str] | None = None,
-           age: int = 0) -> SecretRecord:
+def secret(
+    name: str, description: str = "", tags: dict[str, str] | None = None, age: int = 0
+) -> SecretRecord:
     when = T0 + timedelta(seconds=age)
-    return SecretRecord(arn=f"arn:{name}", namespace="ns", name=name, created_at=when,
-                        updated_at=when, description=description, tags=tags or {})
+    return SecretRecord(
+        arn=f"arn:{name}",
+        namespace="ns",
+        name=name,
+        created_at=when,
+        updated_at=when,
+        description=description,
+        tags=tags or {},
+    )
 
 
-@pytest.mark.parametrize(("text", "by_case", "words"), [
-    ("prod/payments/db", False, ["prod", "payments", "db"]),
-    ("a_b+c=d.e@f-g h", False, ["a", "b", "c", "d", "e", "f", "g", "h"]),
-    ("dev/AppBeta", True, ["dev", "App", "Beta"]),
-    ("COMPANYthings", True, ["COMPAN", "Ythings"]),
-    ("db2", True, ["db", "2"]),
-    ("+", False, []),
-])
+@pytest.mark.parametrize(
+    ("text", "by_case", "words"),
+    [
+        ("prod/payments/db", False, ["prod", "payments", "db"]),
+        ("a_b+c=d.e@f-g h", False, ["a", "b", "c", "d", "e", "f", "g", "h"]),
+        ("dev/AppBeta", True, ["dev", "App", "Beta"]),
+        ("COMPANYthings", True, ["COMPAN", "Ythings"]),
+        ("db2", True, ["db", "2"]),
+        ("+", False, []),
+    ],
+)
 def test_split_words(text: str, by_case: bool, words: list[str]) -> None:
     assert split_words(text, by_case=by_case) == words
 
 
-@pytest.mark.parametrize(("key", "value", "hit"), [
-    ("name", "prod", True), ("name", "pay", True), ("name", "Prod", False),
-    ("name", "ments", False), ("name", "prod/pay", True), ("name", "!prod", False),
-    ("description", "PRIMARY", True), ("description", "data", True),
-    ("description", "mary", False),
-    ("tag-key", "Te", True), ("tag-key", "te", False), ("tag-value", "gold", True),
-    ("all", "beta", True), ("all", "prod gold", True), ("all", "prod silver", False),
-    ("all", "", False), ("primary-region", "x", False), ("owning-service", "!x", True),
-])
+@pytest.mark.parametrize(
+    ("key", "value", "hit"),
+    [
+        ("name", "prod", True),
+        ("name", "pay", True),
+        ("name", "Prod", False),
+        ("name", "ments", False),
+        ("name", "prod/pay", True),
+        ("name", "!prod", False),
+        ("description", "PRIMARY", True),
+        ("description", "data", True),
+        ("description", "mary", False),
+        ("tag-key", "Te", True),
+        ("tag-key", "te", False),
+        ("tag-value", "gold", True),
+        ("all", "beta", True),
+        ("all", "prod gold", True),
+        ("all", "prod silver", False),
+        ("all", "", False),
+        ("primary-region", "x", False),
+        ("owning-service", "!x", True),
+    ],
+)
 def test_one_filter(key: str, value: str, hit: bool) -> None:
     record = secret("prod/payments/AppBeta", "Primary database", {"Team": "gold"})
     assert matches(record, [(key, [value])]) is hit
@@ -53,11 +78,14 @@ def test_values_are_ored_and_filters_anded() -> None:
     assert matches(record, [("name", ["prod"]), ("name", ["db"])])
 
 
-@pytest.mark.parametrize(("raw", "message"), [
-    ([{"Values": ["x"]}], "Invalid filter key"),
-    ([{"Key": "name"}], "Invalid filter values for key: name"),
-    ([{"Key": "name", "Values": []}], "Invalid filter values for key: name"),
-])
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ([{"Values": ["x"]}], "Invalid filter key"),
+        ([{"Key": "name"}], "Invalid filter values for key: name"),
+        ([{"Key": "name", "Values": []}], "Invalid filter values for key: name"),
+    ],
+)
 def test_bad_filters(raw: list[dict[str, object]], message: str) -> None:
     with pytest.raises(InvalidParameterError) as exc:
         parse_filters(raw)  # type: ignore[arg-type]

@@ -46,7 +46,13 @@ ALL = frozenset(OPERATIONS)
 def test_every_operation_is_in_botocores_model() -> None:
     for name in OPERATIONS:
         assert operation_for(f"secretsmanager.{name}", ALL).name == name
-    for target in (None, "", "secretsmanager.", "kms.Decrypt", "secretsmanager.ReplicateSecretToRegions"):
+    for target in (
+        None,
+        "",
+        "secretsmanager.",
+        "kms.Decrypt",
+        "secretsmanager.ReplicateSecretToRegions",
+    ):
         with pytest.raises(UnknownOperationError):
             operation_for(target, ALL)
 
@@ -65,19 +71,22 @@ def test_parse_valid_and_blob() -> None:
     assert params == {"SecretId": "a", "SecretBinary": b"\x00\x01\xff"}
 
 
-@pytest.mark.parametrize(("body", "error"), [
-    (b"{", SerializationError),
-    (b"[]", SerializationError),
-    (b"\xff\xfe", SerializationError),
-    (b"[" * 100000 + b"]" * 100000, SerializationError),
-    (b'{"SecretId": "a", "SecretBinary": "not base64!"}', SerializationError),
-    (b'{"SecretString": "x"}', ValidationError),  # SecretId missing
-    (b'{"SecretId": 3}', ValidationError),
-    (b'{"SecretId": ""}', ValidationError),  # min 1 (botocore)
-    (b'{"SecretId": "' + b"a" * 2049 + b'"}', ValidationError),  # max 2048 (model)
-    (b'{"SecretId": "a", "VersionStages": ["' + b"s" * 300 + b'"]}', ValidationError),
-    (b'{"SecretId": "a", "ClientRequestToken": "short"}', ValidationError),
-])
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        (b"{", SerializationError),
+        (b"[]", SerializationError),
+        (b"\xff\xfe", SerializationError),
+        (b"[" * 100000 + b"]" * 100000, SerializationError),
+        (b'{"SecretId": "a", "SecretBinary": "not base64!"}', SerializationError),
+        (b'{"SecretString": "x"}', ValidationError),  # SecretId missing
+        (b'{"SecretId": 3}', ValidationError),
+        (b'{"SecretId": ""}', ValidationError),  # min 1 (botocore)
+        (b'{"SecretId": "' + b"a" * 2049 + b'"}', ValidationError),  # max 2048 (model)
+        (b'{"SecretId": "a", "VersionStages": ["' + b"s" * 300 + b'"]}', ValidationError),
+        (b'{"SecretId": "a", "ClientRequestToken": "short"}', ValidationError),
+    ],
+)
 def test_parse_invalid(body: bytes, error: type[Exception]) -> None:
     with pytest.raises(error):
         parse_params(operation_for("secretsmanager.PutSecretValue", ALL), body)
@@ -101,38 +110,49 @@ def test_validation_messages_never_echo_values() -> None:
 def test_validation_messages_are_aws_s() -> None:
     model = operation_for("secretsmanager.ListSecrets", ALL)
     with pytest.raises(ValidationError) as exc:
-        parse_params(model, b'{"Filters": [{"Key": "name", "Values": ["a"]}, '
-                            b'{"Key": "colour", "Values": ["a"]}]}')
+        parse_params(
+            model,
+            b'{"Filters": [{"Key": "name", "Values": ["a"]}, {"Key": "colour", "Values": ["a"]}]}',
+        )
     assert exc.value.message == (
         "1 validation error detected: Value 'colour' at 'filters.2.member.key' failed to "
         "satisfy constraint: Member must satisfy enum value set: [description, name, "
-        "tag-key, tag-value, primary-region, owning-service, all]")
+        "tag-key, tag-value, primary-region, owning-service, all]"
+    )
     model = operation_for("secretsmanager.GetRandomPassword", ALL)
     with pytest.raises(ValidationError) as exc:
         parse_params(model, b'{"PasswordLength": 4097}')
     assert exc.value.message == (
         "1 validation error detected: Value '4097' at 'passwordLength' failed to satisfy "
-        "constraint: Member must have value less than or equal to 4096")
+        "constraint: Member must have value less than or equal to 4096"
+    )
     model = operation_for("secretsmanager.CreateSecret", ALL)
     with pytest.raises(ValidationError) as exc:
-        parse_params(model, b'{}')
+        parse_params(model, b"{}")
     assert exc.value.message == (
         "1 validation error detected: Value null at 'name' failed to satisfy constraint: "
-        "Member must not be null")
+        "Member must not be null"
+    )
 
 
 def test_errors_and_wire_form() -> None:
     assert error_of(RuntimeError("secret detail")) == (
-        500, "InternalServiceError", "An internal error occurred; the request can be retried.")
+        500,
+        "InternalServiceError",
+        "An internal error occurred; the request can be retried.",
+    )
     assert error_of(AccessDeniedError("no"))[:2] == (400, "AccessDeniedException")
     assert error_of(KustosError("disk on fire"))[2] != "disk on fire"
     assert to_wire({"a": b"\x00", "b": None, "c": [1]}) == {"a": "AA==", "c": [1]}
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("prod/payments/db", "prod-payments-db"),
-    ("orders", "orders"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("prod/payments/db", "prod-payments-db"),
+        ("orders", "orders"),
+    ],
+)
 def test_object_names_plain(name: str, expected: str) -> None:
     assert object_name_for(name) == expected
 
@@ -156,6 +176,7 @@ def test_next_tokens() -> None:
 
 
 # -- the audit rules of a call ----------------------------------------------------------------
+
 
 class Objects:
     def __init__(self) -> None:
@@ -199,14 +220,21 @@ def store(tmp_path: Path) -> Any:
     opened.close()
 
 
-def api(store: Any, audit: Audit, authorizer: Authorizer | None = None) -> tuple[SecretsApi,
-                                                                                  Objects]:
+def api(
+    store: Any, audit: Audit, authorizer: Authorizer | None = None
+) -> tuple[SecretsApi, Objects]:
     keyring = Keyring.generate()
     objects = Objects()
     secrets = SecretService(store, lambda: keyring, "c")
     deletion = DeletionService(secrets, objects, None)  # type: ignore[arg-type]
-    return SecretsApi(secrets, objects, None,  # type: ignore[arg-type]
-                      authorizer or Authorizer(), audit, deletion), objects
+    return SecretsApi(
+        secrets,
+        objects,
+        None,  # type: ignore[arg-type]
+        authorizer or Authorizer(),
+        audit,
+        deletion,
+    ), objects
 
 
 CALLER = Principal.service_account("team", "app")
@@ -222,8 +250,10 @@ def test_each_call_is_audited_once_without_values(store: Any) -> None:
     with pytest.raises(KustosError):
         sm.call("GetSecretValue", {"SecretId": "missing"}, CALLER, META)
     assert [(e.event_name, e.error_code) for e in audit.events] == [
-        ("CreateSecret", None), ("GetSecretValue", None),
-        ("GetSecretValue", "ResourceNotFoundException")]
+        ("CreateSecret", None),
+        ("GetSecretValue", None),
+        ("GetSecretValue", "ResourceNotFoundException"),
+    ]
     assert "CANARY" not in repr(audit.events)
 
 
@@ -233,7 +263,8 @@ def test_denied_calls_are_audited(store: Any) -> None:
     with pytest.raises(AccessDeniedError):
         sm.call("CreateSecret", {"Name": "x", "SecretString": "v"}, CALLER, META)
     assert [(e.event_name, e.error_code) for e in audit.events] == [
-        ("CreateSecret", "AccessDeniedException")]
+        ("CreateSecret", "AccessDeniedException")
+    ]
     assert store.list_secrets() == []
 
 
@@ -257,8 +288,9 @@ def test_every_violation_is_reported_and_patterns_match_whole_values() -> None:
     model = operation_for("secretsmanager.ListSecrets", ALL)
     with pytest.raises(ValidationError) as exc:  # a minimum (botocore) and an enum (model)
         parse_params(model, b'{"MaxResults": 0, "SortOrder": "up"}')
-    assert exc.value.message.startswith("2 validation errors detected: Value '0' at "
-                                        "'maxResults' failed")
+    assert exc.value.message.startswith(
+        "2 validation errors detected: Value '0' at 'maxResults' failed"
+    )
     assert "; Value 'up' at 'sortOrder' failed" in exc.value.message
     model = operation_for("secretsmanager.RotateSecret", ALL)
     with pytest.raises(ValidationError) as exc:  # "1h" inside "x1hx" is no match of [0-9]+h

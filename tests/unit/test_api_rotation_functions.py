@@ -24,60 +24,85 @@ class FakeSecrets:
 
 
 def secret(labels: dict[str, str], **data: str) -> dict[str, Any]:
-    return {"metadata": {"labels": labels},
-            "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    return {
+        "metadata": {"labels": labels},
+        "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()},
+    }
 
 
-HOOK = secret({WEBHOOK_LABEL: "webhook"}, url="https://hook.example/steps",
-              signingKey="k" * 20, timeoutSeconds="5")
-GATEWAY = FakeSecrets({("team", "my-fn"): HOOK,
-                       ("team", "unlabelled"): secret({}, url="https://x", signingKey="k" * 20),
-                       ("team", "http-fn"): secret({WEBHOOK_LABEL: "webhook"},
-                                                   url="http://x", signingKey="k" * 20)})
+HOOK = secret(
+    {WEBHOOK_LABEL: "webhook"},
+    url="https://hook.example/steps",
+    signingKey="k" * 20,
+    timeoutSeconds="5",
+)
+GATEWAY = FakeSecrets(
+    {
+        ("team", "my-fn"): HOOK,
+        ("team", "unlabelled"): secret({}, url="https://x", signingKey="k" * 20),
+        ("team", "http-fn"): secret(
+            {WEBHOOK_LABEL: "webhook"}, url="http://x", signingKey="k" * 20
+        ),
+    }
+)
 
 
 def resolve(arn: str) -> tuple[str, dict[str, Any] | None]:
     return rotator_of_arn(arn, "prod", "team", GATEWAY)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("arn", [
-    "generated",
-    "arn:kustos:lambda:prod:team:function:generated",
-    "arn:kustos:lambda:prod:team:function:generated:$LATEST",
-    "arn:kustos:lambda:prod:team:function:generated:live",
-])
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "generated",
+        "arn:kustos:lambda:prod:team:function:generated",
+        "arn:kustos:lambda:prod:team:function:generated:$LATEST",
+        "arn:kustos:lambda:prod:team:function:generated:live",
+    ],
+)
 def test_rotator_names(arn: str) -> None:
     assert resolve(arn) == ("generated", None)
 
 
 @pytest.mark.parametrize("arn", ["my-fn", "arn:kustos:lambda:prod:team:function:my-fn"])
 def test_a_registered_webhook(arn: str) -> None:
-    assert resolve(arn) == ("webhook", {"webhook": {
-        "url": "https://hook.example/steps", "timeoutSeconds": 5,
-        "signingKeySecretRef": {"name": "my-fn", "key": "signingKey"}}})
+    assert resolve(arn) == (
+        "webhook",
+        {
+            "webhook": {
+                "url": "https://hook.example/steps",
+                "timeoutSeconds": 5,
+                "signingKeySecretRef": {"name": "my-fn", "key": "signingKey"},
+            }
+        },
+    )
 
 
-@pytest.mark.parametrize("arn", [
-    "arn:aws:lambda:us-east-1:123456789012:function:generated",
-    "arn:kustos:lambda:other-cluster:team:function:generated",
-    "arn:kustos:lambda:prod:other-team:function:generated",
-    "arn:kustos:lambda:prod:other-team:function:my-fn",
-    "arn:kustos:lambda:prod:team:function:unlabelled",
-    "arn:kustos:lambda:prod:team:function:nothing",
-    "arn:kustos:secretsmanager:prod:team:function:generated",
-    "arn:kustos:lambda:prod:team:layer:generated",
-    "arn:kustos:lambda:prod:team:function:",
-    "arn:kustos:lambda",
-    "Not_A_Kubernetes_Name",
-    "with space",
-    "",
-])
+@pytest.mark.parametrize(
+    "arn",
+    [
+        "arn:aws:lambda:us-east-1:123456789012:function:generated",
+        "arn:kustos:lambda:other-cluster:team:function:generated",
+        "arn:kustos:lambda:prod:other-team:function:generated",
+        "arn:kustos:lambda:prod:other-team:function:my-fn",
+        "arn:kustos:lambda:prod:team:function:unlabelled",
+        "arn:kustos:lambda:prod:team:function:nothing",
+        "arn:kustos:secretsmanager:prod:team:function:generated",
+        "arn:kustos:lambda:prod:team:layer:generated",
+        "arn:kustos:lambda:prod:team:function:",
+        "arn:kustos:lambda",
+        "Not_A_Kubernetes_Name",
+        "with space",
+        "",
+    ],
+)
 def test_anything_else_cannot_be_invoked(arn: str) -> None:
     with pytest.raises(AccessDeniedError) as exc:
         resolve(arn)
     assert exc.value.message == (
         "Secrets Manager cannot invoke the specified Lambda function. Ensure that the function "
-        "policy grants access to the principal secretsmanager.amazonaws.com.")
+        "policy grants access to the principal secretsmanager.amazonaws.com."
+    )
 
 
 def test_a_registered_webhook_needs_an_https_url() -> None:

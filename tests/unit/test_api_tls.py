@@ -53,8 +53,10 @@ def _b64(data: bytes) -> str:
 
 def _served_cert(port: int, cafile: Path) -> x509.Certificate:
     context = ssl.create_default_context(cafile=str(cafile))
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as tls:  # fmt: skip
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der)
@@ -83,10 +85,18 @@ def test_a_generated_certificate_near_its_end_is_renewed_and_served_without_a_re
 ) -> None:
     secrets = MemorySecrets()
     old = issue_serving_cert(HOSTS, now=datetime.now(UTC) - timedelta(days=364))
-    secrets.create(NS, {"metadata": {"name": NAME, "labels": {GENERATED_LABEL: "generated"}},
-                        "data": {"tls.crt": _b64(old.cert_pem), "tls.key": _b64(old.key_pem),
-                                 "ca.crt": _b64(old.ca_pem),
-                                 "ca.key": _b64(old.ca_key_pem)}})  # fmt: skip
+    secrets.create(
+        NS,
+        {
+            "metadata": {"name": NAME, "labels": {GENERATED_LABEL: "generated"}},
+            "data": {
+                "tls.crt": _b64(old.cert_pem),
+                "tls.key": _b64(old.key_pem),
+                "ca.crt": _b64(old.ca_pem),
+                "ca.key": _b64(old.ca_key_pem),
+            },
+        },
+    )
     assert needs_renewal(old.cert_pem)
     cafile = tmp_path / "ca.crt"
     cafile.write_bytes(old.ca_pem)  # what clients trust, fetched once
@@ -117,9 +127,17 @@ def test_a_supplied_certificate_is_never_renewed_but_reloaded_when_it_changes(
 ) -> None:
     secrets = MemorySecrets()
     first = issue_serving_cert(HOSTS, now=datetime.now(UTC) - timedelta(days=364))
-    secrets.create(NS, {"metadata": {"name": NAME},  # e.g. cert-manager's, no label
-                        "data": {"tls.crt": _b64(first.cert_pem), "tls.key": _b64(first.key_pem),
-                                 "ca.crt": _b64(first.ca_pem)}})  # fmt: skip
+    secrets.create(
+        NS,
+        {
+            "metadata": {"name": NAME},  # e.g. cert-manager's, no label
+            "data": {
+                "tls.crt": _b64(first.cert_pem),
+                "tls.key": _b64(first.key_pem),
+                "ca.crt": _b64(first.ca_pem),
+            },
+        },
+    )
     tls = ServingTls(secrets, NS, NAME, HOSTS)  # type: ignore[arg-type]
     tls.start()
     assert tls.refresh() is None  # near its end, but not ours to renew
@@ -127,8 +145,13 @@ def test_a_supplied_certificate_is_never_renewed_but_reloaded_when_it_changes(
     second = issue_serving_cert(HOSTS)  # cert-manager renews the Secret
     stored = secrets.get(NS, NAME)
     assert stored is not None
-    stored["data"].update({"tls.crt": _b64(second.cert_pem), "tls.key": _b64(second.key_pem),
-                           "ca.crt": _b64(second.ca_pem)})  # fmt: skip
+    stored["data"].update(
+        {
+            "tls.crt": _b64(second.cert_pem),
+            "tls.key": _b64(second.key_pem),
+            "ca.crt": _b64(second.ca_pem),
+        }
+    )
     secrets.replace(NS, NAME, stored)
     cafile = tmp_path / "ca.crt"
     cafile.write_bytes(first.ca_pem + second.ca_pem)
@@ -149,9 +172,17 @@ def test_a_supplied_certificate_is_never_renewed_but_reloaded_when_it_changes(
 def test_a_generated_secret_without_its_ca_key_gets_a_new_ca_beside_the_old() -> None:
     secrets = MemorySecrets()
     old = issue_serving_cert(HOSTS, now=datetime.now(UTC) - timedelta(days=300))
-    secrets.create(NS, {"metadata": {"name": NAME, "labels": {GENERATED_LABEL: "generated"}},
-                        "data": {"tls.crt": _b64(old.cert_pem), "tls.key": _b64(old.key_pem),
-                                 "ca.crt": _b64(old.ca_pem)}})  # fmt: skip
+    secrets.create(
+        NS,
+        {
+            "metadata": {"name": NAME, "labels": {GENERATED_LABEL: "generated"}},
+            "data": {
+                "tls.crt": _b64(old.cert_pem),
+                "tls.key": _b64(old.key_pem),
+                "ca.crt": _b64(old.ca_pem),
+            },
+        },
+    )
     tls = ServingTls(secrets, NS, NAME, HOSTS)  # type: ignore[arg-type]
     tls.start()
     assert tls.refresh() is not None

@@ -60,17 +60,22 @@ class FakeGateway:
         if resource_version != self.obj.resource_version:
             raise ConflictError("changed meanwhile")
         self.writes += 1
-        self.obj = StoredAnchor(json.loads(json.dumps(status)),
-                                str(int(resource_version) + 1))
+        self.obj = StoredAnchor(json.loads(json.dumps(status)), str(int(resource_version) + 1))
 
     def anchor(self) -> Anchor | None:
         return anchor_of(self.obj.status) if self.obj and self.obj.status else None
 
 
 def event(i: int) -> AuditEvent:
-    return AuditEvent(event_name="GetSecretValue", principal=WHO, read_only=True,
-                      namespace="team-a", secret_name=f"db{i % 3}", event_id=f"e{i:04d}",
-                      event_time=T0 + timedelta(minutes=i))
+    return AuditEvent(
+        event_name="GetSecretValue",
+        principal=WHO,
+        read_only=True,
+        namespace="team-a",
+        secret_name=f"db{i % 3}",
+        event_id=f"e{i:04d}",
+        event_time=T0 + timedelta(minutes=i),
+    )
 
 
 @pytest.fixture
@@ -87,8 +92,9 @@ def gateway() -> FakeGateway:
 def audit(db: Path, gateway: FakeGateway, tmp_path: Path) -> Iterator[AuditService]:
     store = SqlStore(f"sqlite:///{db}")
     astore = AuditStore(store.engine)
-    publisher = AnchorPublisher(astore, gateway, writer="replica-1",
-                                witnesses=[FileWitness(tmp_path / "anchors.jsonl")])
+    publisher = AnchorPublisher(
+        astore, gateway, writer="replica-1", witnesses=[FileWitness(tmp_path / "anchors.jsonl")]
+    )
     service = AuditService(astore, "test", lambda: KEYRING, anchor=publisher)
     yield service
     service.close()
@@ -134,8 +140,9 @@ def test_an_untouched_log_verifies(audit: AuditService, gateway: FakeGateway) ->
     assert check(audit, gateway).ok
 
 
-def test_deleting_the_unsigned_tail_is_named(audit: AuditService, gateway: FakeGateway,
-                                            db: Path) -> None:
+def test_deleting_the_unsigned_tail_is_named(
+    audit: AuditService, gateway: FakeGateway, db: Path
+) -> None:
     signed_twice_with_a_tail(audit)
     raw(db, "DELETE FROM audit_log WHERE seq > 10")
     assert audit.verify().ok  # what verify said before anchors: nothing
@@ -146,10 +153,14 @@ def test_deleting_the_unsigned_tail_is_named(audit: AuditService, gateway: FakeG
 
 @pytest.mark.parametrize("kept", [5, 1])  # every record after the first digest / record
 def test_deleting_the_newest_digest_and_every_record_after_the_first_is_named(
-        audit: AuditService, gateway: FakeGateway, db: Path, kept: int) -> None:
+    audit: AuditService, gateway: FakeGateway, db: Path, kept: int
+) -> None:
     signed_twice_with_a_tail(audit)
-    raw(db, "DELETE FROM audit_digests WHERE id = (SELECT max(id) FROM audit_digests)",
-        f"DELETE FROM audit_log WHERE seq > {kept}")  # noqa: S608
+    raw(
+        db,
+        "DELETE FROM audit_digests WHERE id = (SELECT max(id) FROM audit_digests)",
+        f"DELETE FROM audit_log WHERE seq > {kept}",  # noqa: S608
+    )
     if kept == 5:
         assert audit.verify().ok  # a shorter log, consistent with its first digest
     report = check(audit, gateway)
@@ -168,7 +179,8 @@ def test_an_emptied_log_is_named(audit: AuditService, gateway: FakeGateway, db: 
 
 
 def test_a_deleted_anchor_is_named_when_the_store_has_digests(
-        audit: AuditService, gateway: FakeGateway) -> None:
+    audit: AuditService, gateway: FakeGateway
+) -> None:
     signed_twice_with_a_tail(audit)
     report = audit.verify(anchors=[(gateway.ref, None)])
     assert kinds(report) == [("anchor", None)]
@@ -183,7 +195,8 @@ def test_a_new_log_without_an_anchor_is_fine(audit: AuditService) -> None:
 
 
 def test_a_rewritten_chain_at_the_anchored_head_is_named(
-        audit: AuditService, gateway: FakeGateway, db: Path) -> None:
+    audit: AuditService, gateway: FakeGateway, db: Path
+) -> None:
     signed_twice_with_a_tail(audit)
     status = dict(gateway.obj.status)  # type: ignore[union-attr]
     status["head"] = {"seq": 12, "hash": "ab" * 32}  # as if the store's seq 12 were rewritten
@@ -191,8 +204,9 @@ def test_a_rewritten_chain_at_the_anchored_head_is_named(
     assert kinds(report) == [("anchor", 12)]
 
 
-def test_the_anchor_does_not_move_over_a_loss(audit: AuditService, gateway: FakeGateway,
-                                              db: Path, caplog: Any) -> None:
+def test_the_anchor_does_not_move_over_a_loss(
+    audit: AuditService, gateway: FakeGateway, db: Path, caplog: Any
+) -> None:
     signed_twice_with_a_tail(audit)
     raw(db, "DELETE FROM audit_log WHERE seq > 10")
     for i in range(20, 26):  # the writer goes on; seq 11.. now hold other records
@@ -207,8 +221,9 @@ def test_the_anchor_does_not_move_over_a_loss(audit: AuditService, gateway: Fake
     assert ("anchor", 13) in kinds(report)
 
 
-def test_publishing_only_moves_forward_with_two_writers(audit: AuditService,
-                                                        gateway: FakeGateway) -> None:
+def test_publishing_only_moves_forward_with_two_writers(
+    audit: AuditService, gateway: FakeGateway
+) -> None:
     signed_twice_with_a_tail(audit)
     other = AnchorPublisher(audit.store, gateway, writer="replica-2")
     audit.record(event(14))
@@ -239,7 +254,8 @@ def test_a_conflicting_write_is_retried(audit: AuditService, gateway: FakeGatewa
 
 
 def test_the_file_witness_records_each_anchor_and_verify_reads_it(
-        audit: AuditService, gateway: FakeGateway, db: Path, tmp_path: Path) -> None:
+    audit: AuditService, gateway: FakeGateway, db: Path, tmp_path: Path
+) -> None:
     signed_twice_with_a_tail(audit)
     path = tmp_path / "anchors.jsonl"
     lines = path.read_text().splitlines()
@@ -251,8 +267,7 @@ def test_the_file_witness_records_each_anchor_and_verify_reads_it(
     assert kinds(report) == [("deleted", 13)]
 
 
-def test_pruning_is_anchored_and_still_verifies(audit: AuditService,
-                                                gateway: FakeGateway) -> None:
+def test_pruning_is_anchored_and_still_verifies(audit: AuditService, gateway: FakeGateway) -> None:
     signed_twice_with_a_tail(audit)
     assert audit.prune(T0 + timedelta(minutes=12, seconds=30)) == 12
     audit.record(event(14))
@@ -282,7 +297,8 @@ def test_anchor_status_round_trips_and_bad_status_is_refused() -> None:
 
 
 def test_a_deleted_anchor_is_recreated_by_an_idle_publisher(
-        audit: AuditService, gateway: FakeGateway, monkeypatch: Any) -> None:
+    audit: AuditService, gateway: FakeGateway, monkeypatch: Any
+) -> None:
     signed_twice_with_a_tail(audit)
     gateway.obj = None  # an admin deleted it (e.g. to re-anchor after a restore)
     assert audit.publish_anchor().head_seq == 13  # type: ignore[union-attr]
@@ -292,8 +308,9 @@ def test_a_deleted_anchor_is_recreated_by_an_idle_publisher(
     assert gateway.anchor() is not None and check(audit, gateway).ok
 
 
-def test_the_webhook_witness_receives_each_anchor(audit: AuditService,
-                                                  gateway: FakeGateway) -> None:
+def test_the_webhook_witness_receives_each_anchor(
+    audit: AuditService, gateway: FakeGateway
+) -> None:
     import http.server
     import threading
 
@@ -314,8 +331,11 @@ def test_the_webhook_witness_receives_each_anchor(audit: AuditService,
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        publisher = AnchorPublisher(audit.store, gateway, witnesses=[
-            WebhookWitness(f"http://127.0.0.1:{server.server_port}/anchor")])
+        publisher = AnchorPublisher(
+            audit.store,
+            gateway,
+            witnesses=[WebhookWitness(f"http://127.0.0.1:{server.server_port}/anchor")],
+        )
         audit.record(event(1))
         publisher.publish()
     finally:

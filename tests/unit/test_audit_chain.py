@@ -26,9 +26,14 @@ WHO = Principal.service_account("team-a", "app")
 
 def event(i: int, **kw: object) -> AuditEvent:
     fields: dict[str, object] = dict(
-        event_name="GetSecretValue", principal=WHO, read_only=True, namespace="team-a",
+        event_name="GetSecretValue",
+        principal=WHO,
+        read_only=True,
+        namespace="team-a",
         secret_arn=f"arn:kustos:secretsmanager:test:team-a:secret:db{i % 3}-AbCdEf",
-        secret_name=f"db{i % 3}", event_id=f"e{i:04d}", event_time=T0 + timedelta(minutes=i),
+        secret_name=f"db{i % 3}",
+        event_id=f"e{i:04d}",
+        event_time=T0 + timedelta(minutes=i),
         request_parameters={"SecretId": f"db{i % 3}"},
     )
     fields.update(kw)
@@ -132,8 +137,10 @@ def test_rewritten_chain_is_caught_by_the_digest(audit: AuditService, db: Path) 
         for r in rows:  # an attacker recomputes every hash after editing seq 3
             record = r[-3].replace("db0", "dbX") if r[0] == 3 else r[-3]
             digest = chain_hash(prev, r[0], r[1:-3], record)
-            conn.execute("UPDATE audit_log SET record = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                         (record, prev, digest, r[0]))
+            conn.execute(
+                "UPDATE audit_log SET record = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (record, prev, digest, r[0]),
+            )
             prev = digest
     conn.close()
     assert kinds(audit.verify()) == [("digest", 10, "e0010")]
@@ -149,8 +156,11 @@ def test_delete_is_named(audit: AuditService, db: Path) -> None:
 
 def test_delete_with_renumbering_is_named(audit: AuditService, db: Path) -> None:
     fill(audit)
-    raw(db, "DELETE FROM audit_log WHERE seq = 6",
-        "UPDATE audit_log SET seq = seq - 1 WHERE seq > 6")
+    raw(
+        db,
+        "DELETE FROM audit_log WHERE seq = 6",
+        "UPDATE audit_log SET seq = seq - 1 WHERE seq > 6",
+    )
     assert kinds(audit.verify()) == [("deleted", 6, None)]
 
 
@@ -168,23 +178,30 @@ def test_insert_in_the_middle_is_named(audit: AuditService, db: Path) -> None:
     forged_cols = ("forged-1", *r5[2:-3])
     forged_record = r5[-3].replace("e0005", "forged-1")
     digest = chain_hash(r5[-1], 6, forged_cols, forged_record)
-    cols = "event_id, event_time, event_name, event_type, namespace, secret_arn, secret_name, " \
-           "principal_arn, user_name, read_only, denied"
+    cols = (
+        "event_id, event_time, event_name, event_type, namespace, secret_arn, secret_name, "
+        "principal_arn, user_name, read_only, denied"
+    )
     with sqlite3.connect(db) as conn:
         conn.execute("UPDATE audit_log SET seq = -seq WHERE seq > 5")
         conn.execute("UPDATE audit_log SET seq = 1 - seq WHERE seq < 0")
-        conn.execute(f"INSERT INTO audit_log (seq, {cols}, record, prev_hash, hash) "  # noqa: S608
-                     f"VALUES (6, {', '.join('?' * 11)}, ?, ?, ?)",
-                     (*forged_cols, forged_record, r5[-1], digest))
+        conn.execute(
+            f"INSERT INTO audit_log (seq, {cols}, record, prev_hash, hash) "  # noqa: S608
+            f"VALUES (6, {', '.join('?' * 11)}, ?, ?, ?)",
+            (*forged_cols, forged_record, r5[-1], digest),
+        )
     conn.close()
     assert kinds(audit.verify()) == [("inserted", 6, "forged-1")]
 
 
 def test_insert_with_a_bad_hash_at_the_end_is_named(audit: AuditService, db: Path) -> None:
     fill(audit)
-    raw(db, "INSERT INTO audit_log SELECT 11, 'forged-2', event_time, event_name, event_type, "
-            "namespace, secret_arn, secret_name, principal_arn, user_name, read_only, denied, "
-            "record, hash, 'deadbeef' FROM audit_log WHERE seq = 10")
+    raw(
+        db,
+        "INSERT INTO audit_log SELECT 11, 'forged-2', event_time, event_name, event_type, "
+        "namespace, secret_arn, secret_name, principal_arn, user_name, read_only, denied, "
+        "record, hash, 'deadbeef' FROM audit_log WHERE seq = 10",
+    )
     assert kinds(audit.verify()) == [("modified", 11, "forged-2")]
 
 
@@ -204,29 +221,36 @@ def test_swapped_neighbours_are_both_named(audit: AuditService, db: Path) -> Non
 
 
 @pytest.mark.parametrize(("a", "b"), [(3, 7), (1, 2), (9, 10), (1, 10), (2, 9)])
-def test_swap_names_exactly_the_moved_records(audit: AuditService, db: Path, a: int,
-                                              b: int) -> None:
+def test_swap_names_exactly_the_moved_records(
+    audit: AuditService, db: Path, a: int, b: int
+) -> None:
     fill(audit)
     swap(db, a, b)
-    assert kinds(audit.verify()) == [("reordered", a, f"e{b:04d}"),
-                                     ("reordered", b, f"e{a:04d}")]
+    assert kinds(audit.verify()) == [("reordered", a, f"e{b:04d}"), ("reordered", b, f"e{a:04d}")]
 
 
 def test_a_record_moved_far_is_the_only_one_named(audit: AuditService, db: Path) -> None:
     fill(audit)
-    raw(db, "UPDATE audit_log SET seq = -3 WHERE seq = 3",
+    raw(
+        db,
+        "UPDATE audit_log SET seq = -3 WHERE seq = 3",
         "UPDATE audit_log SET seq = seq - 1 WHERE seq BETWEEN 4 AND 8",
-        "UPDATE audit_log SET seq = 8 WHERE seq = -3")
+        "UPDATE audit_log SET seq = 8 WHERE seq = -3",
+    )
     assert kinds(audit.verify()) == [("reordered", 8, "e0003")]
 
 
 def test_a_move_next_to_a_deletion_names_the_move_and_the_deletion(
-        audit: AuditService, db: Path) -> None:
+    audit: AuditService, db: Path
+) -> None:
     fill(audit)
     raw(db, "DELETE FROM audit_log WHERE seq = 2")
     swap(db, 6, 8)
-    assert kinds(audit.verify()) == [("reordered", 6, "e0008"), ("reordered", 8, "e0006"),
-                                     ("deleted", 2, None)]
+    assert kinds(audit.verify()) == [
+        ("reordered", 6, "e0008"),
+        ("reordered", 8, "e0006"),
+        ("deleted", 2, None),
+    ]
 
 
 def test_deleted_digest_is_named(audit: AuditService, db: Path) -> None:

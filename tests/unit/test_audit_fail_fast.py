@@ -40,8 +40,9 @@ conn.rollback()
 
 
 def event(eid: str) -> AuditEvent:
-    return AuditEvent(event_name="GetSecretValue", principal=WHO, read_only=True,
-                      namespace="team", event_id=eid)
+    return AuditEvent(
+        event_name="GetSecretValue", principal=WHO, read_only=True, namespace="team", event_id=eid
+    )
 
 
 @pytest.fixture
@@ -64,8 +65,12 @@ class Lock:
     """Another process holding the database's write lock until released."""
 
     def __init__(self, db: Path) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(db)], text=True,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _HOLD, str(db)],
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "locked"
 
@@ -87,8 +92,7 @@ def wait_until(predicate: Any, timeout: float = 15.0) -> None:
         time.sleep(0.05)
 
 
-def test_a_locked_store_is_refused_within_seconds_then_at_once(store: SqlStore,
-                                                               db: Path) -> None:
+def test_a_locked_store_is_refused_within_seconds_then_at_once(store: SqlStore, db: Path) -> None:
     audit = audit_of(store)
     audit.record(event("before"))
     lock = Lock(db)
@@ -162,8 +166,7 @@ def test_a_withdrawn_record_is_never_written(store: SqlStore, monkeypatch: Any) 
     assert event_ids(store) == ["in-the-commit", "later"]
 
 
-def test_a_record_being_committed_waits_for_the_verdict(store: SqlStore,
-                                                        monkeypatch: Any) -> None:
+def test_a_record_being_committed_waits_for_the_verdict(store: SqlStore, monkeypatch: Any) -> None:
     audit = audit_of(store, AuditSettings(stall_seconds=30, commit_timeout=0.2))
     real = audit.store.append
     gate = threading.Event()
@@ -208,8 +211,14 @@ def test_a_read_is_refused_fast_when_the_store_is_locked(store: SqlStore, db: Pa
         def authorize(self, *_: Any) -> None:
             return None
 
-    api = SecretsApi(SecretService(store, lambda: keyring, "c"), Objects(), None,  # type: ignore[arg-type]
-                     Allow(), audit, None)
+    api = SecretsApi(
+        SecretService(store, lambda: keyring, "c"),
+        Objects(),
+        None,  # type: ignore[arg-type]
+        Allow(),
+        audit,
+        None,
+    )
     meta = CallMeta(request_id="r1")
     api.call("CreateSecret", {"Name": "db", "SecretString": "v"}, WHO, meta)
     lock = Lock(db)
@@ -229,6 +238,8 @@ def test_a_read_is_refused_fast_when_the_store_is_locked(store: SqlStore, db: Pa
     assert api.call("GetSecretValue", {"SecretId": "db"}, WHO, meta)["SecretString"] == "v"
     audit.close()
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT event_name, denied, record FROM audit_log ORDER BY seq")).all()
+        rows = conn.execute(
+            sa.text("SELECT event_name, denied, record FROM audit_log ORDER BY seq")
+        ).all()
     assert [r[0] for r in rows] == ["CreateSecret", "GetSecretValue"]
     assert '"errorCode"' not in rows[1][2]

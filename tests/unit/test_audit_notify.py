@@ -75,8 +75,13 @@ def audit(tmp_path: Path) -> Iterator[AuditService]:
 
 
 def event(name: str, **kw: Any) -> AuditEvent:
-    return AuditEvent(event_name=name, principal=Principal.user("alice"), namespace="team-a",
-                      secret_name="prod/db", **kw)
+    return AuditEvent(
+        event_name=name,
+        principal=Principal.user("alice"),
+        namespace="team-a",
+        secret_name="prod/db",
+        **kw,
+    )
 
 
 def config(tmp_path: Path, text: str) -> Path:
@@ -88,14 +93,17 @@ def config(tmp_path: Path, text: str) -> Path:
 def test_retried_until_delivered_never_blocking(
     hook: Hook, audit: AuditService, tmp_path: Path, caplog: Any
 ) -> None:
-    path = config(tmp_path, f"""
+    path = config(
+        tmp_path,
+        f"""
 - url: {hook.url}
   events: [DeleteSecret, AccessDenied]
   secretHeader: {{name: X-Kustos-Token, env: HOOK_TOKEN}}
 - url: {hook.url}
   events: [RotationFailed]
   format: slack
-""")
+""",
+    )
     # the header's value from the settings' snapshot of the environment, named by the file
     notifier = Notifier(load_subscribers(path, {"HOOK_TOKEN": "s3cr3t-header"}), backoff=0.05)
     audit.add_listener(notifier.offer)
@@ -133,8 +141,9 @@ def test_full_queue_drops_instead_of_blocking(tmp_path: Path) -> None:
     assert metrics.NOTIFICATIONS.labels("dropped")._value.get() - before >= 3
 
 
-@pytest.mark.parametrize("text", ["{}", "- {url: x}", "- {url: x, events: [A], format: xml}",
-                                  ":::"])
+@pytest.mark.parametrize(
+    "text", ["{}", "- {url: x}", "- {url: x, events: [A], format: xml}", ":::"]
+)
 def test_bad_config_is_refused(tmp_path: Path, text: str) -> None:
     with pytest.raises(InvalidParameterError):
         load_subscribers(config(tmp_path, text))
@@ -144,20 +153,32 @@ def test_metrics_render_without_values(audit: AuditService) -> None:
     from datetime import UTC, datetime, timedelta
 
     now = datetime.now(UTC)
-    records = [SecretRecord("arn:1", "team-a", "db", now - timedelta(days=3), now,
-                            rotation_enabled=True, last_rotated_at=now - timedelta(days=2),
-                            next_rotation_at=now + timedelta(hours=5)),
-               SecretRecord("arn:2", "team-a", "cache", now, now)]
+    records = [
+        SecretRecord(
+            "arn:1",
+            "team-a",
+            "db",
+            now - timedelta(days=3),
+            now,
+            rotation_enabled=True,
+            last_rotated_at=now - timedelta(days=2),
+            next_rotation_at=now + timedelta(hours=5),
+        ),
+        SecretRecord("arn:2", "team-a", "cache", now, now),
+    ]
     metrics.register_store_collector(lambda: records)
     audit.record(event("GetSecretValue"))
     metrics.observe_api("GetSecretValue", "success", 0.004)
     metrics.observe_rotation("postgresql", "succeeded", 3.2)
     text = metrics.render_metrics().decode()
     assert 'kustos_secrets{namespace="team-a"} 2.0' in text
-    since = next(line for line in text.splitlines()
-                 if line.startswith("kustos_secret_seconds_since_last_rotation_max{"))
+    since = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("kustos_secret_seconds_since_last_rotation_max{")
+    )
     assert float(since.split()[-1]) == pytest.approx(2 * 86400, rel=0.01)
-    assert "kustos_secret_seconds_until_next_rotation_min{namespace=\"team-a\"}" in text
+    assert 'kustos_secret_seconds_until_next_rotation_min{namespace="team-a"}' in text
     assert 'kustos_api_requests_total{operation="GetSecretValue",outcome="success"}' in text
     assert 'kustos_rotations_total{result="succeeded",rotator="postgresql"}' in text
     assert "kustos_audit_chain_length " in text and "kustos_audit_write_seconds_bucket" in text
@@ -176,8 +197,12 @@ def test_dashboard_queries_only_metrics_that_exist() -> None:
     series = {re.sub(r"_(bucket|total)$", "", name) for name in exposed} | exposed
     path = Path(__file__).resolve().parents[2] / "manifests" / "grafana-dashboard.json"
     dashboard = json.loads(path.read_text())
-    used = {name for panel in dashboard["panels"] for target in panel["targets"]
-            for name in re.findall(r"kustos_\w+", target["expr"])}
+    used = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"kustos_\w+", target["expr"])
+    }
     assert used, "the dashboard queries nothing"
     for name in used:
         base = re.sub(r"_(bucket|total)$", "", name)

@@ -37,8 +37,9 @@ from kustos.store.audit import AuditQuery, AuditStore
 
 KEYRING = Keyring.generate()
 CANARY = "canary-Zq8v-" + base64.b32encode(os.urandom(10)).decode()
-WHO = Principal.service_account("team-a", "app", uid="u-1", pod_name="app-7d9f",
-                                auth_method="ServiceAccountToken")
+WHO = Principal.service_account(
+    "team-a", "app", uid="u-1", pod_name="app-7d9f", auth_method="ServiceAccountToken"
+)
 
 
 @pytest.fixture
@@ -62,11 +63,17 @@ def audit(store: SqlStore) -> Iterator[AuditService]:
 
 def call(name: str = "GetSecretValue", **kw: Any) -> AuditEvent:
     fields: dict[str, Any] = dict(
-        event_name=name, principal=WHO, read_only=True, namespace="team-a",
+        event_name=name,
+        principal=WHO,
+        read_only=True,
+        namespace="team-a",
         secret_arn="arn:kustos:secretsmanager:test:team-a:secret:prod/db-AbCdEf",
-        secret_name="prod/db", source_ip="10.0.0.7", user_agent="aws-cli/2",
+        secret_name="prod/db",
+        source_ip="10.0.0.7",
+        user_agent="aws-cli/2",
         request_parameters={"SecretId": "prod/db", "VersionStage": "AWSCURRENT"},
-        response_elements=None)
+        response_elements=None,
+    )
     fields.update(kw)
     return AuditEvent(**fields)
 
@@ -82,14 +89,23 @@ def test_record_is_cloudtrail_shaped(audit: AuditService, store: SqlStore) -> No
     assert rec["eventName"] == "GetSecretValue" and rec["awsRegion"] == "test"
     ident = rec["userIdentity"]
     assert ident == {
-        "type": "ServiceAccount", "principalId": "u-1",
-        "arn": "arn:kustos:iam::team-a:serviceaccount/app", "accountId": "team-a",
-        "userName": "system:serviceaccount:team-a:app", "groups": [],
-        "serviceAccount": {"namespace": "team-a", "name": "app"}, "pod": "app-7d9f",
-        "authMethod": "ServiceAccountToken"}
-    assert rec["resources"] == [{"ARN": "arn:kustos:secretsmanager:test:team-a:secret:prod/db-"
-                                        "AbCdEf", "type": "AWS::SecretsManager::Secret",
-                                 "accountId": "team-a"}]
+        "type": "ServiceAccount",
+        "principalId": "u-1",
+        "arn": "arn:kustos:iam::team-a:serviceaccount/app",
+        "accountId": "team-a",
+        "userName": "system:serviceaccount:team-a:app",
+        "groups": [],
+        "serviceAccount": {"namespace": "team-a", "name": "app"},
+        "pod": "app-7d9f",
+        "authMethod": "ServiceAccountToken",
+    }
+    assert rec["resources"] == [
+        {
+            "ARN": "arn:kustos:secretsmanager:test:team-a:secret:prod/db-AbCdEf",
+            "type": "AWS::SecretsManager::Secret",
+            "accountId": "team-a",
+        }
+    ]
     assert (rec["errorCode"], rec["errorMessage"]) == ("AccessDeniedException", "not allowed")
     assert rec["readOnly"] is True and rec["recipientAccountId"] == "team-a"
     assert rec["sourceIPAddress"] == "10.0.0.7" and rec["eventType"] == "AwsApiCall"
@@ -97,11 +113,16 @@ def test_record_is_cloudtrail_shaped(audit: AuditService, store: SqlStore) -> No
     assert audit.lookup(AuditQuery(denied=True))[0][0] == 1
 
 
-@pytest.mark.parametrize("params", [
-    {"SecretId": "x", "SecretString": "v"}, {"secretbinary": "v"},
-    {"Nested": {"Password": "v"}}, {"List": [{"RandomPassword": "v"}]},
-    {"Value": SecretValue("v")},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"SecretId": "x", "SecretString": "v"},
+        {"secretbinary": "v"},
+        {"Nested": {"Password": "v"}},
+        {"List": [{"RandomPassword": "v"}]},
+        {"Value": SecretValue("v")},
+    ],
+)
 def test_values_are_refused(audit: AuditService, store: SqlStore, params: Any) -> None:
     with pytest.raises(AuditRecordRejected):
         audit.record(call(request_parameters=params))
@@ -113,8 +134,10 @@ def test_values_are_refused(audit: AuditService, store: SqlStore, params: Any) -
 def test_fail_closed_on_a_read_only_database(db: Path, store: SqlStore) -> None:
     AuditService(AuditStore(store.engine), "test").record(call())  # migrated, one record
     store.close()
-    readonly = sa.create_engine("sqlite://", creator=lambda: sqlite3.connect(
-        f"file:{db}?mode=ro", uri=True, check_same_thread=False))
+    readonly = sa.create_engine(
+        "sqlite://",
+        creator=lambda: sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False),
+    )
     audit = AuditService(AuditStore(readonly), "test")
     try:
         with pytest.raises(AuditUnavailableError, match="could not be written"):
@@ -136,12 +159,14 @@ def test_fail_closed_when_the_store_breaks(audit: AuditService, monkeypatch: Any
         audit.record(call())
 
 
-def test_group_commit_under_16_threads(audit: AuditService, store: SqlStore,
-                                       monkeypatch: Any) -> None:
+def test_group_commit_under_16_threads(
+    audit: AuditService, store: SqlStore, monkeypatch: Any
+) -> None:
     batches: list[int] = []
     real = audit.store.append
-    monkeypatch.setattr(audit.store, "append", lambda rows, **kw: (batches.append(len(rows)),
-                                                                   real(rows, **kw))[1])
+    monkeypatch.setattr(
+        audit.store, "append", lambda rows, **kw: (batches.append(len(rows)), real(rows, **kw))[1]
+    )
     ids: list[list[str]] = [[] for _ in range(16)]
     errors: list[BaseException] = []
 
@@ -172,12 +197,19 @@ def test_group_commit_under_16_threads(audit: AuditService, store: SqlStore,
 def test_lookup_filters_and_export(audit: AuditService) -> None:
     t0 = datetime(2026, 3, 1, tzinfo=UTC)
     other = Principal.user("alice", ("devs",))
-    audit.record_many([
-        call(event_time=t0),
-        call("PutSecretValue", principal=other, read_only=False, event_time=t0 + timedelta(1)),
-        call(namespace="team-b", secret_arn="arn:b", secret_name="prod/db",
-             event_time=t0 + timedelta(2), error_code="AccessDeniedException"),
-    ])
+    audit.record_many(
+        [
+            call(event_time=t0),
+            call("PutSecretValue", principal=other, read_only=False, event_time=t0 + timedelta(1)),
+            call(
+                namespace="team-b",
+                secret_arn="arn:b",
+                secret_name="prod/db",
+                event_time=t0 + timedelta(2),
+                error_code="AccessDeniedException",
+            ),
+        ]
+    )
     names = lambda q: [json.loads(t)["eventName"] for _, t in audit.lookup(q)]  # noqa: E731
     assert names(AuditQuery(event_name="PutSecretValue")) == ["PutSecretValue"]
     assert names(AuditQuery(user="alice")) == ["PutSecretValue"]
@@ -209,15 +241,40 @@ def test_usage_by_namespace(audit: AuditService, store: SqlStore) -> None:
     secrets.create("team-a", "one")
     secrets.create("team-b", "two")
     audit.record_many([call(event_time=now - timedelta(hours=1)) for _ in range(3)])
-    audit.record(call(namespace="team-b", event_time=now - timedelta(hours=1),
-                      error_code="AccessDeniedException"))
-    gone = call("Created", event_type="AwsServiceEvent", principal=KUSTOS_SYSTEM,
-                secret_arn="arn:gone", namespace="team-b", event_time=now - timedelta(hours=6))
-    audit.record_many([gone, call("Deleted", event_type="AwsServiceEvent",
-                                  principal=KUSTOS_SYSTEM, secret_arn="arn:gone",
-                                  namespace="team-b", event_time=now - timedelta(hours=2))])
-    rows = {u.namespace: u for u in usage_by_namespace(store.list_secrets(), audit.store,
-                                                        now - timedelta(hours=24), now)}
+    audit.record(
+        call(
+            namespace="team-b",
+            event_time=now - timedelta(hours=1),
+            error_code="AccessDeniedException",
+        )
+    )
+    gone = call(
+        "Created",
+        event_type="AwsServiceEvent",
+        principal=KUSTOS_SYSTEM,
+        secret_arn="arn:gone",
+        namespace="team-b",
+        event_time=now - timedelta(hours=6),
+    )
+    audit.record_many(
+        [
+            gone,
+            call(
+                "Deleted",
+                event_type="AwsServiceEvent",
+                principal=KUSTOS_SYSTEM,
+                secret_arn="arn:gone",
+                namespace="team-b",
+                event_time=now - timedelta(hours=2),
+            ),
+        ]
+    )
+    rows = {
+        u.namespace: u
+        for u in usage_by_namespace(
+            store.list_secrets(), audit.store, now - timedelta(hours=24), now
+        )
+    }
     assert (rows["team-a"].secrets, rows["team-a"].api_calls) == (1, 3)
     assert rows["team-a"].secret_hours == pytest.approx(10, abs=0.01)
     assert (rows["team-b"].api_calls, rows["team-b"].denied_calls) == (1, 1)
@@ -228,8 +285,9 @@ class FakeEvents:
     def __init__(self) -> None:
         self.emitted: list[tuple[str, str, str]] = []
 
-    def emit(self, ref: ObjectRef, reason: Reason, message: str,
-             type: EventType = EventType.NORMAL) -> None:
+    def emit(
+        self, ref: ObjectRef, reason: Reason, message: str, type: EventType = EventType.NORMAL
+    ) -> None:
         self.emitted.append((ref.name, str(reason), message))
 
 
@@ -258,20 +316,37 @@ class FakeSecrets:
         return self.objects.pop((ns, name), None) is not None
 
 
-def test_lifecycle_is_audited_and_the_canary_never_is(audit: AuditService, store: SqlStore,
-                                                      db: Path) -> None:
+def test_lifecycle_is_audited_and_the_canary_never_is(
+    audit: AuditService, store: SqlStore, db: Path
+) -> None:
     kube = FakeSecrets()
-    kube.create("team-a", {"metadata": {"name": "src", "annotations": {
-        "kustos.io/allow-import-by": "orders-db"}}, "data": {
-        "password": base64.b64encode(CANARY.encode()).decode()}})
+    kube.create(
+        "team-a",
+        {
+            "metadata": {"name": "src", "annotations": {"kustos.io/allow-import-by": "orders-db"}},
+            "data": {"password": base64.b64encode(CANARY.encode()).decode()},
+        },
+    )
     events = FakeEvents()
     secrets = SecretService(store, lambda: KEYRING, "test")
-    sink = AuditingEventSink(events, audit, lambda ns, n: next(
-        (s for s in store.list_secrets(ns) if s.object_name == n), None))
-    managed = ManagedSecretService(secrets, SourceService(kube),  # type: ignore[arg-type]
-                                   ProjectionService(kube), sink)  # type: ignore[arg-type]
-    obj = ManagedObject("team-a", "orders-db", "uid-ms", 1, {
-        "name": "prod/orders-db", "valueFrom": {"secretRef": {"name": "src"}}})
+    sink = AuditingEventSink(
+        events,
+        audit,
+        lambda ns, n: next((s for s in store.list_secrets(ns) if s.object_name == n), None),
+    )
+    managed = ManagedSecretService(
+        secrets,
+        SourceService(kube),  # type: ignore[arg-type]
+        ProjectionService(kube),
+        sink,
+    )  # type: ignore[arg-type]
+    obj = ManagedObject(
+        "team-a",
+        "orders-db",
+        "uid-ms",
+        1,
+        {"name": "prod/orders-db", "valueFrom": {"secretRef": {"name": "src"}}},
+    )
     result = managed.reconcile(obj)
     assert result.error is None
     projected = kube.get("team-a", "orders-db")

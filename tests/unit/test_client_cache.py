@@ -35,13 +35,20 @@ class Backend:
             raise self.error
         value = self.values[secret_id]
         key = "SecretBinary" if isinstance(value, bytes) else "SecretString"
-        return {"ARN": f"arn:{secret_id}", "Name": secret_id, "VersionId": "v1",
-                "VersionStages": [stage or "AWSCURRENT"], key: value}
+        return {
+            "ARN": f"arn:{secret_id}",
+            "Name": secret_id,
+            "VersionId": "v1",
+            "VersionStages": [stage or "AWSCURRENT"],
+            key: value,
+        }
 
 
 def client_error(code: str, status: int) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": "m"},
-                        "ResponseMetadata": {"HTTPStatusCode": status}}, "GetSecretValue")
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "GetSecretValue",
+    )
 
 
 def make(**config: Any) -> tuple[SecretCache, Backend, Clock]:
@@ -102,15 +109,18 @@ def test_serves_stale_on_transient_error_until_max_staleness() -> None:
 def test_throttling_and_5xx_are_transient() -> None:
     cache, backend, clock = make()
     cache.get_secret_string("a")
-    for error in (client_error("ThrottlingException", 400), client_error("InternalServiceError",
-                                                                         500)):
+    for error in (
+        client_error("ThrottlingException", 400),
+        client_error("InternalServiceError", 500),
+    ):
         backend.error = error
         clock.now += 61
         assert cache.get_secret_string("a") == "one"
 
 
-@pytest.mark.parametrize("code", ["ResourceNotFoundException", "AccessDeniedException",
-                                  "InvalidRequestException"])
+@pytest.mark.parametrize(
+    "code", ["ResourceNotFoundException", "AccessDeniedException", "InvalidRequestException"]
+)
 def test_definitive_errors_drop_the_entry(code: str) -> None:
     cache, backend, clock = make()
     cache.get_secret_string("a")
@@ -152,8 +162,11 @@ def test_stages_and_version_ids_are_separate_entries() -> None:
     cache.get_secret_value("a")
     cache.get_secret_value("a", "AWSPREVIOUS")
     cache.get_secret_value("a", version_id="v1")
-    assert backend.calls == [("a", "AWSCURRENT", None), ("a", "AWSPREVIOUS", None),
-                             ("a", None, "v1")]
+    assert backend.calls == [
+        ("a", "AWSCURRENT", None),
+        ("a", "AWSPREVIOUS", None),
+        ("a", None, "v1"),
+    ]
 
 
 def test_binary_and_string_accessors_and_masking() -> None:
@@ -178,8 +191,10 @@ def test_one_fetch_for_concurrent_readers() -> None:
 
     cache = SecretCache(fetch=slow, config=SecretCacheConfig(ttl_seconds=60))
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(cache.get_secret_string("a")))
-               for _ in range(16)]
+    threads = [
+        threading.Thread(target=lambda: results.append(cache.get_secret_string("a")))
+        for _ in range(16)
+    ]
     for t in threads:
         t.start()
     gate.set()

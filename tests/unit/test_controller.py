@@ -21,8 +21,11 @@ from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
 from kustos.store.rotations import RotationStore
 
 GENERATE = {"name": "prod/db", "generate": {"passwordLength": 12, "excludePunctuation": True}}
-C, R, V = frozenset({Trigger.CHANGED}), frozenset({Trigger.RESYNC}), frozenset(
-    {Trigger.VALUE_CHANGED})
+C, R, V = (
+    frozenset({Trigger.CHANGED}),
+    frozenset({Trigger.RESYNC}),
+    frozenset({Trigger.VALUE_CHANGED}),
+)
 
 
 @pytest.fixture
@@ -66,8 +69,9 @@ def test_changed_creates_record_version_and_projection_then_resync_is_quiet(
 
 def test_an_older_generation_never_undoes_a_newer_spec(world: World) -> None:
     world.controller.handle(managed("db", {**GENERATE, "tags": {"v": "2"}}, generation=2), C)
-    world.controller.handle(managed("db", {**GENERATE, "tags": {"v": "1"},
-                                           "description": "old"}, generation=1), C)
+    world.controller.handle(
+        managed("db", {**GENERATE, "tags": {"v": "1"}, "description": "old"}, generation=1), C
+    )
     record = world.record("prod/db")
     assert (record.tags, record.description, record.spec_generation) == ({"v": "2"}, "", 2)
     world.controller.handle(managed("db", {**GENERATE, "tags": {}}, generation=3), C)
@@ -139,9 +143,14 @@ def test_disabling_rotation_abandons_one_that_did_not_touch_the_target(world: Wo
     spec = {**GENERATE, "rotation": {"generated": {}}}
     body = applied(b := managed("db", spec), world.controller.handle(b, C))
     record = world.record("prod/db")
-    RotationStore(world.store.engine).begin(record.arn, "tok-1", rotator="generated",
-                                            config={}, trigger="schedule",
-                                            now=datetime.now(UTC))
+    RotationStore(world.store.engine).begin(
+        record.arn,
+        "tok-1",
+        rotator="generated",
+        config={},
+        trigger="schedule",
+        now=datetime.now(UTC),
+    )
     body["status"]["rotation"] = {"token": "tok-1"}
     body["spec"] = dict(GENERATE)
     body["metadata"]["generation"] = 2
@@ -152,8 +161,9 @@ def test_disabling_rotation_abandons_one_that_did_not_touch_the_target(world: Wo
 
 
 def test_deleted_schedules_deletion_and_removes_the_projected_secret(world: World) -> None:
-    body = applied(b := managed("db", {**GENERATE, "recoveryWindowInDays": 7}),
-                   world.controller.handle(b, C))
+    body = applied(
+        b := managed("db", {**GENERATE, "recoveryWindowInDays": 7}), world.controller.handle(b, C)
+    )
     assert ("team-a", "db") in world.kube.objects
     outcome = world.controller.handle(body, frozenset({Trigger.DELETED, Trigger.RESYNC}))
     assert outcome.deleted and outcome.patch == {}
@@ -191,21 +201,32 @@ def test_set_condition_keeps_the_transition_time_while_the_status_holds() -> Non
     status = ManagedSecretStatus()
     t0, t1 = datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 1, 2, tzinfo=UTC)
     set_condition(status, ConditionType.READY, True, Reason.PROJECTED, "a", generation=1, now=t0)
-    set_condition(status, ConditionType.ROTATION_FAILED, False, Reason.ROTATION_SUCCEEDED, "",
-                  generation=1, now=t0)
+    set_condition(
+        status,
+        ConditionType.ROTATION_FAILED,
+        False,
+        Reason.ROTATION_SUCCEEDED,
+        "",
+        generation=1,
+        now=t0,
+    )
     set_condition(status, ConditionType.READY, True, Reason.PROJECTED, "b", generation=2, now=t1)
     ready_ = status.condition(ConditionType.READY)
     assert ready_ is not None
     assert (ready_.last_transition_time, ready_.message) == ("2030-01-01T00:00:00Z", "b")
-    set_condition(status, ConditionType.READY, False, Reason.STORE_ERROR, "x", generation=2,
-                  now=t1)
+    set_condition(status, ConditionType.READY, False, Reason.STORE_ERROR, "x", generation=2, now=t1)
     assert [c.type for c in status.conditions] == ["Ready", "RotationFailed"]
     assert status.conditions[0].last_transition_time == "2030-01-02T00:00:00Z"
 
 
 def test_status_patch_holds_only_what_changed() -> None:
-    raw = {"arn": "a", "observedGeneration": 1, "kopf": {"x": 1}, "rotation": {"token": "t"},
-           "conditions": [{"type": "Ready", "status": "True", "reason": "Projected"}]}
+    raw = {
+        "arn": "a",
+        "observedGeneration": 1,
+        "kopf": {"x": 1},
+        "rotation": {"token": "t"},
+        "conditions": [{"type": "Ready", "status": "True", "reason": "Projected"}],
+    }
     status = ManagedSecretStatus.from_raw(raw)
     assert status.patch(raw) == {}
     status.observed_generation = 2
@@ -213,4 +234,5 @@ def test_status_patch_holds_only_what_changed() -> None:
     assert status.patch(raw) == {"observedGeneration": 2, "rotation": None}
     assert json.dumps(status.to_raw())  # plain JSON for the merge patch
     assert ManagedSecretStatus.from_raw({"observedGeneration": "bad", "kopf": 1}).to_raw() == {
-        "kopf": 1}
+        "kopf": 1
+    }

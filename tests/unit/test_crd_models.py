@@ -41,8 +41,11 @@ NOT_MODELLED = {"status.kopf"}
 
 _SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
 #: pydantic length constraint -> schema keyword, by schema type.
-_LENGTHS = {"string": ("minLength", "maxLength"), "array": ("minItems", "maxItems"),
-            "object": ("minProperties", "maxProperties")}
+_LENGTHS = {
+    "string": ("minLength", "maxLength"),
+    "array": ("minItems", "maxItems"),
+    "object": ("minProperties", "maxProperties"),
+}
 
 
 def schema_of(part: str) -> dict[str, Any]:
@@ -75,8 +78,10 @@ def compare_type(annotation: Any, schema: dict[str, Any], path: str) -> list[str
     origin, args = get_origin(tp), get_args(tp)
     if origin is Literal:
         if kind != "string" or set(schema.get("enum", ())) != set(args):
-            return [f"{path}: one of {sorted(args)} in the model, "
-                    f"{kind} {schema.get('enum')} in the CRD"]
+            return [
+                f"{path}: one of {sorted(args)} in the model, "
+                f"{kind} {schema.get('enum')} in the CRD"
+            ]
         return []
     if origin in (tuple, list):
         if kind != "array":
@@ -88,8 +93,10 @@ def compare_type(annotation: Any, schema: dict[str, Any], path: str) -> list[str
         if args[1] is Any:
             return []
         if "additionalProperties" not in schema:
-            return [f"{path}: a map of {args[1].__name__} in the model, no "
-                    "additionalProperties in the CRD"]
+            return [
+                f"{path}: a map of {args[1].__name__} in the model, no "
+                "additionalProperties in the CRD"
+            ]
         return compare_type(args[1], schema["additionalProperties"], f"{path}.*")
     if tp in _SCALARS:
         if kind != _SCALARS[tp]:
@@ -116,8 +123,16 @@ def _bounds(info: FieldInfo, kind: str | None) -> dict[str, float]:
 
 
 def _schema_bounds(schema: dict[str, Any]) -> dict[str, float]:
-    keys = ("minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties",
-            "minimum", "maximum")
+    keys = (
+        "minLength",
+        "maxLength",
+        "minItems",
+        "maxItems",
+        "minProperties",
+        "maxProperties",
+        "minimum",
+        "maximum",
+    )
     found = {k: float(schema[k]) for k in keys if k in schema}
     if schema.get("exclusiveMinimum") is True:
         found["exclusiveMinimum"] = found.pop("minimum")
@@ -143,13 +158,15 @@ def compare_model(model: type[BaseModel], schema: dict[str, Any], path: str) -> 
         sub, where = props[key], f"{path}.{key}"
         problems += compare_type(DELEGATED.get((model, name), info.annotation), sub, where)
         if info.is_required() != (key in required):
-            problems.append(f"{where}: required in the "
-                            f"{'model' if info.is_required() else 'CRD'} only")
+            problems.append(
+                f"{where}: required in the {'model' if info.is_required() else 'CRD'} only"
+            )
         if "default" in sub:
             default = info.get_default(call_default_factory=True)
             if default is PydanticUndefined or _plain(default) != sub["default"]:
-                problems.append(f"{where}: default {sub['default']!r} in the CRD, "
-                                f"{default!r} in the model")
+                problems.append(
+                    f"{where}: default {sub['default']!r} in the CRD, {default!r} in the model"
+                )
         if (model, name) not in DELEGATED:
             mine, theirs = _bounds(info, sub.get("type")), _schema_bounds(sub)
             if mine != theirs:
@@ -157,8 +174,9 @@ def compare_model(model: type[BaseModel], schema: dict[str, Any], path: str) -> 
     return problems
 
 
-@pytest.mark.parametrize(("part", "model"), [("spec", ManagedSecretSpec),
-                                              ("status", ManagedSecretStatus)])
+@pytest.mark.parametrize(
+    ("part", "model"), [("spec", ManagedSecretSpec), ("status", ManagedSecretStatus)]
+)
 def test_the_crd_and_the_model_have_the_same_fields_types_and_bounds(
     part: str, model: type[BaseModel]
 ) -> None:
@@ -189,20 +207,29 @@ def test_a_matching_pair_passes() -> None:
     assert compare_model(_Probe, _PROBE_SCHEMA, "p") == []
 
 
-@pytest.mark.parametrize(("change", "expected"), [
-    (lambda s: s["properties"].pop("mode"), "p.mode: in _Probe, not in the CRD"),
-    (lambda s: s["properties"].update(extra={"type": "string"}),
-     "p.extra: in the CRD, not in _Probe"),
-    (lambda s: s["properties"]["count"].update(type="string"),
-     "p.count: integer in the model, string in the CRD"),
-    (lambda s: s["properties"]["mode"].update(enum=["a", "b", "c"]), "p.mode: one of"),
-    (lambda s: s["properties"]["keys"]["items"].update(type="integer"),
-     "p.keys[]: string in the model, integer in the CRD"),
-    (lambda s: s.update(required=[]), "p.name: required in the model only"),
-    (lambda s: s["properties"]["count"].update(default=4), "p.count: default 4 in the CRD"),
-    (lambda s: s["properties"]["name"].update(maxLength=11), "p.name: bounds"),
-    (lambda s: s["properties"]["count"].pop("minimum"), "p.count: bounds"),
-])
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda s: s["properties"].pop("mode"), "p.mode: in _Probe, not in the CRD"),
+        (
+            lambda s: s["properties"].update(extra={"type": "string"}),
+            "p.extra: in the CRD, not in _Probe",
+        ),
+        (
+            lambda s: s["properties"]["count"].update(type="string"),
+            "p.count: integer in the model, string in the CRD",
+        ),
+        (lambda s: s["properties"]["mode"].update(enum=["a", "b", "c"]), "p.mode: one of"),
+        (
+            lambda s: s["properties"]["keys"]["items"].update(type="integer"),
+            "p.keys[]: string in the model, integer in the CRD",
+        ),
+        (lambda s: s.update(required=[]), "p.name: required in the model only"),
+        (lambda s: s["properties"]["count"].update(default=4), "p.count: default 4 in the CRD"),
+        (lambda s: s["properties"]["name"].update(maxLength=11), "p.name: bounds"),
+        (lambda s: s["properties"]["count"].pop("minimum"), "p.count: bounds"),
+    ],
+)
 def test_each_kind_of_drift_is_caught(change: Any, expected: str) -> None:
     schema = yaml.safe_load(yaml.safe_dump(_PROBE_SCHEMA))  # a deep copy
     change(schema)

@@ -14,15 +14,21 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 
 def _repo_crds() -> list[dict[str, object]]:
-    return [yaml.safe_load(p.read_text()) for p in sorted(CRDS.glob("*.yaml"))
-            if p.name != "kustomization.yaml"]
+    return [
+        yaml.safe_load(p.read_text())
+        for p in sorted(CRDS.glob("*.yaml"))
+        if p.name != "kustomization.yaml"
+    ]
 
 
 def test_the_package_holds_every_crd_of_the_repository() -> None:
     docs = crd_documents()
     assert docs == _repo_crds()
     assert {d["spec"]["names"]["kind"] for d in docs} >= {  # type: ignore[index]
-        "ManagedSecret", "SecretAccessPolicy", "ClusterSecretAccessPolicy"}
+        "ManagedSecret",
+        "SecretAccessPolicy",
+        "ClusterSecretAccessPolicy",
+    }
 
 
 def test_kustos_crds_prints_them_as_one_yaml_stream() -> None:
@@ -36,7 +42,9 @@ def test_the_chart_ships_the_same_crds() -> None:
     chart = CRDS.parent / "charts" / "kustos" / "crds"
     # make chart-crds copies crds/ into the chart (helm installs CRDs from its crds/ folder).
     assert sorted(p.name for p in chart.glob("*.yaml")) == sorted(
-        p.name for p in CRDS.glob("*.yaml") if p.name != "kustomization.yaml")
+        p.name for p in CRDS.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
     for p in chart.glob("*.yaml"):
         assert p.read_text() == (CRDS / p.name).read_text(), (
-            f"charts/kustos/crds/{p.name} differs from crds/: run make chart-crds")
+            f"charts/kustos/crds/{p.name} differs from crds/: run make chart-crds"
+        )

@@ -39,8 +39,9 @@ class MemoryKeyringSecret:
             return None
         import base64
 
-        return StoredKeyring({k: base64.b64decode(v) for k, v in self.data.items()},
-                             str(self.version))
+        return StoredKeyring(
+            {k: base64.b64decode(v) for k, v in self.data.items()}, str(self.version)
+        )
 
     def create(self, data: dict[str, str]) -> None:
         self.data, self.version = dict(data), 1
@@ -81,10 +82,13 @@ def test_rotate_rewraps_versions_and_access_keys(store: SqlStore) -> None:
     keyring = Keyring.from_secret_data(secret.data or {}).without_key("k1")
     from kustos.crypto import open_sealed
 
-    assert open_sealed(after.sealed, arn=record.arn, version_id=version.version_id,
-                       keyring=keyring) == b"v1-value"
+    assert (
+        open_sealed(after.sealed, arn=record.arn, version_id=version.version_id, keyring=keyring)
+        == b"v1-value"
+    )
     _, secret_key = AccessKeyService(access_store, lambda: keyring).lookup(
-        issued.record.access_key_id)
+        issued.record.access_key_id
+    )
     assert secret_key == issued.secret_access_key.reveal()
 
 
@@ -98,8 +102,9 @@ def test_no_keyring_generated_over_existing_data(store: SqlStore) -> None:
     assert lost.data is None
 
 
-def _service(store: SqlStore, secret: MemoryKeyringSecret) -> tuple[KeyService, SecretService,
-                                                                     AccessKeyStore]:
+def _service(
+    store: SqlStore, secret: MemoryKeyringSecret
+) -> tuple[KeyService, SecretService, AccessKeyStore]:
     from kustos.store.key_usage import KeyUsage
 
     keys = KeyService(store, secret, usage=KeyUsage(store.engine).counts)  # type: ignore[arg-type]
@@ -112,9 +117,10 @@ def _break_wrapped_key(store: SqlStore, arn: str, version_id: str) -> None:
     import sqlalchemy as sa
 
     with store.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE versions SET wrapped_key = :w WHERE arn = :a AND "
-                             "version_id = :v"), {"w": b"\x01" + b"\x00" * 60, "a": arn,
-                                                  "v": version_id})  # fmt: skip
+        conn.execute(
+            sa.text("UPDATE versions SET wrapped_key = :w WHERE arn = :a AND version_id = :v"),
+            {"w": b"\x01" + b"\x00" * 60, "a": arn, "v": version_id},
+        )
 
 
 def test_rotate_goes_past_what_it_cannot_unwrap_and_names_each(store: SqlStore) -> None:
@@ -131,7 +137,10 @@ def test_rotate_goes_past_what_it_cannot_unwrap_and_names_each(store: SqlStore) 
     assert result.skipped == 1
     (miss,) = result.skipped_items
     assert (miss.secret_arn, miss.version_id, miss.key_id) == (
-        records[0].arn, versions[0].version_id, "k1")
+        records[0].arn,
+        versions[0].version_id,
+        "k1",
+    )
     assert "value-0" not in json.dumps(miss.to_json())
     for record in records[1:]:
         current = secrets.current(record)
@@ -151,8 +160,9 @@ def test_retire_refuses_the_newest_key_and_keys_still_needed(store: SqlStore) ->
         keys.retire("k7")
     # A new newest key without a rewrap: the access key still needs k1.
     assert secret.data is not None
-    secret.replace(Keyring.from_secret_data(secret.data).with_new_key().to_secret_data(),
-                   str(secret.version))
+    secret.replace(
+        Keyring.from_secret_data(secret.data).with_new_key().to_secret_data(), str(secret.version)
+    )
     keys.reload()
     with pytest.raises(InvalidRequestError, match="1 access keys"):
         keys.retire("k1")
@@ -175,10 +185,13 @@ def test_a_missing_keyring_over_access_keys_or_audit_digests_is_an_error(
     assert lost.data is None
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM access_keys"))
-        conn.execute(sa.text(
-            "INSERT INTO audit_digests (kind, created_at, first_seq, last_seq, chain_hash, "
-            "prev_signature, key_id, signature) VALUES ('digest', '2026-01-01', 1, 1, 'h', "
-            "'', 'k1', 's')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO audit_digests (kind, created_at, first_seq, last_seq, chain_hash, "
+                "prev_signature, key_id, signature) VALUES ('digest', '2026-01-01', 1, 1, 'h', "
+                "'', 'k1', 's')"
+            )
+        )
     with pytest.raises(KeyringError, match="audit digests"):
         _service(store, lost)[0].keyring()
     assert lost.data is None
@@ -198,8 +211,7 @@ def test_each_secret_is_sealed_and_rotated_with_its_own_key(store: SqlStore) -> 
     plain = secrets.create("ns", "plain")
     own = secrets.create("ns", "own").evolve(kms_key_id="alias/payments")
     store.update_secret(own)
-    by_arn = secrets.create("ns", "by-arn").evolve(
-        kms_key_id="arn:kustos:kms:test:ns:key/payments")
+    by_arn = secrets.create("ns", "by-arn").evolve(kms_key_id="arn:kustos:kms:test:ns:key/payments")
     store.update_secret(by_arn)
     v_plain = secrets.add_version(plain, SecretValue("p"))
     v_own = secrets.add_version(own, SecretValue("o"))
@@ -211,11 +223,17 @@ def test_each_secret_is_sealed_and_rotated_with_its_own_key(store: SqlStore) -> 
     assert result.new_key_id == "payments.2" and result.skipped == 0
     got = {r.name: secrets.current(r) for r in (plain, own, by_arn)}
     assert {n: v.sealed.key_id for n, v in got.items() if v} == {
-        "plain": "k1", "own": "payments.2", "by-arn": "payments.2"}
+        "plain": "k1",
+        "own": "payments.2",
+        "by-arn": "payments.2",
+    }
     keys.rotate()  # the default key: only the plain secret moves
     got = {r.name: secrets.current(r) for r in (plain, own, by_arn)}
     assert {n: v.sealed.key_id for n, v in got.items() if v} == {
-        "plain": "k2", "own": "payments.2", "by-arn": "payments.2"}
+        "plain": "k2",
+        "own": "payments.2",
+        "by-arn": "payments.2",
+    }
     assert secrets.open(got["own"]) == SecretValue("o")  # type: ignore[arg-type]
     with pytest.raises(ResourceNotFoundError):
         keys.rotate(key="orders")
@@ -232,12 +250,18 @@ def test_each_secret_is_sealed_and_rotated_with_its_own_key(store: SqlStore) -> 
         secrets.add_version(unknown, SecretValue("x"))
 
 
-@pytest.mark.parametrize(("kms_key_id", "name"), [
-    ("", ""), ("alias/aws/secretsmanager", ""), ("aws/secretsmanager", ""),
-    ("payments", "payments"), ("alias/payments", "payments"),
-    ("arn:kustos:kms:c1:ns:key/payments", "payments"),
-    ("arn:aws:kms:us-east-1:123456789012:alias/payments", "payments"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("kms_key_id", "name"),
+    [
+        ("", ""),
+        ("alias/aws/secretsmanager", ""),
+        ("aws/secretsmanager", ""),
+        ("payments", "payments"),
+        ("alias/payments", "payments"),
+        ("arn:kustos:kms:c1:ns:key/payments", "payments"),
+        ("arn:aws:kms:us-east-1:123456789012:alias/payments", "payments"),
+    ],
+)
 def test_kms_key_id_spellings(kms_key_id: str, name: str) -> None:
     from kustos.services.core.kms import key_name
 

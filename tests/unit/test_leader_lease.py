@@ -48,8 +48,9 @@ class FakeLeases:
         self.items[body.metadata.name] = body
         return body
 
-    def replace_namespaced_lease(self, name: str, namespace: str,
-                                 body: client.V1Lease) -> client.V1Lease:  # fmt: skip
+    def replace_namespaced_lease(
+        self, name: str, namespace: str, body: client.V1Lease
+    ) -> client.V1Lease:
         self._gate()
         if self.items[name].metadata.resource_version != body.metadata.resource_version:
             raise ApiException(status=409)
@@ -76,11 +77,19 @@ class Replica:
     def __init__(self, leases: FakeLeases, clock: Clock, name: str, floor: int = -1) -> None:
         self.events: list[str] = []
         self.elector = LeaseElector(
-            leases, "kustos-system", "kustos-operator", name,  # type: ignore[arg-type]
+            leases,
+            "kustos-system",
+            "kustos-operator",
+            name,  # type: ignore[arg-type]
             on_started=lambda: self.events.append("started"),
             on_stopped=lambda: self.events.append("stopped"),
-            floor=lambda: floor, lease=6.0, renew_deadline=4.0, retry=1.0, clock=clock,
-            now=lambda: datetime(2026, 12, 1, tzinfo=UTC))
+            floor=lambda: floor,
+            lease=6.0,
+            renew_deadline=4.0,
+            retry=1.0,
+            clock=clock,
+            now=lambda: datetime(2026, 12, 1, tzinfo=UTC),
+        )
 
 
 @pytest.fixture
@@ -192,9 +201,17 @@ def test_two_replicas_racing_for_a_released_lease_only_one_wins(
 
 def test_timings_must_be_ordered() -> None:
     with pytest.raises(ValueError, match="retry < renew_deadline < lease"):
-        LeaseElector(FakeLeases(), "ns", "l", "x",  # type: ignore[arg-type]
-                     on_started=lambda: None, on_stopped=lambda: None,
-                     lease=4.0, renew_deadline=4.0, retry=1.0)
+        LeaseElector(
+            FakeLeases(),
+            "ns",
+            "l",
+            "x",  # type: ignore[arg-type]
+            on_started=lambda: None,
+            on_stopped=lambda: None,
+            lease=4.0,
+            renew_deadline=4.0,
+            retry=1.0,
+        )
 
 
 # -- the store's half: the term is checked inside the write transaction ----------------
@@ -212,8 +229,13 @@ class Token:
 
 def _record(name: str) -> SecretRecord:
     now = datetime.now(UTC)
-    return SecretRecord(arn=f"arn:kustos:secretsmanager:test:ns:secret:{name}-abcdef",
-                        namespace="ns", name=name, created_at=now, updated_at=now)
+    return SecretRecord(
+        arn=f"arn:kustos:secretsmanager:test:ns:secret:{name}-abcdef",
+        namespace="ns",
+        name=name,
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def test_a_deposed_leader_cannot_write_once_its_successor_has(tmp_path: Path) -> None:

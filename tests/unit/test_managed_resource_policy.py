@@ -29,9 +29,17 @@ READER = "arn:kustos:iam::billing:serviceaccount/invoicer"
 
 
 def share(principal: str = READER, effect: str = "Allow") -> dict[str, Any]:
-    return {"Version": "2012-10-17", "Statement": [{
-        "Effect": effect, "Action": "secretsmanager:GetSecretValue", "Resource": "*",
-        "Principal": {"AWS": principal}}]}  # fmt: skip
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": effect,
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+                "Principal": {"AWS": principal},
+            }
+        ],
+    }
 
 
 class Harness:
@@ -40,8 +48,11 @@ class Harness:
         self.kube = FakeSecrets()
         self.secrets = SecretService(store, lambda: KEYRING, "test")
         self.managed = ManagedSecretService(
-            self.secrets, SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube), self.events)  # type: ignore[arg-type]  # fmt: skip
+            self.secrets,
+            SourceService(self.kube),  # type: ignore[arg-type]
+            ProjectionService(self.kube),
+            self.events,
+        )  # type: ignore[arg-type]
         self.status: dict[str, Any] = {}
         self.generation = 0
 
@@ -68,12 +79,22 @@ class Harness:
         policy = None
         if record.resource_policy:
             policy = parse_policy(record.resource_policy, kind=PolicyKind.RESOURCE)
-        request = Request(principal=principal, action="secretsmanager:GetSecretValue",
-                          resource=record.arn, principal_namespace="billing",
-                          resource_namespace="shop")  # fmt: skip
+        request = Request(
+            principal=principal,
+            action="secretsmanager:GetSecretValue",
+            resource=record.arn,
+            principal_namespace="billing",
+            resource_namespace="shop",
+        )
         # the reader's own identity policy allows: the resource policy decides
-        identity = parse_policy({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]})
+        identity = parse_policy(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}
+                ],
+            }
+        )
         return evaluate(request, [identity], policy).allowed
 
 
@@ -103,22 +124,48 @@ def test_a_deny_in_the_spec_is_in_force(h: Harness) -> None:
     h.apply(share())
     assert h.allowed()
     deny = share()
-    deny["Statement"].append({"Effect": "Deny", "Action": "secretsmanager:*", "Resource": "*",
-                              "Principal": {"AWS": READER}})
+    deny["Statement"].append(
+        {
+            "Effect": "Deny",
+            "Action": "secretsmanager:*",
+            "Resource": "*",
+            "Principal": {"AWS": READER},
+        }
+    )
     h.apply(deny)
     assert not h.allowed()
 
 
-@pytest.mark.parametrize(("bad", "code"), [
-    ({"Version": "2012-10-17", "Statement": [{"Effect": "Permit", "Action": "*",
-                                              "Resource": "*", "Principal": "*"}]},
-     "MalformedPolicyDocumentException"),
-    (share("*"), "PublicPolicyException"),
-    ({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "x",
-                                              "Resource": "*", "Principal": "*",
-                                              "Sid": "s" * 21000}]},
-     "MalformedPolicyDocumentException"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("bad", "code"),
+    [
+        (
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {"Effect": "Permit", "Action": "*", "Resource": "*", "Principal": "*"}
+                ],
+            },
+            "MalformedPolicyDocumentException",
+        ),
+        (share("*"), "PublicPolicyException"),
+        (
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Action": "x",
+                        "Resource": "*",
+                        "Principal": "*",
+                        "Sid": "s" * 21000,
+                    }
+                ],
+            },
+            "MalformedPolicyDocumentException",
+        ),
+    ],
+)
 def test_an_invalid_or_public_spec_keeps_the_last_valid_policy(
     h: Harness, bad: dict[str, Any], code: str
 ) -> None:
@@ -163,8 +210,9 @@ def test_the_public_document_a_put_caller_accepted_stays_in_force(h: Harness) ->
     h.apply()
     record = h.record()
     public = share("*")
-    record = h.secrets.update(record.evolve(extra={**record.extra,
-                                                   PUBLIC_ACCEPTED: digest(public)}))
+    record = h.secrets.update(
+        record.evolve(extra={**record.extra, PUBLIC_ACCEPTED: digest(public)})
+    )
     decided = follow_spec(record, public)
     assert decided.problem is None and decided.changed
     # ... that document only: another public one is still refused

@@ -85,7 +85,8 @@ def test_the_pool_is_bounded() -> None:
 def test_delayed_triggers_wait_for_their_time() -> None:
     seen: list[tuple[float, frozenset[str]]] = []
     queue: ObjectQueue[str, str] = ObjectQueue(
-        lambda key, triggers: seen.append((time.monotonic(), triggers)), workers=2)
+        lambda key, triggers: seen.append((time.monotonic(), triggers)), workers=2
+    )
     queue.start()
     try:
         start = time.monotonic()

@@ -35,8 +35,9 @@ class Recorder:
 
     def handle(self, body: Mapping[str, Any], triggers: Collection[Trigger]) -> Outcome:
         with self.cond:
-            self.calls.append((body["metadata"]["name"], frozenset(triggers),
-                               body["metadata"]["uid"]))
+            self.calls.append(
+                (body["metadata"]["name"], frozenset(triggers), body["metadata"]["uid"])
+            )
             self.cond.notify_all()
             if self.fail_first > 0:
                 self.fail_first -= 1
@@ -57,12 +58,24 @@ class Recorder:
 def rig(tmp_path: Path) -> Iterator[tuple[OperatorRuntime, Recorder, SqlStore, list[Any]]]:
     store = SqlStore(f"sqlite:///{tmp_path / 'kustos.db'}")  # threads: a file, not :memory:
     patches: list[Any] = []
-    objects = SimpleNamespace(patch_status=lambda ns, name, p: patches.append((name, p)),
-                              list_all=lambda: [])
-    services: Any = SimpleNamespace(managed=None, rotation=None, deletion=None, store=store,
-                                    managed_objects=objects, secrets=None)
-    settings = Settings(resync_seconds=3600, drift_check_seconds=3600,
-                        orphan_sweep_seconds=3600, feed_poll_seconds=0.02, workers=2)
+    objects = SimpleNamespace(
+        patch_status=lambda ns, name, p: patches.append((name, p)), list_all=lambda: []
+    )
+    services: Any = SimpleNamespace(
+        managed=None,
+        rotation=None,
+        deletion=None,
+        store=store,
+        managed_objects=objects,
+        secrets=None,
+    )
+    settings = Settings(
+        resync_seconds=3600,
+        drift_check_seconds=3600,
+        orphan_sweep_seconds=3600,
+        feed_poll_seconds=0.02,
+        workers=2,
+    )
     runtime = OperatorRuntime(services, settings)
     recorder = Recorder()
     runtime.controller = recorder  # type: ignore[assignment]
@@ -100,8 +113,11 @@ def test_a_deletion_runs_before_the_recreated_object(rig: Any) -> None:
 def test_a_value_written_anywhere_triggers_its_object(rig: Any) -> None:
     runtime, recorder, store, _ = rig
     arn = "arn:kustos:secretsmanager:t:team-a:secret:x-AbCdEf"
-    store.create_secret(SecretRecord(arn=arn, namespace="team-a", name="x", created_at=T0,
-                                     updated_at=T0, object_name="a"))
+    store.create_secret(
+        SecretRecord(
+            arn=arn, namespace="team-a", name="x", created_at=T0, updated_at=T0, object_name="a"
+        )
+    )
     runtime.observe(None, managed("a", {"name": "x"}))
     recorder.wait(1)
     store.add_version(arn, "v1", sealed("v1", arn=arn), [AWSCURRENT], T0)  # another replica
@@ -111,7 +127,9 @@ def test_a_value_written_anywhere_triggers_its_object(rig: Any) -> None:
     runtime.observe(None, managed("b", {"name": "y"}))
     calls = recorder.wait(5)
     assert {(n, t) for n, t, _ in calls[2:]} >= {
-        ("a", frozenset({Trigger.VALUE_CHANGED})), ("b", frozenset({Trigger.VALUE_CHANGED}))}
+        ("a", frozenset({Trigger.VALUE_CHANGED})),
+        ("b", frozenset({Trigger.VALUE_CHANGED})),
+    }
 
 
 def test_retryable_errors_are_retried(rig: Any) -> None:

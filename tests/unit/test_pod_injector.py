@@ -26,17 +26,21 @@ from kustos.api.injector import (
 from kustos.cli.credentials_proxy import make_proxy_app
 from kustos.crypto.certs import issue_serving_cert
 
-INJ = Injection(image="kustos:0.1.0", service_host="kustos-api.kustos-system.svc",
-                api_port=8443, cluster_ip="10.0.0.42", ca_pem="-----CA-----\n",
-                region="local")  # fmt: skip
+INJ = Injection(
+    image="kustos:0.1.0",
+    service_host="kustos-api.kustos-system.svc",
+    api_port=8443,
+    cluster_ip="10.0.0.42",
+    ca_pem="-----CA-----\n",
+    region="local",
+)
 
 
 def _pod(annotated: bool = True, **spec: Any) -> dict[str, Any]:
     meta: dict[str, Any] = {"name": "p"}
     if annotated:
         meta["annotations"] = {ANNOTATION: "true"}
-    return {"metadata": meta,
-            "spec": {"containers": [{"name": "app", "image": "app"}], **spec}}
+    return {"metadata": meta, "spec": {"containers": [{"name": "app", "image": "app"}], **spec}}
 
 
 def _apply(pod: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
@@ -76,24 +80,34 @@ def test_an_annotated_pod_gets_the_sidecar_env_volumes_and_host_alias() -> None:
         "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:8139/v1/credentials",
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/var/run/secrets/kustos/token",
         "AWS_ENDPOINT_URL_SECRETS_MANAGER": "https://kustos-api.kustos-system.svc:8443",
-        "AWS_REGION": "local", "AWS_DEFAULT_REGION": "local",
-        "AWS_CA_BUNDLE": "/var/run/kustos/ca.crt", "NODE_EXTRA_CA_CERTS": "/var/run/kustos/ca.crt",
+        "AWS_REGION": "local",
+        "AWS_DEFAULT_REGION": "local",
+        "AWS_CA_BUNDLE": "/var/run/kustos/ca.crt",
+        "NODE_EXTRA_CA_CERTS": "/var/run/kustos/ca.crt",
     }
     token = next(v for v in spec["volumes"] if v["name"] == "kustos-token")
     assert token["projected"]["sources"][0]["serviceAccountToken"]["audience"] == "kustos"
-    assert spec["hostAliases"] == [{"ip": "10.0.0.42",
-                                    "hostnames": ["kustos-api.kustos-system.svc"]}]
+    assert spec["hostAliases"] == [
+        {"ip": "10.0.0.42", "hostnames": ["kustos-api.kustos-system.svc"]}
+    ]
     # Injected once: a second pass (reinvocation, a second webhook) changes nothing.
     assert patch_for(pod, INJ) == []
 
 
 def test_existing_lists_and_settings_are_kept() -> None:
-    pod = _pod(initContainers=[{"name": "migrate", "image": "m"}],
-               volumes=[{"name": "data", "emptyDir": {}}],
-               hostAliases=[{"ip": "10.0.0.9", "hostnames": ["db"]}])
-    pod["spec"]["containers"].append({
-        "name": "second", "image": "s", "env": [{"name": "AWS_REGION", "value": "mine"}],
-        "volumeMounts": [{"name": "data", "mountPath": "/var/run/secrets/kustos"}]})
+    pod = _pod(
+        initContainers=[{"name": "migrate", "image": "m"}],
+        volumes=[{"name": "data", "emptyDir": {}}],
+        hostAliases=[{"ip": "10.0.0.9", "hostnames": ["db"]}],
+    )
+    pod["spec"]["containers"].append(
+        {
+            "name": "second",
+            "image": "s",
+            "env": [{"name": "AWS_REGION", "value": "mine"}],
+            "volumeMounts": [{"name": "data", "mountPath": "/var/run/secrets/kustos"}],
+        }
+    )
     spec = _apply(pod, patch_for(pod, INJ))["spec"]
     assert [c["name"] for c in spec["initContainers"]] == [SIDECAR, "migrate"]
     assert [v["name"] for v in spec["volumes"]] == ["data", "kustos-token", "kustos-ca"]
@@ -103,23 +117,31 @@ def test_existing_lists_and_settings_are_kept() -> None:
     assert [m["name"] for m in second["volumeMounts"]] == ["data", "kustos-ca"]
 
 
-@pytest.mark.parametrize(("spec", "message"), [
-    ({"hostNetwork": True}, "hostNetwork"),
-    ({"volumes": [{"name": "kustos-token", "emptyDir": {}}]}, "kustos-token"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"hostNetwork": True}, "hostNetwork"),
+        ({"volumes": [{"name": "kustos-token", "emptyDir": {}}]}, "kustos-token"),
+    ],
+)
 def test_pods_that_cannot_have_it_are_refused(spec: dict[str, Any], message: str) -> None:
     with pytest.raises(InjectionRefused, match=message):
         patch_for(_pod(**spec), INJ)
-    review = {"apiVersion": "admission.k8s.io/v1", "request": {
-        "uid": "u1", "kind": {"kind": "Pod"}, "object": _pod(**spec)}}
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "request": {"uid": "u1", "kind": {"kind": "Pod"}, "object": _pod(**spec)},
+    }
     response = review_response(review, lambda: INJ)["response"]
     assert response["uid"] == "u1" and response["allowed"] is False
     assert response["status"]["code"] == 403 and message in response["status"]["message"]
 
 
 def test_review_answers_with_a_base64_json_patch_and_fails_closed() -> None:
-    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-              "request": {"uid": "u2", "kind": {"kind": "Pod"}, "object": _pod()}}
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {"uid": "u2", "kind": {"kind": "Pod"}, "object": _pod()},
+    }
     answer = review_response(review, lambda: INJ)
     assert answer["kind"] == "AdmissionReview"
     response = answer["response"]
@@ -156,8 +178,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def _site(app: web.Application, port: int, ssl_context: Any = None
-                ) -> AsyncIterator[web.AppRunner]:  # fmt: skip
+async def _site(
+    app: web.Application, port: int, ssl_context: Any = None
+) -> AsyncIterator[web.AppRunner]:
     runner = web.AppRunner(app)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
@@ -179,8 +202,14 @@ def test_the_sidecar_forwards_the_token_over_tls_and_holds_nothing(tmp_path: Any
         seen.append(request.headers.get("Authorization", ""))
         if request.headers.get("Authorization") != "tok":
             return web.json_response({"code": "UnrecognizedClientException"}, status=401)
-        return web.json_response({"AccessKeyId": "ASIAX", "SecretAccessKey": "s",
-                                  "Token": "t", "Expiration": "2030-01-01T00:00:00Z"})
+        return web.json_response(
+            {
+                "AccessKeyId": "ASIAX",
+                "SecretAccessKey": "s",
+                "Token": "t",
+                "Expiration": "2030-01-01T00:00:00Z",
+            }
+        )
 
     async def main() -> None:
         up_port, proxy_port = _free_port(), _free_port()
@@ -204,21 +233,27 @@ def test_the_sidecar_forwards_the_token_over_tls_and_holds_nothing(tmp_path: Any
             # Upstream gone: a JSON 503, which the SDKs retry.
             gone = make_proxy_app(f"https://127.0.0.1:{_free_port()}", client_ctx)
             async for _ in _site(gone, proxy_port):
-                async with ClientSession() as s, s.get(
+                async with (
+                    ClientSession() as s,
+                    s.get(
                         f"http://127.0.0.1:{proxy_port}/v1/credentials",
-                        headers={"Authorization": "tok"}) as r:  # fmt: skip
+                        headers={"Authorization": "tok"},
+                    ) as r,
+                ):
                     assert r.status == 503
                     assert (await r.json())["code"] == "ServiceUnavailable"
 
     asyncio.run(main())
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--listen", "0.0.0.0:8139", "--upstream", "https://x:1"], "loopback"),
-    (["--listen", "127.0.0.1:8139", "--upstream", "http://x:1"], "https://"),
-])  # fmt: skip
-def test_the_sidecar_serves_loopback_only_and_talks_tls_only(args: list[str],
-                                                             message: str) -> None:  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--listen", "0.0.0.0:8139", "--upstream", "https://x:1"], "loopback"),
+        (["--listen", "127.0.0.1:8139", "--upstream", "http://x:1"], "https://"),
+    ],
+)
+def test_the_sidecar_serves_loopback_only_and_talks_tls_only(args: list[str], message: str) -> None:
     from click.testing import CliRunner
 
     from kustos.cli.credentials_proxy import credentials_proxy

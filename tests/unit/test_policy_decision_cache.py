@@ -21,8 +21,10 @@ from kustos.services.access.policies import PolicyIndex
 from kustos.services.access.tokens import TokenAuthenticator
 
 TTL = 3.0
-ALLOW_ALL = {"Version": "2012-10-17",
-             "Statement": {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"}}
+ALLOW_ALL = {
+    "Version": "2012-10-17",
+    "Statement": {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*"},
+}
 
 
 class World:
@@ -30,11 +32,16 @@ class World:
         self.namespaced: list[dict[str, Any]] = []
         self.monotonic = 100.0
         self.now = datetime(2030, 1, 1, tzinfo=UTC)
-        self.index = PolicyIndex(lambda: (self.namespaced, []), ttl=TTL,
-                                 clock=lambda: self.monotonic)
-        self.access = AccessService(TokenAuthenticator(None),  # type: ignore[arg-type]
-                                    None,  # type: ignore[arg-type]
-                                    self.index, region="test", clock=lambda: self.now)
+        self.index = PolicyIndex(
+            lambda: (self.namespaced, []), ttl=TTL, clock=lambda: self.monotonic
+        )
+        self.access = AccessService(
+            TokenAuthenticator(None),  # type: ignore[arg-type]
+            None,  # type: ignore[arg-type]
+            self.index,
+            region="test",
+            clock=lambda: self.now,
+        )
 
     def allowed(self, record: Any = None, **context: Any) -> bool:
         try:
@@ -79,9 +86,13 @@ def test_a_removed_policy_denies_once_the_index_relists(world: World) -> None:
 def test_a_changed_policy_is_a_new_generation(world: World) -> None:
     world.namespaced.append(sap("all", "team-a", SA_APP, ALLOW_ALL))
     assert world.allowed()
-    deny = {"Version": "2012-10-17", "Statement": [
-        ALLOW_ALL["Statement"],
-        {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]}
+    deny = {
+        "Version": "2012-10-17",
+        "Statement": [
+            ALLOW_ALL["Statement"],
+            {"Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*"},
+        ],
+    }
     changed = sap("all", "team-a", SA_APP, deny)
     changed["metadata"]["resourceVersion"] = "2"
     world.namespaced[:] = [changed]
@@ -93,16 +104,39 @@ def test_a_resource_policy_change_takes_effect_at_once(world: World) -> None:
     world.namespaced.append(sap("all", "team-a", SA_APP, ALLOW_ALL))
     open_record = secret("db")
     assert world.allowed(open_record) and world.allowed(open_record)
-    closed = secret("db", resource_policy={"Version": "2012-10-17", "Statement": {
-        "Effect": "Deny", "Principal": "*", "Action": "secretsmanager:*", "Resource": "*"}})
+    closed = secret(
+        "db",
+        resource_policy={
+            "Version": "2012-10-17",
+            "Statement": {
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "secretsmanager:*",
+                "Resource": "*",
+            },
+        },
+    )
     assert not world.allowed(closed)  # same secret, new resource policy: no index re-list
     assert world.allowed(open_record)
 
 
 def test_condition_keys_are_part_of_the_key(world: World) -> None:
-    world.namespaced.append(sap("net", "team-a", SA_APP, {"Version": "2012-10-17", "Statement": {
-        "Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*",
-        "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}}))
+    world.namespaced.append(
+        sap(
+            "net",
+            "team-a",
+            SA_APP,
+            {
+                "Version": "2012-10-17",
+                "Statement": {
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:*",
+                    "Resource": "*",
+                    "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+                },
+            },
+        )
+    )
     assert world.allowed(**{"aws:SourceIp": "10.1.2.3"})
     assert not world.allowed(**{"aws:SourceIp": "192.168.1.1"})
     assert world.allowed(**{"aws:SourceIp": "10.1.2.3"})
@@ -115,9 +149,22 @@ def test_condition_keys_are_part_of_the_key(world: World) -> None:
 
 def test_a_policy_that_reads_the_clock_is_never_cached(world: World) -> None:
     until = "2030-01-01T00:00:10Z"
-    world.namespaced.append(sap("until", "team-a", SA_APP, {"Version": "2012-10-17",
-        "Statement": {"Effect": "Allow", "Action": "secretsmanager:*", "Resource": "*",
-                      "Condition": {"DateLessThan": {"aws:CurrentTime": until}}}}))  # fmt: skip
+    world.namespaced.append(
+        sap(
+            "until",
+            "team-a",
+            SA_APP,
+            {
+                "Version": "2012-10-17",
+                "Statement": {
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:*",
+                    "Resource": "*",
+                    "Condition": {"DateLessThan": {"aws:CurrentTime": until}},
+                },
+            },
+        )
+    )
     assert world.allowed() and world.allowed()
     world.now += timedelta(seconds=11)
     assert not world.allowed()
@@ -125,9 +172,21 @@ def test_a_policy_that_reads_the_clock_is_never_cached(world: World) -> None:
 
 
 def test_a_clock_variable_also_counts_as_reading_the_clock(world: World) -> None:
-    world.namespaced.append(sap("v", "team-a", SA_APP, {"Version": "2012-10-17", "Statement": {
-        "Effect": "Allow", "Action": "secretsmanager:*",
-        "Resource": "arn:kustos:secretsmanager:test:team-a:secret:${aws:EpochTime}*"}}))
+    world.namespaced.append(
+        sap(
+            "v",
+            "team-a",
+            SA_APP,
+            {
+                "Version": "2012-10-17",
+                "Statement": {
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:*",
+                    "Resource": "arn:kustos:secretsmanager:test:team-a:secret:${aws:EpochTime}*",
+                },
+            },
+        )
+    )
     assert not world.allowed()
     assert not world.allowed()
     assert world.hits == 0

@@ -366,15 +366,23 @@ def test_users_and_groups_have_no_principal_account() -> None:
     """A user is bound by a namespace's policies, but is no member of that namespace."""
     rp = resource(grant("*", Condition={"StringEquals": {"aws:PrincipalAccount": "prod"}}))
     for user in (user_arn("mallory"), "arn:kustos:iam::cluster:group/devs"):
-        spoof = Request(user, GET, PROD_DB, {"aws:PrincipalAccount": "prod"},
-                        principal_namespace="prod")  # fmt: skip
+        spoof = Request(
+            user, GET, PROD_DB, {"aws:PrincipalAccount": "prod"}, principal_namespace="prod"
+        )
         assert RequestContext(request_context(spoof)).get("aws:PrincipalAccount") is None
         assert not evaluate(spoof, [], rp).allowed
     assert evaluate(Request(PROD_APP, GET, PROD_DB), [], rp).allowed
     # ... so "deny everyone outside prod" denies users too
-    fence = resource(grant("*"), {"Effect": "Deny", "Principal": "*", "Action": "*",
-                                  "Resource": "*", "Condition": {"StringNotEquals": {
-                                      "aws:PrincipalAccount": "prod"}}})  # fmt: skip
+    fence = resource(
+        grant("*"),
+        {
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "*",
+            "Resource": "*",
+            "Condition": {"StringNotEquals": {"aws:PrincipalAccount": "prod"}},
+        },
+    )
     user = Request(user_arn("alice"), GET, PROD_DB, principal_namespace="prod")
     assert evaluate(user, [], fence).kind is DecisionKind.EXPLICIT_DENY
     assert evaluate(Request(PROD_APP, GET, PROD_DB), [], fence).allowed
@@ -419,14 +427,26 @@ def test_principal_arn_helpers() -> None:
 
 
 def test_possible_assumes_allow_conditions_hold_and_conditional_denies_do_not() -> None:
-    conditional_allow = identity({"Effect": "Allow", "Action": GET, "Resource": "*",
-                                  "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}})
+    conditional_allow = identity(
+        {
+            "Effect": "Allow",
+            "Action": GET,
+            "Resource": "*",
+            "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}},
+        }
+    )
     request = Request(PROD_APP, GET, PROD_DB)
     assert not evaluate(request, [conditional_allow]).allowed
     assert evaluate(request, [conditional_allow], possible=True).allowed
-    conditional_deny = identity({"Effect": "Deny", "Action": GET, "Resource": "*",
-                                 "Condition": {"Bool": {"aws:SecureTransport": "false"}}},
-                                name="guard")  # fmt: skip
+    conditional_deny = identity(
+        {
+            "Effect": "Deny",
+            "Action": GET,
+            "Resource": "*",
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        },
+        name="guard",
+    )
     assert evaluate(request, [conditional_allow, conditional_deny], possible=True).allowed
     deny = identity({"Effect": "Deny", "Action": GET, "Resource": "*"}, name="deny")
     decision = evaluate(request, [conditional_allow, deny], possible=True)

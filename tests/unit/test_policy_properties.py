@@ -20,63 +20,159 @@ from kustos.errors import MalformedPolicyError
 from kustos.policy import Decision, Policy, PolicyKind, Request, evaluate, parse_policy
 from kustos.policy.wildcard import arn_match, glob_match
 
-SETTINGS = settings(max_examples=300, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Values chosen to hit conversions at their edges: numbers a datetime cannot hold, dates at
 # the ends of the calendar, addresses, booleans, wildcards and policy variables.
-TRICKY = st.sampled_from([
-    "1e20", "1e12", "-1e20", "1e400", "1e-400", "9" * 400, "nan", "inf", "-0", "0x10",
-    "2024-06-01T12:00:00Z", "0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-05:00",
-    "10.0.0.0/8", "0.0.0.0/0", "::/0", "2001:db8::1", "300.1.1.1", "true", "FALSE", "",
-    "*", "?", "a*b?c", "${aws:username}", "${*}", "${", "arn:*", "arn:kustos:iam::ns:root",
-    "arn:kustos:secretsmanager:c:ns:secret:x-AbCdEf", "system:authenticated",
-    1e20, 10**30, -(10**30), 1e308, 0, True, False,
-])  # fmt: skip
+TRICKY = st.sampled_from(
+    [
+        "1e20",
+        "1e12",
+        "-1e20",
+        "1e400",
+        "1e-400",
+        "9" * 400,
+        "nan",
+        "inf",
+        "-0",
+        "0x10",
+        "2024-06-01T12:00:00Z",
+        "0001-01-01T00:00:00+05:00",
+        "9999-12-31T23:59:59-05:00",
+        "10.0.0.0/8",
+        "0.0.0.0/0",
+        "::/0",
+        "2001:db8::1",
+        "300.1.1.1",
+        "true",
+        "FALSE",
+        "",
+        "*",
+        "?",
+        "a*b?c",
+        "${aws:username}",
+        "${*}",
+        "${",
+        "arn:*",
+        "arn:kustos:iam::ns:root",
+        "arn:kustos:secretsmanager:c:ns:secret:x-AbCdEf",
+        "system:authenticated",
+        1e20,
+        10**30,
+        -(10**30),
+        1e308,
+        0,
+        True,
+        False,
+    ]
+)
 SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), TRICKY,
-)  # fmt: skip
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    TRICKY,
+)
 JSON = st.recursive(
     SCALARS,
-    lambda inner: st.lists(inner, max_size=4)
-    | st.dictionaries(st.text(max_size=8) | st.sampled_from(["Statement", "Effect"]), inner,
-                      max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(max_size=8) | st.sampled_from(["Statement", "Effect"]), inner, max_size=4
+        )
+    ),
     max_leaves=20,
-)  # fmt: skip
+)
 
-OPERATORS = st.sampled_from([
-    "StringEquals", "StringNotEquals", "StringEqualsIgnoreCase", "StringLike", "StringNotLike",
-    "NumericEquals", "NumericNotEquals", "NumericLessThan", "NumericGreaterThanEquals",
-    "DateEquals", "DateNotEquals", "DateLessThan", "DateGreaterThan", "DateGreaterThanEquals",
-    "Bool", "IpAddress", "NotIpAddress", "ArnEquals", "ArnLike", "ArnNotLike", "Null",
-    "ForAnyValue:StringLike", "ForAllValues:StringEquals", "ForAnyValue:DateLessThan",
-    "ForAllValues:NumericLessThan", "StringLikeIfExists", "DateGreaterThanIfExists",
-    "NotIpAddressIfExists", "ForAnyValue:IpAddressIfExists", "Nonsense", "ForSome:StringLike",
-])  # fmt: skip
-KEYS = st.sampled_from([
-    "aws:CurrentTime", "aws:EpochTime", "aws:SourceIp", "aws:PrincipalArn", "aws:username",
-    "aws:SecureTransport", "secretsmanager:VersionStage", "secretsmanager:Name",
-    "secretsmanager:ResourceTag/team", "aws:ResourceTag/Team", "kustos:ServiceAccount", "bad",
-])  # fmt: skip
+OPERATORS = st.sampled_from(
+    [
+        "StringEquals",
+        "StringNotEquals",
+        "StringEqualsIgnoreCase",
+        "StringLike",
+        "StringNotLike",
+        "NumericEquals",
+        "NumericNotEquals",
+        "NumericLessThan",
+        "NumericGreaterThanEquals",
+        "DateEquals",
+        "DateNotEquals",
+        "DateLessThan",
+        "DateGreaterThan",
+        "DateGreaterThanEquals",
+        "Bool",
+        "IpAddress",
+        "NotIpAddress",
+        "ArnEquals",
+        "ArnLike",
+        "ArnNotLike",
+        "Null",
+        "ForAnyValue:StringLike",
+        "ForAllValues:StringEquals",
+        "ForAnyValue:DateLessThan",
+        "ForAllValues:NumericLessThan",
+        "StringLikeIfExists",
+        "DateGreaterThanIfExists",
+        "NotIpAddressIfExists",
+        "ForAnyValue:IpAddressIfExists",
+        "Nonsense",
+        "ForSome:StringLike",
+    ]
+)
+KEYS = st.sampled_from(
+    [
+        "aws:CurrentTime",
+        "aws:EpochTime",
+        "aws:SourceIp",
+        "aws:PrincipalArn",
+        "aws:username",
+        "aws:SecureTransport",
+        "secretsmanager:VersionStage",
+        "secretsmanager:Name",
+        "secretsmanager:ResourceTag/team",
+        "aws:ResourceTag/Team",
+        "kustos:ServiceAccount",
+        "bad",
+    ]
+)
 VALUES = st.one_of(TRICKY, SCALARS, st.lists(TRICKY | SCALARS, max_size=3), JSON)
 CONDITION = st.dictionaries(OPERATORS, st.dictionaries(KEYS, VALUES, max_size=3), max_size=3)
 ACTIONS = st.sampled_from(["*", "secretsmanager:*", "secretsmanager:Get*", "bad", "s:?et*"])
-RESOURCES = st.sampled_from([
-    "*", "arn:kustos:secretsmanager:*:ns:secret:*", "arn:kustos:secretsmanager:c:ns:secret:x*",
-    "arn:kustos:secretsmanager:c:${aws:username}:secret:*", "arn:*:*:*:*:*", "nope",
-])  # fmt: skip
+RESOURCES = st.sampled_from(
+    [
+        "*",
+        "arn:kustos:secretsmanager:*:ns:secret:*",
+        "arn:kustos:secretsmanager:c:ns:secret:x*",
+        "arn:kustos:secretsmanager:c:${aws:username}:secret:*",
+        "arn:*:*:*:*:*",
+        "nope",
+    ]
+)
 PRINCIPALS = st.one_of(
-    st.just("*"), JSON,
-    st.fixed_dictionaries({"AWS": st.sampled_from([
-        "*", "ns", "other", "arn:kustos:iam::ns:serviceaccount/app", "arn:kustos:iam::ns:root",
-        "arn:kustos:iam::cluster:group/system:authenticated", "arn:kustos:iam::*:root",
-    ])}),
-)  # fmt: skip
+    st.just("*"),
+    JSON,
+    st.fixed_dictionaries(
+        {
+            "AWS": st.sampled_from(
+                [
+                    "*",
+                    "ns",
+                    "other",
+                    "arn:kustos:iam::ns:serviceaccount/app",
+                    "arn:kustos:iam::ns:root",
+                    "arn:kustos:iam::cluster:group/system:authenticated",
+                    "arn:kustos:iam::*:root",
+                ]
+            )
+        }
+    ),
+)
 
 
-def _statement(effect: str, action: tuple[str, Any], resource: tuple[str, Any],
-               extra: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _statement(
+    effect: str, action: tuple[str, Any], resource: tuple[str, Any], extra: dict[str, Any]
+) -> dict[str, Any]:
     return {"Effect": effect, action[0]: action[1], resource[0]: resource[1], **extra}
 
 
@@ -85,26 +181,34 @@ STATEMENT = st.builds(
     _statement,
     st.sampled_from(["Allow", "Allow", "Deny", "Permit"]),
     st.tuples(st.sampled_from(["Action", "NotAction"]), ACTIONS | st.lists(ACTIONS, max_size=3)),
-    st.tuples(st.sampled_from(["Resource", "NotResource"]),
-              RESOURCES | st.lists(RESOURCES, max_size=3)),
+    st.tuples(
+        st.sampled_from(["Resource", "NotResource"]), RESOURCES | st.lists(RESOURCES, max_size=3)
+    ),
     st.fixed_dictionaries({"Condition": CONDITION}, optional={"Sid": st.text(max_size=3) | JSON}),
-)  # fmt: skip
+)
 DOCUMENT = st.fixed_dictionaries(
     {"Statement": st.lists(STATEMENT, min_size=1, max_size=3)},
     optional={"Version": st.sampled_from(["2012-10-17", "2008-10-17", "2020-01-01"])},
 )
 CONTEXT_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(-(10**30), 10**30), st.text(max_size=12), TRICKY,
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.text(max_size=12),
+    TRICKY,
     st.floats(allow_nan=True, allow_infinity=True),
-    st.datetimes(timezones=st.just(UTC)), st.datetimes(),
+    st.datetimes(timezones=st.just(UTC)),
+    st.datetimes(),
     st.lists(st.text(max_size=6) | TRICKY, max_size=3),
-)  # fmt: skip
+)
 CONTEXT = st.dictionaries(KEYS, CONTEXT_VALUES, max_size=6)
-CALLERS = st.sampled_from([
-    ("arn:kustos:iam::ns:serviceaccount/app", "ns"),
-    ("arn:kustos:iam::other:serviceaccount/app", "other"),
-    ("arn:kustos:iam::cluster:user/alice", None),
-])  # fmt: skip
+CALLERS = st.sampled_from(
+    [
+        ("arn:kustos:iam::ns:serviceaccount/app", "ns"),
+        ("arn:kustos:iam::other:serviceaccount/app", "other"),
+        ("arn:kustos:iam::cluster:user/alice", None),
+    ]
+)
 
 
 def _parse(document: Any, kind: PolicyKind) -> Policy | None:
@@ -128,22 +232,33 @@ def test_random_json_parses_or_is_malformed(document: Any) -> None:
 
 
 @SETTINGS
-@given(document=DOCUMENT, principal_element=PRINCIPALS, context=CONTEXT, caller=CALLERS,
-       now=st.datetimes(timezones=st.just(UTC)))  # fmt: skip
+@given(
+    document=DOCUMENT,
+    principal_element=PRINCIPALS,
+    context=CONTEXT,
+    caller=CALLERS,
+    now=st.datetimes(timezones=st.just(UTC)),
+)
 def test_any_policy_parses_or_is_malformed_and_evaluates_to_a_decision(
-    document: dict[str, Any], principal_element: Any, context: dict[str, Any],
-    caller: tuple[str, str | None], now: datetime,
-) -> None:  # fmt: skip
+    document: dict[str, Any],
+    principal_element: Any,
+    context: dict[str, Any],
+    caller: tuple[str, str | None],
+    now: datetime,
+) -> None:
     identity = _parse(document, PolicyKind.IDENTITY)
     statements = [{**s, "Principal": principal_element} for s in document["Statement"]]
     resource = _parse({**document, "Statement": statements}, PolicyKind.RESOURCE)
     principal, namespace = caller
     request = Request(
-        principal, "secretsmanager:GetSecretValue",
+        principal,
+        "secretsmanager:GetSecretValue",
         "arn:kustos:secretsmanager:c:ns:secret:x-AbCdEf",
-        {**context, "aws:CurrentTime": now}, principal_namespace=namespace,
-        resource_namespace="ns", groups=("arn:kustos:iam::cluster:group/system:authenticated",),
-    )  # fmt: skip
+        {**context, "aws:CurrentTime": now},
+        principal_namespace=namespace,
+        resource_namespace="ns",
+        groups=("arn:kustos:iam::cluster:group/system:authenticated",),
+    )
     decision = evaluate(request, [identity] if identity else [], resource)
     assert isinstance(decision, Decision)
 
@@ -153,11 +268,25 @@ def test_any_policy_parses_or_is_malformed_and_evaluates_to_a_decision(
 def test_request_values_that_are_no_date_make_the_clause_false(value: Any) -> None:
     """A Date clause holds only on request values that are dates, negated or not."""
     for operator in ("DateGreaterThan", "DateNotEquals", "ForAllValues:DateLessThan"):
-        policy = parse_policy({"Version": "2012-10-17", "Statement": {
-            "Effect": "Allow", "Action": "*", "Resource": "*",
-            "Condition": {operator: {"secretsmanager:VersionStage": "2024-01-01T00:00:00Z"}}}})
-        request = Request("arn:kustos:iam::ns:serviceaccount/app", "secretsmanager:GetSecretValue",
-                          "*", {"secretsmanager:VersionStage": value})  # fmt: skip
+        policy = parse_policy(
+            {
+                "Version": "2012-10-17",
+                "Statement": {
+                    "Effect": "Allow",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {
+                        operator: {"secretsmanager:VersionStage": "2024-01-01T00:00:00Z"}
+                    },
+                },
+            }
+        )
+        request = Request(
+            "arn:kustos:iam::ns:serviceaccount/app",
+            "secretsmanager:GetSecretValue",
+            "*",
+            {"secretsmanager:VersionStage": value},
+        )
         allowed = evaluate(request, [policy]).allowed
         try:
             number = float(str(value))
@@ -221,6 +350,8 @@ def test_many_wildcards_do_not_backtrack_exponentially() -> None:
     # timeout fails the test); matched atomically, each takes well under a millisecond.
     pattern = "*a" * 40 + "b"
     assert not glob_match(pattern, "a" * 500)
-    assert not arn_match(f"arn:kustos:secretsmanager:c:{'a*' * 30}b:secret:*",
-                         f"arn:kustos:secretsmanager:c:{'a' * 63}:secret:x")  # fmt: skip
+    assert not arn_match(
+        f"arn:kustos:secretsmanager:c:{'a*' * 30}b:secret:*",
+        f"arn:kustos:secretsmanager:c:{'a' * 63}:secret:x",
+    )
     assert glob_match(pattern, "a" * 80 + "b")

@@ -61,13 +61,26 @@ def public(document: dict[str, Any]) -> bool:
         (
             {
                 "Principal": "*",
-                "Condition": {"IpAddress": {"aws:SourceIp": [
-                    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fd00:1234::/32"]}},
+                "Condition": {
+                    "IpAddress": {
+                        "aws:SourceIp": [
+                            "10.0.0.0/8",
+                            "172.16.0.0/12",
+                            "192.168.0.0/16",
+                            "fd00:1234::/32",
+                        ]
+                    }
+                },
             },
             False,
         ),
-        ({"Principal": {"AWS": GROUP("system:serviceaccounts")},
-          "Condition": {"ArnEquals": {"aws:PrincipalArn": CI}}}, False),
+        (
+            {
+                "Principal": {"AWS": GROUP("system:serviceaccounts")},
+                "Condition": {"ArnEquals": {"aws:PrincipalArn": CI}},
+            },
+            False,
+        ),
         ({"Principal": {"AWS": GROUP("payments-oncall")}}, False),  # a group someone manages
         ({"Principal": {"AWS": "arn:kustos:iam::cluster:user/alice"}}, False),
         # groups every caller of a kind belongs to
@@ -93,8 +106,11 @@ def public(document: dict[str, Any]) -> bool:
         (
             {
                 "Principal": "*",
-                "Condition": {"StringEquals": {
-                    "aws:PrincipalArn": "arn:kustos:iam::cluster:user/${aws:username}"}},
+                "Condition": {
+                    "StringEquals": {
+                        "aws:PrincipalArn": "arn:kustos:iam::cluster:user/${aws:username}"
+                    }
+                },
             },
             True,
         ),
@@ -107,8 +123,10 @@ def public(document: dict[str, Any]) -> bool:
             },
             True,
         ),
-        ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": ["::/1", "8000::/1"]}}},
-         True),
+        (
+            {"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": ["::/1", "8000::/1"]}}},
+            True,
+        ),
         ({"Principal": "*", "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/7"}}}, True),
         (
             {

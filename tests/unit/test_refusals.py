@@ -39,8 +39,9 @@ class Clock:
 
 def test_budget_admits_then_counts_then_tallies() -> None:
     clock = Clock()
-    budget = RefusalBudget(limit=3, interval=10.0, clock=clock,
-                           wall=lambda: datetime(2026, 1, 1, tzinfo=UTC))
+    budget = RefusalBudget(
+        limit=3, interval=10.0, clock=clock, wall=lambda: datetime(2026, 1, 1, tzinfo=UTC)
+    )
     assert [budget.admit("a", "X") for _ in range(3)] == [True] * 3
     assert budget.over("a") and not budget.over("b")  # a spent its budget
     assert [budget.admit("a", c) for c in ("X", "Y", "Y")] == [False] * 3
@@ -81,8 +82,9 @@ class BearerOnly:
     def authenticate(self, req: RequestView) -> Any:
         header = req.headers.get("authorization") or ""
         if not header:
-            raise AuthenticationError("Missing Authentication Token",
-                                      aws_code="MissingAuthenticationTokenException")
+            raise AuthenticationError(
+                "Missing Authentication Token", aws_code="MissingAuthenticationTokenException"
+            )
         return self.tokens.authenticate(header.partition(" ")[2], source=req.remote_addr)
 
 
@@ -94,8 +96,12 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
 
 
 def request(source: str, token: str | None) -> RequestView:
-    headers = CIMultiDict({"X-Amz-Target": "secretsmanager.GetSecretValue",
-                           "Content-Type": "application/x-amz-json-1.1"})
+    headers = CIMultiDict(
+        {
+            "X-Amz-Target": "secretsmanager.GetSecretValue",
+            "Content-Type": "application/x-amz-json-1.1",
+        }
+    )
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return RequestView("POST", "/", "", headers, b'{"SecretId": "x"}', source, "https")
@@ -109,14 +115,21 @@ def test_a_flood_costs_a_bounded_number_of_writes_and_reviews(store: SqlStore) -
     clock = Clock()
     audit = AuditService(AuditStore(store.engine), "test")
     keyring = Keyring.generate()
-    api = SecretsApi(SecretService(store, lambda: keyring, "test"), None, None,  # type: ignore[arg-type]
-                     None, audit, None, refusals=RefusalBudget(limit=5, interval=10.0, clock=clock))  # type: ignore[arg-type]
+    api = SecretsApi(
+        SecretService(store, lambda: keyring, "test"),
+        None,
+        None,  # type: ignore[arg-type]
+        None,
+        audit,
+        None,
+        refusals=RefusalBudget(limit=5, interval=10.0, clock=clock),
+    )  # type: ignore[arg-type]
     reviewer = JunkReviewer()
-    tokens = TokenAuthenticator(reviewer, budget=RefusalBudget(limit=5, interval=10.0,
-                                                               clock=clock))
+    tokens = TokenAuthenticator(reviewer, budget=RefusalBudget(limit=5, interval=10.0, clock=clock))
     backend = ApiBackend(BearerOnly(tokens), api)
-    answers = [handle(backend, request("10.0.0.9", f"junk-{i}"), f"r{i}")[1]["__type"]
-               for i in range(200)]
+    answers = [
+        handle(backend, request("10.0.0.9", f"junk-{i}"), f"r{i}")[1]["__type"] for i in range(200)
+    ]
     answers += [handle(backend, request("10.0.0.9", None), "nohdr")[1]["__type"]]
     assert answers[:5] == ["UnrecognizedClientException"] * 5
     assert set(answers[5:200]) == {"ThrottlingException"}
@@ -134,7 +147,9 @@ def test_a_flood_costs_a_bounded_number_of_writes_and_reviews(store: SqlStore) -
     assert aggregate["sourceIPAddress"] == "10.0.0.9"
     assert aggregate["additionalEventData"]["count"] == 196
     assert aggregate["additionalEventData"]["errorCodes"] == {
-        "ThrottlingException": 195, "MissingAuthenticationTokenException": 1}
+        "ThrottlingException": 195,
+        "MissingAuthenticationTokenException": 1,
+    }
     assert aggregate["errorCode"] == "ThrottlingException"
     assert [r["sourceIPAddress"] for r in got[:5]] == ["10.0.0.9"] * 5
     assert not any("junk" in json.dumps(r) for r in got)  # tokens are never recorded
@@ -144,8 +159,15 @@ def test_a_flood_costs_a_bounded_number_of_writes_and_reviews(store: SqlStore) -
 def test_the_last_tallies_are_written_at_close(store: SqlStore) -> None:
     audit = AuditService(AuditStore(store.engine), "test")
     keyring = Keyring.generate()
-    api = SecretsApi(SecretService(store, lambda: keyring, "test"), None, None,  # type: ignore[arg-type]
-                     None, audit, None, refusals=RefusalBudget(limit=1, interval=3600))  # type: ignore[arg-type]
+    api = SecretsApi(
+        SecretService(store, lambda: keyring, "test"),
+        None,
+        None,  # type: ignore[arg-type]
+        None,
+        audit,
+        None,
+        refusals=RefusalBudget(limit=1, interval=3600),
+    )  # type: ignore[arg-type]
     audit.add_flusher(lambda final: api.flush_refusals(everything=final))
     for i in range(4):
         api.reject("GetSecretValue", AuthenticationError("no"), CallMeta(f"r{i}", "10.1.1.1"))

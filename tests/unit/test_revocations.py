@@ -60,9 +60,14 @@ class Reviewer:
 
     def review_token(self, token: str, audiences: list[str]) -> TokenReviewResult:
         return TokenReviewResult(
-            authenticated=True, username="system:serviceaccount:team-a:app", uid="u-1",
-            groups=("system:serviceaccounts",), audiences=tuple(audiences),
-            extra={"authentication.kubernetes.io/pod-name": ["app-0"]}, error="")
+            authenticated=True,
+            username="system:serviceaccount:team-a:app",
+            uid="u-1",
+            groups=("system:serviceaccounts",),
+            audiences=tuple(audiences),
+            extra={"authentication.kubernetes.io/pod-name": ["app-0"]},
+            error="",
+        )
 
 
 class Monotonic:
@@ -83,28 +88,54 @@ def db(tmp_path: Path) -> str:
 class Replica:
     def __init__(self, url: str, monotonic: Monotonic) -> None:
         self.store = SqlStore(url)
-        self.revocations = RevocationList(RevocationStore(self.store.engine).all,
-                                          monotonic=monotonic)  # fmt: skip
-        self.keys = AccessKeyService(AccessKeyStore(self.store.engine), lambda: KEYRING,
-                                     revocations=self.revocations)  # fmt: skip
+        self.revocations = RevocationList(
+            RevocationStore(self.store.engine).all, monotonic=monotonic
+        )
+        self.keys = AccessKeyService(
+            AccessKeyStore(self.store.engine), lambda: KEYRING, revocations=self.revocations
+        )
         self.access = AccessService(
-            TokenAuthenticator(Reviewer()), self.keys, PolicyIndex(lambda: ([], [])),
-            region="test", revocations=self.revocations)  # fmt: skip
+            TokenAuthenticator(Reviewer()),
+            self.keys,
+            PolicyIndex(lambda: ([], [])),
+            region="test",
+            revocations=self.revocations,
+        )
 
     def request(self, key_id: str, secret: str, token: str | None = None) -> RequestView:
-        request = AWSRequest(method="POST", url=f"https://{HOST}/", data=b"{}", headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "secretsmanager.GetSecretValue"})  # fmt: skip
+        request = AWSRequest(
+            method="POST",
+            url=f"https://{HOST}/",
+            data=b"{}",
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "secretsmanager.GetSecretValue",
+            },
+        )
         SigV4Auth(Credentials(key_id, secret, token), "secretsmanager", "test").add_auth(request)
         headers = CIMultiDict(request.headers.items())
         headers["Host"] = HOST
-        return RequestView(method="POST", path="/", query="", headers=CIMultiDictProxy(headers),
-                           body=b"{}", remote_addr="10.0.0.7", scheme="https")
+        return RequestView(
+            method="POST",
+            path="/",
+            query="",
+            headers=CIMultiDictProxy(headers),
+            body=b"{}",
+            remote_addr="10.0.0.7",
+            scheme="https",
+        )
 
     def bearer(self, token: str) -> RequestView:
         headers = CIMultiDictProxy(CIMultiDict({"Authorization": f"Bearer {token}"}))
-        return RequestView(method="POST", path="/", query="", headers=headers, body=b"{}",
-                           remote_addr="10.0.0.7", scheme="https")
+        return RequestView(
+            method="POST",
+            path="/",
+            query="",
+            headers=headers,
+            body=b"{}",
+            remote_addr="10.0.0.7",
+            scheme="https",
+        )
 
 
 def refused(replica: Replica, req: RequestView) -> bool:
@@ -130,7 +161,8 @@ def test_a_revocation_through_one_replica_is_in_force_on_the_other_within_the_bo
         assert replica.access.authenticate(replica.bearer(bearer)).arn == SA_ARN
 
     revocation, deactivated = RevocationService(RevocationStore(one.store.engine)).revoke(
-        SA_ARN, by="arn:kustos:iam::cluster:user/alice", reason="leaked")
+        SA_ARN, by="arn:kustos:iam::cluster:user/alice", reason="leaked"
+    )
     assert deactivated == 1
     assert AccessKeyStore(one.store.engine).list()[0].status == INACTIVE
 
@@ -140,8 +172,7 @@ def test_a_revocation_through_one_replica_is_in_force_on_the_other_within_the_bo
         assert refused(replica, replica.request(*session_args))
         assert refused(replica, replica.bearer(bearer))
     # Credentials issued after the revocation work again (a fresh token, fresh sessions).
-    later = jwt({"iat": int(revocation.revoked_at.timestamp()) + 2,
-                 "exp": int(time.time()) + 3600})  # fmt: skip
+    later = jwt({"iat": int(revocation.revoked_at.timestamp()) + 2, "exp": int(time.time()) + 3600})
     assert two.access.authenticate(two.bearer(later)).arn == SA_ARN
     fresh = two.access.session_for(two.access.container_caller(later)[0], later)
     args = (fresh.access_key_id, fresh.secret_access_key.reveal(), fresh.token)
@@ -181,8 +212,9 @@ def test_the_list_is_reread_on_its_poll_and_never_used_past_the_bound(db: str) -
         listing.check("arn:kustos:iam::team-b:serviceaccount/other", None)
 
 
-@pytest.mark.parametrize("bad", ["", "app", "arn:kustos:iam::team-a:role/x",
-                                 "arn:aws:iam::123456789012:user/alice"])
+@pytest.mark.parametrize(
+    "bad", ["", "app", "arn:kustos:iam::team-a:role/x", "arn:aws:iam::123456789012:user/alice"]
+)
 def test_only_principal_arns_can_be_revoked(bad: str) -> None:
     with pytest.raises(InvalidParameterError):
         parse_principal_arn(bad)
@@ -213,8 +245,7 @@ def test_each_issue_of_container_credentials_is_audited_without_secrets(db: str)
         replica.revocations._loaded_at = None  # re-read now
         with pytest.raises(AuthenticationError):
             issuer.issue(token)
-        records = [json.loads(text) for _, text in audit.lookup(AuditQuery(
-            event_name=EVENT_NAME))]  # fmt: skip
+        records = [json.loads(text) for _, text in audit.lookup(AuditQuery(event_name=EVENT_NAME))]
     finally:
         audit.close()
     ok, refused_ = sorted(records, key=lambda r: "errorCode" in r)

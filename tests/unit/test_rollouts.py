@@ -16,22 +16,49 @@ from kustos.services.consumers.rollouts import (
 )
 
 
-def workload(name: str, *, kind: str = "Deployment", env: tuple[str, ...] = (),
-             env_from: tuple[str, ...] = (), volumes: tuple[str, ...] = (),
-             projected: tuple[str, ...] = (), init_env: tuple[str, ...] = (),
-             annotations: dict[str, str] | None = None) -> dict[str, Any]:
-    container = {"name": "app",
-                 "env": [{"name": f"V{i}", "valueFrom": {"secretKeyRef": {"name": s, "key": "k"}}}
-                         for i, s in enumerate(env)],
-                 "envFrom": [{"secretRef": {"name": s}} for s in env_from]}
+def workload(
+    name: str,
+    *,
+    kind: str = "Deployment",
+    env: tuple[str, ...] = (),
+    env_from: tuple[str, ...] = (),
+    volumes: tuple[str, ...] = (),
+    projected: tuple[str, ...] = (),
+    init_env: tuple[str, ...] = (),
+    annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    container = {
+        "name": "app",
+        "env": [
+            {"name": f"V{i}", "valueFrom": {"secretKeyRef": {"name": s, "key": "k"}}}
+            for i, s in enumerate(env)
+        ],
+        "envFrom": [{"secretRef": {"name": s}} for s in env_from],
+    }
     vols = [{"name": f"v{i}", "secret": {"secretName": s}} for i, s in enumerate(volumes)]
-    vols += [{"name": f"p{i}", "projected": {"sources": [{"secret": {"name": s}}]}}
-             for i, s in enumerate(projected)]
-    init = [{"name": "init", "env": [{"name": "X", "valueFrom": {
-        "secretKeyRef": {"name": s, "key": "k"}}} for s in init_env]}]
-    return {"kind": kind, "metadata": {"name": name, "annotations": annotations or {}},
-            "spec": {"template": {"metadata": {}, "spec": {
-                "containers": [container], "initContainers": init, "volumes": vols}}}}
+    vols += [
+        {"name": f"p{i}", "projected": {"sources": [{"secret": {"name": s}}]}}
+        for i, s in enumerate(projected)
+    ]
+    init = [
+        {
+            "name": "init",
+            "env": [
+                {"name": "X", "valueFrom": {"secretKeyRef": {"name": s, "key": "k"}}}
+                for s in init_env
+            ],
+        }
+    ]
+    return {
+        "kind": kind,
+        "metadata": {"name": name, "annotations": annotations or {}},
+        "spec": {
+            "template": {
+                "metadata": {},
+                "spec": {"containers": [container], "initContainers": init, "volumes": vols},
+            }
+        },
+    }
 
 
 OPT_IN = {"kustos.io/restart-on-change": "true"}
@@ -45,8 +72,9 @@ class FakeWorkloads:
     def list(self, namespace: str) -> list[dict[str, Any]]:
         return json.loads(json.dumps(self.items))  # type: ignore[no-any-return]
 
-    def annotate_pod_template(self, namespace: str, kind: str, name: str,
-                              annotations: dict[str, str]) -> None:
+    def annotate_pod_template(
+        self, namespace: str, kind: str, name: str, annotations: dict[str, str]
+    ) -> None:
         self.patches.append((kind, name, annotations))
         for item in self.items:
             if (item["kind"], item["metadata"]["name"]) == (kind, name):
@@ -62,8 +90,9 @@ class Clock:
         return self.now
 
 
-def coordinator(*items: dict[str, Any], **limits: Any) -> tuple[
-        RolloutCoordinator, FakeWorkloads, Clock]:
+def coordinator(
+    *items: dict[str, Any], **limits: Any
+) -> tuple[RolloutCoordinator, FakeWorkloads, Clock]:
     fake, clock = FakeWorkloads(*items), Clock()
     return RolloutCoordinator(fake, RolloutLimits(**limits), clock=clock), fake, clock
 
@@ -148,8 +177,9 @@ def test_only_consumers_that_want_it_are_patched() -> None:
     c, fake, clock = coordinator(
         workload("web", env_from=("db",), annotations=OPT_IN),
         workload("batch", env_from=("db",)),  # did not opt in
-        workload("files", volumes=("db",), annotations={
-            **OPT_IN, "kustos.io/reloads-files": "true"}),
+        workload(
+            "files", volumes=("db",), annotations={**OPT_IN, "kustos.io/reloads-files": "true"}
+        ),
         workload("other", env_from=("x",), annotations=OPT_IN),
         workload("ss", kind="StatefulSet", volumes=("db",)),
     )
@@ -157,8 +187,10 @@ def test_only_consumers_that_want_it_are_patched() -> None:
     assert sorted(r.name for r in chosen) == ["ss", "web"]
     clock.now += 10
     c.flush()
-    assert sorted((k, n) for k, n, _ in fake.patches) == [("Deployment", "web"),
-                                                          ("StatefulSet", "ss")]
+    assert sorted((k, n) for k, n, _ in fake.patches) == [
+        ("Deployment", "web"),
+        ("StatefulSet", "ss"),
+    ]
 
 
 # -- rate limit ------------------------------------------------------------------------------
@@ -220,9 +252,20 @@ def test_the_projection_reports_only_projections_that_changed_the_data() -> None
     owner = ObjectRef("kustos.io/v1alpha1", "ManagedSecret", "shop", "db", "uid-db")
 
     def project(version: str, value: str) -> None:
-        service.project(Projection(owner, "db", "Opaque", "arn:x", version,
-                                   SecretValue.from_mapping({"password": value}), {}, {}, {},
-                                   restart_on_change=(("Deployment", "web"),)))
+        service.project(
+            Projection(
+                owner,
+                "db",
+                "Opaque",
+                "arn:x",
+                version,
+                SecretValue.from_mapping({"password": value}),
+                {},
+                {},
+                {},
+                restart_on_change=(("Deployment", "web"),),
+            )
+        )
 
     project("v1", "a")  # created: pods start with it, nothing to restart
     project("v1", "a")  # unchanged
@@ -230,8 +273,7 @@ def test_the_projection_reports_only_projections_that_changed_the_data() -> None
     project("v2", "a")  # a new version with the same data
     assert told == []
     project("v3", "b")
-    assert [(p.version_id, p.restart_on_change) for p in told] == [
-        ("v3", (("Deployment", "web"),))]
+    assert [(p.version_id, p.restart_on_change) for p in told] == [("v3", (("Deployment", "web"),))]
     kube.objects[("shop", "db")]["data"] = {"password": "ZWRpdGVk"}  # drift, same version
     project("v3", "b")
     assert len(told) == 1
@@ -242,14 +284,23 @@ def test_the_managed_secrets_behind_a_restart_get_an_event() -> None:
 
     from kustos.kube.events import ObjectRef
 
-    fake, clock, events = FakeWorkloads(workload("web", env_from=("db", "cache"),
-                                                 annotations=OPT_IN)), Clock(), FakeEvents()
+    fake, clock, events = (
+        FakeWorkloads(workload("web", env_from=("db", "cache"), annotations=OPT_IN)),
+        Clock(),
+        FakeEvents(),
+    )
     c = RolloutCoordinator(fake, RolloutLimits(), clock=clock, events=events)
     for name in ("db", "cache"):
-        c.secret_changed("shop", name, f"{name}-v2", owner=ObjectRef(
-            "kustos.io/v1alpha1", "ManagedSecret", "shop", name, f"uid-{name}"))
+        c.secret_changed(
+            "shop",
+            name,
+            f"{name}-v2",
+            owner=ObjectRef("kustos.io/v1alpha1", "ManagedSecret", "shop", name, f"uid-{name}"),
+        )
     clock.now += 10
     c.flush()
     assert events.reasons() == ["WorkloadRestarted", "WorkloadRestarted"]
-    assert "restarted Deployment web for Secret cache version cache-v2, Secret db version db-v2" \
+    assert (
+        "restarted Deployment web for Secret cache version cache-v2, Secret db version db-v2"
         in repr(events.emitted)
+    )

@@ -24,8 +24,9 @@ from kustos.store.rotations import HELD, IN_PROGRESS, SUCCEEDED
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    built = World(deployment("web"), deployment("worker", replicas=1),
-                  deployment("other", uses="unrelated"))
+    built = World(
+        deployment("web"), deployment("worker", replicas=1), deployment("other", uses="unrelated")
+    )
     yield built
     built.store.close()
 
@@ -41,7 +42,9 @@ def test_rotation_stays_open_until_every_consumer_rolled_out(world: World) -> No
     rotation = world.body["status"]["rotation"]
     assert (rotation["step"], rotation["state"]) == ("awaitRollout", "InProgress")
     assert {c["name"]: c["state"] for c in rotation["consumers"]} == {
-        "web": "NotRestarted", "worker": "NotRestarted"}
+        "web": "NotRestarted",
+        "worker": "NotRestarted",
+    }
     assert Reason.AWAITING_ROLLOUT in world.events.reasons()
     assert Reason.ROTATION_SUCCEEDED not in world.events.reasons()
     assert world.last.due is not None and world.last.due <= world.clock.now + timedelta(seconds=5)
@@ -75,17 +78,19 @@ def test_a_rollout_that_does_not_finish_in_time_holds_and_rolls_back(world: Worl
     row = world.rotations.get(world.arn(), token)
     assert row.status == HELD and world.rotations.active(world.arn()) is None
     assert world.current() == first  # AWSCURRENT is back on the version it came from
-    versions = {v.version_id: v.stages for v in
-                world.secrets.versions(world.store.get_secret("team-a", "prod/db"))}
+    versions = {
+        v.version_id: v.stages
+        for v in world.secrets.versions(world.store.get_secret("team-a", "prod/db"))
+    }
     assert "AWSPREVIOUS" in versions[token]
     assert world.projected_version() == first  # re-projected...
     world.flush_restarts()  # ...and the workloads restarted for the old version
-    assert json.loads(world.workloads.get("web")["spec"]["template"]["metadata"]
-                      ["annotations"][MARKER]) == {"db": first}
+    assert json.loads(
+        world.workloads.get("web")["spec"]["template"]["metadata"]["annotations"][MARKER]
+    ) == {"db": first}
     held = [m for _, r, m in world.events.emitted if r is Reason.ROTATION_HELD]
     assert len(held) == 1 and "Deployment/web (Rolling)" in held[0]
-    condition = next(c for c in world.body["status"]["conditions"]
-                     if c["type"] == "RotationFailed")
+    condition = next(c for c in world.body["status"]["conditions"] if c["type"] == "RotationFailed")
     assert (condition["status"], condition["reason"]) == ("True", "RotationHeld")
     assert world.body["status"]["rotation"]["state"] == "Held"
 
@@ -93,8 +98,7 @@ def test_a_rollout_that_does_not_finish_in_time_holds_and_rolls_back(world: Worl
     world.body["spec"]["rotation"]["schedule"] = "rate(1 minute)"
     world.tick(120)
     assert world.rotations.active(world.arn()) is None and world.current() == first
-    condition = next(c for c in world.body["status"]["conditions"]
-                     if c["type"] == "RotationFailed")
+    condition = next(c for c in world.body["status"]["conditions"] if c["type"] == "RotationFailed")
     assert condition["reason"] == "RotationHeld"  # still says why
     world.tick(3600)  # the hold is over: the schedule rotates again
     assert world.current() not in (first, token)
@@ -165,12 +169,18 @@ def test_rollback_moves_awscurrent_back_reprojects_and_restarts(world: World) ->
     _request_rollback(world, "previous#1")
     assert world.current() == first and world.projected_version() == first
     answer = world.body["status"]["rollback"]
-    assert answer == {**answer, "request": "previous#1", "state": "Succeeded",
-                      "fromVersion": second, "toVersion": first}
+    assert answer == {
+        **answer,
+        "request": "previous#1",
+        "state": "Succeeded",
+        "fromVersion": second,
+        "toVersion": first,
+    }
     assert Reason.ROLLED_BACK in world.events.reasons()
     world.flush_restarts()
-    assert json.loads(world.workloads.get("web")["spec"]["template"]["metadata"]
-                      ["annotations"][MARKER]) == {"db": first}
+    assert json.loads(
+        world.workloads.get("web")["spec"]["template"]["metadata"]["annotations"][MARKER]
+    ) == {"db": first}
     # the same request is answered once; a named version is a new request
     world.body = world.apply(world.body, frozenset({Trigger.CHANGED}))
     assert world.current() == first
@@ -202,10 +212,17 @@ def test_describe_secret_shows_await_rollout_and_a_hold(world: World) -> None:
     from kustos.services.api.read import _describe
 
     def described() -> dict[str, Any]:
-        deps = Deps(world.secrets, None, None, "test", None,  # type: ignore[arg-type]
-                    rotations=world.rotations)
-        return _describe(deps, world.store.get_secret("team-a", "prod/db"),
-                         versions_key="VersionIdsToStages")
+        deps = Deps(
+            world.secrets,
+            None,
+            None,
+            "test",
+            None,  # type: ignore[arg-type]
+            rotations=world.rotations,
+        )
+        return _describe(
+            deps, world.store.get_secret("team-a", "prod/db"), versions_key="VersionIdsToStages"
+        )
 
     assert "KustosRotation" not in described()
     world.rotate("r1")
@@ -225,13 +242,17 @@ def test_fifty_secrets_of_one_deployment_rotated_at_once_restart_it_once() -> No
     names = [f"s{i}" for i in range(50)]
     web = deployment("web")
     web["spec"]["template"]["spec"]["containers"][0]["envFrom"] = [
-        {"secretRef": {"name": n}} for n in names]
+        {"secretRef": {"name": n}} for n in names
+    ]
     world = World(web)
     try:
         bodies = {}
         for n in names:
-            spec = {"name": f"prod/{n}", "generate": {"passwordLength": 12},
-                    "rotation": {"generated": {}, "rolloutTimeoutSeconds": 60}}
+            spec = {
+                "name": f"prod/{n}",
+                "generate": {"passwordLength": 12},
+                "rotation": {"generated": {}, "rolloutTimeoutSeconds": 60},
+            }
             bodies[n] = world.apply(managed(n, spec), frozenset({Trigger.CHANGED}))
         for n in names:  # all rotated within one debounce window
             bodies[n]["metadata"]["annotations"]["kustos.io/rotate-now"] = "go"

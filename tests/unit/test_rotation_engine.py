@@ -113,20 +113,34 @@ def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     rotations = RotationStore(store.engine)
     engine = RotationEngine(rotations, clock=clock, backoff=lambda n, _e: 10.0 * n)
     target = FakeTarget("pw-0-secret")
-    yield {"store": store, "secrets": secrets, "record": record, "rotations": rotations,
-           "engine": engine, "target": target, "clock": clock}
+    yield {
+        "store": store,
+        "secrets": secrets,
+        "record": record,
+        "rotations": rotations,
+        "engine": engine,
+        "target": target,
+        "clock": clock,
+    }
     store.close()
 
 
 def job(env: dict[str, Any], token: str) -> RotationJob:
     record = env["record"]
-    return RotationJob(arn=record.arn, name=record.name, namespace="team-a", token=token,
-                       rotator=env["target"], vault=SecretVault(env["secrets"], record, ""))
+    return RotationJob(
+        arn=record.arn,
+        name=record.name,
+        namespace="team-a",
+        token=token,
+        rotator=env["target"],
+        vault=SecretVault(env["secrets"], record, ""),
+    )
 
 
 def begin(env: dict[str, Any], token: str = "t1") -> None:  # noqa: S107
-    env["rotations"].begin(env["record"].arn, token, rotator="fake", config={},
-                           trigger="test", now=env["clock"]())
+    env["rotations"].begin(
+        env["record"].arn, token, rotator="fake", config={}, trigger="test", now=env["clock"]()
+    )
 
 
 def labels(env: dict[str, Any]) -> dict[str, str]:
@@ -162,8 +176,12 @@ def test_failure_keeps_current_records_sanitized_error_and_resumes(env: dict[str
     assert "pw-1-secret" not in result.message and "**********" in result.message
     assert labels(env) == {AWSCURRENT: "v0", AWSPENDING: "t1"}
     row = env["rotations"].get(env["record"].arn, "t1")
-    assert (row.status, row.step, row.phase, row.attempts) == (IN_PROGRESS, "testSecret",
-                                                                STARTED, 1)
+    assert (row.status, row.step, row.phase, row.attempts) == (
+        IN_PROGRESS,
+        "testSecret",
+        STARTED,
+        1,
+    )
     assert "pw-1-secret" not in (row.last_error or "")
     assert row.next_attempt_at == T0 + timedelta(seconds=10)
     # Resume: createSecret and setSecret are not run again.
@@ -206,8 +224,9 @@ class Recorder(StepHook):
 
     def _note(self, step: str, when: str, job: RotationJob) -> None:
         row = self.env["rotations"].get(job.arn, job.token)
-        self.seen.append((step, when, row.step, row.phase, row.status,
-                          labels(self.env).get(AWSPENDING, "-")))
+        self.seen.append(
+            (step, when, row.step, row.phase, row.status, labels(self.env).get(AWSPENDING, "-"))
+        )
         if self.raise_at is not None and self.raise_at[:2] == (step, when):
             raise self.raise_at[2]
 
@@ -223,8 +242,9 @@ class Recorder(StepHook):
 
 
 def hooked(env: dict[str, Any], hook: StepHook) -> RotationEngine:
-    return RotationEngine(env["rotations"], clock=env["clock"], backoff=lambda n, _e: 10.0 * n,
-                          hook=hook)
+    return RotationEngine(
+        env["rotations"], clock=env["clock"], backoff=lambda n, _e: 10.0 * n, hook=hook
+    )
 
 
 def test_step_hook_sees_each_step_between_its_start_and_its_end(env: dict[str, Any]) -> None:
@@ -296,15 +316,16 @@ def test_a_hook_may_wrap_the_rotator_a_step_calls(env: dict[str, Any]) -> None:
 
 
 def test_only_create_secret_may_be_asked_without_a_pending_value() -> None:
-    who: dict[str, Any] = {"secret_arn": "arn", "secret_name": "n", "namespace": "ns",
-                           "token": "t"}
+    who: dict[str, Any] = {"secret_arn": "arn", "secret_name": "n", "namespace": "ns", "token": "t"}
     assert CreateSecretRequest(**who).pending is None  # the first call makes it
     for cls in (SetSecretRequest, TestSecretRequest, FinishSecretRequest):
         with pytest.raises(TypeError, match="pending"):
             cls(**who)
         assert cls(**who, pending=SecretValue("p-secret")).pending.reveal() == "p-secret"
-    assert [c.step for c in (CreateSecretRequest, SetSecretRequest, TestSecretRequest,
-                             FinishSecretRequest)] == list(STEPS)
+    assert [
+        c.step
+        for c in (CreateSecretRequest, SetSecretRequest, TestSecretRequest, FinishSecretRequest)
+    ] == list(STEPS)
 
 
 def test_a_lost_pending_version_fails_the_step_before_the_rotator_is_asked(
@@ -317,8 +338,9 @@ def test_a_lost_pending_version_fails_the_step_before_the_rotator_is_asked(
     resumed = job(env, "t1")
 
     class Forgetful:  # the pending version is gone (say, the store restored from a backup)
-        def read(self, *, version_id: str | None = None,
-                 stage: str | None = None) -> SecretValue | None:
+        def read(
+            self, *, version_id: str | None = None, stage: str | None = None
+        ) -> SecretValue | None:
             return None if version_id else resumed.vault.read(stage=stage)
 
         def add_pending(self, version_id: str, value: SecretValue) -> None:
@@ -361,8 +383,9 @@ def test_finish_is_idempotent_and_abandon_removes_pending(env: dict[str, Any]) -
 
 def test_stray_pending_is_dropped_only_without_active_rotation(env: dict[str, Any]) -> None:
     arn = env["record"].arn
-    env["secrets"].add_version(env["record"], SecretValue("stray"), stages=(AWSPENDING,),
-                               version_id="stray")
+    env["secrets"].add_version(
+        env["record"], SecretValue("stray"), stages=(AWSPENDING,), version_id="stray"
+    )
     begin(env, "t1")
     assert not env["rotations"].drop_stray_pending(arn, "stray")  # a rotation is active
     env["rotations"].abandon(arn, "t1", T0)

@@ -25,8 +25,7 @@ from kustos.store import SqlStore
 from kustos.store.rotations import RotationStore
 
 KEYRING = Keyring.generate()
-VALUE = {"username": "app", "password": "KUSTOS-CANARY-tls-55", "host": "db.local",
-         "port": 5432}  # fmt: skip
+VALUE = {"username": "app", "password": "KUSTOS-CANARY-tls-55", "host": "db.local", "port": 5432}
 
 
 class Harness:
@@ -35,8 +34,13 @@ class Harness:
         self.rotations = RotationStore(store.engine)
         self.events = FakeEvents()
         self.service = RotationService(
-            self.secrets, self.rotations, FakeSecrets(), self.events,  # type: ignore[arg-type]
-            RotationEngine(self.rotations), RotationLimits(4, 2))
+            self.secrets,
+            self.rotations,
+            FakeSecrets(),
+            self.events,  # type: ignore[arg-type]
+            RotationEngine(self.rotations),
+            RotationLimits(4, 2),
+        )
         record = self.secrets.create("shop", "db", object_name="db")
         self.secrets.add_version(record, SecretValue.from_mapping(VALUE))
         self.arn = record.arn
@@ -48,16 +52,16 @@ class Harness:
             config["tls"] = {"mode": tls}
         spec = {"name": "db", "rotation": {"postgresql": config}}  # no schedule: nothing runs
         status = ManagedSecretStatus.from_raw(self.status)
-        result = self.service.tick(ManagedObject("shop", "db", "uid", 1, spec, self.status),
-                                   status)
+        result = self.service.tick(ManagedObject("shop", "db", "uid", 1, spec, self.status), status)
         assert result.error is None, result.error
         self.status = status.to_raw()  # as the adapter patches it
         return self.status
 
     def past_rotation(self, config: dict[str, Any]) -> None:
         now, token = datetime.now(UTC), str(uuid.uuid4())
-        self.rotations.begin(self.arn, token, rotator="postgresql", config=config,
-                             trigger="schedule", now=now)  # fmt: skip
+        self.rotations.begin(
+            self.arn, token, rotator="postgresql", config=config, trigger="schedule", now=now
+        )
         self.rotations.abandon(self.arn, token, now)
 
 
@@ -93,8 +97,7 @@ def test_a_secret_that_rotated_before_keeps_require_with_a_warning(h: Harness) -
     record = h.secrets.store.get_secret_by_arn(h.arn)
     assert record is not None and h.service._default_tls(record) == LEGACY_TLS
     cond = tls_condition(h.tick())
-    assert cond is not None and "rotated before verify-full became the default" in (
-        cond["message"])
+    assert cond is not None and "rotated before verify-full became the default" in (cond["message"])
     # the next rotation's config carries the legacy mark, so it stays legacy ...
     h.past_rotation({"strategy": "single-user", "tls": dict(LEGACY_TLS)})
     assert h.service._default_tls(record) == LEGACY_TLS

@@ -24,27 +24,43 @@ def test_the_api_and_metrics_settings_are_read_with_the_others(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for name, value in {
-        "KUSTOS_API_PORT": "0", "KUSTOS_API_HOST": "127.0.0.1", "KUSTOS_API_INSECURE": "1",
-        "KUSTOS_API_TLS_SECRET": "my-tls", "KUSTOS_API_PROCESSES": "0",
+        "KUSTOS_API_PORT": "0",
+        "KUSTOS_API_HOST": "127.0.0.1",
+        "KUSTOS_API_INSECURE": "1",
+        "KUSTOS_API_TLS_SECRET": "my-tls",
+        "KUSTOS_API_PROCESSES": "0",
         "KUSTOS_API_HOSTS": " kustos.example.com, ,10.0.0.7 ",
-        "KUSTOS_API_TLS_CHECK_SECONDS": "1.5", "KUSTOS_METRICS_PER_SECRET": "1",
+        "KUSTOS_API_TLS_CHECK_SECONDS": "1.5",
+        "KUSTOS_METRICS_PER_SECRET": "1",
     }.items():
         monkeypatch.setenv(name, value)
     s = Settings.from_env()
     assert (s.api_port, s.api_host, s.api_insecure, s.api_tls_secret) == (
-        0, "127.0.0.1", True, "my-tls")
+        0,
+        "127.0.0.1",
+        True,
+        "my-tls",
+    )
     assert s.api_processes == 1  # at least one
     assert s.api_hosts == ("kustos.example.com", "10.0.0.7")
     assert (s.api_tls_check_seconds, s.metrics_per_secret) == (1.5, True)
 
 
 def test_the_defaults_without_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("KUSTOS_API_PORT", "KUSTOS_API_HOSTS", "KUSTOS_METRICS_PER_SECRET",
-                 "KUSTOS_API_INSECURE"):
+    for name in (
+        "KUSTOS_API_PORT",
+        "KUSTOS_API_HOSTS",
+        "KUSTOS_METRICS_PER_SECRET",
+        "KUSTOS_API_INSECURE",
+    ):
         monkeypatch.delenv(name, raising=False)
     s = Settings.from_env()
     assert (s.api_port, s.api_hosts, s.metrics_per_secret, s.api_insecure) == (
-        8443, (), False, False)
+        8443,
+        (),
+        False,
+        False,
+    )
 
 
 def test_the_environment_snapshot_is_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,8 +81,12 @@ def test_client_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUSTOS_OUTPUT", "table")
     monkeypatch.setenv("AWS_REGION", "prod")
     assert client_environment() == ClientEnvironment(
-        endpoint="https://kustos:8443", ca_bundle=None, token_file="/var/run/token",
-        output="table", region="prod")
+        endpoint="https://kustos:8443",
+        ca_bundle=None,
+        token_file="/var/run/token",
+        output="table",
+        region="prod",
+    )
 
 
 def test_generated_certificate_names_come_from_the_caller() -> None:
@@ -77,8 +97,11 @@ def test_generated_certificate_names_come_from_the_caller() -> None:
 
 def test_per_secret_gauges_only_when_the_settings_ask() -> None:
     now = datetime.now(UTC)
-    records = [SecretRecord("arn:1", "team-a", "payments-db", now, now, rotation_enabled=True,
-                            last_rotated_at=now)]
+    records = [
+        SecretRecord(
+            "arn:1", "team-a", "payments-db", now, now, rotation_enabled=True, last_rotated_at=now
+        )
+    ]
     metrics.register_store_collector(lambda: records)
     assert 'secret="payments-db"' not in metrics.render_metrics().decode()
     metrics.register_store_collector(lambda: records, per_secret=True)
@@ -92,32 +115,42 @@ _ENV = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
 
 def env_reads(source: str) -> list[int]:
     """Lines of `source` that touch the process environment through `os`."""
+
     def reads(node: ast.Attribute | ast.ImportFrom) -> bool:
         if isinstance(node, ast.Attribute):
             return node.attr in _ENV and isinstance(node.value, ast.Name) and node.value.id == "os"
         return node.module == "os" and any(alias.name in _ENV for alias in node.names)
 
-    return [node.lineno for node in ast.walk(ast.parse(source))
-            if isinstance(node, ast.Attribute | ast.ImportFrom) and reads(node)]
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute | ast.ImportFrom) and reads(node)
+    ]
 
 
 def test_only_the_config_module_reads_the_environment() -> None:
     sources = sorted(PACKAGE.rglob("*.py"))
     assert len(sources) > 100  # the package, not an empty folder
-    offenders = [f"{path.relative_to(PACKAGE.parent)}:{line}"
-                 for path in sources if path != PACKAGE / "config.py"
-                 for line in env_reads(path.read_text())]
+    offenders = [
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for path in sources
+        if path != PACKAGE / "config.py"
+        for line in env_reads(path.read_text())
+    ]
     assert offenders == [], "read it into kustos.config.Settings (or client_environment())"
 
 
-@pytest.mark.parametrize("source", [
-    "import os\nx = os.environ.get('A')",
-    "import os\nx = os.environ['A']",
-    "import os\nx = os.getenv('A')",
-    "from os import environ\nx = environ['A']",
-    "from os import getenv as g\nx = g('A')",
-    "import os\nos.putenv('A', 'b')",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import os\nx = os.environ.get('A')",
+        "import os\nx = os.environ['A']",
+        "import os\nx = os.getenv('A')",
+        "from os import environ\nx = environ['A']",
+        "from os import getenv as g\nx = g('A')",
+        "import os\nos.putenv('A', 'b')",
+    ],
+)
 def test_the_rule_sees_each_way_of_reading(source: str) -> None:
     assert env_reads(source)
 

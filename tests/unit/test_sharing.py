@@ -43,27 +43,45 @@ class FakeNamespaces:
 
     def list(self, selector: str) -> list[dict[str, Any]]:
         want = dict(part.split("=", 1) for part in selector.split(","))
-        return [self.get(n) for n, labels in sorted(self.labels.items())  # type: ignore[misc]
-                if all(labels.get(k) == v for k, v in want.items())]
+        return [
+            self.get(n)
+            for n, labels in sorted(self.labels.items())  # type: ignore[misc]
+            if all(labels.get(k) == v for k, v in want.items())
+        ]
 
 
 class World:
     def __init__(self) -> None:
         self.store = SqlStore("sqlite://")
-        self.secrets = SecretService(self.store, lambda: KEYRING, "test",
-                                     clock=lambda: datetime.now(UTC))
+        self.secrets = SecretService(
+            self.store, lambda: KEYRING, "test", clock=lambda: datetime.now(UTC)
+        )
         self.kube, self.events, self.ns = FakeSecrets(), FakeEvents(), FakeNamespaces()
         managed_service = ManagedSecretService(
-            self.secrets, SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube), self.events,  # type: ignore[arg-type]
-            sharing=SharingService(self.kube, self.ns))  # type: ignore[arg-type]
+            self.secrets,
+            SourceService(self.kube),  # type: ignore[arg-type]
+            ProjectionService(self.kube),
+            self.events,  # type: ignore[arg-type]
+            sharing=SharingService(self.kube, self.ns),
+        )  # type: ignore[arg-type]
         rotations = RotationStore(self.store.engine)
-        rotation = RotationService(self.secrets, rotations, self.kube,  # type: ignore[arg-type]
-                                   self.events, RotationEngine(rotations), RotationLimits(4, 2))
-        deletion = DeletionService(self.secrets, FakeObjects(), self.kube,  # type: ignore[arg-type]
-                                   self.events)
-        self.controller = ManagedSecretController(managed_service, lambda: rotation,
-                                                  lambda: deletion)
+        rotation = RotationService(
+            self.secrets,
+            rotations,
+            self.kube,  # type: ignore[arg-type]
+            self.events,
+            RotationEngine(rotations),
+            RotationLimits(4, 2),
+        )
+        deletion = DeletionService(
+            self.secrets,
+            FakeObjects(),
+            self.kube,  # type: ignore[arg-type]
+            self.events,
+        )
+        self.controller = ManagedSecretController(
+            managed_service, lambda: rotation, lambda: deletion
+        )
         for name in ("team-a", "team-b", "team-c", "team-d"):
             self.ns.labels[name] = {}
         self.body: dict[str, Any] = {}
@@ -81,8 +99,11 @@ class World:
         return self.kube.objects.get((namespace, "db"))
 
 
-SPEC = {"name": "prod/db", "generate": {"passwordLength": 16},
-        "target": {"shareWith": {"namespaces": ["team-b", "team-c"]}}}
+SPEC = {
+    "name": "prod/db",
+    "generate": {"passwordLength": 16},
+    "target": {"shareWith": {"namespaces": ["team-b", "team-c"]}},
+}
 
 
 @pytest.fixture
@@ -105,7 +126,10 @@ def test_a_copy_only_where_both_sides_consent_and_it_goes_when_either_withdraws(
     assert shared["metadata"]["annotations"][ANNOTATION_SHARED_FROM] == "team-a/db/uid-db"
     assert world.copy_in("team-c") is None and world.copy_in("team-d") is None
     assert world.body["status"]["sharing"] == {
-        "namespaces": ["team-b"], "awaitingConsent": ["team-c"], "conflicts": []}
+        "namespaces": ["team-b"],
+        "awaitingConsent": ["team-c"],
+        "conflicts": [],
+    }
     assert Reason.SHARED in world.events.reasons()
 
     world.ns.labels["team-c"] = {CONSENT: "accept"}  # the target side consents later
@@ -125,8 +149,11 @@ def test_a_copy_only_where_both_sides_consent_and_it_goes_when_either_withdraws(
 
 
 def test_copies_follow_new_versions_and_go_with_the_managed_secret(world: World) -> None:
-    spec = {"name": "prod/db", "generate": {"passwordLength": 16},
-            "target": {"shareWith": {"namespaceSelector": {"matchLabels": {"tier": "app"}}}}}
+    spec = {
+        "name": "prod/db",
+        "generate": {"passwordLength": 16},
+        "target": {"shareWith": {"namespaceSelector": {"matchLabels": {"tier": "app"}}}},
+    }
     world.ns.labels["team-b"] = {CONSENT: "true", "tier": "app"}
     world.ns.labels["team-c"] = {"tier": "app"}
     world.apply(spec)

@@ -72,19 +72,31 @@ def keys(store: SqlStore, clock: Clock) -> AccessKeyService:
 @pytest.fixture
 def access(keys: AccessKeyService, clock: Clock) -> AccessService:
     policies = PolicyIndex(lambda: ([], []))
-    return AccessService(TokenAuthenticator(_NoTokens()), keys, policies, region=REGION,
-                         clock=clock)  # fmt: skip
+    return AccessService(
+        TokenAuthenticator(_NoTokens()), keys, policies, region=REGION, clock=clock
+    )
 
 
 def signed(
-    key_id: str, secret: str, *, token: str | None = None, body: bytes = BODY,
-    region: str = REGION, service: str = "secretsmanager", target: str = "GetSecretValue",
+    key_id: str,
+    secret: str,
+    *,
+    token: str | None = None,
+    body: bytes = BODY,
+    region: str = REGION,
+    service: str = "secretsmanager",
+    target: str = "GetSecretValue",
     url: str = f"https://{HOST}/",
-) -> AWSRequest:  # fmt: skip
-    request = AWSRequest(method="POST", url=url, data=body, headers={
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": f"secretsmanager.{target}",
-    })  # fmt: skip
+) -> AWSRequest:
+    request = AWSRequest(
+        method="POST",
+        url=url,
+        data=body,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"secretsmanager.{target}",
+        },
+    )
     SigV4Auth(Credentials(key_id, secret, token), service, region).add_auth(request)
     return request
 
@@ -96,10 +108,14 @@ def view(request: AWSRequest, **changes: object) -> RequestView:
         headers[name] = value
     path, _, query = request.url.split(HOST, 1)[1].partition("?")
     fields: dict[str, object] = {
-        "method": request.method, "path": path, "query": query,
-        "headers": CIMultiDictProxy(headers), "body": request.body or b"",
-        "remote_addr": "10.0.0.7", "scheme": "https",
-    }  # fmt: skip
+        "method": request.method,
+        "path": path,
+        "query": query,
+        "headers": CIMultiDictProxy(headers),
+        "body": request.body or b"",
+        "remote_addr": "10.0.0.7",
+        "scheme": "https",
+    }
     fields.update(changes)
     return RequestView(**fields)  # type: ignore[arg-type]
 
@@ -125,8 +141,11 @@ def test_get_with_a_query_string_verifies(access: AccessService, keys: AccessKey
     issued = keys.create("team-a", "app")
     url = f"https://{HOST}/some/path?b=2&a=1&c=x%2Fy"
     request = AWSRequest(method="GET", url=url, headers={"X-Amz-Target": "x"})
-    SigV4Auth(Credentials(issued.record.access_key_id, issued.secret_access_key.reveal()),
-              "secretsmanager", REGION).add_auth(request)  # fmt: skip
+    SigV4Auth(
+        Credentials(issued.record.access_key_id, issued.secret_access_key.reveal()),
+        "secretsmanager",
+        REGION,
+    ).add_auth(request)
     assert access.authenticate(view(request)).namespace == "team-a"
     tampered = view(request, query="b=2&a=1&c=x%2Fz")
     assert code_of(access, tampered) == "InvalidSignatureException"
@@ -153,10 +172,17 @@ def test_a_body_hash_header_cannot_detach_the_body(
         assert code_of(access, bent) == "InvalidSignatureException"
     # signed along (as S3 clients do): the signature then covers the header, not the body
     for claimed in (hashlib.sha256(BODY).hexdigest(), "UNSIGNED-PAYLOAD"):
-        request = AWSRequest(method="POST", url=f"https://{HOST}/", data=BODY,
-                             headers={"X-Amz-Content-SHA256": claimed})  # fmt: skip
-        SigV4Auth(Credentials(issued.record.access_key_id, issued.secret_access_key.reveal()),
-                  "secretsmanager", REGION).add_auth(request)  # fmt: skip
+        request = AWSRequest(
+            method="POST",
+            url=f"https://{HOST}/",
+            data=BODY,
+            headers={"X-Amz-Content-SHA256": claimed},
+        )
+        SigV4Auth(
+            Credentials(issued.record.access_key_id, issued.secret_access_key.reveal()),
+            "secretsmanager",
+            REGION,
+        ).add_auth(request)
         if claimed != "UNSIGNED-PAYLOAD":
             assert access.authenticate(view(request)).namespace == "team-a"
         assert code_of(access, view(request, body=other)) == "InvalidSignatureException"
@@ -190,9 +216,12 @@ def test_deleted_key_stops_working(access: AccessService, keys: AccessKeyService
     [(timedelta(minutes=6), "Signature expired"), (timedelta(minutes=-6), "not yet current")],
 )
 def test_requests_outside_the_clock_skew_are_refused(
-    access: AccessService, keys: AccessKeyService, clock: Clock, offset: timedelta,
+    access: AccessService,
+    keys: AccessKeyService,
+    clock: Clock,
+    offset: timedelta,
     fragment: str,
-) -> None:  # fmt: skip
+) -> None:
     issued = keys.create("team-a", "app")
     req = view(signed(issued.record.access_key_id, issued.secret_access_key.reveal()))
     clock.offset = offset  # the same request, replayed 6 minutes later (or from the future)
@@ -208,8 +237,14 @@ def test_wrong_scope_is_refused(
     access: AccessService, keys: AccessKeyService, region: str, service: str
 ) -> None:
     issued = keys.create("team-a", "app")
-    req = view(signed(issued.record.access_key_id, issued.secret_access_key.reveal(),
-                      region=region, service=service))  # fmt: skip
+    req = view(
+        signed(
+            issued.record.access_key_id,
+            issued.secret_access_key.reveal(),
+            region=region,
+            service=service,
+        )
+    )
     with pytest.raises(AuthenticationError, match="scoped") as caught:
         access.authenticate(req)
     assert caught.value.aws_code == "InvalidSignatureException"
@@ -221,10 +256,16 @@ def test_wrong_scope_is_refused(
         (None, "MissingAuthenticationTokenException"),
         ("", "MissingAuthenticationTokenException"),
         ("Basic dXNlcjpwYXNz", "IncompleteSignatureException"),
-        ("AWS4-HMAC-SHA256 Credential=AKIAAAAAAAAAAAAAAAAA/20240101/test/secretsmanager/"
-         "aws4_request, SignedHeaders=host;x-amz-date", "IncompleteSignatureException"),
-        ("AWS4-HMAC-SHA256 Credential=short/20240101/test/secretsmanager/aws4_request, "
-         "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64, "IncompleteSignatureException"),
+        (
+            "AWS4-HMAC-SHA256 Credential=AKIAAAAAAAAAAAAAAAAA/20240101/test/secretsmanager/"
+            "aws4_request, SignedHeaders=host;x-amz-date",
+            "IncompleteSignatureException",
+        ),
+        (
+            "AWS4-HMAC-SHA256 Credential=short/20240101/test/secretsmanager/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=" + "0" * 64,
+            "IncompleteSignatureException",
+        ),
         ("AWS4-HMAC-SHA256 garbage", "IncompleteSignatureException"),
     ],
 )
@@ -256,8 +297,12 @@ def test_missing_date_header(access: AccessService, keys: AccessKeyService) -> N
 def test_session_credentials(access: AccessService, keys: AccessKeyService, clock: Clock) -> None:
     from kustos.models.identity import Principal
 
-    pod = Principal.user("system:serviceaccount:team-b:worker", uid="u-1", pod_name="worker-0",
-                         groups=("system:serviceaccounts", "system:serviceaccounts:team-b"))
+    pod = Principal.user(
+        "system:serviceaccount:team-b:worker",
+        uid="u-1",
+        pod_name="worker-0",
+        groups=("system:serviceaccounts", "system:serviceaccounts:team-b"),
+    )
     creds = keys.issue_session(pod)
     secret = creds.secret_access_key.reveal()
     req = view(signed(creds.access_key_id, secret, token=creds.token))
@@ -288,8 +333,9 @@ def test_session_credentials(access: AccessService, keys: AccessKeyService, cloc
     clock.offset = timedelta(hours=1, minutes=1)
     late = view(signed(creds.access_key_id, secret, token=creds.token))
     with pytest.raises(AuthenticationError) as caught:
-        AccessService(access.tokens, keys, access.policies, region=REGION,
-                      clock=lambda: datetime.now(UTC)).authenticate(late)  # fmt: skip
+        AccessService(
+            access.tokens, keys, access.policies, region=REGION, clock=lambda: datetime.now(UTC)
+        ).authenticate(late)
     assert caught.value.aws_code == "ExpiredTokenException"
 
 
@@ -327,10 +373,15 @@ def test_an_unsigned_operation_header_is_refused_so_a_replay_cannot_retarget(
     access: AccessService, keys: AccessKeyService
 ) -> None:
     issued = keys.create("team-a", "app")
-    request = AWSRequest(method="POST", url=f"https://{HOST}/", data=BODY, headers={
-        "Content-Type": "application/x-amz-json-1.1",
-        "X-Amz-Target": "secretsmanager.GetSecretValue",
-    })  # fmt: skip
+    request = AWSRequest(
+        method="POST",
+        url=f"https://{HOST}/",
+        data=BODY,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "secretsmanager.GetSecretValue",
+        },
+    )
     credentials = Credentials(issued.record.access_key_id, issued.secret_access_key.reveal())
     _SignsAllBut(credentials, "x-amz-target").add_auth(request)
     assert "x-amz-target" not in request.headers["Authorization"]
@@ -369,7 +420,8 @@ def test_entries_are_per_secret_and_scope() -> None:
 
 
 def test_cached_keys_verify_repeatedly_and_a_deleted_key_still_stops(
-    access: AccessService, keys: AccessKeyService,
+    access: AccessService,
+    keys: AccessKeyService,
 ) -> None:
     issued = keys.create("team-a", "app")
     key_id, secret = issued.record.access_key_id, issued.secret_access_key.reveal()
@@ -380,8 +432,9 @@ def test_cached_keys_verify_repeatedly_and_a_deleted_key_still_stops(
     assert code_of(access, view(signed(key_id, secret))) == "UnrecognizedClientException"
 
 
-def test_a_new_day_uses_a_new_key(access: AccessService, keys: AccessKeyService,
-                                  clock: Clock) -> None:  # fmt: skip
+def test_a_new_day_uses_a_new_key(
+    access: AccessService, keys: AccessKeyService, clock: Clock
+) -> None:
     issued = keys.create("team-a", "app")
     key_id, secret = issued.record.access_key_id, issued.secret_access_key.reveal()
     access.authenticate(view(signed(key_id, secret)))

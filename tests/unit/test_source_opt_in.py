@@ -34,16 +34,21 @@ class Harness:
         self.kube = FakeSecrets()
         self.secrets = SecretService(store, lambda: KEYRING, "test")
         self.managed = ManagedSecretService(
-            self.secrets, SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube), self.events)  # type: ignore[arg-type]  # fmt: skip
+            self.secrets,
+            SourceService(self.kube),  # type: ignore[arg-type]
+            ProjectionService(self.kube),
+            self.events,
+        )  # type: ignore[arg-type]
         self.status: dict[str, Any] = {}
 
     def source(self, value: str = CANARY, allow: str | None = None) -> None:
         meta: dict[str, Any] = {"name": "legacy"}
         if allow is not None:
             meta["annotations"] = {ANNOTATION_ALLOW_IMPORT: allow}
-        self.kube.create("shop", {"metadata": meta,
-                                  "data": {"apiKey": base64.b64encode(value.encode()).decode()}})
+        self.kube.create(
+            "shop",
+            {"metadata": meta, "data": {"apiKey": base64.b64encode(value.encode()).decode()}},
+        )
 
     def reconcile(self, name: str = "api-key") -> Reconciled:
         obj = ManagedObject("shop", name, f"uid-{name}", 1, SPEC, self.status)
@@ -102,14 +107,17 @@ def test_an_import_made_before_the_rule_keeps_working_with_a_warning(h: Harness)
     # what an older Kustos left: the record holding version 1 from this very source
     spec = ManagedSecretSpec.model_validate(SPEC)
     record = h.secrets.create("shop", "prod/api-key", object_name="api-key")
-    h.secrets.add_version(record, SecretValue.from_mapping({"apiKey": CANARY}),
-                          fingerprint=spec.source_fingerprint())  # fmt: skip
+    h.secrets.add_version(
+        record, SecretValue.from_mapping({"apiKey": CANARY}), fingerprint=spec.source_fingerprint()
+    )
     result = h.reconcile()
     assert result.error is None and h.projected() == CANARY
     assert cond(result.status, "Ready")["status"] == "True"  # type: ignore[index]
     warned = cond(result.status, "SourceOptedIn")
     assert warned is not None and (warned["status"], warned["reason"]) == (
-        "False", "SourceNotAllowed")
+        "False",
+        "SourceNotAllowed",
+    )
     warnings = [e for e in h.events.emitted if e[1] == "SourceNotAllowed"]
     assert len(warnings) == 1 and warnings[0][3] == "Warning"
     # it still follows the source's changes ...
@@ -128,10 +136,16 @@ def test_another_managed_secret_cannot_ride_on_an_old_import(h: Harness) -> None
     h.source()
     spec = ManagedSecretSpec.model_validate(SPEC)
     record = h.secrets.create("shop", "prod/api-key", object_name="api-key")
-    h.secrets.add_version(record, SecretValue.from_mapping({"apiKey": CANARY}),
-                          fingerprint=spec.source_fingerprint())  # fmt: skip
-    obj = ManagedObject("shop", "copycat", "uid-c", 1,
-                        {"name": "copycat", "valueFrom": {"secretRef": {"name": "legacy"}}})
+    h.secrets.add_version(
+        record, SecretValue.from_mapping({"apiKey": CANARY}), fingerprint=spec.source_fingerprint()
+    )
+    obj = ManagedObject(
+        "shop",
+        "copycat",
+        "uid-c",
+        1,
+        {"name": "copycat", "valueFrom": {"secretRef": {"name": "legacy"}}},
+    )
     result = h.managed.reconcile(obj)
     assert result.error is not None
     assert cond(result.status, "Ready")["reason"] == "SourceNotAllowed"  # type: ignore[index]

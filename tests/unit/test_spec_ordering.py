@@ -48,7 +48,11 @@ def test_a_stale_full_record_write_leaves_spec_fields_alone(store: SqlStore) -> 
     got = store.get_secret_by_arn(ARN)
     assert got is not None
     assert (got.kms_key_id, got.tags, got.description, got.spec_generation) == (
-        "k2", {"team": "pay"}, "", 2)
+        "k2",
+        {"team": "pay"},
+        "",
+        2,
+    )
 
 
 def test_apply_spec_refuses_fields_the_spec_does_not_own(store: SqlStore) -> None:
@@ -86,7 +90,11 @@ def test_value_changes_are_in_the_feed_in_order(store: SqlStore) -> None:
     store.note_change("*", "keys")
     feed = store.changes_since(start)
     assert [(arn, kind) for _, arn, kind in feed] == [
-        (ARN, "version"), (ARN, "version"), (ARN, "label"), ("*", "keys")]
+        (ARN, "version"),
+        (ARN, "version"),
+        (ARN, "label"),
+        ("*", "keys"),
+    ]
     assert [seq for seq, _, _ in feed] == sorted(seq for seq, _, _ in feed)
     assert store.changes_since(feed[-1][0]) == []
     assert store.last_change() == feed[-1][0]
@@ -111,20 +119,32 @@ def test_the_feed_is_pruned_by_age(store: SqlStore) -> None:
 
 
 def test_record_fields_come_from_the_spec_and_keep_a_valid_policy_in_force() -> None:
-    doc = {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Deny", "Principal": "*", "Action": "secretsmanager:*", "Resource": "*"}]}
-    fields = record_fields({"description": "d", "tags": {"a": "b"}, "resourcePolicy": doc},
-                           record())
+    doc = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Deny", "Principal": "*", "Action": "secretsmanager:*", "Resource": "*"}
+        ],
+    }
+    fields = record_fields(
+        {"description": "d", "tags": {"a": "b"}, "resourcePolicy": doc}, record()
+    )
     assert (fields["description"], fields["tags"]) == ("d", {"a": "b"})
     assert json.loads(fields["resource_policy"]) == doc
     caller = json.dumps(doc, indent=2)  # the caller's own text is kept when it says the same
-    assert record_fields({"resourcePolicy": doc},
-                         record().evolve(resource_policy=caller))["resource_policy"] == caller
+    assert (
+        record_fields({"resourcePolicy": doc}, record().evolve(resource_policy=caller))[
+            "resource_policy"
+        ]
+        == caller
+    )
     invalid = {"Version": "2012-10-17", "Statement": "nope"}
-    assert record_fields({"resourcePolicy": invalid},
-                         record().evolve(resource_policy=caller))["resource_policy"] == caller
-    assert record_fields({}, record()) == {"description": "", "tags": {},
-                                           "resource_policy": None}
+    assert (
+        record_fields({"resourcePolicy": invalid}, record().evolve(resource_policy=caller))[
+            "resource_policy"
+        ]
+        == caller
+    )
+    assert record_fields({}, record()) == {"description": "", "tags": {}, "resource_policy": None}
 
 
 def test_a_recreated_object_starts_its_generations_over(store: SqlStore) -> None:

@@ -159,8 +159,7 @@ def test_secret_by_object_name(store: SqlStore) -> None:
 
 
 def test_update_secret(secret: SqlStore) -> None:
-    changed = record().evolve(kms_key_id="k2", rotation_enabled=True,
-                              updated_at=T0 + timedelta(1))
+    changed = record().evolve(kms_key_id="k2", rotation_enabled=True, updated_at=T0 + timedelta(1))
     secret.update_secret(changed)
     assert secret.get_secret_by_arn(ARN) == changed
     # spec-owned fields change only through apply_spec (see test_spec_ordering)
@@ -455,9 +454,16 @@ def _raw(db_path: Path, sql: str, *args: object) -> None:
 
 @pytest.mark.parametrize(
     ("column", "value"),
-    [("tags", "{not json"), ("tags", '["a"]'), ("tags", '{"a": 1}'), ("extra", "null"),
-     ("rotation_rules", ""), ("created_at", "yesterday"), ("next_rotation_at", "soon")],
-)  # fmt: skip
+    [
+        ("tags", "{not json"),
+        ("tags", '["a"]'),
+        ("tags", '{"a": 1}'),
+        ("extra", "null"),
+        ("rotation_rules", ""),
+        ("created_at", "yesterday"),
+        ("next_rotation_at", "soon"),
+    ],
+)
 def test_corrupted_secret_row(
     store: SqlStore, db_path: Path, caplog: pytest.LogCaptureFixture, column: str, value: str
 ) -> None:
@@ -486,8 +492,13 @@ def test_label_on_missing_version(secret: SqlStore, db_path: Path) -> None:
 
 def test_canary_never_reaches_the_disk(secret: SqlStore, db_path: Path) -> None:
     secret.add_version(ARN, "v1", sealed("v1", CANARY), [AWSCURRENT], T0)
-    secret.add_version(ARN, "v2", seal(CANARY, arn=ARN, version_id="v2", keyring=KEYRING,
-                                       binary=True), [AWSCURRENT], T0)  # fmt: skip
+    secret.add_version(
+        ARN,
+        "v2",
+        seal(CANARY, arn=ARN, version_id="v2", keyring=KEYRING, binary=True),
+        [AWSCURRENT],
+        T0,
+    )
     files = [p for p in db_path.parent.iterdir() if p.name.startswith(db_path.name)]
     assert db_path.with_name(db_path.name + "-wal") in files  # the WAL is checked too
     marker = ARN.encode()

@@ -21,8 +21,13 @@ KEYRING = Keyring.generate()
 
 
 def _add(store: SqlStore, vid: str, *stages: str) -> None:
-    store.add_version(ARN, vid, seal(vid.encode(), arn=ARN, version_id=vid, keyring=KEYRING),
-                      stages or (AWSCURRENT,), T0)
+    store.add_version(
+        ARN,
+        vid,
+        seal(vid.encode(), arn=ARN, version_id=vid, keyring=KEYRING),
+        stages or (AWSCURRENT,),
+        T0,
+    )
 
 
 @pytest.fixture
@@ -34,8 +39,16 @@ def path(tmp_path: Path) -> Path:
 def replicas(path: Path) -> Iterator[tuple[SqlStore, SqlStore]]:
     """Two stores on one file, as two API replicas (or processes) would have."""
     a, b = SqlStore(f"sqlite:///{path}"), SqlStore(f"sqlite:///{path}")
-    a.create_secret(SecretRecord(arn=ARN, namespace="team-a", name="prod/db", created_at=T0,
-                                 updated_at=T0, tags={"team": "a"}))
+    a.create_secret(
+        SecretRecord(
+            arn=ARN,
+            namespace="team-a",
+            name="prod/db",
+            created_at=T0,
+            updated_at=T0,
+            tags={"team": "a"},
+        )
+    )
     _add(a, "v1")
     yield a, b
     a.close()
@@ -98,21 +111,27 @@ def test_a_missing_secret_created_elsewhere_is_found(path: Path) -> None:
     a, b = SqlStore(f"sqlite:///{path}"), SqlStore(f"sqlite:///{path}")
     try:
         assert b.get_secret("team-a", "prod/db") is None
-        a.create_secret(SecretRecord(arn=ARN, namespace="team-a", name="prod/db",
-                                     created_at=T0, updated_at=T0))
+        a.create_secret(
+            SecretRecord(arn=ARN, namespace="team-a", name="prod/db", created_at=T0, updated_at=T0)
+        )
         assert b.get_secret("team-a", "prod/db") is not None
     finally:
         a.close()
         b.close()
 
 
-@pytest.mark.parametrize("sql", [
-    "UPDATE stages SET version_id = 'v2' WHERE stage = 'AWSCURRENT'",
-    "UPDATE versions SET ciphertext = x'00' WHERE version_id = 'v1'",
-    "DELETE FROM stages WHERE stage = 'AWSCURRENT'",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "UPDATE stages SET version_id = 'v2' WHERE stage = 'AWSCURRENT'",
+        "UPDATE versions SET ciphertext = x'00' WHERE version_id = 'v1'",
+        "DELETE FROM stages WHERE stage = 'AWSCURRENT'",
+    ],
+)
 def test_raw_sql_writes_move_the_epoch_too(
-    replicas: tuple[SqlStore, SqlStore], path: Path, sql: str,
+    replicas: tuple[SqlStore, SqlStore],
+    path: Path,
+    sql: str,
 ) -> None:
     """The epoch is moved by triggers, not by Kustos's code: any writer invalidates."""
     a, b = replicas
@@ -132,8 +151,24 @@ def test_audit_appends_do_not_invalidate(replicas: tuple[SqlStore, SqlStore]) ->
 
     a, b = replicas
     epoch = _cache(b).epoch()
-    AuditStore(a.engine).append([PendingRow("e1", "t", "GetSecretValue", "AwsApiCall", "team-a",
-                                            ARN, "prod/db", "p", "u", True, False, "{}")])
+    AuditStore(a.engine).append(
+        [
+            PendingRow(
+                "e1",
+                "t",
+                "GetSecretValue",
+                "AwsApiCall",
+                "team-a",
+                ARN,
+                "prod/db",
+                "p",
+                "u",
+                True,
+                False,
+                "{}",
+            )
+        ]
+    )
     assert _cache(b).epoch() == epoch
 
 

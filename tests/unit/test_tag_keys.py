@@ -17,7 +17,9 @@ from kustos.services.api.ids import check_tags
 
 def test_clashes_are_the_groups_equal_ignoring_case() -> None:
     assert tag_key_clashes(["Env", "team", "ENV", "env", "Team", "x"]) == [
-        ("ENV", "Env", "env"), ("Team", "team")]  # fmt: skip
+        ("ENV", "Env", "env"),
+        ("Team", "team"),
+    ]
     assert tag_key_clashes(["Env", "team"]) == []
     assert tag_key_clashes(["Straße", "STRASSE"]) == []  # lower(), as the policy context does
 
@@ -29,7 +31,9 @@ def test_the_api_refuses_them(keys: list[str]) -> None:
     assert caught.value.aws_code == "InvalidParameterException"
     assert "unique, ignoring case" in caught.value.message
     assert check_tags([{"Key": "Env", "Value": "prod"}, {"Key": "team", "Value": "x"}]) == {
-        "Env": "prod", "team": "x"}  # fmt: skip
+        "Env": "prod",
+        "team": "x",
+    }
 
 
 def test_the_spec_refuses_them() -> None:
@@ -39,16 +43,27 @@ def test_the_spec_refuses_them() -> None:
 
 
 def test_why_a_second_spelling_would_escape_a_tag_based_deny() -> None:
-    deny_prod = parse_policy({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Action": "*", "Resource": "*"},
-        {"Effect": "Deny", "Action": "*", "Resource": "*",
-         "Condition": {"StringNotEquals": {"secretsmanager:ResourceTag/env": "dev"}}}]})
+    deny_prod = parse_policy(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Action": "*", "Resource": "*"},
+                {
+                    "Effect": "Deny",
+                    "Action": "*",
+                    "Resource": "*",
+                    "Condition": {"StringNotEquals": {"secretsmanager:ResourceTag/env": "dev"}},
+                },
+            ],
+        }
+    )
     caller = "arn:kustos:iam::ns:serviceaccount/app"
 
     def allowed(tags: dict[str, str]) -> bool:
         context = {f"secretsmanager:ResourceTag/{k}": v for k, v in tags.items()}
-        return evaluate(Request(caller, "secretsmanager:GetSecretValue", "*", context),
-                        [deny_prod]).allowed  # fmt: skip
+        return evaluate(
+            Request(caller, "secretsmanager:GetSecretValue", "*", context), [deny_prod]
+        ).allowed
 
     assert allowed({"env": "dev"})
     assert not allowed({"env": "prod"})

@@ -61,13 +61,15 @@ def refused(r: TemplateRenderer, source: str) -> str:
 # -- rendering -------------------------------------------------------------------------
 def test_database_url_percent_encodes_the_password(renderer: TemplateRenderer) -> None:
     assert render(renderer, DATABASE_URL) == (
-        "postgresql://orders_app:KUSTOS-CANARY-tmpl-p%40ss%2Fw%3Ard%239"
-        "@db.shop.svc:5432/orders")
+        "postgresql://orders_app:KUSTOS-CANARY-tmpl-p%40ss%2Fw%3Ard%239@db.shop.svc:5432/orders"
+    )
 
 
 def test_jdbc_url_and_a_whole_config_file(renderer: TemplateRenderer) -> None:
-    jdbc = ("jdbc:postgresql://{{ static.host }}:{{ secret.port }}/{{ static.dbname }}"
-            "?user={{ secret.username | urlencode }}&password={{ secret.password | urlencode }}")
+    jdbc = (
+        "jdbc:postgresql://{{ static.host }}:{{ secret.port }}/{{ static.dbname }}"
+        "?user={{ secret.username | urlencode }}&password={{ secret.password | urlencode }}"
+    )
     assert render(renderer, jdbc).endswith("&password=KUSTOS-CANARY-tmpl-p%40ss%2Fw%3Ard%239")
     config = (
         "[database]\n"
@@ -77,29 +79,48 @@ def test_jdbc_url_and_a_whole_config_file(renderer: TemplateRenderer) -> None:
     )
     out = render(renderer, config)
     lines = out.splitlines()
-    assert lines[:4] == ["[database]", f"password = {CANARY}", "port = 5432",
-                         "username = orders_app"]
+    assert lines[:4] == [
+        "[database]",
+        f"password = {CANARY}",
+        "port = 5432",
+        "username = orders_app",
+    ]
     assert base64.b64decode(lines[4].split(" = ")[1]).decode() == f"orders_app:{CANARY}"
     assert json.loads(lines[5].split(" = ", 1)[1]) == SECRET
 
 
 def test_fromjson_and_b64decode_and_plain_values(renderer: TemplateRenderer) -> None:
     nested = {"config": json.dumps({"user": "u1"}), "blob": base64.b64encode(b"hi").decode()}
-    assert render(renderer, "{{ (secret.config | fromjson).user }}-{{ secret.blob | b64decode }}",
-                  nested) == "u1-hi"
-    data = template_data(renderer, TemplateSpec(data={"token.txt": "Bearer {{ secret.value }}"}),
-                         SecretValue("abc"), {}, {"value": b"abc"})
+    assert (
+        render(
+            renderer, "{{ (secret.config | fromjson).user }}-{{ secret.blob | b64decode }}", nested
+        )
+        == "u1-hi"
+    )
+    data = template_data(
+        renderer,
+        TemplateSpec(data={"token.txt": "Bearer {{ secret.value }}"}),
+        SecretValue("abc"),
+        {},
+        {"value": b"abc"},
+    )
     assert data == {"token.txt": b"Bearer abc"}
 
 
 def test_merge_keeps_the_secrets_keys_replace_does_not(renderer: TemplateRenderer) -> None:
     value = SecretValue.from_mapping(SECRET)
     plain = {"password": CANARY.encode(), "host": b"db.shop.svc"}
-    replace = template_data(renderer, TemplateSpec(data={"URL": DATABASE_URL}), value,
-                            STATIC, plain)
+    replace = template_data(
+        renderer, TemplateSpec(data={"URL": DATABASE_URL}), value, STATIC, plain
+    )
     assert sorted(replace) == ["URL"]
-    merged = template_data(renderer, TemplateSpec(data={"URL": DATABASE_URL, "host": "x"},
-                                                  mergePolicy="Merge"), value, STATIC, plain)
+    merged = template_data(
+        renderer,
+        TemplateSpec(data={"URL": DATABASE_URL, "host": "x"}, mergePolicy="Merge"),
+        value,
+        STATIC,
+        plain,
+    )
     assert sorted(merged) == ["URL", "host", "password"] and merged["host"] == b"x"
 
 
@@ -119,30 +140,48 @@ def test_a_syntax_error_says_so(renderer: TemplateRenderer) -> None:
 
 
 # -- injection attempts -------------------------------------------------------------------
-@pytest.mark.parametrize("source", [
-    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
-    "{{ secret.__class__ }}",
-    "{{ secret.items.__self__ }}",
-    "{{ self.__init__.__globals__ }}",
-    "{{ range.__init__.__globals__['os'] }}",
-    "{{ (secret | attr('__class__')) }}",
-    "{{ '{0.__class__}'.format(secret) }}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ secret.__class__ }}",
+        "{{ secret.items.__self__ }}",
+        "{{ self.__init__.__globals__ }}",
+        "{{ range.__init__.__globals__['os'] }}",
+        "{{ (secret | attr('__class__')) }}",
+        "{{ '{0.__class__}'.format(secret) }}",
+    ],
+)
 def test_python_internals_are_out_of_reach(renderer: TemplateRenderer, source: str) -> None:
     assert "SecurityError" in refused(renderer, source)
 
 
-@pytest.mark.parametrize("source", [
-    "{% include '/etc/passwd' %}",
-    "{% import '/etc/hostname' as h %}",
-    "{% extends '/proc/self/environ' %}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% include '/etc/passwd' %}",
+        "{% import '/etc/hostname' as h %}",
+        "{% extends '/proc/self/environ' %}",
+    ],
+)
 def test_files_cannot_be_read(renderer: TemplateRenderer, source: str) -> None:
     assert "no loader" in refused(renderer, source)
 
 
-@pytest.mark.parametrize("name", ["environ", "os", "config", "cycler", "joiner", "lipsum",
-                                  "namespace", "request", "self.__dict__"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "environ",
+        "os",
+        "config",
+        "cycler",
+        "joiner",
+        "lipsum",
+        "namespace",
+        "request",
+        "self.__dict__",
+    ],
+)
 def test_no_globals_besides_range(renderer: TemplateRenderer, name: str) -> None:
     refused(renderer, "{{ " + name + " }}")
 
@@ -164,16 +203,20 @@ def test_the_child_holds_none_of_the_operators_environment(
         fresh.close()
 
 
-@pytest.mark.parametrize("source", [
-    "{{ 'a' * 100000000 }}",
-    "{{ [1] * 100000000 }}",
-    "{{ 2 ** 100000 }}",
-    "{% for i in range(100000) %}{{ 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' }}{% endfor %}",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{{ 'a' * 100000000 }}",
+        "{{ [1] * 100000000 }}",
+        "{{ 2 ** 100000 }}",
+        "{% for i in range(100000) %}{{ 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' }}{% endfor %}",
+    ],
+)
 def test_huge_outputs_are_refused(renderer: TemplateRenderer, source: str) -> None:
     message = refused(renderer, source)
-    assert "SecurityError" in message and ("output" in message or "bytes" in message
-                                           or "exponent" in message)
+    assert "SecurityError" in message and (
+        "output" in message or "bytes" in message or "exponent" in message
+    )
 
 
 def test_memory_is_bounded() -> None:
@@ -192,8 +235,10 @@ def test_long_loops_are_stopped_and_the_renderer_recovers() -> None:
     quick = TemplateRenderer(TemplateLimits(timeout_seconds=0.5))
     try:
         with pytest.raises(TemplateError, match=r"longer than 0\.5 s"):
-            render(quick, "{% for i in range(100000) %}{% for j in range(100000) %}"
-                          "{% endfor %}{% endfor %}")
+            render(
+                quick,
+                "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            )
         assert render(quick, "{{ secret.username }}") == "orders_app"
     finally:
         quick.close()
@@ -214,7 +259,8 @@ def test_the_spec_refuses_bad_keys_and_oversized_templates() -> None:
     with pytest.raises(pydantic.ValidationError):
         TemplateSpec(data={"a": "x"}, mergePolicy="Append")  # type: ignore[arg-type]
     spec = ManagedSecretSpec.model_validate(
-        {"target": {"template": {"data": {"DATABASE_URL": DATABASE_URL}}}})
+        {"target": {"template": {"data": {"DATABASE_URL": DATABASE_URL}}}}
+    )
     assert spec.target.template is not None and spec.target.template.merge_policy == "Replace"
 
 
@@ -228,27 +274,38 @@ def test_a_broken_template_keeps_the_last_good_secret(tmp_path: Path) -> None:
     events, kube = FakeEvents(), FakeSecrets()
     keyring = Keyring.generate()
     secrets = SecretService(store, lambda: keyring, "test")
-    kube.create("shop", {"metadata": {"name": "src", "annotations": {
-        "kustos.io/allow-import-by": "db"}}, "data": {
-        k: base64.b64encode(str(v).encode()).decode() for k, v in SECRET.items()}})
+    kube.create(
+        "shop",
+        {
+            "metadata": {"name": "src", "annotations": {"kustos.io/allow-import-by": "db"}},
+            "data": {k: base64.b64encode(str(v).encode()).decode() for k, v in SECRET.items()},
+        },
+    )
     renderer = TemplateRenderer()
-    managed = ManagedSecretService(secrets, SourceService(kube),  # type: ignore[arg-type]
-                                   ProjectionService(kube, renderer),  # type: ignore[arg-type]
-                                   events)
-    spec: dict[str, Any] = {"valueFrom": {"secretRef": {"name": "src"}}, "target": {
-        "staticData": STATIC, "template": {"data": {"DATABASE_URL": DATABASE_URL}}}}
+    managed = ManagedSecretService(
+        secrets,
+        SourceService(kube),  # type: ignore[arg-type]
+        ProjectionService(kube, renderer),  # type: ignore[arg-type]
+        events,
+    )
+    spec: dict[str, Any] = {
+        "valueFrom": {"secretRef": {"name": "src"}},
+        "target": {"staticData": STATIC, "template": {"data": {"DATABASE_URL": DATABASE_URL}}},
+    }
     try:
         good = managed.reconcile(ManagedObject("shop", "db", "uid-db", 1, spec))
         assert good.error is None
         projected = kube.get("shop", "db")
         assert projected is not None
-        assert base64.b64decode(projected["data"]["DATABASE_URL"]).decode().startswith(
-            "postgresql://orders_app:KUSTOS-CANARY-tmpl-p%40ss")
+        assert (
+            base64.b64decode(projected["data"]["DATABASE_URL"])
+            .decode()
+            .startswith("postgresql://orders_app:KUSTOS-CANARY-tmpl-p%40ss")
+        )
         assert sorted(projected["data"]) == ["DATABASE_URL"]
 
         spec["target"]["template"]["data"]["DATABASE_URL"] = "{{ secret[secret.password] }}"
-        bad = managed.reconcile(ManagedObject("shop", "db", "uid-db", 2, spec,
-                                              _raw(good.status)))
+        bad = managed.reconcile(ManagedObject("shop", "db", "uid-db", 2, spec, _raw(good.status)))
         assert bad.error is not None and not bad.error.retryable
         ready = next(c for c in _raw(bad.status)["conditions"] if c["type"] == "Ready")
         assert (ready["status"], ready["reason"]) == ("False", "TemplateFailed")

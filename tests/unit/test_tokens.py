@@ -41,11 +41,13 @@ class Reviewer:
         if token not in self.valid:
             return TokenReviewResult(authenticated=False, error=self.error)
         return TokenReviewResult(
-            authenticated=True, username=SA, uid="uid-1",
+            authenticated=True,
+            username=SA,
+            uid="uid-1",
             groups=("system:serviceaccounts", "system:serviceaccounts:team-a"),
             audiences=self.audiences,
             extra={"authentication.kubernetes.io/pod-name": ["app-0"]},
-        )  # fmt: skip
+        )
 
 
 class Clock:
@@ -91,8 +93,9 @@ def test_success_is_cached_and_asks_for_audience_kustos(
     assert reviewer.calls == [(token, ["kustos"])]
 
 
-def test_failures_are_cached_for_seconds_only(auth: TokenAuthenticator, reviewer: Reviewer,
-                                              clock: Clock) -> None:
+def test_failures_are_cached_for_seconds_only(
+    auth: TokenAuthenticator, reviewer: Reviewer, clock: Clock
+) -> None:
     token = jwt(NOW + 3600)
     for _ in range(50):  # a junk token replayed in a loop
         assert code(auth, token) == "UnrecognizedClientException"

@@ -307,7 +307,10 @@ def _node_leaves(node: str, address: str) -> dict[str, tuple[x509.Name, tuple[st
         "kube-scheduler": (name("system:kube-scheduler"), (), True),
         "kube-proxy": (name("system:kube-proxy"), (), True),
         "apiserver-kubelet-client": (
-            name("kube-apiserver-kubelet-client", "system:masters"), (), True),
+            name("kube-apiserver-kubelet-client", "system:masters"),
+            (),
+            True,
+        ),
     }
 
 
@@ -562,12 +565,16 @@ class ControlPlane:
                     "--enable-admission-plugins=OwnerReferencesPermissionEnforcement",
                     f"--encryption-provider-config={pki / 'encryption.yaml'}",
                     "--allow-privileged=true",
-                    *(self._node_apiserver_args(pki) if self.node else (
-                        "--authorization-mode=RBAC",
-                        # No node: nothing serves the `kubernetes` Service, and an endpoint
-                        # pointing at loopback would be wrong anyway.
-                        "--endpoint-reconciler-type=none",
-                    )),
+                    *(
+                        self._node_apiserver_args(pki)
+                        if self.node
+                        else (
+                            "--authorization-mode=RBAC",
+                            # No node: nothing serves the `kubernetes` Service, and an endpoint
+                            # pointing at loopback would be wrong anyway.
+                            "--endpoint-reconciler-type=none",
+                        )
+                    ),
                 ],
             )
             self._wait(
@@ -674,12 +681,20 @@ class ControlPlane:
         self._spawn(state, "kubelet", args["kubelet"])
         self._spawn(state, "kube-scheduler", args["kube-scheduler"])
         self._spawn(state, "kube-proxy", args["kube-proxy"])
-        self._wait(lambda: self._node_ready(state.node_name), "kubelet (node Ready)", state,
-                   max(timeout, 120))
+        self._wait(
+            lambda: self._node_ready(state.node_name),
+            "kubelet (node Ready)",
+            state,
+            max(timeout, 120),
+        )
         self._log(f"node {state.node_name} Ready {time.monotonic() - t0:.1f}s after containerd")
         self._apply(node.pv_objects(layout))
-        self._wait(self._kubernetes_endpoint_published, "kube-apiserver (kubernetes endpoint)",
-                   state, timeout)
+        self._wait(
+            self._kubernetes_endpoint_published,
+            "kube-apiserver (kubernetes endpoint)",
+            state,
+            timeout,
+        )
 
     def _node_ready(self, name: str) -> bool:
         code, body = self._get(self._load_or_fail().server, f"/api/v1/nodes/{name}")
@@ -711,7 +726,10 @@ class ControlPlane:
         doc = json.dumps({"apiVersion": "v1", "kind": "List", "items": objects})
         proc = subprocess.run(
             [str(kubectl), f"--kubeconfig={self.kubeconfig}", "apply", "-f", "-"],
-            input=doc, capture_output=True, text=True, check=False,
+            input=doc,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise ControlPlaneError(f"kubectl apply failed: {proc.stderr.strip()}")
@@ -834,14 +852,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, default=local / "kubeconfig")
     parser.add_argument("--kubectl-link", type=Path, default=local / "bin" / "kubectl")
     parser.add_argument(
-        "--node", action=argparse.BooleanOptionalAction, default=False,
+        "--node",
+        action=argparse.BooleanOptionalAction,
+        default=False,
         help="also run a node (containerd, kubelet, kube-scheduler, kube-proxy)",
     )
-    parser.add_argument("--node-lock-timeout", type=float, default=0.0,
-                        help="seconds to wait for another node on this machine to stop")
+    parser.add_argument(
+        "--node-lock-timeout",
+        type=float,
+        default=0.0,
+        help="seconds to wait for another node on this machine to stop",
+    )
     args = parser.parse_args(argv)
-    cp = ControlPlane(args.state_dir, args.kubeconfig, args.kubectl_link,
-                      node=args.node, node_lock_timeout=args.node_lock_timeout)
+    cp = ControlPlane(
+        args.state_dir,
+        args.kubeconfig,
+        args.kubectl_link,
+        node=args.node,
+        node_lock_timeout=args.node_lock_timeout,
+    )
     if args.command == "up":
         try:
             print(cp.up())

@@ -65,8 +65,9 @@ def base_rootfs(extra: str = "") -> Path:
     """The cached Debian base root filesystem tarball (built on first use, ~1 min); ``extra``:
     more Debian packages in it (comma-separated)."""
     env = {**os.environ, "KUSTOS_BASE_EXTRA": extra}
-    proc = subprocess.run(["bash", str(HERE / "base.sh")], stdout=subprocess.PIPE, text=True,
-                          check=False, env=env)
+    proc = subprocess.run(
+        ["bash", str(HERE / "base.sh")], stdout=subprocess.PIPE, text=True, check=False, env=env
+    )
     if proc.returncode != 0:
         raise ImageError("tools/images/base.sh failed")
     return Path(proc.stdout.strip().splitlines()[-1])
@@ -103,15 +104,23 @@ class Builder:
         return tmp
 
     def run(self, *args: str) -> str:
-        proc = subprocess.run(["buildah", *args], env=self.env, capture_output=True, text=True,
-                              check=False)
+        proc = subprocess.run(
+            ["buildah", *args], env=self.env, capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise ImageError(f"buildah {' '.join(args)} failed: {proc.stderr.strip()[-2000:]}")
         return proc.stdout.strip()
 
     def has(self, tag: str) -> bool:
-        return subprocess.run(["buildah", "inspect", "--type", "image", tag], env=self.env,
-                              capture_output=True, check=False).returncode == 0
+        return (
+            subprocess.run(
+                ["buildah", "inspect", "--type", "image", tag],
+                env=self.env,
+                capture_output=True,
+                check=False,
+            ).returncode
+            == 0
+        )
 
     def from_rootfs(self, rootfs: Path, tag: str, entrypoint: str | None = None) -> str:
         """An image whose only layer is ``rootfs`` (a tarball); returns ``tag``."""
@@ -161,8 +170,15 @@ def _wheels(dest: Path) -> None:
     deps = CACHE / "wheels"
     deps.mkdir(parents=True, exist_ok=True)
     pip = [sys.executable, "-m", "pip", "wheel", "--quiet"]
-    have = [*pip, "--find-links", str(deps), "--wheel-dir", str(deps),
-            "--requirement", str(constraints)]
+    have = [
+        *pip,
+        "--find-links",
+        str(deps),
+        "--wheel-dir",
+        str(deps),
+        "--requirement",
+        str(constraints),
+    ]
     # Offline first: when the cache holds every pinned wheel, no index is asked at all.
     if subprocess.run([*have, "--no-index"], capture_output=True, check=False).returncode:
         _pip(have)
@@ -187,19 +203,37 @@ def build_kustos(out: Path, workdir: Path, tag: str = KUSTOS_TAG) -> tuple[Path,
     _log("building wheels on the host (pip wheel, pinned by constraints.txt)")
     _wheels(REPO / ".local" / "wheels")
     _log(f"  wheels ready ({time.monotonic() - started:.0f}s); buildah builds the Dockerfile")
-    b.run("build", "--quiet", "--pull=never", "--network=none", "--layers=false",
-          "--build-arg", f"BASE={base_tag}",
-          "--build-arg", "PIP_ARGS=--no-index --find-links=/src/.local/wheels",
-          "--build-arg", "PACKAGE=kustos",
-          "-f", str(REPO / "Dockerfile"), "-t", tag, str(REPO))
+    b.run(
+        "build",
+        "--quiet",
+        "--pull=never",
+        "--network=none",
+        "--layers=false",
+        "--build-arg",
+        f"BASE={base_tag}",
+        "--build-arg",
+        "PIP_ARGS=--no-index --find-links=/src/.local/wheels",
+        "--build-arg",
+        "PACKAGE=kustos",
+        "-f",
+        str(REPO / "Dockerfile"),
+        "-t",
+        tag,
+        str(REPO),
+    )
     b.save(tag, out)
     size = out.stat().st_size >> 20
     _log(f"built {tag} in {time.monotonic() - started:.0f}s ({size} MiB archive)")
     return out, tag
 
 
-def build_example(context: Path, tag: str, out: Path, workdir: Path, base_extra: str = "",
-                  ) -> tuple[Path, str]:  # fmt: skip
+def build_example(
+    context: Path,
+    tag: str,
+    out: Path,
+    workdir: Path,
+    base_extra: str = "",
+) -> tuple[Path, str]:
     """Build an example app's image from its Dockerfile (``context``) FROM the local base,
     without network: the wheels its ``requirements.txt`` pins are built on the host first
     (cached) and copied into the build context as ``.wheels``; for a ``package-lock.json``,
@@ -212,8 +246,11 @@ def build_example(context: Path, tag: str, out: Path, workdir: Path, base_extra:
     rootfs = base_rootfs(base_extra)
     digest = hashlib.sha256(_key(rootfs).encode())
     skip = {"node_modules", ".wheels", "__pycache__"}
-    for f in sorted(p for p in context.rglob("*")
-                    if p.is_file() and not skip & set(p.relative_to(context).parts)):
+    for f in sorted(
+        p
+        for p in context.rglob("*")
+        if p.is_file() and not skip & set(p.relative_to(context).parts)
+    ):
         digest.update(f.relative_to(context).as_posix().encode() + b"\0" + f.read_bytes())
     cached = CACHE / f"example-{context.name}-{digest.hexdigest()[:16]}.tar"
     if not cached.exists():
@@ -229,10 +266,22 @@ def build_example(context: Path, tag: str, out: Path, workdir: Path, base_extra:
             _npm_ci(build)
         if (context / "requirements.txt").exists():
             _example_wheels(context, build, deps)
-        b.run("build", "--quiet", "--pull=never", "--network=none", "--layers=false",
-              "--build-arg", f"BASE={base_tag}",
-              "--build-arg", "PIP_ARGS=--no-index --find-links=/src/.wheels",
-              "-f", str(build / "Dockerfile"), "-t", tag, str(build))
+        b.run(
+            "build",
+            "--quiet",
+            "--pull=never",
+            "--network=none",
+            "--layers=false",
+            "--build-arg",
+            f"BASE={base_tag}",
+            "--build-arg",
+            "PIP_ARGS=--no-index --find-links=/src/.wheels",
+            "-f",
+            str(build / "Dockerfile"),
+            "-t",
+            tag,
+            str(build),
+        )
         b.save(tag, cached)
         _log(f"built {tag} in {time.monotonic() - started:.0f}s")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -242,9 +291,22 @@ def build_example(context: Path, tag: str, out: Path, workdir: Path, base_extra:
 
 def _npm_ci(build: Path) -> None:
     proc = subprocess.run(
-        ["npm", "ci", "--omit=dev", "--no-audit", "--no-fund", "--prefer-offline",
-         "--loglevel=error", "--cache", str(CACHE / "sdk" / "npm-cache")],
-        cwd=build, capture_output=True, text=True, check=False)
+        [
+            "npm",
+            "ci",
+            "--omit=dev",
+            "--no-audit",
+            "--no-fund",
+            "--prefer-offline",
+            "--loglevel=error",
+            "--cache",
+            str(CACHE / "sdk" / "npm-cache"),
+        ],
+        cwd=build,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise ImageError(f"npm ci failed: {proc.stderr.strip()[-2000:]}")
 
@@ -252,21 +314,50 @@ def _npm_ci(build: Path) -> None:
 def _example_wheels(context: Path, build: Path, deps: Path) -> None:
     """The wheels ``requirements.txt`` pins, built on the host into the cache (offline
     first), then only those copied into the context's ``.wheels``."""
-    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--find-links", str(deps),
-           "--wheel-dir", str(deps), "--requirement", str(context / "requirements.txt")]
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--find-links",
+        str(deps),
+        "--wheel-dir",
+        str(deps),
+        "--requirement",
+        str(context / "requirements.txt"),
+    ]
     if subprocess.run([*pip, "--no-index"], capture_output=True, check=False).returncode:
         _pip(pip)
-    _pip([*pip[:-4], "--no-index", "--wheel-dir", str(build / ".wheels"),
-          "--requirement", str(context / "requirements.txt")])
+    _pip(
+        [
+            *pip[:-4],
+            "--no-index",
+            "--wheel-dir",
+            str(build / ".wheels"),
+            "--requirement",
+            str(context / "requirements.txt"),
+        ]
+    )
 
 
 def load(address: Path, *archives: Path) -> None:
     """Import docker-archives into the node's containerd (namespace k8s.io, where CRI looks)."""
     for archive in archives:
         proc = subprocess.run(
-            ["ctr", f"--address={address}", "-n", "k8s.io", "images", "import",
-             "--no-unpack=false", str(archive)],
-            capture_output=True, text=True, check=False,
+            [
+                "ctr",
+                f"--address={address}",
+                "-n",
+                "k8s.io",
+                "images",
+                "import",
+                "--no-unpack=false",
+                str(archive),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if proc.returncode != 0:
             raise ImageError(f"ctr images import {archive} failed: {proc.stderr.strip()}")
@@ -296,8 +387,9 @@ def main(argv: list[str] | None = None) -> int:
             out, tag = build_kustos(args.out, args.workdir, args.tag)
             print(f"{out} {tag}")
         elif args.command == "example":
-            out, tag = build_example(args.context.resolve(), args.tag, args.out, args.workdir,
-                                      args.base_extra)
+            out, tag = build_example(
+                args.context.resolve(), args.tag, args.out, args.workdir, args.base_extra
+            )
             print(f"{out} {tag}")
         elif args.command == "pause":
             out, tag = pause_archive()

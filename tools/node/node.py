@@ -176,8 +176,7 @@ def _iptables_rules() -> dict[str, list[list[str]]]:
 
 def _remove_iptables() -> None:
     for chain, parent in ((CHAIN_FORWARD, "FORWARD"), (CHAIN_INPUT, "INPUT")):
-        while _run("iptables", "-t", TABLE, "-D", parent, "-j", chain,
-                   check=False).returncode == 0:
+        while _run("iptables", "-t", TABLE, "-D", parent, "-j", chain, check=False).returncode == 0:
             pass
         _run("iptables", "-t", TABLE, "-F", chain, check=False)
         _run("iptables", "-t", TABLE, "-X", chain, check=False)
@@ -294,14 +293,15 @@ def _remove_kube_chains() -> None:
     for tool in ("iptables", "ip6tables"):
         for table in ("filter", "nat", "mangle", "raw"):
             listing = _run(tool, "-t", table, "-S", check=False).stdout.splitlines()
-            chains = [line.split()[1] for line in listing
-                      if line.startswith("-N KUBE-")]
+            chains = [line.split()[1] for line in listing if line.startswith("-N KUBE-")]
             if not chains:
                 continue
             for line in listing:
                 parts = line.split()
-                if parts[:1] == ["-A"] and not parts[1].startswith("KUBE-") and any(
-                    f"-j {c}" in line for c in chains
+                if (
+                    parts[:1] == ["-A"]
+                    and not parts[1].startswith("KUBE-")
+                    and any(f"-j {c}" in line for c in chains)
                 ):
                     _run(tool, "-t", table, "-D", *parts[1:], check=False)
             for chain in chains:
@@ -402,8 +402,17 @@ def write_configs(
     """Write containerd's, the CNI's, the kubelet's and kube-proxy's configuration and return
     each component's command-line arguments (binaries resolved by the caller)."""
     root = layout.root
-    for d in ("containerd/root", "containerd/state", "cni/net.d", "cni/ipam", "kubelet",
-              "pod-logs", "runc", "registry-hosts/_default", "pv"):
+    for d in (
+        "containerd/root",
+        "containerd/state",
+        "cni/net.d",
+        "cni/ipam",
+        "kubelet",
+        "pod-logs",
+        "runc",
+        "registry-hosts/_default",
+        "pv",
+    ):
         (root / d).mkdir(parents=True, exist_ok=True)
     # No registry: every pull goes to a closed local port and fails at once, so no image
     # request ever leaves the machine. Images are imported (tools/images).
@@ -412,8 +421,8 @@ def write_configs(
         '  capabilities = ["pull", "resolve"]\n'
     )
     containerd_toml = f"""version = 2
-root = "{root / 'containerd/root'}"
-state = "{root / 'containerd/state'}"
+root = "{root / "containerd/root"}"
+state = "{root / "containerd/state"}"
 disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.v1.btrfs",
   "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
   "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
@@ -422,7 +431,7 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   address = "{layout.containerd_socket}"
 
 [ttrpc]
-  address = "{root / 'containerd-ttrpc.sock'}"
+  address = "{root / "containerd-ttrpc.sock"}"
 
 [debug]
   address = ""
@@ -446,14 +455,14 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         # runc, not crun: crun refuses the hybrid cgroup layout of these machines.
         BinaryName = "/usr/sbin/runc"
-        Root = "{root / 'runc'}"
+        Root = "{root / "runc"}"
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "{root / 'cni/net.d'}"
+    conf_dir = "{root / "cni/net.d"}"
     max_conf_num = 1
   [plugins."io.containerd.grpc.v1.cri".registry]
-    config_path = "{root / 'registry-hosts'}"
+    config_path = "{root / "registry-hosts"}"
 """
     (root / "containerd.toml").write_text(containerd_toml)
 
@@ -513,8 +522,12 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         # Imported images cannot be pulled again: never garbage-collect them.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "50Mi", "nodefs.available": "1%",
-                         "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+        "evictionHard": {
+            "memory.available": "50Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+        },
         "nodeStatusUpdateFrequency": "2s",
         "syncFrequency": "10s",
         "rotateCertificates": False,
@@ -536,10 +549,18 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         # NodePorts only on the bridge address: nothing is exposed on an external interface.
         "nodePortAddresses": [f"{GATEWAY}/32"],
         # Leave the machine's conntrack settings and route_localnet alone.
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
-                      "tcpCloseWaitTimeout": "0s"},
-        "iptables": {"localhostNodePorts": False, "masqueradeAll": False,
-                     "syncPeriod": "30s", "minSyncPeriod": "0s"},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+        "iptables": {
+            "localhostNodePorts": False,
+            "masqueradeAll": False,
+            "syncPeriod": "30s",
+            "minSyncPeriod": "0s",
+        },
     }
     (root / "kube-proxy.json").write_text(json.dumps(proxy_config, indent=2) + "\n")
 

@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status,
-                             headers={"Cache-Control": "no-store"})  # fmt: skip
+    return web.json_response(
+        {"code": code, "message": message}, status=status, headers={"Cache-Control": "no-store"}
+    )
 
 
 async def credentials(request: web.Request) -> web.Response:
@@ -37,16 +38,18 @@ async def credentials(request: web.Request) -> web.Response:
     header = request.headers.get("Authorization", "")
     try:
         issued = await asyncio.to_thread(
-            issuer.issue, header, source_ip=request.remote or None,
-            user_agent=request.headers.get("User-Agent"))  # fmt: skip
+            issuer.issue,
+            header,
+            source_ip=request.remote or None,
+            user_agent=request.headers.get("User-Agent"),
+        )
     except KustosError as exc:
         status = 401 if exc.http_status < 500 else 503
         return _error(status, exc.aws_code, exc.message)
     except Exception:
         log.exception("container credentials failed")
         return _error(500, "InternalServiceError", "internal error")
-    return web.json_response(issued.to_container_response(),
-                             headers={"Cache-Control": "no-store"})  # fmt: skip
+    return web.json_response(issued.to_container_response(), headers={"Cache-Control": "no-store"})
 
 
 def add_credentials_routes(app: web.Application, issuer: ContainerCredentials) -> None:

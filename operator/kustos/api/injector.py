@@ -91,57 +91,92 @@ class Injection:
 
 
 def _sidecar(inj: Injection) -> dict[str, Any]:
-    args = [_KUSTOS, "credentials-proxy", "--listen", f"127.0.0.1:{PROXY_PORT}",
-            "--upstream", inj.endpoint, "--ready-file", READY_FILE]  # fmt: skip
+    args = [
+        _KUSTOS,
+        "credentials-proxy",
+        "--listen",
+        f"127.0.0.1:{PROXY_PORT}",
+        "--upstream",
+        inj.endpoint,
+        "--ready-file",
+        READY_FILE,
+    ]
     env = []
     if inj.ca_pem:
         args += ["--ca-out", CA_FILE]
         env.append({"name": "KUSTOS_API_CA", "value": inj.ca_pem})
     ready = f"import os, sys; sys.exit(not os.path.exists({READY_FILE!r}))"
     return {
-        "name": SIDECAR, "image": inj.image, "imagePullPolicy": "IfNotPresent",
-        "restartPolicy": "Always", "command": args, "env": env,
-        "startupProbe": {"exec": {"command": [_PYTHON, "-I", "-c", ready]},
-                         "periodSeconds": 1, "failureThreshold": 120},
-        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"},
-                      "limits": {"memory": "128Mi"}},
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
-                            "allowPrivilegeEscalation": False,
-                            "readOnlyRootFilesystem": True,
-                            "capabilities": {"drop": ["ALL"]},
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "name": SIDECAR,
+        "image": inj.image,
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "command": args,
+        "env": env,
+        "startupProbe": {
+            "exec": {"command": [_PYTHON, "-I", "-c", ready]},
+            "periodSeconds": 1,
+            "failureThreshold": 120,
+        },
+        "resources": {"requests": {"cpu": "10m", "memory": "48Mi"}, "limits": {"memory": "128Mi"}},
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "volumeMounts": [{"name": CA_VOLUME, "mountPath": CA_DIR}],
-    }  # fmt: skip
+    }
 
 
 def _app_env(inj: Injection) -> list[dict[str, str]]:
     env = [
-        {"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-         "value": f"http://127.0.0.1:{PROXY_PORT}/v1/credentials"},
+        {
+            "name": "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            "value": f"http://127.0.0.1:{PROXY_PORT}/v1/credentials",
+        },
         {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "value": TOKEN_FILE},
         {"name": "AWS_ENDPOINT_URL_SECRETS_MANAGER", "value": inj.endpoint},
         {"name": "AWS_REGION", "value": inj.region},
         {"name": "AWS_DEFAULT_REGION", "value": inj.region},
-    ]  # fmt: skip
+    ]
     if inj.ca_pem:
-        env += [{"name": "AWS_CA_BUNDLE", "value": CA_FILE},
-                {"name": "NODE_EXTRA_CA_CERTS", "value": CA_FILE}]  # fmt: skip
+        env += [
+            {"name": "AWS_CA_BUNDLE", "value": CA_FILE},
+            {"name": "NODE_EXTRA_CA_CERTS", "value": CA_FILE},
+        ]
     return env
 
 
 _VOLUMES = [
-    {"name": TOKEN_VOLUME, "projected": {"sources": [{"serviceAccountToken": {
-        "audience": "kustos", "expirationSeconds": 3600, "path": "token"}}]}},
+    {
+        "name": TOKEN_VOLUME,
+        "projected": {
+            "sources": [
+                {
+                    "serviceAccountToken": {
+                        "audience": "kustos",
+                        "expirationSeconds": 3600,
+                        "path": "token",
+                    }
+                }
+            ]
+        },
+    },
     {"name": CA_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
-]  # fmt: skip
+]
 _MOUNTS = [
     {"name": TOKEN_VOLUME, "mountPath": TOKEN_DIR, "readOnly": True},
     {"name": CA_VOLUME, "mountPath": CA_DIR, "readOnly": True},
 ]
 
 
-def _append(ops: list[dict[str, Any]], path: str, present: list[Any] | None,
-            items: list[Any]) -> None:  # fmt: skip
+def _append(
+    ops: list[dict[str, Any]], path: str, present: list[Any] | None, items: list[Any]
+) -> None:
     """JSON Patch ops appending ``items`` to the list at ``path`` (created when absent)."""
     if not items:
         return
@@ -165,12 +200,14 @@ def patch_for(pod: dict[str, Any], inj: Injection) -> list[dict[str, Any]]:
     if spec.get("hostNetwork"):
         raise InjectionRefused(
             f"{ANNOTATION}: a hostNetwork pod shares the node's loopback, where the "
-            "credentials sidecar would serve every process of the node; not injected")
+            "credentials sidecar would serve every process of the node; not injected"
+        )
     taken = {v.get("name") for v in spec.get("volumes") or []}
     clash = taken & {TOKEN_VOLUME, CA_VOLUME}
     if clash:
-        raise InjectionRefused(f"{ANNOTATION}: the pod already has a volume named "
-                               f"{sorted(clash)[0]!r}; not injected")
+        raise InjectionRefused(
+            f"{ANNOTATION}: the pod already has a volume named {sorted(clash)[0]!r}; not injected"
+        )
     ops: list[dict[str, Any]] = []
     _append(ops, "/spec/volumes", spec.get("volumes"), _VOLUMES)
     # First of the init containers: later init containers may use the credentials too.
@@ -181,11 +218,19 @@ def patch_for(pod: dict[str, Any], inj: Injection) -> list[dict[str, Any]]:
     env = _app_env(inj)
     for i, container in enumerate(containers):
         have = {e.get("name") for e in container.get("env") or []}
-        _append(ops, f"/spec/containers/{i}/env", container.get("env"),
-                [e for e in env if e["name"] not in have])  # fmt: skip
+        _append(
+            ops,
+            f"/spec/containers/{i}/env",
+            container.get("env"),
+            [e for e in env if e["name"] not in have],
+        )
         paths = {m.get("mountPath") for m in container.get("volumeMounts") or []}
-        _append(ops, f"/spec/containers/{i}/volumeMounts", container.get("volumeMounts"),
-                [m for m in _MOUNTS if m["mountPath"] not in paths])  # fmt: skip
+        _append(
+            ops,
+            f"/spec/containers/{i}/volumeMounts",
+            container.get("volumeMounts"),
+            [m for m in _MOUNTS if m["mountPath"] not in paths],
+        )
     if inj.cluster_ip:
         alias = {"ip": inj.cluster_ip, "hostnames": [inj.service_host]}
         _append(ops, "/spec/hostAliases", spec.get("hostAliases"), [alias])
@@ -206,9 +251,14 @@ def review_response(review: dict[str, Any], inject: Callable[[], Injection]) -> 
             return _review(review, response)
         except Exception as exc:  # the pod asked for credentials: no sidecar, no pod
             log.error("pod-credentials webhook failed: %s", type(exc).__name__)
-            response.update(allowed=False, status={
-                "code": 500, "message": f"{ANNOTATION}: Kustos could not prepare the "
-                                        "credentials sidecar; try again"})  # fmt: skip
+            response.update(
+                allowed=False,
+                status={
+                    "code": 500,
+                    "message": f"{ANNOTATION}: Kustos could not prepare the "
+                    "credentials sidecar; try again",
+                },
+            )
             return _review(review, response)
         if ops:
             response["patchType"] = "JSONPatch"
@@ -217,16 +267,23 @@ def review_response(review: dict[str, Any], inject: Callable[[], Injection]) -> 
 
 
 def _review(review: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
-            "kind": "AdmissionReview", "response": response}  # fmt: skip
+    return {
+        "apiVersion": review.get("apiVersion", "admission.k8s.io/v1"),
+        "kind": "AdmissionReview",
+        "response": response,
+    }
 
 
 class CachedInjection:
     """An `Injection` from ``load`` (which reads the Service and the CA), cached for
     ``ttl`` seconds so admission does not ask the API server for every pod."""
 
-    def __init__(self, load: Callable[[], Injection], ttl: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        load: Callable[[], Injection],
+        ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._load = load
         self._ttl = ttl
         self._clock = clock

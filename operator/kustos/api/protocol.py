@@ -57,15 +57,16 @@ class UnsupportedMediaTypeError(ClientError):
 
 @cache
 def service_model() -> ServiceModel:
-    return ServiceModel(create_loader().load_service_model("secretsmanager", "service-2"),
-                        "secretsmanager")
+    return ServiceModel(
+        create_loader().load_service_model("secretsmanager", "service-2"), "secretsmanager"
+    )
 
 
 def operation_for(target: str | None, implemented: frozenset[str]) -> OperationModel:
     """The operation named by `X-Amz-Target: secretsmanager.<Operation>`."""
     if not target or not target.startswith(_TARGET_PREFIX):
         raise UnknownOperationError("Missing or malformed X-Amz-Target header.")
-    name = target[len(_TARGET_PREFIX):]
+    name = target[len(_TARGET_PREFIX) :]
     if name not in implemented or name not in service_model().operation_names:
         raise UnknownOperationError(f"Operation {name[:64]!r} is not supported.")
     return service_model().operation_model(name)
@@ -104,8 +105,11 @@ def _from_wire(shape: Shape, value: Any, where: str) -> Any:
     kind = shape.type_name
     if kind == "structure" and isinstance(value, dict):
         assert isinstance(shape, StructureShape)
-        return {k: _from_wire(shape.members[k], v, f"{where}.{k}")
-                for k, v in value.items() if k in shape.members}
+        return {
+            k: _from_wire(shape.members[k], v, f"{where}.{k}")
+            for k, v in value.items()
+            if k in shape.members
+        }
     if kind == "list" and isinstance(value, list):
         return [_from_wire(shape.member, item, where) for item in value]
     if kind == "map" and isinstance(value, dict):
@@ -144,6 +148,7 @@ def _problems(params: dict[str, Any], shape: Shape) -> list[str]:
 def aws_path(where: str) -> str:
     """A member path as AWS's validation messages write it: `Filters[0].Key` ->
     `filters.1.member.key` (lower camel case, lists counted from 1)."""
+
     def camel(name: str) -> str:
         return name[:1].lower() + name[1:]
 
@@ -168,17 +173,26 @@ def _shown(value: Any) -> str:
 def _describe(error: tuple[str, str, dict[str, Any]]) -> str:
     reason, name, details = error
     if reason == "missing required field":
-        member = f"{name}.{details.get('required_name')}" if name.strip(".") else str(
-            details.get("required_name"))
-        return (f"Value null at '{aws_path(member)}' failed to satisfy constraint: Member "
-                "must not be null")
+        member = (
+            f"{name}.{details.get('required_name')}"
+            if name.strip(".")
+            else str(details.get("required_name"))
+        )
+        return (
+            f"Value null at '{aws_path(member)}' failed to satisfy constraint: Member "
+            "must not be null"
+        )
     at = aws_path(name)
     if reason == "invalid length":
-        return (f"Value at '{at}' failed to satisfy constraint: Member must have length "
-                f"greater than or equal to {details.get('min_allowed')}")
+        return (
+            f"Value at '{at}' failed to satisfy constraint: Member must have length "
+            f"greater than or equal to {details.get('min_allowed')}"
+        )
     if reason == "invalid range":
-        return (f"Value{_shown(details.get('param'))} at '{at}' failed to satisfy constraint: "
-                f"Member must have value greater than or equal to {details.get('min_allowed')}")
+        return (
+            f"Value{_shown(details.get('param'))} at '{at}' failed to satisfy constraint: "
+            f"Member must have value greater than or equal to {details.get('min_allowed')}"
+        )
     if reason == "invalid type":
         return f"Value at '{at}' failed to satisfy constraint: Member has the wrong type"
     return f"Value at '{at}' failed to satisfy constraint: {reason}"
@@ -206,15 +220,21 @@ def _constraints(value: Any, shape: Shape, where: str, found: list[str]) -> None
     if "max" in meta and isinstance(size, int) and size > meta["max"]:
         what = "value less" if kind in ("integer", "long") else "length less"
         shown = _shown(value) if kind in ("integer", "long") else ""
-        found.append(f"Value{shown} at '{at}' failed to satisfy constraint: Member must have "
-                     f"{what} than or equal to {meta['max']}")
+        found.append(
+            f"Value{shown} at '{at}' failed to satisfy constraint: Member must have "
+            f"{what} than or equal to {meta['max']}"
+        )
     if kind == "string" and "pattern" in meta and not re.fullmatch(meta["pattern"], value):
-        found.append(f"Value at '{at}' failed to satisfy constraint: Member must satisfy "
-                     f"regular expression pattern: {meta['pattern']}")
+        found.append(
+            f"Value at '{at}' failed to satisfy constraint: Member must satisfy "
+            f"regular expression pattern: {meta['pattern']}"
+        )
     if kind == "string" and "enum" in meta and value not in meta["enum"]:
         shown = f" '{value}'" if len(value) <= 64 and value.isprintable() else ""
-        found.append(f"Value{shown} at '{at}' failed to satisfy constraint: Member must "
-                     f"satisfy enum value set: [{', '.join(meta['enum'])}]")
+        found.append(
+            f"Value{shown} at '{at}' failed to satisfy constraint: Member must "
+            f"satisfy enum value set: [{', '.join(meta['enum'])}]"
+        )
 
 
 def to_wire(value: Any) -> Any:

@@ -44,8 +44,14 @@ from kustos.models.request import RequestView
 from kustos.services.api.call import CallMeta
 from kustos.services.api.service import SecretsApi
 
-__all__ = ["MAX_BODY_BYTES", "ApiBackend", "Authenticator", "Readiness", "build_app",
-           "readiness_of"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "ApiBackend",
+    "Authenticator",
+    "Readiness",
+    "build_app",
+    "readiness_of",
+]
 
 log = logging.getLogger(__name__)
 #: Largest request body accepted: a 64 KiB value base64-encoded, plus the rest of a request.
@@ -88,8 +94,9 @@ def _answer(status: int, body: dict[str, Any], request_id: str) -> web.Response:
     headers = {"x-amzn-RequestId": request_id}
     if "__type" in body:
         headers["x-amzn-ErrorType"] = str(body["__type"])
-    return web.Response(status=status, body=json.dumps(body).encode(), headers=headers,
-                        content_type=CONTENT_TYPE)
+    return web.Response(
+        status=status, body=json.dumps(body).encode(), headers=headers, content_type=CONTENT_TYPE
+    )
 
 
 def handle(backend: ApiBackend, view: RequestView, request_id: str) -> tuple[int, dict[str, Any]]:
@@ -99,14 +106,19 @@ def handle(backend: ApiBackend, view: RequestView, request_id: str) -> tuple[int
     target = view.headers.get("X-Amz-Target") or ""
     name = target.rpartition(".")[2]
     operation = name if name in backend.api.operations else "Unknown"
-    metrics.observe_api(operation, str(body.get("__type", "success")),
-                        time.perf_counter() - started)
+    metrics.observe_api(
+        operation, str(body.get("__type", "success")), time.perf_counter() - started
+    )
     return status, body
 
 
 def _handle(backend: ApiBackend, view: RequestView, request_id: str) -> tuple[int, dict[str, Any]]:
-    meta = CallMeta(request_id=request_id, source_ip=view.remote_addr or None,
-                    user_agent=view.headers.get("User-Agent"), secure=view.scheme == "https")
+    meta = CallMeta(
+        request_id=request_id,
+        source_ip=view.remote_addr or None,
+        user_agent=view.headers.get("User-Agent"),
+        secure=view.scheme == "https",
+    )
     target = view.headers.get("X-Amz-Target") or ""
     operation = target.rpartition(".")[2][:64] if target.startswith("secretsmanager.") else ""
     principal: Principal | None = None
@@ -139,9 +151,7 @@ async def _dispatch(request: web.Request) -> web.Response:
         return _answer(413, error_body("RequestEntityTooLargeException", message), request_id)
     view = view_of(request, body)
     loop = asyncio.get_running_loop()
-    status, answer = await loop.run_in_executor(
-        backend.executor, handle, backend, view, request_id
-    )
+    status, answer = await loop.run_in_executor(backend.executor, handle, backend, view, request_id)
     response = _answer(status, answer, request_id)
     if request.app[_READINESS].draining:
         response.force_close()
@@ -174,8 +184,10 @@ async def _no_traces(request: web.Request, handler: Handler) -> web.StreamRespon
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        body = error_body("UnknownOperationException" if exc.status in (404, 405)
-                          else "InvalidRequestException", exc.reason)
+        body = error_body(
+            "UnknownOperationException" if exc.status in (404, 405) else "InvalidRequestException",
+            exc.reason,
+        )
         return _answer(exc.status, body, str(uuid.uuid4()))
     except Exception as exc:
         log.error("unexpected %s in the HTTP layer", type(exc).__name__)

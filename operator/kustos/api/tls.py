@@ -34,8 +34,14 @@ from kustos.crypto.certs import issue_serving_cert, needs_renewal, not_after, re
 from kustos.errors import ConflictError, KustosError
 from kustos.kube.secrets import SecretGateway
 
-__all__ = ["CHECK_SECONDS", "DEFAULT_SECRET", "ServingTls", "default_hosts", "ensure_tls_secret",
-           "server_context"]  # fmt: skip
+__all__ = [
+    "CHECK_SECONDS",
+    "DEFAULT_SECRET",
+    "ServingTls",
+    "default_hosts",
+    "ensure_tls_secret",
+    "server_context",
+]
 
 log = logging.getLogger(__name__)
 DEFAULT_SECRET = "kustos-api-tls"
@@ -48,8 +54,16 @@ def default_hosts(
     namespace: str, extra: Sequence[str] = (), service: str = "kustos-api"
 ) -> list[str]:
     """The names a generated certificate is valid for: the Service's, loopback, `extra`."""
-    return [service, f"{service}.{namespace}", f"{service}.{namespace}.svc",
-            f"{service}.{namespace}.svc.cluster.local", "localhost", "127.0.0.1", "::1", *extra]
+    return [
+        service,
+        f"{service}.{namespace}",
+        f"{service}.{namespace}.svc",
+        f"{service}.{namespace}.svc.cluster.local",
+        "localhost",
+        "127.0.0.1",
+        "::1",
+        *extra,
+    ]
 
 
 def ensure_tls_secret(
@@ -60,13 +74,21 @@ def ensure_tls_secret(
     if existing is None:
         issued = issue_serving_cert(hosts)
         body = {
-            "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-            "metadata": {"name": name, "namespace": namespace,
-                         "labels": {"app.kubernetes.io/part-of": "kustos",
-                                    GENERATED_LABEL: "generated"}},
-            "data": {"tls.crt": _b64(issued.cert_pem), "tls.key": _b64(issued.key_pem),
-                     "ca.crt": _b64(issued.ca_pem), "ca.key": _b64(issued.ca_key_pem)},
-        }  # fmt: skip
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/part-of": "kustos", GENERATED_LABEL: "generated"},
+            },
+            "data": {
+                "tls.crt": _b64(issued.cert_pem),
+                "tls.key": _b64(issued.key_pem),
+                "ca.crt": _b64(issued.ca_pem),
+                "ca.key": _b64(issued.ca_key_pem),
+            },
+        }
         try:
             existing = secrets.create(namespace, body)
             log.info("generated a CA and serving certificate into Secret %s/%s", namespace, name)
@@ -103,9 +125,14 @@ class ServingTls:
     """The API's serving certificate: one live `ssl.SSLContext`, kept current."""
 
     def __init__(
-        self, secrets: SecretGateway, namespace: str, name: str, hosts: list[str], *,
+        self,
+        secrets: SecretGateway,
+        namespace: str,
+        name: str,
+        hosts: list[str],
+        *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._secrets = secrets
         self.namespace = namespace
         self.name = name
@@ -133,8 +160,11 @@ class ServingTls:
         certificate is not the one being served. Blocking: run it off the event loop."""
         secret = self._secrets.get(self.namespace, self.name)
         if secret is None:
-            log.warning("TLS Secret %s/%s is gone; still serving the loaded certificate",
-                        self.namespace, self.name)
+            log.warning(
+                "TLS Secret %s/%s is gone; still serving the loaded certificate",
+                self.namespace,
+                self.name,
+            )
             return None
         pems = _pems(secret, self.namespace, self.name)
         generated = ((secret.get("metadata") or {}).get("labels") or {}).get(GENERATED_LABEL)
@@ -152,19 +182,33 @@ class ServingTls:
         else:  # generated before the CA key was kept: a new CA, trusted beside the old one
             issued = issue_serving_cert(self._hosts, now)
             ca_bundle = issued.ca_pem + pems.get("ca.crt", b"")
-            log.warning("TLS Secret %s/%s had no CA key: renewed with a new CA; clients that "
-                        "pinned the old ca.crt must fetch it again", self.namespace, self.name)
+            log.warning(
+                "TLS Secret %s/%s had no CA key: renewed with a new CA; clients that "
+                "pinned the old ca.crt must fetch it again",
+                self.namespace,
+                self.name,
+            )
         data = dict(secret.get("data") or {})
-        data.update({"tls.crt": _b64(issued.cert_pem), "tls.key": _b64(issued.key_pem),
-                     "ca.crt": _b64(ca_bundle), "ca.key": _b64(issued.ca_key_pem)})
+        data.update(
+            {
+                "tls.crt": _b64(issued.cert_pem),
+                "tls.key": _b64(issued.key_pem),
+                "ca.crt": _b64(ca_bundle),
+                "ca.key": _b64(issued.ca_key_pem),
+            }
+        )
         body = {**secret, "data": data}  # metadata.resourceVersion guards the replace
         try:
             replaced = self._secrets.replace(self.namespace, self.name, body)
         except KustosError:  # another replica renewed first: theirs is as good
             again = self._secrets.get(self.namespace, self.name)
             return _pems(again, self.namespace, self.name)
-        log.info("renewed the serving certificate in Secret %s/%s (valid until %s)",
-                 self.namespace, self.name, not_after(issued.cert_pem).isoformat())
+        log.info(
+            "renewed the serving certificate in Secret %s/%s (valid until %s)",
+            self.namespace,
+            self.name,
+            not_after(issued.cert_pem).isoformat(),
+        )
         return _pems(replaced, self.namespace, self.name)
 
     def apply(self, cert_pem: bytes, key_pem: bytes) -> None:
@@ -173,8 +217,12 @@ class ServingTls:
             raise RuntimeError("ServingTls.start() first")
         _load_into(self.context, cert_pem, key_pem)
         self._serving = cert_pem
-        log.info("serving the certificate of Secret %s/%s, valid until %s", self.namespace,
-                 self.name, not_after(cert_pem).isoformat())
+        log.info(
+            "serving the certificate of Secret %s/%s, valid until %s",
+            self.namespace,
+            self.name,
+            not_after(cert_pem).isoformat(),
+        )
 
     async def run(self, check_seconds: float = CHECK_SECONDS) -> None:
         """Keep the served certificate current until cancelled."""
@@ -185,8 +233,13 @@ class ServingTls:
                 if fresh is not None:
                     self.apply(*fresh)
             except (KustosError, ValueError, ssl.SSLError, OSError) as exc:
-                log.warning("TLS Secret %s/%s: %s; retrying in %.0f s", self.namespace,
-                            self.name, exc, check_seconds)
+                log.warning(
+                    "TLS Secret %s/%s: %s; retrying in %.0f s",
+                    self.namespace,
+                    self.name,
+                    exc,
+                    check_seconds,
+                )
 
 
 def _b64(data: bytes) -> str:

@@ -37,8 +37,9 @@ def cli_principal(services: Services) -> Principal:
     """Who runs this CLI, for audit records: the kubeconfig's identity (SelfSubjectReview)."""
     who = AccessGateway(services.api).whoami()
     if who is None:
-        return Principal(arn="arn:kustos:iam::cluster:user/unknown", username="unknown",
-                         auth_method="Kubernetes")  # fmt: skip
+        return Principal(
+            arn="arn:kustos:iam::cluster:user/unknown", username="unknown", auth_method="Kubernetes"
+        )
     return Principal.user(who[0], groups=who[1], auth_method="Kubernetes")
 
 
@@ -47,10 +48,10 @@ def _metadata(record: AccessKeyRecord) -> dict[str, str]:
         "AccessKeyId": record.access_key_id,
         "ServiceAccount": f"{record.namespace}/{record.service_account}",
         "PrincipalArn": f"arn:kustos:iam::{record.namespace}:serviceaccount/"
-                        f"{record.service_account}",
+        f"{record.service_account}",
         "Status": record.status,
         "CreateDate": record.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }  # fmt: skip
+    }
 
 
 @click.group("access-key")
@@ -59,10 +60,14 @@ def access_key() -> None:
 
 
 @access_key.command("create")
-@click.option("--service-account", "service_account", required=True, metavar="NS/NAME",
-              help="The ServiceAccount the key authenticates as.")
-@click.option("--no-verify", is_flag=True,
-              help="Do not check that the ServiceAccount exists.")
+@click.option(
+    "--service-account",
+    "service_account",
+    required=True,
+    metavar="NS/NAME",
+    help="The ServiceAccount the key authenticates as.",
+)
+@click.option("--no-verify", is_flag=True, help="Do not check that the ServiceAccount exists.")
 def create(service_account: str, no_verify: bool) -> None:
     """Create a key and print its secret, once."""
     namespace, _, name = service_account.partition("/")
@@ -102,9 +107,12 @@ def access() -> None:
 
 
 @access.command("revoke")
-@click.option("--principal", required=True, metavar="ARN",
-              help="arn:kustos:iam::<namespace>:serviceaccount/<name> or "
-                   "arn:kustos:iam::cluster:user/<name>")
+@click.option(
+    "--principal",
+    required=True,
+    metavar="ARN",
+    help="arn:kustos:iam::<namespace>:serviceaccount/<name> or arn:kustos:iam::cluster:user/<name>",
+)
 @click.option("--reason", default="", help="Why (kept in the revocation and the audit log).")
 def revoke(principal: str, reason: str) -> None:
     """Cut PRINCIPAL off: every access key, session credential and Kubernetes token it was
@@ -119,18 +127,31 @@ def revoke(principal: str, reason: str) -> None:
             raise InvalidParameterError("revocation needs the SQL store")
         caller = cli_principal(services)
         revocation, deactivated = RevocationService(RevocationStore(services.store.engine)).revoke(
-            principal, by=caller.arn, reason=reason)
-        services.audit.record(AuditEvent(
-            "RevokePrincipal", caller, event_type="AwsServiceEvent",
-            request_parameters={"principalArn": revocation.principal_arn, "reason": reason},
-            response_elements={"revokedAt": revocation.revoked_at,
-                               "accessKeysDeactivated": deactivated}))  # fmt: skip
-    click.echo(json.dumps({
-        "PrincipalArn": revocation.principal_arn,
-        "RevokedAt": revocation.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "AccessKeysDeactivated": deactivated,
-        "InForceWithinSeconds": BOUND_SECONDS,
-    }, indent=4))  # fmt: skip
+            principal, by=caller.arn, reason=reason
+        )
+        services.audit.record(
+            AuditEvent(
+                "RevokePrincipal",
+                caller,
+                event_type="AwsServiceEvent",
+                request_parameters={"principalArn": revocation.principal_arn, "reason": reason},
+                response_elements={
+                    "revokedAt": revocation.revoked_at,
+                    "accessKeysDeactivated": deactivated,
+                },
+            )
+        )
+    click.echo(
+        json.dumps(
+            {
+                "PrincipalArn": revocation.principal_arn,
+                "RevokedAt": revocation.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "AccessKeysDeactivated": deactivated,
+                "InForceWithinSeconds": BOUND_SECONDS,
+            },
+            indent=4,
+        )
+    )
 
 
 @access.command("revocations")
@@ -144,6 +165,19 @@ def revocations() -> None:
         if not isinstance(services.store, SqlStore):
             raise InvalidParameterError("revocation needs the SQL store")
         rows = RevocationService(RevocationStore(services.store.engine)).list()
-    click.echo(json.dumps({"Revocations": [
-        {"PrincipalArn": r.principal_arn, "RevokedAt": r.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-         "RevokedBy": r.revoked_by, "Reason": r.reason} for r in rows]}, indent=4))
+    click.echo(
+        json.dumps(
+            {
+                "Revocations": [
+                    {
+                        "PrincipalArn": r.principal_arn,
+                        "RevokedAt": r.revoked_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        "RevokedBy": r.revoked_by,
+                        "Reason": r.reason,
+                    }
+                    for r in rows
+                ]
+            },
+            indent=4,
+        )
+    )

@@ -110,21 +110,30 @@ def publish_webhook_ca(services: Services, ca: bytes) -> None:
 def serving_tls(services: Services, secret: str) -> ServingTls:
     """The serving certificate from `secret`, loaded (generated when absent)."""
     settings = services.settings
-    tls = ServingTls(SecretGateway(services.api), settings.namespace, secret,
-                     default_hosts(settings.namespace, settings.api_hosts))  # fmt: skip
+    tls = ServingTls(
+        SecretGateway(services.api),
+        settings.namespace,
+        secret,
+        default_hosts(settings.namespace, settings.api_hosts),
+    )
     tls.start()
     publish_webhook_ca(services, tls.ca_pem)
     return tls
 
 
 async def start_site(
-    app: web.Application, host: str, port: int, context: ssl.SSLContext | None,
-    *, reuse_port: bool = False,
+    app: web.Application,
+    host: str,
+    port: int,
+    context: ssl.SSLContext | None,
+    *,
+    reuse_port: bool = False,
 ) -> web.AppRunner:
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, host, port, ssl_context=context, backlog=1024,
-                      reuse_port=reuse_port or None).start()
+    await web.TCPSite(
+        runner, host, port, ssl_context=context, backlog=1024, reuse_port=reuse_port or None
+    ).start()
     log.info("Secrets Manager API on %s://%s:%d", "https" if context else "http", host, port)
     return runner
 
@@ -135,18 +144,35 @@ async def drain(runner: web.AppRunner, delay: float) -> None:
     app = runner.app
     if isinstance(app, web.Application):
         readiness_of(app).draining = True
-    log.info("API draining: not ready; serving %.1f s more, then the requests in flight",
-             delay)  # fmt: skip
+    log.info("API draining: not ready; serving %.1f s more, then the requests in flight", delay)
     await asyncio.sleep(delay)
     await runner.cleanup()
     log.info("API stopped")
 
 
-def start_workers(n: int, host: str, port: int, tls_secret: str, insecure: bool,
-                  ) -> list[subprocess.Popen[bytes]]:  # fmt: skip
+def start_workers(
+    n: int,
+    host: str,
+    port: int,
+    tls_secret: str,
+    insecure: bool,
+) -> list[subprocess.Popen[bytes]]:
     """`n` more `kustos api --reuse-port` processes on host:port (same environment)."""
-    argv = [sys.executable, "-m", "kustos.cli.main", "api", "--host", host, "--port",
-            str(port), "--tls-secret", tls_secret, "--reuse-port", "--metrics-port", "0"]
+    argv = [
+        sys.executable,
+        "-m",
+        "kustos.cli.main",
+        "api",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--tls-secret",
+        tls_secret,
+        "--reuse-port",
+        "--metrics-port",
+        "0",
+    ]
     if insecure:
         argv.append("--insecure")
     prctl = _prctl()
@@ -180,42 +206,80 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 20.0) 
 @click.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=int, help="Port to listen on.")
-@click.option("--tls-secret", default=DEFAULT_SECRET, show_default=True,
-              help="kubernetes.io/tls Secret in Kustos's namespace (generated if absent).")
+@click.option(
+    "--tls-secret",
+    default=DEFAULT_SECRET,
+    show_default=True,
+    help="kubernetes.io/tls Secret in Kustos's namespace (generated if absent).",
+)
 @click.option("--insecure", is_flag=True, help="Plain HTTP, no TLS (for tests only).")
-@click.option("--metrics-port", type=int, default=None,
-              help="Port of /metrics, never the API port  [default: $KUSTOS_METRICS_PORT or "
-                   "9090; 0 disables]")
+@click.option(
+    "--metrics-port",
+    type=int,
+    default=None,
+    help="Port of /metrics, never the API port  [default: $KUSTOS_METRICS_PORT or "
+    "9090; 0 disables]",
+)
 @click.option("--verbose", is_flag=True, help="Debug logging.")
-@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64),
-              help="Server processes sharing the port (SO_REUSEPORT) and the store.")
+@click.option(
+    "--processes",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Server processes sharing the port (SO_REUSEPORT) and the store.",
+)
 @click.option("--reuse-port", is_flag=True, help="Bind with SO_REUSEPORT (set for --processes).")
-def api(host: str, port: int, tls_secret: str, insecure: bool, metrics_port: int | None,
-        verbose: bool, processes: int, reuse_port: bool) -> None:  # fmt: skip
+def api(
+    host: str,
+    port: int,
+    tls_secret: str,
+    insecure: bool,
+    metrics_port: int | None,
+    verbose: bool,
+    processes: int,
+    reuse_port: bool,
+) -> None:
     """Serve the Secrets Manager API (AWS JSON protocol) in the foreground."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     settings = Settings.from_env()  # read once, here
     services = Services.build(settings)
     workers: list[subprocess.Popen[bytes]] = []
     try:
         services.keys.keyring()  # fail fast on a missing keyring
-        metrics.start_metrics_server(settings.metrics_port if metrics_port is None
-                                     else metrics_port)
+        metrics.start_metrics_server(
+            settings.metrics_port if metrics_port is None else metrics_port
+        )
         tls = None if insecure else serving_tls(services, tls_secret)
         if processes > 1:
             workers = start_workers(processes - 1, host, port, tls_secret, insecure)
-        asyncio.run(_serve(make_app(services), host, port, tls, settings,
-                           reuse_port=reuse_port or processes > 1))
+        asyncio.run(
+            _serve(
+                make_app(services),
+                host,
+                port,
+                tls,
+                settings,
+                reuse_port=reuse_port or processes > 1,
+            )
+        )
     finally:
         stop_workers(workers)
         services.close()
 
 
-async def _serve(app: web.Application, host: str, port: int, tls: ServingTls | None,
-                 settings: Settings, *, reuse_port: bool = False) -> None:  # fmt: skip
-    runner = await start_site(app, host, port, tls.context if tls else None,
-                              reuse_port=reuse_port)
+async def _serve(
+    app: web.Application,
+    host: str,
+    port: int,
+    tls: ServingTls | None,
+    settings: Settings,
+    *,
+    reuse_port: bool = False,
+) -> None:
+    runner = await start_site(app, host, port, tls.context if tls else None, reuse_port=reuse_port)
     renewal = asyncio.create_task(tls.run(settings.api_tls_check_seconds)) if tls else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -245,12 +309,11 @@ def serve_in_operator() -> None:
         host, port, insecure = settings.api_host, settings.api_port, settings.api_insecure
         secret, processes = settings.api_tls_secret, settings.api_processes
         tls = None if insecure else await asyncio.to_thread(serving_tls, services, secret)
-        memo["api_runner"] = await start_site(make_app(services), host, port,
-                                              tls.context if tls else None,
-                                              reuse_port=processes > 1)  # fmt: skip
+        memo["api_runner"] = await start_site(
+            make_app(services), host, port, tls.context if tls else None, reuse_port=processes > 1
+        )
         if tls is not None:
-            memo["api_tls_renewal"] = asyncio.create_task(
-                tls.run(settings.api_tls_check_seconds))
+            memo["api_tls_renewal"] = asyncio.create_task(tls.run(settings.api_tls_check_seconds))
         if processes > 1:
             memo["api_workers"] = start_workers(processes - 1, host, port, secret, insecure)
         memo["api_stop"] = lambda: _stop_api(memo)  # the operator's cleanup awaits it

@@ -59,8 +59,9 @@ def _keyring(settings: Settings) -> Keyring:
     finally:
         api.close()
     if stored is None:
-        raise KeyringError(f"keyring Secret {settings.namespace}/{settings.keyring_secret} "
-                           "not found")
+        raise KeyringError(
+            f"keyring Secret {settings.namespace}/{settings.keyring_secret} not found"
+        )
     return Keyring.from_secret_data(stored.data)
 
 
@@ -85,40 +86,60 @@ def audit() -> None:
     """Query, export and verify the audit log."""
 
 
-def _query(secret_id: str | None, event_name: str | None, user: str | None,
-           namespace: str | None, denied: bool, since: datetime | None,
-           until: datetime | None, limit: int = 50, before: int | None = None) -> AuditQuery:
+def _query(
+    secret_id: str | None,
+    event_name: str | None,
+    user: str | None,
+    namespace: str | None,
+    denied: bool,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int = 50,
+    before: int | None = None,
+) -> AuditQuery:
     arn = secret_id if secret_id and secret_id.startswith("arn:") else None
     return AuditQuery(
-        secret_arn=arn, secret_name=None if arn else secret_id, namespace=namespace,
-        event_name=event_name, user=user, denied=True if denied else None,
-        since=time_text(since) if since else None, until=time_text(until) if until else None,
-        limit=limit, before_seq=before,
+        secret_arn=arn,
+        secret_name=None if arn else secret_id,
+        namespace=namespace,
+        event_name=event_name,
+        user=user,
+        denied=True if denied else None,
+        since=time_text(since) if since else None,
+        until=time_text(until) if until else None,
+        limit=limit,
+        before_seq=before,
     )
 
 
 def _filters(fn: Any) -> Any:
-    for option in reversed([
-        click.option("--secret-id", help="Secret name or ARN."),
-        click.option("--event-name", help="e.g. GetSecretValue, RotationSucceeded."),
-        click.option("--user", help="Principal ARN or user name."),
-        click.option("--namespace", help="The secret's namespace (account)."),
-        click.option("--denied", is_flag=True, help="Only AccessDenied records."),
-        click.option("--since", type=WHEN, help="24h, 7d, or an ISO time."),
-        click.option("--until", type=WHEN, help="24h, 7d, or an ISO time (exclusive)."),
-    ]):
+    for option in reversed(
+        [
+            click.option("--secret-id", help="Secret name or ARN."),
+            click.option("--event-name", help="e.g. GetSecretValue, RotationSucceeded."),
+            click.option("--user", help="Principal ARN or user name."),
+            click.option("--namespace", help="The secret's namespace (account)."),
+            click.option("--denied", is_flag=True, help="Only AccessDenied records."),
+            click.option("--since", type=WHEN, help="24h, 7d, or an ISO time."),
+            click.option("--until", type=WHEN, help="24h, 7d, or an ISO time (exclusive)."),
+        ]
+    ):
         fn = option(fn)
     return fn
 
 
 def _summary(record: dict[str, Any]) -> dict[str, Any]:
     return {
-        "EventId": record["eventID"], "EventName": record["eventName"],
-        "ReadOnly": str(record.get("readOnly")).lower(), "EventTime": record["eventTime"],
+        "EventId": record["eventID"],
+        "EventName": record["eventName"],
+        "ReadOnly": str(record.get("readOnly")).lower(),
+        "EventTime": record["eventTime"],
         "EventSource": record["eventSource"],
         "Username": record.get("userIdentity", {}).get("userName"),
-        "Resources": [{"ResourceType": r["type"], "ResourceName": r["ARN"]}
-                      for r in record.get("resources") or []],
+        "Resources": [
+            {"ResourceType": r["type"], "ResourceName": r["ARN"]}
+            for r in record.get("resources") or []
+        ],
         "CloudTrailEvent": json.dumps(record, sort_keys=True),
     }
 
@@ -128,14 +149,34 @@ def _summary(record: dict[str, Any]) -> dict[str, Any]:
 @click.option("--max-items", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--starting-token", type=int, help="NextToken of a previous page.")
 @click.option("--output", type=click.Choice(["json", "table"]), default="json")
-def lookup(secret_id: str | None, event_name: str | None, user: str | None,
-           namespace: str | None, denied: bool, since: datetime | None, until: datetime | None,
-           max_items: int, starting_token: int | None, output: str) -> None:
+def lookup(
+    secret_id: str | None,
+    event_name: str | None,
+    user: str | None,
+    namespace: str | None,
+    denied: bool,
+    since: datetime | None,
+    until: datetime | None,
+    max_items: int,
+    starting_token: int | None,
+    output: str,
+) -> None:
     """Find audit records, newest first (like `aws cloudtrail lookup-events`)."""
     store, service, _ = _open()
     try:
-        found = service.lookup(_query(secret_id, event_name, user, namespace, denied, since,
-                                      until, max_items + 1, starting_token))
+        found = service.lookup(
+            _query(
+                secret_id,
+                event_name,
+                user,
+                namespace,
+                denied,
+                since,
+                until,
+                max_items + 1,
+                starting_token,
+            )
+        )
     finally:
         store.close()
     page, more = found[:max_items], len(found) > max_items
@@ -149,8 +190,16 @@ def lookup(secret_id: str | None, event_name: str | None, user: str | None,
     rows = [("TIME", "EVENT", "USER", "NAMESPACE", "SECRET", "RESULT")]
     for r in records:
         secret = (r.get("additionalEventData") or {}).get("secretName") or "-"
-        rows.append((r["eventTime"], r["eventName"], r["userIdentity"].get("userName", ""),
-                     r.get("recipientAccountId") or "-", secret, r.get("errorCode") or "OK"))
+        rows.append(
+            (
+                r["eventTime"],
+                r["eventName"],
+                r["userIdentity"].get("userName", ""),
+                r.get("recipientAccountId") or "-",
+                secret,
+                r.get("errorCode") or "OK",
+            )
+        )
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
@@ -160,10 +209,14 @@ def lookup(secret_id: str | None, event_name: str | None, user: str | None,
 @click.option("--output", type=click.Choice(["text", "json"]), default="text")
 @click.option("--no-signatures", is_flag=True, help="Check the chain only (no keyring).")
 @click.option("--no-anchor", is_flag=True, help="Do not compare with the AuditAnchor.")
-@click.option("--witness", "witnesses", multiple=True, type=click.Path(dir_okay=False),
-              help="Also compare with this anchor file (KUSTOS_AUDIT_ANCHOR_FILE).")
-def verify(output: str, no_signatures: bool, no_anchor: bool,
-           witnesses: tuple[str, ...]) -> None:
+@click.option(
+    "--witness",
+    "witnesses",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="Also compare with this anchor file (KUSTOS_AUDIT_ANCHOR_FILE).",
+)
+def verify(output: str, no_signatures: bool, no_anchor: bool, witnesses: tuple[str, ...]) -> None:
     """Check the hash chain, the signed digests and the anchor outside the store; exit 1
     naming any altered, deleted or reordered record."""
     store, service, settings = _open()
@@ -196,9 +249,11 @@ def verify(output: str, no_signatures: bool, no_anchor: bool,
     if output == "json":
         click.echo(json.dumps(report.as_dict(), indent=2))
     elif report.ok:
-        click.echo(f"OK: {report.records} records (seq {report.first_seq}..{report.last_seq}), "
-                   f"{report.digests} digests, signed through seq {report.signed_through}, "
-                   f"anchored through seq {report.anchored_through}")
+        click.echo(
+            f"OK: {report.records} records (seq {report.first_seq}..{report.last_seq}), "
+            f"{report.digests} digests, signed through seq {report.signed_through}, "
+            f"anchored through seq {report.anchored_through}"
+        )
     else:
         click.echo(f"FAILED: {len(report.findings)} finding(s)")
         for finding in report.findings:
@@ -210,9 +265,15 @@ def verify(output: str, no_signatures: bool, no_anchor: bool,
 
 @audit.command()
 @_filters
-def export(secret_id: str | None, event_name: str | None, user: str | None,
-           namespace: str | None, denied: bool, since: datetime | None,
-           until: datetime | None) -> None:
+def export(
+    secret_id: str | None,
+    event_name: str | None,
+    user: str | None,
+    namespace: str | None,
+    denied: bool,
+    since: datetime | None,
+    until: datetime | None,
+) -> None:
     """Write matching records as JSON lines, oldest first (for a SIEM)."""
     store, service, _ = _open()
     try:
@@ -245,8 +306,9 @@ def usage(by: str, since: datetime, until: datetime | None, output: str) -> None
     """Secrets, secret-hours and API calls per namespace in a period (for chargeback)."""
     store, service, _ = _open()
     try:
-        rows = usage_by_namespace(store.list_secrets(), service.store, since,
-                                  until or datetime.now(UTC))
+        rows = usage_by_namespace(
+            store.list_secrets(), service.store, since, until or datetime.now(UTC)
+        )
     finally:
         store.close()
     docs = [r.as_dict() for r in rows]

@@ -17,8 +17,12 @@ def crds() -> None:
 
 
 @click.command()
-@click.option("--kubeconfig", envvar="KUBECONFIG", default=None,
-              help="Kubeconfig (default $KUBECONFIG, else in-cluster).")
+@click.option(
+    "--kubeconfig",
+    envvar="KUBECONFIG",
+    default=None,
+    help="Kubeconfig (default $KUBECONFIG, else in-cluster).",
+)
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait until served.")
 def install(kubeconfig: str | None, timeout: float) -> None:
     """Apply the CRDs to the cluster (server-side apply) and wait until they are served."""

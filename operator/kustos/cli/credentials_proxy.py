@@ -39,28 +39,34 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"code": code, "message": message}, status=status,
-                             headers=_NO_STORE)  # fmt: skip
+    return web.json_response({"code": code, "message": message}, status=status, headers=_NO_STORE)
 
 
 async def _credentials(request: web.Request) -> web.Response:
     authorization = request.headers.get("Authorization")
     if not authorization:
-        return _error(401, "UnrecognizedClientException",
-                      "No Authorization header: set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE "
-                      "to the pod's Kustos token.")  # fmt: skip
-    headers = {"Authorization": authorization,
-               "User-Agent": request.headers.get("User-Agent", "kustos-credentials-proxy")}
+        return _error(
+            401,
+            "UnrecognizedClientException",
+            "No Authorization header: set AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE "
+            "to the pod's Kustos token.",
+        )
+    headers = {
+        "Authorization": authorization,
+        "User-Agent": request.headers.get("User-Agent", "kustos-credentials-proxy"),
+    }
     try:
-        async with request.app[_SESSION].get(request.app[_UPSTREAM] + _PATH,
-                                             headers=headers) as upstream:  # fmt: skip
+        async with request.app[_SESSION].get(
+            request.app[_UPSTREAM] + _PATH, headers=headers
+        ) as upstream:
             body = await upstream.read()
             status = upstream.status
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.warning("Kustos API unreachable: %s", type(exc).__name__)
         return _error(503, "ServiceUnavailable", "The Kustos API cannot be reached.")
-    return web.Response(status=status, body=body, content_type="application/json",
-                        headers=_NO_STORE)  # fmt: skip
+    return web.Response(
+        status=status, body=body, content_type="application/json", headers=_NO_STORE
+    )
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -112,24 +118,42 @@ async def _serve(app: web.Application, host: str, port: int, ready: Path | None)
 
 
 @click.command("credentials-proxy")
-@click.option("--listen", default="127.0.0.1:8139", show_default=True,
-              help="Loopback address:port to serve on.")
-@click.option("--upstream", required=True,
-              help="The Kustos API, e.g. https://kustos-api.kustos-system.svc:8443.")
-@click.option("--ca-out", type=click.Path(path_type=Path), default=None,
-              help="Write the CA of $KUSTOS_API_CA here (the app's AWS_CA_BUNDLE).")
-@click.option("--ready-file", type=click.Path(path_type=Path), default=None,
-              help="Touched once serving (the sidecar's startup probe).")
-def credentials_proxy(listen: str, upstream: str, ca_out: Path | None,
-                      ready_file: Path | None) -> None:  # fmt: skip
+@click.option(
+    "--listen",
+    default="127.0.0.1:8139",
+    show_default=True,
+    help="Loopback address:port to serve on.",
+)
+@click.option(
+    "--upstream",
+    required=True,
+    help="The Kustos API, e.g. https://kustos-api.kustos-system.svc:8443.",
+)
+@click.option(
+    "--ca-out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the CA of $KUSTOS_API_CA here (the app's AWS_CA_BUNDLE).",
+)
+@click.option(
+    "--ready-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Touched once serving (the sidecar's startup probe).",
+)
+def credentials_proxy(
+    listen: str, upstream: str, ca_out: Path | None, ready_file: Path | None
+) -> None:
     """Serve container credentials on loopback, from the Kustos API (the pod sidecar)."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
     if not _loopback(host) or not port.isdigit():
-        raise click.BadParameter("a loopback address:port (the credentials are for this pod "
-                                 "only)", param_hint="--listen")  # fmt: skip
+        raise click.BadParameter(
+            "a loopback address:port (the credentials are for this pod only)", param_hint="--listen"
+        )
     if not upstream.startswith("https://"):
         raise click.BadParameter("an https:// URL", param_hint="--upstream")
     ca = client_environment().api_ca or ""

@@ -23,10 +23,18 @@ from kustos.services.factory import Services
 __all__ = ["keys"]
 
 
-def _audit(services: Services, name: str, request: dict[str, Any],
-           response: dict[str, Any]) -> None:  # fmt: skip
-    services.audit.record(AuditEvent(name, cli_principal(services), event_type="AwsServiceEvent",
-                                     request_parameters=request, response_elements=response))
+def _audit(
+    services: Services, name: str, request: dict[str, Any], response: dict[str, Any]
+) -> None:
+    services.audit.record(
+        AuditEvent(
+            name,
+            cli_principal(services),
+            event_type="AwsServiceEvent",
+            request_parameters=request,
+            response_elements=response,
+        )
+    )
 
 
 @click.group()
@@ -43,14 +51,17 @@ def list_keys() -> None:
     rows = []
     for key_id in keyring.ids:
         key = key_of(key_id)
-        rows.append({
-            "KeyId": key_id,
-            "Key": key or "aws/secretsmanager",
-            "KmsKeyId": f"alias/{key}" if key else "",
-            "Newest": key_id == keyring.newest_of(key),
-            "UsedBy": {kind: ids[key_id] for kind, ids in sorted(usage.items())
-                       if ids.get(key_id)},
-        })  # fmt: skip
+        rows.append(
+            {
+                "KeyId": key_id,
+                "Key": key or "aws/secretsmanager",
+                "KmsKeyId": f"alias/{key}" if key else "",
+                "Newest": key_id == keyring.newest_of(key),
+                "UsedBy": {
+                    kind: ids[key_id] for kind, ids in sorted(usage.items()) if ids.get(key_id)
+                },
+            }
+        )
     click.echo(json.dumps({"Keys": rows}, indent=4))
 
 
@@ -65,23 +76,44 @@ def create_key(name: str) -> None:
 
 
 @keys.command("rotate")
-@click.option("--key", "key", default="", metavar="NAME",
-              help="Rotate this customer key (default: the default key).")
+@click.option(
+    "--key",
+    "key",
+    default="",
+    metavar="NAME",
+    help="Rotate this customer key (default: the default key).",
+)
 def rotate(key: str) -> None:
     """Add a new version to a key and rewrap every data key to its key's newest version."""
     with services_from_env() as services:
         result = services.keys.rotate(key)
-        click.echo(json.dumps({
-            "NewKeyId": result.new_key_id, "Rewrapped": result.rewrapped,
-            "Skipped": result.skipped,
-            "SkippedItems": [item.to_json() for item in result.skipped_items],
-        }, indent=4))  # fmt: skip
-        _audit(services, "KeyRotated", {"key": key or "aws/secretsmanager"},
-               {"newKeyId": result.new_key_id, "rewrapped": result.rewrapped,
-                "skipped": result.skipped})  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "NewKeyId": result.new_key_id,
+                    "Rewrapped": result.rewrapped,
+                    "Skipped": result.skipped,
+                    "SkippedItems": [item.to_json() for item in result.skipped_items],
+                },
+                indent=4,
+            )
+        )
+        _audit(
+            services,
+            "KeyRotated",
+            {"key": key or "aws/secretsmanager"},
+            {
+                "newKeyId": result.new_key_id,
+                "rewrapped": result.rewrapped,
+                "skipped": result.skipped,
+            },
+        )
     if result.skipped:
-        click.echo(f"{result.skipped} item(s) could not be rewrapped and still need their old "
-                   "key; see SkippedItems", err=True)
+        click.echo(
+            f"{result.skipped} item(s) could not be rewrapped and still need their old "
+            "key; see SkippedItems",
+            err=True,
+        )
         sys.exit(1)
 
 

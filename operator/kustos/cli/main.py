@@ -31,8 +31,12 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--verbose", is_flag=True, help="Debug logging.")
-@click.option("--liveness", default="http://0.0.0.0:8080/healthz", show_default=True,
-              help="Kopf's liveness endpoint.")
+@click.option(
+    "--liveness",
+    default="http://0.0.0.0:8080/healthz",
+    show_default=True,
+    help="Kopf's liveness endpoint.",
+)
 @click.pass_obj
 def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
     """Run the operator in the foreground (all namespaces)."""
@@ -43,9 +47,15 @@ def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
 
     api_cmd.serve_in_operator()  # the Secrets Manager API on Kopf's loop ($KUSTOS_API_PORT, 0: off)
     kopf.configure(verbose=verbose)
-    kopf.run(clusterwide=True, standalone=True, liveness_endpoint=liveness or None,
-             memo=kopf.Memo(settings=Settings.from_env(),  # settings read once, here
-                            step_hook=(obj or {}).get("step_hook")))  # tests only
+    kopf.run(
+        clusterwide=True,
+        standalone=True,
+        liveness_endpoint=liveness or None,
+        memo=kopf.Memo(
+            settings=Settings.from_env(),  # settings read once, here
+            step_hook=(obj or {}).get("step_hook"),
+        ),
+    )  # tests only
 
 
 cli.add_command(api_cmd.api)

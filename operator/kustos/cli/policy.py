@@ -76,9 +76,16 @@ def _secret(services: Services, secret_id: str, namespace: str | None) -> Secret
 
 
 def _statements(refs: tuple[StatementRef, ...]) -> list[dict[str, object]]:
-    return [{"SourcePolicyId": s.policy, "SourcePolicyType": s.kind.value,
-             "StatementIndex": s.index, "Sid": s.sid, "Effect": s.effect.value}
-            for s in refs]  # fmt: skip
+    return [
+        {
+            "SourcePolicyId": s.policy,
+            "SourcePolicyType": s.kind.value,
+            "StatementIndex": s.index,
+            "Sid": s.sid,
+            "Effect": s.effect.value,
+        }
+        for s in refs
+    ]
 
 
 @click.group()
@@ -87,17 +94,32 @@ def policy() -> None:
 
 
 @policy.command("simulate")
-@click.option("--principal", required=True,
-              help="arn:kustos:iam::NS:serviceaccount/NAME, NS/NAME, or a user (name or ARN).")
+@click.option(
+    "--principal",
+    required=True,
+    help="arn:kustos:iam::NS:serviceaccount/NAME, NS/NAME, or a user (name or ARN).",
+)
 @click.option("--group", "groups", multiple=True, help="A group of the principal (repeatable).")
 @click.option("--action", required=True, help="e.g. secretsmanager:GetSecretValue")
 @click.option("--secret-id", default=None, help="Secret name (with --namespace) or ARN.")
-@click.option("--namespace", default=None,
-              help="The secret's namespace (default: a ServiceAccount's own).")
-@click.option("--context", "pairs", multiple=True, metavar="KEY=VALUE",
-              help="A condition key, e.g. aws:SourceIp=10.0.0.1 (repeatable).")
-def simulate(principal: str, groups: tuple[str, ...], action: str, secret_id: str | None,
-             namespace: str | None, pairs: tuple[str, ...]) -> None:  # fmt: skip
+@click.option(
+    "--namespace", default=None, help="The secret's namespace (default: a ServiceAccount's own)."
+)
+@click.option(
+    "--context",
+    "pairs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A condition key, e.g. aws:SourceIp=10.0.0.1 (repeatable).",
+)
+def simulate(
+    principal: str,
+    groups: tuple[str, ...],
+    action: str,
+    secret_id: str | None,
+    namespace: str | None,
+    pairs: tuple[str, ...],
+) -> None:
     """Evaluate one request against the policies in force and print the decision."""
     caller = principal_of(principal, groups)
     context = _context(pairs)
@@ -125,7 +147,6 @@ def simulate(principal: str, groups: tuple[str, ...], action: str, secret_id: st
     click.echo(json.dumps({"EvaluationResults": [result]}, indent=4))
 
 
-
 @policy.command("who-can")
 @click.option("--secret-id", required=True, help="Secret name (with --namespace) or ARN.")
 @click.option("--action", required=True, help="e.g. secretsmanager:GetSecretValue")
@@ -144,11 +165,23 @@ def who_can_command(secret_id: str, action: str, namespace: str | None) -> None:
     result = {
         "SecretId": record.arn,
         "Action": action,
-        "Principals": [{"Principal": g.principal, "Description": g.description,
-                        "Conditional": g.conditional, "AllowedBy": _statements(g.statements)}
-                       for g in allowed],
-        "ExplicitlyDenied": [{"Principal": g.principal, "Description": g.description,
-                              "DeniedBy": _statements(g.statements)} for g in denied],
+        "Principals": [
+            {
+                "Principal": g.principal,
+                "Description": g.description,
+                "Conditional": g.conditional,
+                "AllowedBy": _statements(g.statements),
+            }
+            for g in allowed
+        ],
+        "ExplicitlyDenied": [
+            {
+                "Principal": g.principal,
+                "Description": g.description,
+                "DeniedBy": _statements(g.statements),
+            }
+            for g in denied
+        ],
         "InvalidPoliciesIgnored": invalid,
-    }  # fmt: skip
+    }
     click.echo(json.dumps(result, indent=4))

@@ -26,32 +26,51 @@ ANNOTATION = "kustos.io/rollback"
 
 @click.command("rollback")
 @click.option("--secret-id", required=True, help="The secret's name or ARN.")
-@click.option("--version-id", default=None,
-              help="The version to make AWSCURRENT again (default: AWSPREVIOUS).")
-@click.option("--namespace", "-n", default="default", show_default=True,
-              help="The namespace (account) of the secret.")
-@click.option("--wait", "wait_seconds", default=120.0, show_default=True,
-              help="Seconds to wait for the operator to answer.")
-def rollback(secret_id: str, version_id: str | None, namespace: str,
-             wait_seconds: float = 120.0) -> None:
+@click.option(
+    "--version-id",
+    default=None,
+    help="The version to make AWSCURRENT again (default: AWSPREVIOUS).",
+)
+@click.option(
+    "--namespace",
+    "-n",
+    default="default",
+    show_default=True,
+    help="The namespace (account) of the secret.",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    default=120.0,
+    show_default=True,
+    help="Seconds to wait for the operator to answer.",
+)
+def rollback(
+    secret_id: str, version_id: str | None, namespace: str, wait_seconds: float = 120.0
+) -> None:
     """Move AWSCURRENT back to AWSPREVIOUS (or --version-id) and restart the consumers."""
     from kustos.services.factory import Services
 
     services = Services.build(Settings.from_env())
     try:
-        record = (services.store.get_secret_by_arn(secret_id) if secret_id.startswith("arn:")
-                  else services.store.get_secret(namespace, secret_id))
+        record = (
+            services.store.get_secret_by_arn(secret_id)
+            if secret_id.startswith("arn:")
+            else services.store.get_secret(namespace, secret_id)
+        )
         if record is None:
             raise ResourceNotFoundError(
-                f"Secrets Manager can't find the specified secret: {namespace}/{secret_id}")
+                f"Secrets Manager can't find the specified secret: {namespace}/{secret_id}"
+            )
         objects = services.managed_objects
         body = objects.get(record.namespace, record.object_name) if record.object_name else None
         if body is None:
             raise InvalidRequestError(f"secret {record.name} has no ManagedSecret")
         request = f"{version_id or 'previous'}#cli-{time.time_ns()}"
         name = body["metadata"]["name"]
-        objects.merge_patch(record.namespace, name,
-                            {"metadata": {"annotations": {ANNOTATION: request}}})
+        objects.merge_patch(
+            record.namespace, name, {"metadata": {"annotations": {ANNOTATION: request}}}
+        )
         deadline = time.monotonic() + wait_seconds
         while True:
             current = objects.get(record.namespace, name) or {}
@@ -59,13 +78,22 @@ def rollback(secret_id: str, version_id: str | None, namespace: str,
             if answer.get("request") == request:
                 break
             if time.monotonic() > deadline:
-                raise ServerError(f"rollback of {record.name} not answered within "
-                                  f"{wait_seconds:g}s; is the operator running?")
+                raise ServerError(
+                    f"rollback of {record.name} not answered within "
+                    f"{wait_seconds:g}s; is the operator running?"
+                )
             time.sleep(0.5)
     finally:
         services.close()
     if answer.get("state") != "Succeeded":
         raise InvalidRequestError(f"rollback failed: {answer.get('message') or 'see the Events'}")
-    click.echo(json.dumps({"ARN": record.arn, "Name": record.name,
-                           "VersionId": answer.get("toVersion"),
-                           "PreviousVersionId": answer.get("fromVersion")}))
+    click.echo(
+        json.dumps(
+            {
+                "ARN": record.arn,
+                "Name": record.name,
+                "VersionId": answer.get("toVersion"),
+                "PreviousVersionId": answer.get("fromVersion"),
+            }
+        )
+    )

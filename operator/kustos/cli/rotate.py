@@ -25,21 +25,35 @@ ANNOTATION = "kustos.io/rotate-now"
 
 @click.command("rotate-secret")
 @click.option("--secret-id", required=True, help="The secret's name or ARN.")
-@click.option("--namespace", "-n", default="default", show_default=True,
-              help="The namespace (account) of the secret.")
-@click.option("--wait", "wait_seconds", default=300.0, show_default=True,
-              help="Seconds to wait for the rotation to finish.")
+@click.option(
+    "--namespace",
+    "-n",
+    default="default",
+    show_default=True,
+    help="The namespace (account) of the secret.",
+)
+@click.option(
+    "--wait",
+    "wait_seconds",
+    default=300.0,
+    show_default=True,
+    help="Seconds to wait for the rotation to finish.",
+)
 def rotate_secret(secret_id: str, namespace: str, wait_seconds: float = 300.0) -> None:
     """Rotate a secret now (its ManagedSecret's rotation section says how)."""
     from kustos.services.factory import Services
 
     services = Services.build(Settings.from_env())
     try:
-        record = (services.store.get_secret_by_arn(secret_id) if secret_id.startswith("arn:")
-                  else services.store.get_secret(namespace, secret_id))
+        record = (
+            services.store.get_secret_by_arn(secret_id)
+            if secret_id.startswith("arn:")
+            else services.store.get_secret(namespace, secret_id)
+        )
         if record is None:
             raise ResourceNotFoundError(
-                f"Secrets Manager can't find the specified secret: {namespace}/{secret_id}")
+                f"Secrets Manager can't find the specified secret: {namespace}/{secret_id}"
+            )
         objects = services.managed_objects
         body = objects.get(record.namespace, record.object_name) if record.object_name else None
         if body is None:
@@ -48,8 +62,11 @@ def rotate_secret(secret_id: str, namespace: str, wait_seconds: float = 300.0) -
             raise InvalidRequestError(f"secret {record.name} has no rotation configured")
         before = _rotation(body).get("token")
         stamp = f"cli-{time.time_ns()}"
-        objects.merge_patch(record.namespace, body["metadata"]["name"],
-                            {"metadata": {"annotations": {ANNOTATION: stamp}}})
+        objects.merge_patch(
+            record.namespace,
+            body["metadata"]["name"],
+            {"metadata": {"annotations": {ANNOTATION: stamp}}},
+        )
         deadline = time.monotonic() + wait_seconds
         while True:
             current = objects.get(record.namespace, body["metadata"]["name"]) or {}
@@ -60,16 +77,19 @@ def rotate_secret(secret_id: str, namespace: str, wait_seconds: float = 300.0) -
                 ):
                     break
                 if rotation.get("state") in ("Failed", "Held"):
-                    raise ServerError(f"rotation {rotation['token']} {rotation['state'].lower()}: "
-                                      f"{rotation.get('lastError') or 'see the Events'}")
+                    raise ServerError(
+                        f"rotation {rotation['token']} {rotation['state'].lower()}: "
+                        f"{rotation.get('lastError') or 'see the Events'}"
+                    )
             if time.monotonic() > deadline:
-                raise ServerError(f"rotation of {record.name} did not finish within "
-                                  f"{wait_seconds:g}s; is the operator running?")
+                raise ServerError(
+                    f"rotation of {record.name} did not finish within "
+                    f"{wait_seconds:g}s; is the operator running?"
+                )
             time.sleep(0.5)
     finally:
         services.close()
-    click.echo(json.dumps({"ARN": record.arn, "Name": record.name,
-                           "VersionId": rotation["token"]}))
+    click.echo(json.dumps({"ARN": record.arn, "Name": record.name, "VersionId": rotation["token"]}))
 
 
 def _rotation(obj: dict[str, Any]) -> dict[str, Any]:

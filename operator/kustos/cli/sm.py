@@ -31,16 +31,42 @@ from kustos.config import client_environment
 __all__ = ["OPERATIONS", "register", "run_operation"]
 
 OPERATIONS = (
-    "GetSecretValue", "BatchGetSecretValue", "CreateSecret", "PutSecretValue", "UpdateSecret",
-    "DescribeSecret", "ListSecrets", "ListSecretVersionIds", "UpdateSecretVersionStage",
-    "RotateSecret", "CancelRotateSecret", "DeleteSecret", "RestoreSecret", "TagResource",
-    "UntagResource", "GetRandomPassword", "GetResourcePolicy", "PutResourcePolicy",
-    "DeleteResourcePolicy", "ValidateResourcePolicy",
-)  # fmt: skip
-GLOBAL_FLAGS = {"endpoint-url": False, "ca-bundle": False, "region": False, "output": False,
-                "query": False, "token-file": False, "no-verify-ssl": True}  # fmt: skip
-PAGING_FLAGS = {"max-items": False, "starting-token": False, "page-size": False,
-                "no-paginate": True}  # fmt: skip
+    "GetSecretValue",
+    "BatchGetSecretValue",
+    "CreateSecret",
+    "PutSecretValue",
+    "UpdateSecret",
+    "DescribeSecret",
+    "ListSecrets",
+    "ListSecretVersionIds",
+    "UpdateSecretVersionStage",
+    "RotateSecret",
+    "CancelRotateSecret",
+    "DeleteSecret",
+    "RestoreSecret",
+    "TagResource",
+    "UntagResource",
+    "GetRandomPassword",
+    "GetResourcePolicy",
+    "PutResourcePolicy",
+    "DeleteResourcePolicy",
+    "ValidateResourcePolicy",
+)
+GLOBAL_FLAGS = {
+    "endpoint-url": False,
+    "ca-bundle": False,
+    "region": False,
+    "output": False,
+    "query": False,
+    "token-file": False,
+    "no-verify-ssl": True,
+}
+PAGING_FLAGS = {
+    "max-items": False,
+    "starting-token": False,
+    "page-size": False,
+    "no-paginate": True,
+}
 IGNORED: dict[str, str] = {}  # members accepted and dropped with a note (none today)
 EXIT_SERVICE_ERROR, EXIT_OTHER_ERROR = 254, 255
 
@@ -49,8 +75,7 @@ _model_cache: dict[str, Any] = {}
 
 def service_model() -> Any:
     if "model" not in _model_cache:
-        _model_cache["model"] = botocore.session.get_session().get_service_model(
-            "secretsmanager")
+        _model_cache["model"] = botocore.session.get_session().get_service_model("secretsmanager")
     return _model_cache["model"]
 
 
@@ -82,18 +107,26 @@ def run_operation(operation: str, argv: list[str]) -> None:
             click.echo(f"Note: {note}", err=True)
     output = extra.get("output") or client_environment().output or "json"
     if output not in FORMATS:
-        _fail(f"argument --output: invalid choice: {output!r} (choose from "
-              f"{', '.join(FORMATS)})", EXIT_OTHER_ERROR)  # fmt: skip
-    ca_bundle: str | bool | None = False if extra.get("no-verify-ssl") else \
-        extra.get("ca-bundle")  # fmt: skip
+        _fail(
+            f"argument --output: invalid choice: {output!r} (choose from {', '.join(FORMATS)})",
+            EXIT_OTHER_ERROR,
+        )
+    ca_bundle: str | bool | None = False if extra.get("no-verify-ssl") else extra.get("ca-bundle")
     try:
-        client = connect(extra.get("endpoint-url"), ca_bundle=ca_bundle,
-                         region=extra.get("region"), token_file=extra.get("token-file"))
+        client = connect(
+            extra.get("endpoint-url"),
+            ca_bundle=ca_bundle,
+            region=extra.get("region"),
+            token_file=extra.get("token-file"),
+        )
         response = _call(client, operation, params, extra)
     except botocore.exceptions.ClientError as exc:
         error = exc.response.get("Error", {})
-        _fail(f"\nAn error occurred ({error.get('Code', 'Unknown')}) when calling the "
-              f"{operation} operation: {error.get('Message', '')}", EXIT_SERVICE_ERROR)
+        _fail(
+            f"\nAn error occurred ({error.get('Code', 'Unknown')}) when calling the "
+            f"{operation} operation: {error.get('Message', '')}",
+            EXIT_SERVICE_ERROR,
+        )
     except botocore.exceptions.ParamValidationError as exc:
         _fail(f"\n{exc}", EXIT_OTHER_ERROR)
     except (botocore.exceptions.BotoCoreError, OSError) as exc:
@@ -105,13 +138,20 @@ def run_operation(operation: str, argv: list[str]) -> None:
 
 def _call(client: Any, operation: str, params: dict[str, Any], extra: dict[str, Any]) -> Any:
     method = xform_name(operation)
-    paginate = (_has_paginator(operation) and not extra.get("no-paginate")
-                and "NextToken" not in params and "MaxResults" not in params)  # fmt: skip
+    paginate = (
+        _has_paginator(operation)
+        and not extra.get("no-paginate")
+        and "NextToken" not in params
+        and "MaxResults" not in params
+    )
     if not paginate:
         return getattr(client, method)(**params)
     config: dict[str, Any] = {}
-    for flag, key in (("max-items", "MaxItems"), ("page-size", "PageSize"),
-                      ("starting-token", "StartingToken")):  # fmt: skip
+    for flag, key in (
+        ("max-items", "MaxItems"),
+        ("page-size", "PageSize"),
+        ("starting-token", "StartingToken"),
+    ):
         if flag in extra:
             config[key] = extra[flag] if flag == "starting-token" else int(extra[flag])
     pages = client.get_paginator(method).paginate(**params, PaginationConfig=config)
@@ -136,12 +176,16 @@ class _VerbCommand(click.Command):
         self.operation = operation
         op_model = service_model().operation_model(operation)
         super().__init__(
-            name=flag_name(operation), callback=self._invoke,
+            name=flag_name(operation),
+            callback=self._invoke,
             params=[click.Argument(["argv"], nargs=-1, type=click.UNPROCESSED)],
-            context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
-                              "help_option_names": ["-h", "--help"]},
+            context_settings={
+                "ignore_unknown_options": True,
+                "allow_extra_args": True,
+                "help_option_names": ["-h", "--help"],
+            },
             help=_first_sentence(op_model.documentation),
-        )  # fmt: skip
+        )
 
     def _invoke(self, argv: tuple[str, ...]) -> None:
         run_operation(self.operation, list(argv))
@@ -152,29 +196,49 @@ class _VerbCommand(click.Command):
     def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         shape = service_model().operation_model(self.operation).input_shape
         rows = []
-        for name, member in (shape.members.items() if shape is not None else []):
+        for name, member in shape.members.items() if shape is not None else []:
             required = " (required)" if name in shape.required_members else ""
             kind = "flag" if member.type_name == "boolean" else member.type_name
             note = " Ignored by Kustos." if name in IGNORED else ""
-            rows.append((f"--{flag_name(name)} <{kind}>",
-                         f"{_first_sentence(member.documentation)}{required}{note}"))
+            rows.append(
+                (
+                    f"--{flag_name(name)} <{kind}>",
+                    f"{_first_sentence(member.documentation)}{required}{note}",
+                )
+            )
         with formatter.section("Options (as `aws secretsmanager`)"):
             formatter.write_dl(rows)
-        glob = [("--endpoint-url URL", "Kustos API (default $KUSTOS_ENDPOINT or "
-                 "https://127.0.0.1:8443)."),
-                ("--ca-bundle FILE", "CA to verify the server with."),
-                ("--no-verify-ssl", "Do not verify the server's certificate."),
-                ("--region NAME", "SigV4 region: the Kustos cluster name."),
-                ("--token-file FILE", "Authenticate with a ServiceAccount token "
-                 "(Bearer; default $KUSTOS_TOKEN_FILE), else the AWS credential chain."),
-                ("--output json|text|table", "Output format (default json)."),
-                ("--query JMESPATH", "Filter the answer, as the AWS CLI.")]  # fmt: skip
+        glob = [
+            (
+                "--endpoint-url URL",
+                "Kustos API (default $KUSTOS_ENDPOINT or https://127.0.0.1:8443).",
+            ),
+            ("--ca-bundle FILE", "CA to verify the server with."),
+            ("--no-verify-ssl", "Do not verify the server's certificate."),
+            ("--region NAME", "SigV4 region: the Kustos cluster name."),
+            (
+                "--token-file FILE",
+                "Authenticate with a ServiceAccount token "
+                "(Bearer; default $KUSTOS_TOKEN_FILE), else the AWS credential chain.",
+            ),
+            ("--output json|text|table", "Output format (default json)."),
+            ("--query JMESPATH", "Filter the answer, as the AWS CLI."),
+        ]
         if _has_paginator(self.operation):
-            glob += [("--max-items N / --starting-token T / --page-size N / --no-paginate",
-                      "Client-side pagination, as the AWS CLI.")]
+            glob += [
+                (
+                    "--max-items N / --starting-token T / --page-size N / --no-paginate",
+                    "Client-side pagination, as the AWS CLI.",
+                )
+            ]
         if self.operation == "RotateSecret":
-            glob += [("--namespace NS", "Rotate in this process (store and cluster from "
-                      "the environment), not through the API.")]
+            glob += [
+                (
+                    "--namespace NS",
+                    "Rotate in this process (store and cluster from "
+                    "the environment), not through the API.",
+                )
+            ]
         with formatter.section("Global options"):
             formatter.write_dl(glob)
 

@@ -31,8 +31,9 @@ def member_for_flag(shape: Any) -> dict[str, str]:
     return {flag_name(name): name for name in shape.members}
 
 
-def parse_argv(argv: list[str], shape: Any, extra_flags: dict[str, bool]) -> tuple[
-        dict[str, Any], dict[str, Any]]:  # fmt: skip
+def parse_argv(
+    argv: list[str], shape: Any, extra_flags: dict[str, bool]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """(request parameters, extra options). `extra_flags` maps non-model option names
     (e.g. ``output``) to whether they are boolean flags."""
     members = member_for_flag(shape) if shape is not None else {}
@@ -76,8 +77,9 @@ def parse_argv(argv: list[str], shape: Any, extra_flags: dict[str, bool]) -> tup
     params = {}
     for member, value in raw.items():
         member_shape = shape.members[member]
-        params[member] = value if isinstance(value, bool) else _convert(member_shape, value,
-                                                                          flag_name(member))
+        params[member] = (
+            value if isinstance(value, bool) else _convert(member_shape, value, flag_name(member))
+        )
     return params, extra
 
 
@@ -117,8 +119,9 @@ def _read(path: str, flag: str, *, binary: bool) -> str | bytes:
         file = Path(path).expanduser()
         return file.read_bytes() if binary else file.read_text()
     except OSError as exc:
-        raise ArgvError(f"Error parsing parameter '--{flag}': Unable to load paramfile "
-                        f"{path}: {exc.strerror}") from None
+        raise ArgvError(
+            f"Error parsing parameter '--{flag}': Unable to load paramfile {path}: {exc.strerror}"
+        ) from None
 
 
 def _json(text: str, flag: str) -> Any:
@@ -134,9 +137,11 @@ def _coerce(shape: Any, value: Any, flag: str) -> Any:
         if kind == "structure" and isinstance(value, dict):
             unknown = set(value) - set(shape.members)
             if unknown:
-                raise ArgvError(f"Error parsing parameter '--{flag}': unknown key(s) "
-                                f"{', '.join(sorted(unknown))}; valid: "
-                                f"{', '.join(shape.members)}")
+                raise ArgvError(
+                    f"Error parsing parameter '--{flag}': unknown key(s) "
+                    f"{', '.join(sorted(unknown))}; valid: "
+                    f"{', '.join(shape.members)}"
+                )
             return {k: _coerce(shape.members[k], v, flag) for k, v in value.items()}
         if kind == "list":
             items = value if isinstance(value, list) else [value]
@@ -172,8 +177,10 @@ def parse_shorthand(text: str) -> dict[str, Any]:
                 result[last] = _unquote(value)
         elif last is not None:  # a continuation of the previous key's list
             previous = result[last]
-            result[last] = [*(previous if isinstance(previous, list) else [previous]),
-                            _unquote(part)]  # fmt: skip
+            result[last] = [
+                *(previous if isinstance(previous, list) else [previous]),
+                _unquote(part),
+            ]
         else:
             raise ArgvError(f"Error parsing shorthand syntax: expected key=value in {text!r}")
     return result

@@ -53,6 +53,7 @@ def format_output(operation: str, response: Any, output: str, query: str | None)
 
 # -- text -------------------------------------------------------------------------------------
 
+
 def _scalar(value: Any) -> bool:
     return not isinstance(value, dict | list)
 
@@ -85,8 +86,9 @@ def _text(item: Any, out: list[str], ident: str | None, columns: list[str] | Non
         if not item:
             return
         if any(isinstance(e, dict) for e in item):
-            keys = sorted({k for e in item if isinstance(e, dict)
-                           for k, v in e.items() if _scalar(v)})  # fmt: skip
+            keys = sorted(
+                {k for e in item if isinstance(e, dict) for k, v in e.items() if _scalar(v)}
+            )
             for element in item:
                 _text(element, out, ident, keys)
         elif any(isinstance(e, list) for e in item):
@@ -110,11 +112,13 @@ def _scalar_list(items: list[Any], out: list[str], ident: str | None) -> None:
 
 # -- table ------------------------------------------------------------------------------------
 
+
 class _Section:
     """One boxed block: a title, optional header row, rows of cells; at a nesting depth."""
 
-    def __init__(self, depth: int, title: str, header: list[str] | None,
-                 rows: list[list[str]]) -> None:  # fmt: skip
+    def __init__(
+        self, depth: int, title: str, header: list[str] | None, rows: list[list[str]]
+    ) -> None:
         self.depth, self.title, self.header, self.rows = depth, title, header, rows
 
     def columns(self) -> int:
@@ -136,8 +140,9 @@ def _sections(data: Any, title: str, depth: int) -> Iterator[_Section]:
             if depth == 0:
                 yield _Section(depth, title, None, [[k, _str(v)] for k, v in scalars])
             else:
-                yield _Section(depth, title, [k for k, _ in scalars],
-                               [[_str(v) for _, v in scalars]])
+                yield _Section(
+                    depth, title, [k for k, _ in scalars], [[_str(v) for _, v in scalars]]
+                )
         elif depth == 0:
             yield _Section(depth, title, None, [])
         for key, value in sorted(data.items()):
@@ -147,8 +152,7 @@ def _sections(data: Any, title: str, depth: int) -> Iterator[_Section]:
         dicts = [e for e in data if isinstance(e, dict)]
         if dicts and all(_scalar(v) for d in dicts for v in d.values()):
             keys = sorted({k for d in dicts for k in d})
-            yield _Section(depth, title, keys, [[_str(d.get(k, "")) for k in keys]
-                                                for d in dicts])  # fmt: skip
+            yield _Section(depth, title, keys, [[_str(d.get(k, "")) for k in keys] for d in dicts])
         else:
             for each in dicts:
                 yield from _sections(each, title, depth)
@@ -189,12 +193,16 @@ def _box(section: _Section, width: int) -> list[str]:
     rule = edge_l + "+".join("-" * w for w in widths) + edge_r
     lines.append(rule)
     if section.header:
-        lines.append(left + "|".join(c.center(w) for c, w in zip(section.header, widths,
-                                                                  strict=False)) + right)
+        lines.append(
+            left
+            + "|".join(c.center(w) for c, w in zip(section.header, widths, strict=False))
+            + right
+        )
         lines.append(rule)
     for row in section.rows:
-        cells = [("  " + c).ljust(w) for c, w in zip(row + [""] * (n - len(row)), widths,
-                                                    strict=False)]  # fmt: skip
+        cells = [
+            ("  " + c).ljust(w) for c, w in zip(row + [""] * (n - len(row)), widths, strict=False)
+        ]
         lines.append(left + "|".join(cells) + right)
     lines.append(rule)
     return lines

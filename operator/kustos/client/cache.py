@@ -31,9 +31,16 @@ __all__ = ["CachedSecret", "SecretCache", "SecretCacheConfig", "is_transient"]
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str, "str | None", "str | None"], Mapping[str, Any]]
-_DEFINITIVE = {"ResourceNotFoundException", "AccessDeniedException", "InvalidRequestException",
-               "InvalidParameterException", "DecryptionFailure", "ValidationException",
-               "UnrecognizedClientException", "InvalidSignatureException"}  # fmt: skip
+_DEFINITIVE = {
+    "ResourceNotFoundException",
+    "AccessDeniedException",
+    "InvalidRequestException",
+    "InvalidParameterException",
+    "DecryptionFailure",
+    "ValidationException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+}
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -42,8 +49,9 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(response, dict):
         code = str(response.get("Error", {}).get("Code", ""))
         status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        return code not in _DEFINITIVE and (status >= 500 or status in (0, 429)
-                                            or "Throttl" in code)  # fmt: skip
+        return code not in _DEFINITIVE and (
+            status >= 500 or status in (0, 429) or "Throttl" in code
+        )
     return True  # transport errors: connection refused, timeouts, TLS
 
 
@@ -84,9 +92,14 @@ class SecretCache:
     `fetch(secret_id, version_stage, version_id)` may replace it (tests, custom transports).
     """
 
-    def __init__(self, client: Any = None, config: SecretCacheConfig | None = None, *,
-                 fetch: Fetch | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self,
+        client: Any = None,
+        config: SecretCacheConfig | None = None,
+        *,
+        fetch: Fetch | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if (client is None) == (fetch is None):
             raise ValueError("give exactly one of client and fetch")
         self.config = config or SecretCacheConfig()
@@ -99,10 +112,15 @@ class SecretCache:
 
     # -- reads -----------------------------------------------------------------------------
 
-    def get_secret_value(self, secret_id: str, version_stage: str | None = None, *,
-                         version_id: str | None = None) -> CachedSecret:  # fmt: skip
-        key = (secret_id, f"id:{version_id}" if version_id
-               else version_stage or self.config.default_version_stage)  # fmt: skip
+    def get_secret_value(
+        self, secret_id: str, version_stage: str | None = None, *, version_id: str | None = None
+    ) -> CachedSecret:
+        key = (
+            secret_id,
+            f"id:{version_id}"
+            if version_id
+            else version_stage or self.config.default_version_stage,
+        )
         entry = self._entry(key)
         with entry.lock:
             now = self._clock()
@@ -168,21 +186,36 @@ class SecretCache:
         age = now - secret.fetched_at
         return age < self.config.ttl_seconds + self.config.max_stale_seconds
 
-    def _load(self, key: tuple[str, str], entry: _Entry, version_stage: str | None,
-              version_id: str | None, now: float, *,
-              allow_stale: bool = True) -> CachedSecret:  # fmt: skip
+    def _load(
+        self,
+        key: tuple[str, str],
+        entry: _Entry,
+        version_stage: str | None,
+        version_id: str | None,
+        now: float,
+        *,
+        allow_stale: bool = True,
+    ) -> CachedSecret:
         stage = None if version_id else version_stage or self.config.default_version_stage
         try:
             response = self._fetch(key[0], stage, version_id)
         except Exception as exc:
             old = entry.secret
-            if (allow_stale and old is not None and self.config.stale_on(exc)
-                    and self._servable(old, now)):  # fmt: skip
+            if (
+                allow_stale
+                and old is not None
+                and self.config.stale_on(exc)
+                and self._servable(old, now)
+            ):
                 entry.failures += 1
                 backoff = self.config.retry_base_seconds * 2 ** (entry.failures - 1)
                 entry.retry_after = now + min(backoff, self.config.ttl_seconds)
-                log.warning("refreshing secret %s failed (%s); serving the cached version "
-                            "(%d failures)", key[0], type(exc).__name__, entry.failures)
+                log.warning(
+                    "refreshing secret %s failed (%s); serving the cached version (%d failures)",
+                    key[0],
+                    type(exc).__name__,
+                    entry.failures,
+                )
                 return old
             if not self.config.stale_on(exc):
                 entry.secret = None
@@ -199,15 +232,20 @@ def _to_cached(response: Mapping[str, Any], now: float) -> CachedSecret:
         value = SecretValue(str(response["SecretString"]))
     else:
         raise ValueError("GetSecretValue answered without SecretString or SecretBinary")
-    return CachedSecret(arn=str(response.get("ARN", "")), name=str(response.get("Name", "")),
-                        version_id=str(response.get("VersionId", "")),
-                        version_stages=tuple(response.get("VersionStages") or ()),
-                        value=value, fetched_at=now)  # fmt: skip
+    return CachedSecret(
+        arn=str(response.get("ARN", "")),
+        name=str(response.get("Name", "")),
+        version_id=str(response.get("VersionId", "")),
+        version_stages=tuple(response.get("VersionStages") or ()),
+        value=value,
+        fetched_at=now,
+    )
 
 
 def _client_fetch(client: Any) -> Fetch:
-    def fetch(secret_id: str, version_stage: str | None, version_id: str | None
-              ) -> Mapping[str, Any]:  # fmt: skip
+    def fetch(
+        secret_id: str, version_stage: str | None, version_id: str | None
+    ) -> Mapping[str, Any]:
         params: dict[str, Any] = {"SecretId": secret_id}
         if version_id:
             params["VersionId"] = version_id

@@ -46,8 +46,9 @@ class BearerToken:
     With a file, the token is re-read whenever the file's mtime or size changes.
     """
 
-    def __init__(self, *, token: str | None = None, token_file: str | os.PathLike[str] | None
-                 = None) -> None:  # fmt: skip
+    def __init__(
+        self, *, token: str | None = None, token_file: str | os.PathLike[str] | None = None
+    ) -> None:
         if (token is None) == (token_file is None):
             raise ValueError("give exactly one of token and token_file")
         self._token = token.strip() if token is not None else None
@@ -114,10 +115,15 @@ def connect(
     if bearer is not None:
         base = base.merge(Config(signature_version=botocore.UNSIGNED))
     client = session.create_client(
-        "secretsmanager", region_name=region, endpoint_url=endpoint, verify=verify,
-        aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key,
-        aws_session_token=session_token, config=base,
-    )  # fmt: skip
+        "secretsmanager",
+        region_name=region,
+        endpoint_url=endpoint,
+        verify=verify,
+        aws_access_key_id=access_key_id,
+        aws_secret_access_key=secret_access_key,
+        aws_session_token=session_token,
+        config=base,
+    )
     if bearer is not None:
         client.meta.events.register("request-created.secrets-manager", bearer)
     return client

@@ -9,6 +9,13 @@ from kustos.crypto.envelope import FORMAT_VERSION, open_sealed, rewrap, seal
 from kustos.crypto.keyring import KEY_BYTES, Keyring, check_key_name, key_of
 
 __all__ = [
-    "FORMAT_VERSION", "KEY_BYTES", "Keyring", "check_key_name", "derive_key", "key_of",
-    "open_sealed", "rewrap", "seal",
+    "FORMAT_VERSION",
+    "KEY_BYTES",
+    "Keyring",
+    "check_key_name",
+    "derive_key",
+    "key_of",
+    "open_sealed",
+    "rewrap",
+    "seal",
 ]

@@ -18,8 +18,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-__all__ = ["SERVING_DAYS", "ServingCert", "issue_serving_cert", "needs_renewal", "not_after",
-           "renew_serving_cert"]  # fmt: skip
+__all__ = [
+    "SERVING_DAYS",
+    "ServingCert",
+    "issue_serving_cert",
+    "needs_renewal",
+    "not_after",
+    "renew_serving_cert",
+]
 
 SERVING_DAYS = 365
 
@@ -36,8 +42,12 @@ class ServingCert:
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kustos")])
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Kustos"),
+        ]
+    )
 
 
 def issue_serving_cert(
@@ -49,25 +59,43 @@ def issue_serving_cert(
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("Kustos API CA")
     ca = (
-        x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(now + timedelta(days=3650))
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(now + timedelta(days=3650))
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, key_cert_sign=True, crl_sign=True, content_commitment=False,
-            key_encipherment=False, data_encipherment=False, key_agreement=False,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
     return _serving(ca, ca_key, hosts, now, days)
 
 
 def renew_serving_cert(
-    ca_pem: bytes, ca_key_pem: bytes, hosts: list[str], now: datetime | None = None,
+    ca_pem: bytes,
+    ca_key_pem: bytes,
+    hosts: list[str],
+    now: datetime | None = None,
     days: int = SERVING_DAYS,
-) -> ServingCert:  # fmt: skip
+) -> ServingCert:
     """A new serving certificate (and key) for `hosts`, signed by the existing CA.
     ValueError when the PEMs are not a CA certificate and its EC private key."""
     ca = x509.load_pem_x509_certificate(ca_pem)
@@ -95,9 +123,12 @@ def needs_renewal(cert_pem: bytes, now: datetime | None = None) -> bool:
 
 
 def _serving(
-    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, hosts: list[str], now: datetime,
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    hosts: list[str],
+    now: datetime,
     days: int,
-) -> ServingCert:  # fmt: skip
+) -> ServingCert:
     start = now - timedelta(minutes=5)
     key = ec.generate_private_key(ec.SECP256R1())
     names: list[x509.GeneralName] = []
@@ -107,17 +138,21 @@ def _serving(
         except ValueError:
             names.append(x509.DNSName(host))
     cert = (
-        x509.CertificateBuilder().subject_name(_name(hosts[0] if hosts else "kustos-api"))
-        .issuer_name(ca.subject).public_key(key.public_key())
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0] if hosts else "kustos-api"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(start).not_valid_after(now + timedelta(days=days))
+        .not_valid_before(start)
+        .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
         .sign(ca_key, hashes.SHA256())
-    )  # fmt: skip
+    )
     pem = serialization.Encoding.PEM
     ca_pem = ca.public_bytes(pem)
     key_pem = key.private_bytes(
@@ -126,5 +161,9 @@ def _serving(
     ca_key_pem = ca_key.private_bytes(
         pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return ServingCert(ca_pem=ca_pem, cert_pem=cert.public_bytes(pem) + ca_pem, key_pem=key_pem,
-                       ca_key_pem=ca_key_pem)  # fmt: skip
+    return ServingCert(
+        ca_pem=ca_pem,
+        cert_pem=cert.public_bytes(pem) + ca_pem,
+        key_pem=key_pem,
+        ca_key_pem=ca_key_pem,
+    )

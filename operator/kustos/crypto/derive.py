@@ -24,7 +24,9 @@ def derive_key(keyring: Keyring, purpose: str, key_id: str | None = None) -> tup
     kid = keyring.newest_id if key_id is None else key_id
     master = keyring.get(kid)
     hkdf = HKDF(
-        algorithm=hashes.SHA256(), length=32, salt=b"kustos-derive-v1",
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=b"kustos-derive-v1",
         info=f"{purpose}\x00{kid}".encode(),
     )
     return kid, hkdf.derive(master)

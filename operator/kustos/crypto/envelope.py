@@ -81,7 +81,12 @@ def _failure(arn: str, version_id: str, key_id: str) -> DecryptionFailure:
 
 
 def seal(
-    plaintext: bytes, *, arn: str, version_id: str, keyring: Keyring, binary: bool = False,
+    plaintext: bytes,
+    *,
+    arn: str,
+    version_id: str,
+    keyring: Keyring,
+    binary: bool = False,
     key_id: str | None = None,
 ) -> SealedPayload:
     """Encrypt `plaintext` for (arn, version_id) under a fresh data key, wrapped by the KEK

@@ -120,13 +120,15 @@ class Keyring:
         newest = self._newest
         if key:
             check_key_name(key)
-            numbers = [int(m.group(2)) for k in self._keys
-                       if (m := _VERSION_RE.fullmatch(k)) and m.group(1) == key]  # fmt: skip
+            numbers = [
+                int(m.group(2))
+                for k in self._keys
+                if (m := _VERSION_RE.fullmatch(k)) and m.group(1) == key
+            ]
             key_id = f"{key}.{max(numbers, default=0) + 1}"
         else:
             if key_id is None:
-                numbers = [int(m.group(1)) for k in self._keys
-                           if (m := _GENERATED_RE.fullmatch(k))]  # fmt: skip
+                numbers = [int(m.group(1)) for k in self._keys if (m := _GENERATED_RE.fullmatch(k))]
                 key_id = f"k{max(numbers, default=0) + 1}"
             newest = key_id
         if key_id in self._keys:

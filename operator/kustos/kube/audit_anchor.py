@@ -52,9 +52,13 @@ class AnchorGateway:
 
     def create(self) -> StoredAnchor:
         body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
-            "metadata": {"name": self.name, "namespace": self.namespace,
-                         "labels": {"app.kubernetes.io/part-of": "kustos"}},
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/part-of": "kustos"},
+            },
             "spec": {},
         }
         try:
@@ -72,7 +76,12 @@ class AnchorGateway:
         body = {"metadata": {"resourceVersion": resource_version}, "status": status}
         try:
             self._custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, body,
+                GROUP,
+                VERSION,
+                self.namespace,
+                PLURAL,
+                self.name,
+                body,
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:

@@ -45,7 +45,10 @@ def apply_crds(api: client.ApiClient, timeout: float = 60.0) -> list[str]:
     for doc in crd_documents():
         name = doc["metadata"]["name"]
         ext.patch_custom_resource_definition(
-            name, doc, field_manager=FIELD_MANAGER, force=True,
+            name,
+            doc,
+            field_manager=FIELD_MANAGER,
+            force=True,
             _content_type="application/apply-patch+yaml",
         )
         names.append(name)

@@ -97,8 +97,13 @@ class EventRecorder:
                 if len(self._recent) > 10_000:
                     self._recent.clear()
         except ApiException as exc:
-            log.warning("could not post Event %s on %s/%s: HTTP %s", reason, ref.namespace,
-                        ref.name, exc.status)
+            log.warning(
+                "could not post Event %s on %s/%s: HTTP %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                exc.status,
+            )
 
 
 def _ts(moment: datetime) -> str:

@@ -55,8 +55,10 @@ class KeyringSecret:
                 name=self.name,
                 namespace=self.namespace,
                 labels={"app.kubernetes.io/part-of": "kustos", "kustos.io/keyring": "true"},
-                annotations={"kustos.io/warning": "Kustos's key-encryption keys. Losing "
-                             "this Secret makes every stored secret unreadable: back it up."},
+                annotations={
+                    "kustos.io/warning": "Kustos's key-encryption keys. Losing "
+                    "this Secret makes every stored secret unreadable: back it up."
+                },
             ),
             type="Opaque",
             data=dict(data),

@@ -49,10 +49,18 @@ log = logging.getLogger("kustos.lease")
 
 class LeaseElector:
     def __init__(
-        self, leases: client.CoordinationV1Api, namespace: str, name: str, identity: str, *,
-        on_started: Callable[[], None], on_stopped: Callable[[], None],
+        self,
+        leases: client.CoordinationV1Api,
+        namespace: str,
+        name: str,
+        identity: str,
+        *,
+        on_started: Callable[[], None],
+        on_stopped: Callable[[], None],
         floor: Callable[[], int] = lambda: -1,
-        lease: float = 6.0, renew_deadline: float = 4.0, retry: float = 1.0,
+        lease: float = 6.0,
+        renew_deadline: float = 4.0,
+        retry: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -105,8 +113,9 @@ class LeaseElector:
         try:
             outcome = self._try(started)
         except ApiException as exc:
-            log.warning("leader election: Lease %s/%s: HTTP %s", self.namespace, self.name,
-                        exc.status)  # fmt: skip
+            log.warning(
+                "leader election: Lease %s/%s: HTTP %s", self.namespace, self.name, exc.status
+            )
             outcome = None
         except Exception as exc:
             log.warning("leader election: %s", type(exc).__name__)
@@ -115,8 +124,9 @@ class LeaseElector:
             leading = self._leading
             if outcome is True:
                 self._renewed_at, self._leading = started, True
-            elif leading and (outcome is False
-                              or self._clock() - self._renewed_at >= self.renew_deadline):
+            elif leading and (
+                outcome is False or self._clock() - self._renewed_at >= self.renew_deadline
+            ):
                 self._leading = False
         if outcome is True and not leading:
             log.info("leader election: %s leads (term %d)", self.identity, self._term)
@@ -157,8 +167,12 @@ class LeaseElector:
         term = max(int(spec.lease_transitions or 0), self._floor()) + 1
         now = self._now()
         lease.spec = client.V1LeaseSpec(
-            holder_identity=self.identity, lease_duration_seconds=_seconds(self.lease),
-            acquire_time=now, renew_time=now, lease_transitions=term)
+            holder_identity=self.identity,
+            lease_duration_seconds=_seconds(self.lease),
+            acquire_time=now,
+            renew_time=now,
+            lease_transitions=term,
+        )
         if self._replace(lease) is not True:
             return None
         self._term = term
@@ -169,8 +183,13 @@ class LeaseElector:
         body = client.V1Lease(
             metadata=client.V1ObjectMeta(name=self.name, namespace=self.namespace),
             spec=client.V1LeaseSpec(
-                holder_identity=self.identity, lease_duration_seconds=_seconds(self.lease),
-                acquire_time=now, renew_time=now, lease_transitions=term))
+                holder_identity=self.identity,
+                lease_duration_seconds=_seconds(self.lease),
+                acquire_time=now,
+                renew_time=now,
+                lease_transitions=term,
+            ),
+        )
         try:
             self._leases.create_namespaced_lease(self.namespace, body)
         except ApiException as exc:

@@ -35,7 +35,8 @@ class ManagedObjectGateway:
         while True:
             try:
                 result = self._custom.list_cluster_custom_object(
-                    GROUP, VERSION, PLURAL, limit=page_size, _continue=token)
+                    GROUP, VERSION, PLURAL, limit=page_size, _continue=token
+                )
             except ApiException as exc:
                 raise ServerError(f"cannot list ManagedSecrets: HTTP {exc.status}") from None
             items.extend(result.get("items", []))
@@ -79,8 +80,14 @@ class ManagedObjectGateway:
         writer in managedFields."""
         try:
             patched: Obj = self._custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, patch,
-                field_manager=field_manager, _content_type="application/merge-patch+json",
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                patch,
+                field_manager=field_manager,
+                _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
             if exc.status == 404:

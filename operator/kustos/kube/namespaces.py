@@ -27,8 +27,9 @@ class NamespaceGateway:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise ServerError(f"cannot read namespace {name}: HTTP {exc.status}",
-                              retry_delay=5.0) from None
+            raise ServerError(
+                f"cannot read namespace {name}: HTTP {exc.status}", retry_delay=5.0
+            ) from None
         found: Obj = json.loads(resp.data)
         return found
 
@@ -36,7 +37,8 @@ class NamespaceGateway:
         try:
             resp = self._core.list_namespace(label_selector=selector, _preload_content=False)
         except ApiException as exc:
-            raise ServerError(f"cannot list namespaces ({selector}): HTTP {exc.status}",
-                              retry_delay=5.0) from None
+            raise ServerError(
+                f"cannot list namespaces ({selector}): HTTP {exc.status}", retry_delay=5.0
+            ) from None
         items: list[Obj] = json.loads(resp.data).get("items", [])
         return items

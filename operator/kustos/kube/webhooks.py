@@ -32,8 +32,9 @@ class WebhookGateway:
         except ApiException as exc:
             if exc.status == 404:
                 return None
-            raise ServerError(f"reading Service {namespace}/{service} failed "
-                              f"({exc.status} {exc.reason})") from None  # fmt: skip
+            raise ServerError(
+                f"reading Service {namespace}/{service} failed ({exc.status} {exc.reason})"
+            ) from None
         ip = (json.loads(resp.data).get("spec") or {}).get("clusterIP")
         return ip if ip and ip != "None" else None
 
@@ -42,27 +43,40 @@ class WebhookGateway:
         ``name`` to ``ca_pem``; False when it does not exist. Unchanged bundles are not
         written again."""
         try:
-            resp = self._admission.read_mutating_webhook_configuration(
-                name, _preload_content=False)  # fmt: skip
+            resp = self._admission.read_mutating_webhook_configuration(name, _preload_content=False)
         except ApiException as exc:
             if exc.status == 404:
                 return False
-            raise ServerError(f"reading MutatingWebhookConfiguration {name} failed "
-                              f"({exc.status} {exc.reason})") from None  # fmt: skip
+            raise ServerError(
+                f"reading MutatingWebhookConfiguration {name} failed ({exc.status} {exc.reason})"
+            ) from None
         config: dict[str, Any] = json.loads(resp.data)
         bundle = base64.b64encode(ca_pem).decode()
         hooks = config.get("webhooks") or []
         if all((h.get("clientConfig") or {}).get("caBundle") == bundle for h in hooks):
             return True
-        patch = [{"op": "replace" if "caBundle" in (h.get("clientConfig") or {}) else "add",
-                  "path": f"/webhooks/{i}/clientConfig/caBundle", "value": bundle}
-                 for i, h in enumerate(hooks)]  # fmt: skip
+        patch = [
+            {
+                "op": "replace" if "caBundle" in (h.get("clientConfig") or {}) else "add",
+                "path": f"/webhooks/{i}/clientConfig/caBundle",
+                "value": bundle,
+            }
+            for i, h in enumerate(hooks)
+        ]
         # Guarded by the resourceVersion read above: a concurrent edit fails the patch.
-        patch.insert(0, {"op": "test", "path": "/metadata/resourceVersion",
-                         "value": config["metadata"]["resourceVersion"]})  # fmt: skip
+        patch.insert(
+            0,
+            {
+                "op": "test",
+                "path": "/metadata/resourceVersion",
+                "value": config["metadata"]["resourceVersion"],
+            },
+        )
         try:
             self._admission.patch_mutating_webhook_configuration(name, patch)
         except ApiException as exc:
-            raise ServerError(f"patching MutatingWebhookConfiguration {name} failed "
-                              f"({exc.status} {exc.reason})", retry_delay=5.0) from None
+            raise ServerError(
+                f"patching MutatingWebhookConfiguration {name} failed ({exc.status} {exc.reason})",
+                retry_delay=5.0,
+            ) from None
         return True

@@ -37,8 +37,9 @@ class WorkloadGateway:
             try:
                 resp = lister(namespace, _preload_content=False)
             except ApiException as exc:
-                raise ServerError(f"cannot list {kind}s in {namespace}: HTTP {exc.status}",
-                                  retry_delay=5.0) from None
+                raise ServerError(
+                    f"cannot list {kind}s in {namespace}: HTTP {exc.status}", retry_delay=5.0
+                ) from None
             for item in json.loads(resp.data).get("items", []):
                 item["kind"] = kind
                 found.append(item)
@@ -57,5 +58,6 @@ class WorkloadGateway:
         try:
             patchers[kind](name, namespace, patch)
         except ApiException as exc:
-            raise ServerError(f"cannot restart {kind} {namespace}/{name}: HTTP {exc.status}",
-                              retry_delay=5.0) from None
+            raise ServerError(
+                f"cannot restart {kind} {namespace}/{name}: HTTP {exc.status}", retry_delay=5.0
+            ) from None

@@ -53,6 +53,8 @@ class Principal:
 
 #: Kustos itself, for lifecycle actions no caller asked for (rotation, drift, purge).
 KUSTOS_SYSTEM = Principal(
-    arn="arn:kustos:iam::cluster:user/system:kustos", username="system:kustos", kind="System",
+    arn="arn:kustos:iam::cluster:user/system:kustos",
+    username="system:kustos",
+    kind="System",
     auth_method="Internal",
 )

@@ -80,9 +80,7 @@ class DatabaseRotationSpec(_Spec):
     database: str | None = Field(None, min_length=1, max_length=253)
     strategy: Literal["single-user", "alternating-users"] = "single-user"
     tls: TlsSpec | None = None
-    connect_timeout_seconds: float | None = Field(
-        None, alias="connectTimeoutSeconds", gt=0, le=300
-    )
+    connect_timeout_seconds: float | None = Field(None, alias="connectTimeoutSeconds", gt=0, le=300)
     master_secret_ref: SecretRef | None = Field(None, alias="masterSecretRef")
 
     @model_validator(mode="after")
@@ -95,7 +93,8 @@ class DatabaseRotationSpec(_Spec):
 class MySQLRotationSpec(DatabaseRotationSpec):
     user_host: str | None = Field(None, alias="userHost", min_length=1, max_length=255)
     auth_plugin: Literal["mysql_native_password", "ed25519"] | None = Field(
-        None, alias="authPlugin")
+        None, alias="authPlugin"
+    )
 
 
 class GeneratedRotationSpec(_Spec):

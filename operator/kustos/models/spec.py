@@ -125,8 +125,9 @@ class TemplateSpec(_Spec):
             if not re.match(_KEY_PATTERN, key):
                 raise ValueError(f"template.data: {key!r} is not a valid Secret data key")
         if sum(len(source) for source in self.data.values()) > TEMPLATE_MAX_SOURCE:
-            raise ValueError(f"template.data: the templates exceed {TEMPLATE_MAX_SOURCE} "
-                             "characters together")
+            raise ValueError(
+                f"template.data: the templates exceed {TEMPLATE_MAX_SOURCE} characters together"
+            )
         return self
 
 
@@ -140,22 +141,24 @@ class WorkloadName(_Spec):
 _NAMESPACE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 
 
+class NamespaceSelector(_Spec):
+    """Which namespaces, by label (matchLabels only: every label must be present and equal)."""
+
+    match_labels: dict[str, str] = Field(default_factory=dict, alias="matchLabels")
+
+
 class ShareSpec(_Spec):
     """Other namespaces that get a copy of the projected Secret, if they consent (see
     services/consumers/sharing): listed by name, or chosen by their labels."""
 
     namespaces: tuple[str, ...] = Field((), max_length=64)
-    namespace_selector: dict[str, dict[str, str]] | None = Field(
-        None, alias="namespaceSelector")
+    namespace_selector: NamespaceSelector | None = Field(None, alias="namespaceSelector")
 
     @model_validator(mode="after")
     def _check(self) -> ShareSpec:
         for ns in self.namespaces:
             if len(ns) > 63 or not re.fullmatch(_NAMESPACE, ns):
                 raise ValueError(f"shareWith.namespaces: {ns[:64]!r} is not a namespace name")
-        if self.namespace_selector is not None and set(self.namespace_selector) != {
-                "matchLabels"}:
-            raise ValueError("shareWith.namespaceSelector supports matchLabels only")
         return self
 
 
@@ -166,8 +169,7 @@ class TargetSpec(_Spec):
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
     template: TemplateSpec | None = None
-    restart_on_change: tuple[WorkloadName, ...] = Field(
-        (), alias="restartOnChange", max_length=64)
+    restart_on_change: tuple[WorkloadName, ...] = Field((), alias="restartOnChange", max_length=64)
     share_with: ShareSpec | None = Field(None, alias="shareWith")
 
 

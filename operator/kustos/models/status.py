@@ -87,17 +87,28 @@ class ManagedSecretStatus(BaseModel):
 
 
 def set_condition(
-    status: ManagedSecretStatus, ctype: ConditionType, ok: bool, reason: Reason,
-    message: str, *, generation: int, now: datetime,
+    status: ManagedSecretStatus,
+    ctype: ConditionType,
+    ok: bool,
+    reason: Reason,
+    message: str,
+    *,
+    generation: int,
+    now: datetime,
 ) -> Condition:
     """Set one condition (the only place conditions are written). lastTransitionTime moves
     only when the condition's status changes; Ready comes first, others keep their order."""
     value: Literal["True", "False"] = "True" if ok else "False"
     old = status.condition(ctype)
     transition = old.last_transition_time if old is not None and old.status == value else None
-    new = Condition(type=str(ctype), status=value, reason=str(reason),
-                    message=message[:MESSAGE_MAX], observed_generation=generation,
-                    last_transition_time=transition or iso(now))
+    new = Condition(
+        type=str(ctype),
+        status=value,
+        reason=str(reason),
+        message=message[:MESSAGE_MAX],
+        observed_generation=generation,
+        last_transition_time=transition or iso(now),
+    )
     others = [c for c in status.conditions if c.type != str(ctype)]
     status.conditions = [new, *others] if ctype is ConditionType.READY else [*others, new]
     return new

@@ -58,8 +58,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         raise kopf.PermanentError(exc.message) from None
     memo["services"] = services
     services.audit.start_maintenance()  # signed digests, retention
-    metrics.register_store_collector(services.store.list_secrets,
-                                     per_secret=config.metrics_per_secret)
+    metrics.register_store_collector(
+        services.store.list_secrets, per_secret=config.metrics_per_secret
+    )
     metrics.start_metrics_server(config.metrics_port)
     if not config.leader_election:
         runtime = OperatorRuntime(services, config)
@@ -85,10 +86,17 @@ def _elector(services: Services, config: Settings, runtime: Any) -> LeaseElector
         os.kill(os.getpid(), signal.SIGTERM)
 
     return LeaseElector(
-        client.CoordinationV1Api(services.api), config.namespace, config.lease_name, identity,
-        on_started=started, on_stopped=stopped, floor=services.store.leader_term,
-        lease=config.lease_seconds, renew_deadline=config.lease_renew_deadline_seconds,
-        retry=config.lease_retry_seconds)
+        client.CoordinationV1Api(services.api),
+        config.namespace,
+        config.lease_name,
+        identity,
+        on_started=started,
+        on_stopped=stopped,
+        floor=services.store.leader_term,
+        lease=config.lease_seconds,
+        renew_deadline=config.lease_renew_deadline_seconds,
+        retry=config.lease_retry_seconds,
+    )
 
 
 @kopf.on.cleanup()

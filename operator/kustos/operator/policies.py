@@ -25,8 +25,9 @@ PLURALS = ("secretaccesspolicies", "clustersecretaccesspolicies")
 VALID_MESSAGE = "policy is valid and in force"
 
 
-def _condition(kind: ConditionType, ok: bool, message: str, generation: int,
-               current: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
+def _condition(
+    kind: ConditionType, ok: bool, message: str, generation: int, current: dict[str, Any]
+) -> dict[str, Any]:
     condition: dict[str, Any] = {
         "type": str(kind),
         "status": "True" if ok else "False",
@@ -34,13 +35,15 @@ def _condition(kind: ConditionType, ok: bool, message: str, generation: int,
         "message": message,
         "observedGeneration": generation,
     }
-    previous = next((c for c in current.get("conditions") or []
-                     if c.get("type") == condition["type"]), None)  # fmt: skip
+    previous = next(
+        (c for c in current.get("conditions") or [] if c.get("type") == condition["type"]), None
+    )
     same = previous is not None and previous.get("status") == condition["status"]
     condition["lastTransitionTime"] = (
-        previous.get("lastTransitionTime") if same and previous
+        previous.get("lastTransitionTime")
+        if same and previous
         else datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    )  # fmt: skip
+    )
     return condition
 
 
@@ -50,39 +53,49 @@ def policy_status(body: dict[str, Any], current: dict[str, Any]) -> dict[str, An
     generation = int(body.get("metadata", {}).get("generation") or 0)
     ok = compiled.policy is not None
     message = VALID_MESSAGE if ok else (compiled.error or "invalid")[:1024]
-    conditions = [_condition(kind, ok, message, generation, current)
-                  for kind in (ConditionType.VALID, ConditionType.READY)]  # fmt: skip
+    conditions = [
+        _condition(kind, ok, message, generation, current)
+        for kind in (ConditionType.VALID, ConditionType.READY)
+    ]
     statements = len(compiled.policy.statements) if compiled.policy is not None else 0
-    return {"observedGeneration": generation, "statements": statements,
-            "conditions": conditions}  # fmt: skip
+    return {"observedGeneration": generation, "statements": statements, "conditions": conditions}
 
 
 def _verdict(status: dict[str, Any]) -> tuple[str, str] | None:
-    found = next((c for c in status.get("conditions") or []
-                  if c.get("type") == str(ConditionType.VALID)), None)  # fmt: skip
+    found = next(
+        (c for c in status.get("conditions") or [] if c.get("type") == str(ConditionType.VALID)),
+        None,
+    )
     return (str(found.get("status")), str(found.get("message"))) if found else None
 
 
-def announce(events: EventSink, body: dict[str, Any], current: dict[str, Any],
-             wanted: dict[str, Any]) -> None:  # fmt: skip
+def announce(
+    events: EventSink, body: dict[str, Any], current: dict[str, Any], wanted: dict[str, Any]
+) -> None:
     """An Event when the verdict differs from the one in status (not again on resume)."""
     verdict = _verdict(wanted)
     if verdict is None or verdict == _verdict(current):
         return
     meta = body.get("metadata") or {}
-    ref = ObjectRef(f"{GROUP}/{VERSION}", str(body.get("kind") or ""),
-                    str(meta.get("namespace") or ""), str(meta.get("name") or ""),
-                    str(meta.get("uid") or ""))  # fmt: skip
+    ref = ObjectRef(
+        f"{GROUP}/{VERSION}",
+        str(body.get("kind") or ""),
+        str(meta.get("namespace") or ""),
+        str(meta.get("name") or ""),
+        str(meta.get("uid") or ""),
+    )
     status, message = verdict
     if status == "True":
         events.emit(ref, Reason.RECONCILED, message, EventType.NORMAL)
     else:
-        events.emit(ref, Reason.INVALID_SPEC, f"policy is not in force: {message}",
-                    EventType.WARNING)  # fmt: skip
+        events.emit(
+            ref, Reason.INVALID_SPEC, f"policy is not in force: {message}", EventType.WARNING
+        )
 
 
-def _check(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo,
-           **_: Any) -> None:  # fmt: skip
+def _check(
+    body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: kopf.Memo, **_: Any
+) -> None:
     current = dict(status or {})
     wanted = policy_status(dict(body), current)
     services = memo.get("services")

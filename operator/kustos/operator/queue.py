@@ -37,7 +37,9 @@ def jittered(seconds: float, spread: float = 0.2, rng: random.Random | None = No
 
 class ObjectQueue(Generic[K, T]):
     def __init__(
-        self, process: Callable[[K, frozenset[T]], None], workers: int,
+        self,
+        process: Callable[[K, frozenset[T]], None],
+        workers: int,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._process = process
@@ -68,8 +70,7 @@ class ObjectQueue(Generic[K, T]):
             if self._stopped:
                 return
             if delay > 0:
-                heapq.heappush(self._timers, (self._clock() + delay, next(self._seq), key,
-                                              trigger))
+                heapq.heappush(self._timers, (self._clock() + delay, next(self._seq), key, trigger))
             else:
                 self._add(key, trigger)
             self._cond.notify_all()

@@ -61,15 +61,20 @@ def _key(body: Mapping[str, Any]) -> Key:
 
 
 class OperatorRuntime:
-    def __init__(self, services: Services, settings: Settings,
-                 clock: Callable[[], float] = time.monotonic, fence: Fence | None = None,
-                 ) -> None:  # fmt: skip
+    def __init__(
+        self,
+        services: Services,
+        settings: Settings,
+        clock: Callable[[], float] = time.monotonic,
+        fence: Fence | None = None,
+    ) -> None:
         self._services = services
         self._fence = fence
         self._settings = settings
         self._clock = clock
         self.controller = ManagedSecretController(
-            services.managed, lambda: services.rotation, lambda: services.deletion)
+            services.managed, lambda: services.rotation, lambda: services.deletion
+        )
         self.queue: ObjectQueue[Key, Trigger] = ObjectQueue(self._process, settings.workers)
         self._lock = threading.Lock()
         self._bodies: dict[Key, Body] = {}
@@ -179,8 +184,9 @@ class OperatorRuntime:
         self._services.managed_objects.patch_status(key[0], key[1], patch)
         with self._lock:  # until the watch brings the patched object
             current = self._bodies.get(key)
-            if current is not None and current["metadata"].get("uid") == \
-                    body["metadata"].get("uid"):  # fmt: skip
+            if current is not None and current["metadata"].get("uid") == body["metadata"].get(
+                "uid"
+            ):
                 status = {**(current.get("status") or {}), **patch}
                 current["status"] = {k: v for k, v in status.items() if v is not None}
 
@@ -225,8 +231,9 @@ class OperatorRuntime:
                 for arn in arns:
                     record = store.get_secret_by_arn(arn)
                     if record is not None and record.object_name:
-                        self.queue.submit((record.namespace, record.object_name),
-                                          Trigger.VALUE_CHANGED)
+                        self.queue.submit(
+                            (record.namespace, record.object_name), Trigger.VALUE_CHANGED
+                        )
             except KustosError as exc:
                 log.warning("change feed: %s", exc.message)
             except Exception:
@@ -240,22 +247,30 @@ class OperatorRuntime:
         next_sweep = now + jittered(settings.orphan_sweep_seconds)
         next_prune = now
         self._next_verify = now + jittered(settings.audit_verify_seconds)
-        while not self._stop.wait(max(0.05, min(next_resync, next_drift, next_sweep)
-                                      - self._clock())):  # fmt: skip
+        while not self._stop.wait(
+            max(0.05, min(next_resync, next_drift, next_sweep) - self._clock())
+        ):
             now = self._clock()
             try:
                 with fenced(self._fence):
                     if self._fence is not None:
                         self._fence.check()
                     next_resync, next_drift, next_sweep, next_prune = self._pass(
-                        now, next_resync, next_drift, next_sweep, next_prune)
+                        now, next_resync, next_drift, next_sweep, next_prune
+                    )
             except KustosError as exc:
                 log.warning("periodic pass: %s", exc.message)
             except Exception:
                 log.exception("periodic pass failed")
 
-    def _pass(self, now: float, next_resync: float, next_drift: float, next_sweep: float,
-              next_prune: float) -> tuple[float, float, float, float]:  # fmt: skip
+    def _pass(
+        self,
+        now: float,
+        next_resync: float,
+        next_drift: float,
+        next_sweep: float,
+        next_prune: float,
+    ) -> tuple[float, float, float, float]:
         settings = self._settings
         if now >= next_resync:
             next_resync = now + jittered(settings.resync_seconds)
@@ -277,8 +292,11 @@ class OperatorRuntime:
             self._next_verify = now + jittered(settings.audit_verify_seconds)
             report = self._services.audit.verify()
             if not report.ok:
-                log.error("audit verify: the log is broken: %d finding(s); run "
-                          "`kustos audit verify` for details", len(report.findings))
+                log.error(
+                    "audit verify: the log is broken: %d finding(s); run "
+                    "`kustos audit verify` for details",
+                    len(report.findings),
+                )
         return next_resync, next_drift, next_sweep, next_prune
 
     def _forget_missing(self, present: set[Key], listed_at: float) -> None:
@@ -312,6 +330,7 @@ def _what_changed(old: Body | None, new: Body) -> Trigger | None:
     if before != after:
         return Trigger.ROTATE_NOW
     if bool(old["metadata"].get("deletionTimestamp")) != bool(
-            new["metadata"].get("deletionTimestamp")):  # fmt: skip
+        new["metadata"].get("deletionTimestamp")
+    ):
         return Trigger.CHANGED
     return None

@@ -122,8 +122,13 @@ def request_context(request: Request) -> dict[str, ContextValue]:
     return merged
 
 
-def _applies(policy: Policy, statement: Statement, request: Request, ctx: RequestContext,
-             possible: bool = False) -> bool:  # fmt: skip
+def _applies(
+    policy: Policy,
+    statement: Statement,
+    request: Request,
+    ctx: RequestContext,
+    possible: bool = False,
+) -> bool:
     """Action, Resource and Condition of one statement against the request.
 
     With `possible`, conditions are not evaluated: an Allow with conditions counts as

@@ -31,9 +31,18 @@ __all__ = ["load_document", "parse_policy"]
 
 _TOP_LEVEL = frozenset({"Version", "Id", "Statement"})
 _ELEMENTS = frozenset(
-    {"Sid", "Effect", "Action", "NotAction", "Resource", "NotResource",
-     "Principal", "NotPrincipal", "Condition"}
-)  # fmt: skip
+    {
+        "Sid",
+        "Effect",
+        "Action",
+        "NotAction",
+        "Resource",
+        "NotResource",
+        "Principal",
+        "NotPrincipal",
+        "Condition",
+    }
+)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

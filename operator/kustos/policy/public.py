@@ -69,16 +69,26 @@ MAX_RESOURCE_POLICY_CHARS = 20480
 _FIXED_KEYS = frozenset(
     key.lower()
     for key in (
-        "aws:PrincipalArn", "aws:username", "aws:userid", "aws:PrincipalOrgID",
-        "aws:SourceAccount", "aws:SourceArn", "aws:SourceVpc", "aws:SourceVpce",
+        "aws:PrincipalArn",
+        "aws:username",
+        "aws:userid",
+        "aws:PrincipalOrgID",
+        "aws:SourceAccount",
+        "aws:SourceArn",
+        "aws:SourceVpc",
+        "aws:SourceVpce",
     )
-)  # fmt: skip
+)
 _SOURCE_IP = "aws:sourceip"
 #: Principals that every caller of some kind matches, whoever creates it.
-_EVERYONE_PRINCIPALS = frozenset({
-    group_arn("system:authenticated"), group_arn("system:unauthenticated"),
-    group_arn("system:serviceaccounts"), user_arn("system:anonymous"),
-})  # fmt: skip
+_EVERYONE_PRINCIPALS = frozenset(
+    {
+        group_arn("system:authenticated"),
+        group_arn("system:unauthenticated"),
+        group_arn("system:serviceaccounts"),
+        user_arn("system:anonymous"),
+    }
+)
 _EVERY_SERVICEACCOUNT_OF = group_arn("system:serviceaccounts:")
 #: The widest range, and the most addresses in all, an aws:SourceIp condition may allow.
 _IP_LIMITS = {4: (8, 4 << 24), 6: (32, 4 << 96)}
@@ -120,8 +130,9 @@ def _narrows(clause: ConditionClause) -> bool:
         return False
     key = clause.key.lower()
     if op.family is Family.IP:
-        networks = [v for v in clause.values
-                    if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network)]  # fmt: skip
+        networks = [
+            v for v in clause.values if isinstance(v, ipaddress.IPv4Network | ipaddress.IPv6Network)
+        ]
         return key == _SOURCE_IP and len(networks) == len(clause.values) and _bounded(networks)
     if op.family not in (Family.STRING, Family.ARN) or key not in _FIXED_KEYS:
         return False

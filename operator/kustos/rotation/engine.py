@@ -149,7 +149,7 @@ class RotationEngine:
         values: list[SecretValue | None] = [job.master]
         step = record.step
         try:
-            for step in STEPS[self.resume_point(record):]:
+            for step in STEPS[self.resume_point(record) :]:
                 self._log.mark(job.arn, job.token, step, STARTED, self._clock())
                 self._hook.before(step, job)
                 message = self._step(step, job, values)
@@ -160,17 +160,17 @@ class RotationEngine:
                 if on_step is not None:
                     on_step(step, message)
         except Exception as exc:  # every failure is recorded; a bug must not wedge rotation
-            error = exc if isinstance(exc, KustosError) else ServerError(
-                f"{step} failed unexpectedly ({type(exc).__name__})"
+            error = (
+                exc
+                if isinstance(exc, KustosError)
+                else ServerError(f"{step} failed unexpectedly ({type(exc).__name__})")
             )
             if not isinstance(exc, KustosError):
-                log.exception("rotation %s of %s: unexpected error in %s", job.token, job.arn,
-                              step)  # fmt: skip
+                log.exception("rotation %s of %s: unexpected error in %s", job.token, job.arn, step)
             message = sanitize(f"{step}: {error.message}", values)
             now = self._clock()
             retry_at = now + timedelta(seconds=self._backoff(record.attempts + 1, error))
-            self._log.record_failure(job.arn, job.token, message, now=now,
-                                     next_attempt_at=retry_at)  # fmt: skip
+            self._log.record_failure(job.arn, job.token, message, now=now, next_attempt_at=retry_at)
             return RunResult(False, done, error, message, retry_at)
         return RunResult(True, done)
 
@@ -182,10 +182,20 @@ class RotationEngine:
         values.extend((current, previous, pending))
         rotator = self._hook.rotator(step, job.rotator)
         if step == CREATE:
-            created = rotator.create_secret(CreateSecretRequest(
-                secret_arn=job.arn, secret_name=job.name, namespace=job.namespace,
-                token=job.token, config=job.config, current=current, previous=previous,
-                master=job.master, generate=job.generate, pending=pending))
+            created = rotator.create_secret(
+                CreateSecretRequest(
+                    secret_arn=job.arn,
+                    secret_name=job.name,
+                    namespace=job.namespace,
+                    token=job.token,
+                    config=job.config,
+                    current=current,
+                    previous=previous,
+                    master=job.master,
+                    generate=job.generate,
+                    pending=pending,
+                )
+            )
             values.append(created.pending)
             if pending is None:
                 job.vault.add_pending(job.token, created.pending)
@@ -205,16 +215,29 @@ class RotationEngine:
             return rotator.test_secret(test).message
         finish = _request(FinishSecretRequest, job, current, previous, pending)
         message = rotator.finish_secret(finish).message
-        self._log.finish(job.arn, job.token, self._clock(),
-                         then=AWAIT if job.await_rollout else None)
+        self._log.finish(
+            job.arn, job.token, self._clock(), then=AWAIT if job.await_rollout else None
+        )
         return message
 
 
 def _request(
-    cls: type[_After], job: RotationJob, current: SecretValue | None,
-    previous: SecretValue | None, pending: SecretValue,
+    cls: type[_After],
+    job: RotationJob,
+    current: SecretValue | None,
+    previous: SecretValue | None,
+    pending: SecretValue,
 ) -> _After:
     """The request of a step after createSecret (they differ only in their class)."""
-    return cls(secret_arn=job.arn, secret_name=job.name, namespace=job.namespace,
-               token=job.token, config=job.config, current=current, previous=previous,
-               master=job.master, generate=job.generate, pending=pending)
+    return cls(
+        secret_arn=job.arn,
+        secret_name=job.name,
+        namespace=job.namespace,
+        token=job.token,
+        config=job.config,
+        current=current,
+        previous=previous,
+        master=job.master,
+        generate=job.generate,
+        pending=pending,
+    )

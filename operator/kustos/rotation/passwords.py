@@ -83,8 +83,7 @@ class PasswordParams(BaseModel):
             )
         if self.require_each_included_type and self.password_length < len(classes):
             # AWS's words: the length cannot hold one character of each required type.
-            raise InvalidParameterError(
-                "Password length is too short based on the required types.")
+            raise InvalidParameterError("Password length is too short based on the required types.")
         return classes
 
 

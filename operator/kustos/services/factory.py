@@ -78,12 +78,25 @@ class Services:
         audit, notifier = build_audit(settings, store, keys, api)
         lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
         managed = ManagedSecretService(
-            secrets, SourceService(gateway), _projection(settings, api, gateway, lifecycle),
-            lifecycle, sharing=SharingService(gateway, NamespaceGateway(api)),
+            secrets,
+            SourceService(gateway),
+            _projection(settings, api, gateway, lifecycle),
+            lifecycle,
+            sharing=SharingService(gateway, NamespaceGateway(api)),
         )
-        return cls(settings, api, store, keys, secrets, managed, events,
-                   ManagedObjectGateway(api), audit=audit, notifier=notifier,
-                   step_hook=step_hook)
+        return cls(
+            settings,
+            api,
+            store,
+            keys,
+            secrets,
+            managed,
+            events,
+            ManagedObjectGateway(api),
+            audit=audit,
+            notifier=notifier,
+            step_hook=step_hook,
+        )
 
     @cached_property
     def access(self) -> AccessService:
@@ -96,25 +109,31 @@ class Services:
     def deletion(self) -> DeletionService:
         """Scheduled deletion, restore and purge (API and `kubectl delete ms`)."""
         events = AuditingEventSink(self.events, self.audit, _object_resolver(self.store))
-        return DeletionService(self.secrets, self.managed_objects,
-                               SecretGateway(self.api), events)
+        return DeletionService(self.secrets, self.managed_objects, SecretGateway(self.api), events)
 
     @cached_property
     def secrets_api(self) -> SecretsApi:
         """The Secrets Manager operations, authorized by `access`, audited by `audit`."""
-        rotations = RotationStore(self.store.engine) if isinstance(self.store, SqlStore) \
-            else None  # fmt: skip
-        api = SecretsApi(self.secrets, self.managed_objects, SecretGateway(self.api),
-                         self.access, self.audit, self.deletion, self.reads,
-                         rotations=rotations)
+        rotations = RotationStore(self.store.engine) if isinstance(self.store, SqlStore) else None
+        api = SecretsApi(
+            self.secrets,
+            self.managed_objects,
+            SecretGateway(self.api),
+            self.access,
+            self.audit,
+            self.deletion,
+            self.reads,
+            rotations=rotations,
+        )
         self.audit.add_flusher(lambda final: api.flush_refusals(everything=final))
         return api
 
     @cached_property
     def reads(self) -> ReadEvents:
         """Aggregated `Accessed` Events for successful reads (one per secret and caller)."""
-        return ReadEvents(self.events, _uid_of(self.managed_objects),
-                          self.settings.read_events_seconds)
+        return ReadEvents(
+            self.events, _uid_of(self.managed_objects), self.settings.read_events_seconds
+        )
 
     @cached_property
     def rotation(self) -> RotationService:
@@ -133,8 +152,9 @@ class Services:
         self.api.close()
 
 
-def build_audit(settings: Settings, store: Store, keys: KeyService,
-                api: client.ApiClient) -> tuple[AuditService, Notifier | None]:
+def build_audit(
+    settings: Settings, store: Store, keys: KeyService, api: client.ApiClient
+) -> tuple[AuditService, Notifier | None]:
     """The audit log on the store's database, anchored in an AuditAnchor object (plus the
     configured witnesses), with webhook notifications if configured."""
     if not isinstance(store, SqlStore):
@@ -147,12 +167,17 @@ def build_audit(settings: Settings, store: Store, keys: KeyService,
     if audit_settings.anchor_webhook:
         witnesses.append(WebhookWitness(audit_settings.anchor_webhook))
     anchor = AnchorPublisher(
-        audit_store, AnchorGateway(api, settings.namespace, audit_settings.anchor_name),
-        writer=socket.gethostname(), witnesses=witnesses)
-    audit = AuditService(audit_store, settings.cluster_name, keys.keyring, audit_settings,
-                         anchor)
-    notifier = (Notifier(load_subscribers(settings.notifications_file, settings.environ))
-                if settings.notifications_file else None)
+        audit_store,
+        AnchorGateway(api, settings.namespace, audit_settings.anchor_name),
+        writer=socket.gethostname(),
+        witnesses=witnesses,
+    )
+    audit = AuditService(audit_store, settings.cluster_name, keys.keyring, audit_settings, anchor)
+    notifier = (
+        Notifier(load_subscribers(settings.notifications_file, settings.environ))
+        if settings.notifications_file
+        else None
+    )
     if notifier is not None:
         audit.add_listener(notifier.offer)
     return audit, notifier
@@ -164,16 +189,23 @@ def build_rotation(services: Services) -> RotationService:
         raise TypeError("rotation needs the SQL store")
     base, cap = settings.rotation_backoff_seconds, settings.rotation_backoff_max_seconds
     engine = RotationEngine(
-        RotationStore(store.engine), clock=services.secrets.clock,
+        RotationStore(store.engine),
+        clock=services.secrets.clock,
         backoff=lambda attempt, _error: min(cap, base * 2 ** max(0, attempt - 1)),
         hook=services.step_hook,
     )
     limits = RotationLimits(settings.rotation_max_concurrent, settings.rotation_max_per_host)
     events = AuditingEventSink(services.events, services.audit, _object_resolver(store))
-    return RotationService(services.secrets, RotationStore(store.engine),
-                           SecretGateway(services.api), events, engine, limits,
-                           workloads=WorkloadGateway(services.api),
-                           hold_seconds=settings.rotation_hold_seconds)
+    return RotationService(
+        services.secrets,
+        RotationStore(store.engine),
+        SecretGateway(services.api),
+        events,
+        engine,
+        limits,
+        workloads=WorkloadGateway(services.api),
+        hold_seconds=settings.rotation_hold_seconds,
+    )
 
 
 def _object_resolver(store: Store) -> Callable[[str, str], SecretRecord | None]:
@@ -186,9 +218,15 @@ def _access_key_payloads(store: AccessKeyStore) -> Callable[[], list[SealedItem]
     """The sealed secrets of issued access keys, so `kustos keys rotate` rewraps them too."""
 
     def items() -> list[SealedItem]:
-        return [SealedItem("access-key", record.access_key_id, record.sealed,
-                           partial(store.replace_sealed, record.access_key_id))
-                for record in store.list()]  # fmt: skip
+        return [
+            SealedItem(
+                "access-key",
+                record.access_key_id,
+                record.sealed,
+                partial(store.replace_sealed, record.access_key_id),
+            )
+            for record in store.list()
+        ]
 
     return items
 
@@ -202,19 +240,32 @@ def _uid_of(objects: ManagedObjectGateway) -> Callable[[str, str], str | None]:
 
 
 def _projection(
-    settings: Settings, api: client.ApiClient, gateway: SecretGateway, events: EventSink,
+    settings: Settings,
+    api: client.ApiClient,
+    gateway: SecretGateway,
+    events: EventSink,
 ) -> ProjectionService:
     """The projection, with its template renderer and the restarts of consuming workloads."""
-    renderer = TemplateRenderer(TemplateLimits(
-        timeout_seconds=settings.template_timeout_seconds,
-        memory_bytes=settings.template_memory_mib * 1024 * 1024))
-    rollouts = RolloutCoordinator(WorkloadGateway(api), RolloutLimits(
-        debounce_seconds=settings.rollout_debounce_seconds,
-        max_restarts=settings.rollout_max_per_minute, per_seconds=60.0), events=events)
+    renderer = TemplateRenderer(
+        TemplateLimits(
+            timeout_seconds=settings.template_timeout_seconds,
+            memory_bytes=settings.template_memory_mib * 1024 * 1024,
+        )
+    )
+    rollouts = RolloutCoordinator(
+        WorkloadGateway(api),
+        RolloutLimits(
+            debounce_seconds=settings.rollout_debounce_seconds,
+            max_restarts=settings.rollout_max_per_minute,
+            per_seconds=60.0,
+        ),
+        events=events,
+    )
     rollouts.autostart = True
 
     def changed(p: Projection) -> None:
-        rollouts.secret_changed(p.owner.namespace, p.target_name, p.version_id,
-                                p.restart_on_change, owner=p.owner)
+        rollouts.secret_changed(
+            p.owner.namespace, p.target_name, p.version_id, p.restart_on_change, owner=p.owner
+        )
 
     return ProjectionService(gateway, renderer, on_change=changed)

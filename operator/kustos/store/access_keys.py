@@ -52,7 +52,6 @@ def _from_row(row: RowMapping) -> AccessKeyRecord:
 
 
 class AccessKeyStore(Tables):
-
     def create(self, record: AccessKeyRecord) -> None:
         row = {
             "access_key_id": record.access_key_id,

@@ -59,8 +59,17 @@ _SEP = "\x1f"
 _PG_LOCK_KEY = 0x6B75737461  # "kusta"
 
 HASHED_COLUMNS = (
-    "event_id", "event_time", "event_name", "event_type", "namespace", "secret_arn",
-    "secret_name", "principal_arn", "user_name", "read_only", "denied",
+    "event_id",
+    "event_time",
+    "event_name",
+    "event_type",
+    "namespace",
+    "secret_arn",
+    "secret_name",
+    "principal_arn",
+    "user_name",
+    "read_only",
+    "denied",
 )
 _hashed = operator.attrgetter(*HASHED_COLUMNS)
 #: Columns `iter_chain` yields, in order.
@@ -111,8 +120,10 @@ _INSERT_COLUMNS = ("seq", *HASHED_COLUMNS, "record", "prev_hash", "hash")
 
 def _insert_sql(paramstyle: str) -> str:
     mark = "?" if paramstyle == "qmark" else "%s"
-    return (f"INSERT INTO audit_log ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608 (constants)
-            f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})")
+    return (
+        f"INSERT INTO audit_log ({', '.join(_INSERT_COLUMNS)}) "  # noqa: S608 (constants)
+        f"VALUES ({', '.join([mark] * len(_INSERT_COLUMNS))})"
+    )
 
 
 def chain_hash(prev_hash: str, seq: int, columns: Sequence[object], record: str) -> str:
@@ -122,8 +133,10 @@ def chain_hash(prev_hash: str, seq: int, columns: Sequence[object], record: str)
 
 
 _TAIL_SQL = "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1"
-_CHECKPOINT_SQL = ("SELECT last_seq, chain_hash FROM audit_digests WHERE kind = 'checkpoint' "
-                   "ORDER BY id DESC LIMIT 1")
+_CHECKPOINT_SQL = (
+    "SELECT last_seq, chain_hash FROM audit_digests WHERE kind = 'checkpoint' "
+    "ORDER BY id DESC LIMIT 1"
+)
 
 
 class _RawAppender:
@@ -138,8 +151,12 @@ class _RawAppender:
 
     def _connection(self, busy_ms: int) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self._database, isolation_level=None,
-                                   check_same_thread=False, timeout=BUSY_TIMEOUT_S)
+            conn = sqlite3.connect(
+                self._database,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=BUSY_TIMEOUT_S,
+            )
             sqlite_pragmas(conn)
             self._conn, self._busy_ms = conn, BUSY_TIMEOUT_S * 1000
         if busy_ms != self._busy_ms:
@@ -147,16 +164,19 @@ class _RawAppender:
             self._busy_ms = busy_ms
         return self._conn
 
-    def append(self, rows: Sequence[PendingRow],
-               lock_timeout: float | None) -> list[tuple[int, str]]:
+    def append(
+        self, rows: Sequence[PendingRow], lock_timeout: float | None
+    ) -> list[tuple[int, str]]:
         busy_ms = BUSY_TIMEOUT_S * 1000 if lock_timeout is None else int(lock_timeout * 1000)
         with self._guard:
             conn = self._connection(busy_ms)
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    tail = conn.execute(_TAIL_SQL).fetchone() or \
-                        conn.execute(_CHECKPOINT_SQL).fetchone()
+                    tail = (
+                        conn.execute(_TAIL_SQL).fetchone()
+                        or conn.execute(_CHECKPOINT_SQL).fetchone()
+                    )
                     seq, prev = (int(tail[0]), str(tail[1])) if tail else (0, GENESIS)
                     out, values = _chained(seq, prev, rows)
                     if values:
@@ -182,8 +202,9 @@ class _RawAppender:
             self._close()
 
 
-def _chained(seq: int, prev: str, rows: Sequence[PendingRow]
-             ) -> tuple[list[tuple[int, str]], list[tuple[object, ...]]]:
+def _chained(
+    seq: int, prev: str, rows: Sequence[PendingRow]
+) -> tuple[list[tuple[int, str]], list[tuple[object, ...]]]:
     """(seq, hash) of each row after the tail (seq, prev), and the rows' insert values."""
     out: list[tuple[int, str]] = []
     values: list[tuple[object, ...]] = []
@@ -238,33 +259,45 @@ class AuditStore:
             sqlite = conn.dialect.name == "sqlite"
             if sqlite and lock_timeout is not None:  # before BEGIN IMMEDIATE waits
                 conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                    f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}")
+                    f"PRAGMA busy_timeout = {int(lock_timeout * 1000)}"
+                )
             try:
                 with conn.begin():
                     if not sqlite and lock_timeout is not None:
-                        conn.execute(sa.text("SELECT set_config('lock_timeout', :v, true)"),
-                                     {"v": f"{int(lock_timeout * 1000)}ms"})
+                        conn.execute(
+                            sa.text("SELECT set_config('lock_timeout', :v, true)"),
+                            {"v": f"{int(lock_timeout * 1000)}ms"},
+                        )
                     self._lock(conn)
                     yield conn
             finally:
                 if sqlite and lock_timeout is not None and not conn.invalidated:
                     conn.connection.driver_connection.execute(  # type: ignore[union-attr]
-                        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+                        f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}"
+                    )
 
     @staticmethod
     def is_outage(exc: BaseException) -> bool:
         """Whether `exc` from an append means the store is not answering (locked past the
         timeout, unreachable, I/O failure), as opposed to a refused row."""
-        return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | OSError
-                          | TimeoutError | sqlite3.OperationalError | sqlite3.InterfaceError)
+        return isinstance(
+            exc,
+            sa.exc.OperationalError
+            | sa.exc.InterfaceError
+            | OSError
+            | TimeoutError
+            | sqlite3.OperationalError
+            | sqlite3.InterfaceError,
+        )
 
     def probe(self, lock_timeout: float) -> None:
         """Take the append lock and let it go (raises when the store does not answer)."""
         with self._write(lock_timeout) as conn:
             conn.execute(sa.select(sa.literal(1)))
 
-    def append(self, rows: Sequence[PendingRow],
-               lock_timeout: float | None = None) -> list[tuple[int, str]]:
+    def append(
+        self, rows: Sequence[PendingRow], lock_timeout: float | None = None
+    ) -> list[tuple[int, str]]:
         """Chain and insert `rows` in one transaction; (seq, hash) of each, once committed."""
         if self._raw is not None and self._append_lock is not None:
             with self._append_lock.held(lock_timeout):
@@ -303,8 +336,12 @@ class AuditStore:
 
     def lookup(self, q: AuditQuery) -> list[tuple[int, str]]:
         """(seq, record JSON) of matching records, newest first, at most `q.limit`."""
-        query = (sa.select(audit_log.c.seq, audit_log.c.record).where(*where_clause(q))
-                 .order_by(audit_log.c.seq.desc()).limit(q.limit))
+        query = (
+            sa.select(audit_log.c.seq, audit_log.c.record)
+            .where(*where_clause(q))
+            .order_by(audit_log.c.seq.desc())
+            .limit(q.limit)
+        )
         with self._engine.connect() as conn:
             return [(int(r.seq), str(r.record)) for r in conn.execute(query)]
 
@@ -325,10 +362,16 @@ class AuditStore:
     def secret_spans(self, event_names: Sequence[str]) -> dict[str, tuple[str, str, str]]:
         """secret_arn -> (namespace, first, last event_time) over records named `event_names`."""
         c = audit_log.c
-        query = (sa.select(c.secret_arn, sa.func.min(c.namespace), sa.func.min(c.event_time),
-                           sa.func.max(c.event_time))
-                 .where(c.event_name.in_(list(event_names)), c.secret_arn.is_not(None))
-                 .group_by(c.secret_arn))
+        query = (
+            sa.select(
+                c.secret_arn,
+                sa.func.min(c.namespace),
+                sa.func.min(c.event_time),
+                sa.func.max(c.event_time),
+            )
+            .where(c.event_name.in_(list(event_names)), c.secret_arn.is_not(None))
+            .group_by(c.secret_arn)
+        )
         with self._engine.connect() as conn:
             return {str(r[0]): (str(r[1]), str(r[2]), str(r[3])) for r in conn.execute(query)}
 
@@ -347,8 +390,13 @@ class AuditStore:
 
     def digest_by_signature(self, signature: str) -> DigestRow | None:
         with self._engine.connect() as conn:
-            row = conn.execute(sa.select(audit_digests).where(
-                audit_digests.c.signature == signature).limit(1)).mappings().first()
+            row = (
+                conn.execute(
+                    sa.select(audit_digests).where(audit_digests.c.signature == signature).limit(1)
+                )
+                .mappings()
+                .first()
+            )
         return None if row is None else DigestRow(**dict(row))
 
     def pruned_through(self) -> int:
@@ -360,8 +408,9 @@ class AuditStore:
     def hash_at(self, seq: int) -> str | None:
         """The stored hash of the row at `seq` (None: no such row)."""
         with self._engine.connect() as conn:
-            found = conn.execute(sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)
-                                 ).scalar_one_or_none()
+            found = conn.execute(
+                sa.select(audit_log.c.hash).where(audit_log.c.seq == seq)
+            ).scalar_one_or_none()
         return None if found is None else str(found)
 
     def digests(self) -> list[DigestRow]:
@@ -385,7 +434,8 @@ class AuditStore:
         conn.execute(sa.insert(audit_digests).values(**values))
 
     def prune(
-        self, before: str,
+        self,
+        before: str,
         build: Callable[[DigestRow | None, tuple[int, str], int], DigestRow],
     ) -> int:
         """Delete the records older than `before` (a prefix of the chain: everything up to
@@ -401,7 +451,8 @@ class AuditStore:
                 return 0
             first = conn.execute(sa.select(sa.func.min(c.seq))).scalar_one()
             digest = conn.execute(sa.select(c.hash).where(c.seq == last)).scalar_one()
-            self._insert_digest(conn, build(self._last_digest(conn), (int(last), digest),
-                                            int(first)))
+            self._insert_digest(
+                conn, build(self._last_digest(conn), (int(last), digest), int(first))
+            )
             deleted = conn.execute(sa.delete(audit_log).where(c.seq <= last)).rowcount
         return int(deleted)

@@ -27,16 +27,19 @@ class AuditQuery:
     limit: int = 50
 
 
-
 def where_clause(q: AuditQuery) -> list[Any]:
     """Filters. Newest-first is fastest driven by one (column, seq) index, so only the
     most selective filter present stays indexable; the others are written as
     expressions (``col || ''``) that SQLite's planner (no statistics) cannot pick."""
     c = audit_log.c
     user_col = c.principal_arn if (q.user or "").startswith("arn:") else c.user_name
-    text_filters = [(c.secret_arn, q.secret_arn), (c.secret_name, q.secret_name),
-                    (c.namespace, q.namespace), (user_col, q.user), (c.event_name,
-                                                                      q.event_name)]
+    text_filters = [
+        (c.secret_arn, q.secret_arn),
+        (c.secret_name, q.secret_name),
+        (c.namespace, q.namespace),
+        (user_col, q.user),
+        (c.event_name, q.event_name),
+    ]
     where: list[Any] = []
     driving = next((col for col, value in text_filters if value is not None), None)
     if driving is c.secret_name:  # the (namespace, secret_name, seq) index
@@ -47,8 +50,11 @@ def where_clause(q: AuditQuery) -> list[Any]:
         keep = col is driving or (driving is c.namespace and col is c.secret_name)
         where.append((col if keep else col.concat("")) == value)
     if q.denied is not None:
-        where.append(c.denied == q.denied if driving is None
-                     else sa.cast(c.denied, sa.Integer) == int(q.denied))
+        where.append(
+            c.denied == q.denied
+            if driving is None
+            else sa.cast(c.denied, sa.Integer) == int(q.denied)
+        )
     when = c.event_time.concat("") if where else c.event_time
     if q.since is not None:
         where.append(when >= q.since)

@@ -28,7 +28,11 @@ class Store(Protocol):
         those, so a writer holding a stale record cannot undo a newer spec."""
 
     def apply_spec(
-        self, arn: str, generation: int, fields: dict[str, Any], updated_at: datetime,
+        self,
+        arn: str,
+        generation: int,
+        fields: dict[str, Any],
+        updated_at: datetime,
         uid: str | None = None,
     ) -> bool:
         """Compare-and-set: write the spec-owned `fields` and `generation` unless the stored

@@ -22,8 +22,11 @@ __all__ = ["KIND_ACCESS_KEY", "KIND_AUDIT_DIGEST", "KIND_VERSION", "KeyUsage"]
 KIND_VERSION = "version"
 KIND_ACCESS_KEY = "access-key"
 KIND_AUDIT_DIGEST = "audit-digest"
-_TABLES = ((KIND_VERSION, versions), (KIND_ACCESS_KEY, access_keys),
-           (KIND_AUDIT_DIGEST, audit_digests))  # fmt: skip
+_TABLES = (
+    (KIND_VERSION, versions),
+    (KIND_ACCESS_KEY, access_keys),
+    (KIND_AUDIT_DIGEST, audit_digests),
+)
 
 
 class KeyUsage(Tables):

@@ -22,8 +22,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["VERSION_TABLE", "WRITE", "head_revision", "make_engine", "schema_version",
-           "sqlite_pragmas", "upgrade"]
+__all__ = [
+    "VERSION_TABLE",
+    "WRITE",
+    "head_revision",
+    "make_engine",
+    "schema_version",
+    "sqlite_pragmas",
+    "upgrade",
+]
 
 VERSION_TABLE = "kustos_schema_version"
 #: Execution option marking a connection that will write (BEGIN IMMEDIATE on SQLite).

@@ -43,8 +43,12 @@ class RevocationStore(Tables):
         """Record `revocation` (moving an earlier one forward) and, for a ServiceAccount
         (namespace, name), mark its access keys Inactive, in one transaction. Returns how
         many keys were deactivated."""
-        row = {"principal_arn": revocation.principal_arn, "revoked_at": revocation.revoked_at,
-               "revoked_by": revocation.revoked_by, "reason": revocation.reason}  # fmt: skip
+        row = {
+            "principal_arn": revocation.principal_arn,
+            "revoked_at": revocation.revoked_at,
+            "revoked_by": revocation.revoked_by,
+            "reason": revocation.reason,
+        }
         try:
             return self._revoke(row, service_account)
         except IntegrityError:  # a concurrent first revocation of the same principal
@@ -63,10 +67,13 @@ class RevocationStore(Tables):
             namespace, name = service_account
             query = (
                 sa.update(access_keys)
-                .where(access_keys.c.namespace == namespace,
-                       access_keys.c.service_account == name, access_keys.c.status == ACTIVE)
+                .where(
+                    access_keys.c.namespace == namespace,
+                    access_keys.c.service_account == name,
+                    access_keys.c.status == ACTIVE,
+                )
                 .values(status=INACTIVE)
-            )  # fmt: skip
+            )
             return int(conn.execute(query).rowcount)
 
     def all(self) -> dict[str, datetime]:
@@ -79,5 +86,7 @@ class RevocationStore(Tables):
         query = sa.select(revocations).order_by(revocations.c.revoked_at)
         with self._tx("list revocations") as conn:
             rows = conn.execute(query).mappings().all()
-        return [Revocation(r["principal_arn"], r["revoked_at"], r["revoked_by"], r["reason"])
-                for r in rows]  # fmt: skip
+        return [
+            Revocation(r["principal_arn"], r["revoked_at"], r["revoked_by"], r["reason"])
+            for r in rows
+        ]

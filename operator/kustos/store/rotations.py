@@ -32,10 +32,19 @@ from kustos.store.schema import UTCDateTime, metadata, secrets, stages
 from kustos.store.tx import Tables
 
 __all__ = [
-    "ABANDONED", "DONE", "HELD", "IN_PROGRESS", "PENDING", "STARTED", "SUCCEEDED",
-    "RotationInProgressError", "RotationRecord", "RotationStore", "rotation_schedules",
+    "ABANDONED",
+    "DONE",
+    "HELD",
+    "IN_PROGRESS",
+    "PENDING",
+    "STARTED",
+    "SUCCEEDED",
+    "RotationInProgressError",
+    "RotationRecord",
+    "RotationStore",
+    "rotation_schedules",
     "rotations",
-]  # fmt: skip
+]
 
 IN_PROGRESS, SUCCEEDED, ABANDONED, HELD = "InProgress", "Succeeded", "Abandoned", "Held"
 PENDING, STARTED, DONE = "pending", "started", "done"
@@ -103,16 +112,24 @@ def _record(row: Mapping[Any, Any]) -> RotationRecord:
     except (TypeError, ValueError):
         raise StoreError(f"rotation {row['token']!r} of {row['arn']!r} is corrupted") from None
     return RotationRecord(
-        arn=row["arn"], token=row["token"], rotator=row["rotator"], trigger=row["trigger"],
-        step=row["step"], phase=row["phase"], status=row["status"], attempts=row["attempts"],
-        created_at=row["created_at"], updated_at=row["updated_at"], config=config,
-        last_error=row["last_error"], next_attempt_at=row["next_attempt_at"],
+        arn=row["arn"],
+        token=row["token"],
+        rotator=row["rotator"],
+        trigger=row["trigger"],
+        step=row["step"],
+        phase=row["phase"],
+        status=row["status"],
+        attempts=row["attempts"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        config=config,
+        last_error=row["last_error"],
+        next_attempt_at=row["next_attempt_at"],
         finished_at=row["finished_at"],
-    )  # fmt: skip
+    )
 
 
 class RotationStore(Tables):
-
     # -- reading -------------------------------------------------------------------------
     def get(self, arn: str, token: str) -> RotationRecord | None:
         query = sa.select(rotations).where(rotations.c.arn == arn, rotations.c.token == token)
@@ -134,9 +151,11 @@ class RotationStore(Tables):
     def history(self, arn: str, limit: int = 20) -> list[RotationRecord]:
         """The secret's rotations, newest first."""
         query = (
-            sa.select(rotations).where(rotations.c.arn == arn)
-            .order_by(rotations.c.created_at.desc()).limit(limit)
-        )  # fmt: skip
+            sa.select(rotations)
+            .where(rotations.c.arn == arn)
+            .order_by(rotations.c.created_at.desc())
+            .limit(limit)
+        )
         with self._tx("list rotations") as conn:
             return [_record(r) for r in conn.execute(query).mappings().all()]
 
@@ -144,24 +163,39 @@ class RotationStore(Tables):
         query = (
             sa.select(rotations)
             .where(rotations.c.arn == arn, rotations.c.status == SUCCEEDED)
-            .order_by(rotations.c.finished_at.desc()).limit(1)
-        )  # fmt: skip
+            .order_by(rotations.c.finished_at.desc())
+            .limit(1)
+        )
         with self._tx("read a rotation") as conn:
             row = conn.execute(query).mappings().first()
         return None if row is None else _record(row)
 
     # -- writing -------------------------------------------------------------------------
     def begin(
-        self, arn: str, token: str, *, rotator: str, config: Mapping[str, Any], trigger: str,
+        self,
+        arn: str,
+        token: str,
+        *,
+        rotator: str,
+        config: Mapping[str, Any],
+        trigger: str,
         now: datetime,
     ) -> RotationRecord:
         """Record a new rotation; RotationInProgressError if another one is active."""
         row = {
-            "arn": arn, "token": token, "rotator": rotator, "trigger": trigger[:200],
+            "arn": arn,
+            "token": token,
+            "rotator": rotator,
+            "trigger": trigger[:200],
             "config": json.dumps(dict(config), sort_keys=True, default=str),
-            "step": "createSecret", "phase": PENDING, "status": IN_PROGRESS, "attempts": 0,
-            "active_arn": arn, "created_at": now, "updated_at": now,
-        }  # fmt: skip
+            "step": "createSecret",
+            "phase": PENDING,
+            "status": IN_PROGRESS,
+            "attempts": 0,
+            "active_arn": arn,
+            "created_at": now,
+            "updated_at": now,
+        }
         try:
             with self._tx("begin a rotation", write=True) as conn:
                 lock_secret(conn, arn)
@@ -178,18 +212,24 @@ class RotationStore(Tables):
 
     def _update(self, arn: str, token: str, what: str, **values: Any) -> None:
         with self._tx(what, write=True) as conn:
-            query = sa.update(rotations).where(
-                rotations.c.arn == arn, rotations.c.token == token,
-                rotations.c.status == IN_PROGRESS,
-            ).values(**values)  # fmt: skip
+            query = (
+                sa.update(rotations)
+                .where(
+                    rotations.c.arn == arn,
+                    rotations.c.token == token,
+                    rotations.c.status == IN_PROGRESS,
+                )
+                .values(**values)
+            )
             if conn.execute(query).rowcount != 1:
                 raise ResourceNotFoundError(f"no rotation {token!r} in progress for {arn!r}")
 
     def mark(self, arn: str, token: str, step: str, phase: str, now: datetime) -> None:
         """Write ahead: `step` is `started` (before acting) or `done` (after it succeeded)."""
         extra: dict[str, Any] = {"last_error": None} if phase == DONE else {}
-        self._update(arn, token, f"mark {step} {phase}", step=step, phase=phase,
-                     updated_at=now, **extra)  # fmt: skip
+        self._update(
+            arn, token, f"mark {step} {phase}", step=step, phase=phase, updated_at=now, **extra
+        )
 
     def record_failure(
         self, arn: str, token: str, error: str, *, now: datetime, next_attempt_at: datetime
@@ -198,9 +238,13 @@ class RotationStore(Tables):
             conn.execute(
                 sa.update(rotations)
                 .where(rotations.c.arn == arn, rotations.c.token == token)
-                .values(attempts=rotations.c.attempts + 1, last_error=error[:1024],
-                        updated_at=now, next_attempt_at=next_attempt_at)
-            )  # fmt: skip
+                .values(
+                    attempts=rotations.c.attempts + 1,
+                    last_error=error[:1024],
+                    updated_at=now,
+                    next_attempt_at=next_attempt_at,
+                )
+            )
 
     def finish(self, arn: str, token: str, now: datetime, then: str | None = None) -> None:
         """AWSCURRENT onto `token` (AWSPREVIOUS follows), AWSPENDING off, row closed: one tx.
@@ -224,27 +268,49 @@ class RotationStore(Tables):
                 raise StoreError(f"rotation {token!r} of {arn!r}: the pending version is gone")
             attach(conn, arn, AWSCURRENT, token)
             self._drop_label(conn, arn, AWSPENDING, token)
-            closing: dict[str, Any] = {"step": "finishSecret", "phase": DONE,
-                                       "status": SUCCEEDED, "active_arn": None}
+            closing: dict[str, Any] = {
+                "step": "finishSecret",
+                "phase": DONE,
+                "status": SUCCEEDED,
+                "active_arn": None,
+            }
             if then is not None:
                 closing = {"step": then, "phase": STARTED}
             conn.execute(
                 sa.update(rotations)
                 .where(rotations.c.arn == arn, rotations.c.token == token)
-                .values(last_error=None, updated_at=now, finished_at=now, next_attempt_at=None,
-                        **closing)
-            )  # fmt: skip
-            conn.execute(
-                sa.update(secrets).where(secrets.c.arn == arn).values(last_rotated_at=now)
+                .values(
+                    last_error=None,
+                    updated_at=now,
+                    finished_at=now,
+                    next_attempt_at=None,
+                    **closing,
+                )
             )
+            conn.execute(sa.update(secrets).where(secrets.c.arn == arn).values(last_rotated_at=now))
 
     def close(self, arn: str, token: str, now: datetime) -> None:
         """End a rotation kept open after finishSecret (`finish(then=...)`) as Succeeded."""
-        self._update(arn, token, "close a rotation", phase=DONE, status=SUCCEEDED,
-                     active_arn=None, last_error=None, updated_at=now, next_attempt_at=None)
+        self._update(
+            arn,
+            token,
+            "close a rotation",
+            phase=DONE,
+            status=SUCCEEDED,
+            active_arn=None,
+            last_error=None,
+            updated_at=now,
+            next_attempt_at=None,
+        )
 
     def hold(
-        self, arn: str, token: str, *, back_to: str, error: str, now: datetime,
+        self,
+        arn: str,
+        token: str,
+        *,
+        back_to: str,
+        error: str,
+        now: datetime,
         next_attempt_at: datetime,
     ) -> None:
         """End a rotation kept open after finishSecret as Held: AWSCURRENT back onto
@@ -254,7 +320,8 @@ class RotationStore(Tables):
             lock_secret(conn, arn)
             state = conn.execute(
                 sa.select(rotations.c.status).where(
-                    rotations.c.arn == arn, rotations.c.token == token)
+                    rotations.c.arn == arn, rotations.c.token == token
+                )
             ).scalar_one_or_none()
             if state == HELD:
                 return
@@ -266,9 +333,15 @@ class RotationStore(Tables):
             conn.execute(
                 sa.update(rotations)
                 .where(rotations.c.arn == arn, rotations.c.token == token)
-                .values(status=HELD, phase=DONE, active_arn=None, last_error=error[:1024],
-                        updated_at=now, next_attempt_at=next_attempt_at)
-            )  # fmt: skip
+                .values(
+                    status=HELD,
+                    phase=DONE,
+                    active_arn=None,
+                    last_error=error[:1024],
+                    updated_at=now,
+                    next_attempt_at=next_attempt_at,
+                )
+            )
 
     def abandon(self, arn: str, token: str, now: datetime) -> None:
         """Close the rotation without moving AWSCURRENT; its AWSPENDING label goes."""
@@ -277,10 +350,13 @@ class RotationStore(Tables):
             self._drop_label(conn, arn, AWSPENDING, token)
             conn.execute(
                 sa.update(rotations)
-                .where(rotations.c.arn == arn, rotations.c.token == token,
-                       rotations.c.status == IN_PROGRESS)
+                .where(
+                    rotations.c.arn == arn,
+                    rotations.c.token == token,
+                    rotations.c.status == IN_PROGRESS,
+                )
                 .values(status=ABANDONED, active_arn=None, updated_at=now, finished_at=now)
-            )  # fmt: skip
+            )
 
     def drop_stray_pending(self, arn: str, version_id: str) -> bool:
         """Remove AWSPENDING from `version_id` unless a rotation is in progress for it."""

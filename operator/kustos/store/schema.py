@@ -16,7 +16,13 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 
 __all__ = [
-    "NAMING_CONVENTION", "UTCDateTime", "changes", "fence", "metadata", "read_epoch", "secrets",
+    "NAMING_CONVENTION",
+    "UTCDateTime",
+    "changes",
+    "fence",
+    "metadata",
+    "read_epoch",
+    "secrets",
     "stages",
     "versions",
 ]

@@ -55,9 +55,11 @@ _SECRET_BY_ARN = sa.select(secrets).where(secrets.c.arn == _P("arn"))
 _SECRET_BY_NAME = sa.select(secrets).where(
     secrets.c.namespace == _P("namespace"), secrets.c.name == _P("name")
 )
-_SECRET_BY_OBJECT = sa.select(secrets).where(
-    secrets.c.namespace == _P("namespace"), secrets.c.object_name == _P("object_name")
-).limit(1)
+_SECRET_BY_OBJECT = (
+    sa.select(secrets)
+    .where(secrets.c.namespace == _P("namespace"), secrets.c.object_name == _P("object_name"))
+    .limit(1)
+)
 _HOLDER = sa.select(stage_rows.c.version_id).where(
     stage_rows.c.arn == _P("arn"), stage_rows.c.stage == _P("stage")
 )
@@ -86,8 +88,9 @@ class SqlStore(Tables):
         database = self._engine.url.database
         #: Reads served from memory while the read epoch stands (SQLite files only).
         self.read_cache: ReadCache | None = (
-            ReadCache(Path(database)) if read_cache and self._dialect == "sqlite"
-            and database not in (None, "", ":memory:") else None
+            ReadCache(Path(database))
+            if read_cache and self._dialect == "sqlite" and database not in (None, "", ":memory:")
+            else None
         )
         try:
             migrate.upgrade(self._engine)
@@ -105,7 +108,6 @@ class SqlStore(Tables):
     def engine(self) -> sa.engine.Engine:
         """The engine, for store modules that own their own tables (e.g. access keys)."""
         return self._engine
-
 
     def schema_version(self) -> str | None:
         return migrate.schema_version(self._engine)
@@ -145,7 +147,11 @@ class SqlStore(Tables):
             ) from None
 
     def apply_spec(
-        self, arn: str, generation: int, fields: dict[str, Any], updated_at: datetime,
+        self,
+        arn: str,
+        generation: int,
+        fields: dict[str, Any],
+        updated_at: datetime,
         uid: str | None = None,
     ) -> bool:
         """Compare-and-set in one statement: write `fields` (spec-owned columns) and
@@ -159,9 +165,11 @@ class SqlStore(Tables):
         if uid is not None:  # another incarnation of the object: its generations start over
             newer = sa.or_(newer, secrets.c.spec_uid.is_(None), secrets.c.spec_uid != uid)
             row["spec_uid"] = uid
-        query = (sa.update(secrets)
-                 .where(secrets.c.arn == arn, newer)
-                 .values(**row, spec_generation=generation, updated_at=updated_at))
+        query = (
+            sa.update(secrets)
+            .where(secrets.c.arn == arn, newer)
+            .values(**row, spec_generation=generation, updated_at=updated_at)
+        )
         with self._tx("update a secret", write=True) as conn:
             return bool(conn.execute(query).rowcount)
 
@@ -170,8 +178,9 @@ class SqlStore(Tables):
         secret's lock: other keys, and every other column, are left as they are."""
         with self._tx("update a secret", write=True) as conn:
             lock_secret(conn, arn)
-            text = conn.execute(sa.select(secrets.c.extra).where(secrets.c.arn == arn)
-                                ).scalar_one_or_none()
+            text = conn.execute(
+                sa.select(secrets.c.extra).where(secrets.c.arn == arn)
+            ).scalar_one_or_none()
             if text is None:
                 raise ResourceNotFoundError(f"secret {arn!r} not found")
             extra = json.loads(text)
@@ -180,8 +189,11 @@ class SqlStore(Tables):
                     extra.pop(key, None)
                 else:
                     extra[key] = value
-            conn.execute(sa.update(secrets).where(secrets.c.arn == arn)
-                         .values(extra=json.dumps(extra, separators=(",", ":"), sort_keys=True)))
+            conn.execute(
+                sa.update(secrets)
+                .where(secrets.c.arn == arn)
+                .values(extra=json.dumps(extra, separators=(",", ":"), sort_keys=True))
+            )
 
     def _one_secret(
         self, query: sa.Select[Any], params: dict[str, str], kind: str = "secret"
@@ -210,9 +222,11 @@ class SqlStore(Tables):
         named = self.get_secret(namespace, object_name)
         if named is not None and named.object_name == object_name:
             return named
-        return self._one_secret(_SECRET_BY_OBJECT,
-                                {"namespace": namespace, "object_name": object_name},
-                                kind="secret-by-object")
+        return self._one_secret(
+            _SECRET_BY_OBJECT,
+            {"namespace": namespace, "object_name": object_name},
+            kind="secret-by-object",
+        )
 
     def list_secrets(self, namespace: str | None = None) -> list[SecretRecord]:
         """Healthy secrets ordered by (namespace, name); corrupted rows are logged, skipped."""
@@ -241,8 +255,12 @@ class SqlStore(Tables):
             _note(conn, arn, kind)
 
     def changes_since(self, seq: int, limit: int = 500) -> list[tuple[int, str, str]]:
-        query = (sa.select(changes.c.seq, changes.c.arn, changes.c.kind)
-                 .where(changes.c.seq > seq).order_by(changes.c.seq).limit(limit))
+        query = (
+            sa.select(changes.c.seq, changes.c.arn, changes.c.kind)
+            .where(changes.c.seq > seq)
+            .order_by(changes.c.seq)
+            .limit(limit)
+        )
         with self._tx("read the change feed") as conn:
             return [(int(r.seq), str(r.arn), str(r.kind)) for r in conn.execute(query)]
 
@@ -253,8 +271,9 @@ class SqlStore(Tables):
 
     def leader_term(self) -> int:
         with self._tx("read the fencing term") as conn:
-            term = conn.execute(sa.select(fence.c.term).where(fence.c.name == "operator")
-                                ).scalar_one_or_none()  # fmt: skip
+            term = conn.execute(
+                sa.select(fence.c.term).where(fence.c.name == "operator")
+            ).scalar_one_or_none()
         return -1 if term is None else int(term)
 
     def prune_changes(self, before: datetime) -> int:
@@ -281,12 +300,18 @@ class SqlStore(Tables):
                 seq = (conn.execute(last).scalar_one_or_none() or 0) + 1
                 conn.execute(
                     sa.insert(versions).values(
-                        arn=arn, version_id=version_id, seq=seq, created_at=created_at,
-                        fingerprint=fingerprint, key_id=sealed.key_id,
-                        wrapped_key=sealed.wrapped_key, nonce=sealed.nonce,
-                        ciphertext=sealed.ciphertext, is_binary=sealed.binary,
+                        arn=arn,
+                        version_id=version_id,
+                        seq=seq,
+                        created_at=created_at,
+                        fingerprint=fingerprint,
+                        key_id=sealed.key_id,
+                        wrapped_key=sealed.wrapped_key,
+                        nonce=sealed.nonce,
+                        ciphertext=sealed.ciphertext,
+                        is_binary=sealed.binary,
                     )
-                )  # fmt: skip
+                )
                 for stage in labels:
                     attach(conn, arn, stage, version_id)
                 _note(conn, arn, "version")

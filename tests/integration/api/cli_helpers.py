@@ -17,12 +17,19 @@ def cli_env(world: ApiWorld, ident: Identity | None, tmp: Path, **extra: str) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KUSTOS_"))}
     config = tmp / "aws-config"
     config.write_text("[default]\ncli_timestamp_format = iso8601\n")
-    env.update(KUSTOS_ENDPOINT=world.endpoint, KUSTOS_CA_BUNDLE=str(world.ca_path),
-               AWS_DEFAULT_REGION="test", AWS_CONFIG_FILE=str(config),
-               AWS_SHARED_CREDENTIALS_FILE="/dev/null", AWS_MAX_ATTEMPTS="1", TZ="UTC")
+    env.update(
+        KUSTOS_ENDPOINT=world.endpoint,
+        KUSTOS_CA_BUNDLE=str(world.ca_path),
+        AWS_DEFAULT_REGION="test",
+        AWS_CONFIG_FILE=str(config),
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+        AWS_MAX_ATTEMPTS="1",
+        TZ="UTC",
+    )
     if ident is not None:
-        env.update(AWS_ACCESS_KEY_ID=ident.access_key_id,
-                   AWS_SECRET_ACCESS_KEY=ident.secret_access_key)
+        env.update(
+            AWS_ACCESS_KEY_ID=ident.access_key_id, AWS_SECRET_ACCESS_KEY=ident.secret_access_key
+        )
     env.update(extra)
     return env
 
@@ -32,8 +39,14 @@ class Cli:
         self.world, self.env = world, cli_env(world, ident, tmp, **extra)
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "kustos.cli.main", *args], env=self.env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "kustos.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def __call__(self, *args: str) -> Any:
         proc = self.run(*args)
@@ -42,7 +55,19 @@ class Cli:
         return json.loads(proc.stdout) if proc.stdout.strip() else None
 
     def aws(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([AWS_CLI, "secretsmanager", *args, "--endpoint-url",
-                               self.world.endpoint, "--ca-bundle", str(self.world.ca_path)],
-                              env=self.env, capture_output=True, text=True, timeout=60,
-                              check=False)  # fmt: skip
+        return subprocess.run(
+            [
+                AWS_CLI,
+                "secretsmanager",
+                *args,
+                "--endpoint-url",
+                self.world.endpoint,
+                "--ca-bundle",
+                str(self.world.ca_path),
+            ],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )

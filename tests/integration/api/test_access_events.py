@@ -17,8 +17,11 @@ def test_reads_are_aggregated_and_denials_name_the_caller(
 ) -> None:
     created = sm.create_secret(Name="team/events-db", SecretString="kustos-canary-ev-123")
     object_name = "team-events-db"
-    wait_for(lambda: world.cluster.kubectl("get", "ms", object_name, "-n", ns,
-                                           check=False).returncode == 0)
+    wait_for(
+        lambda: (
+            world.cluster.kubectl("get", "ms", object_name, "-n", ns, check=False).returncode == 0
+        )
+    )
     for _ in range(5):
         assert sm.get_secret_value(SecretId=created["ARN"])["SecretString"]
 
@@ -37,8 +40,13 @@ def test_reads_are_aggregated_and_denials_name_the_caller(
     accessed = [e for e in evs if e["reason"] == "Accessed"]
     # Five reads became one Event (possibly split over two windows), naming the reader.
     assert len(accessed) <= 2
-    assert sum(int(e["message"].split(" times")[0].split()[-1]) if "times" in e["message"]
-               else 1 for e in accessed) == 5
+    assert (
+        sum(
+            int(e["message"].split(" times")[0].split()[-1]) if "times" in e["message"] else 1
+            for e in accessed
+        )
+        == 5
+    )
     assert all(f"serviceaccount/{ident.service_account}" in e["message"] for e in accessed)
     refused = next(e for e in evs if e["reason"] == "AccessDenied")
     assert refused["type"] == "Warning"

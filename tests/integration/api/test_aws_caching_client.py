@@ -18,7 +18,7 @@ from tests.api_fixture import ApiWorld, Identity
 
 pytestmark = pytest.mark.cluster
 
-PROGRAM = r'''
+PROGRAM = r"""
 import json, sys
 from aws_secretsmanager_caching import (InjectKeywordedSecretString, InjectSecretString,
                                         SecretCache, SecretCacheConfig)
@@ -43,23 +43,35 @@ out["refreshed"] = cache.refresh_secret_now("cached/db")
 out["after"] = cache.get_secret_string("cached/db")
 out["binary"] = cache.get_secret_binary("cached/bin").hex()
 print(json.dumps(out), flush=True)
-'''
+"""
 
 
-def test_aws_caching_client_works_unchanged(world: ApiWorld, ident: Identity, sm: Any,
-                                            tmp_path: Path) -> None:
+def test_aws_caching_client_works_unchanged(
+    world: ApiWorld, ident: Identity, sm: Any, tmp_path: Path
+) -> None:
     first = json.dumps({"username": "app", "password": "p" * 12})
     sm.create_secret(Name="cached/db", SecretString=first)
     sm.create_secret(Name="cached/bin", SecretBinary=b"\x00\x01kustos")
     script = tmp_path / "app.py"
     script.write_text(PROGRAM)
     env = {k: v for k, v in world.runner.env.items() if not k.startswith("AWS_")}
-    env.update(AWS_ENDPOINT_URL_SECRETS_MANAGER=world.endpoint, AWS_CA_BUNDLE=str(world.ca_path),
-               AWS_ACCESS_KEY_ID=ident.access_key_id,
-               AWS_SECRET_ACCESS_KEY=ident.secret_access_key, AWS_DEFAULT_REGION="test",
-               AWS_CONFIG_FILE="/dev/null", AWS_SHARED_CREDENTIALS_FILE="/dev/null")
-    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env.update(
+        AWS_ENDPOINT_URL_SECRETS_MANAGER=world.endpoint,
+        AWS_CA_BUNDLE=str(world.ca_path),
+        AWS_ACCESS_KEY_ID=ident.access_key_id,
+        AWS_SECRET_ACCESS_KEY=ident.secret_access_key,
+        AWS_DEFAULT_REGION="test",
+        AWS_CONFIG_FILE="/dev/null",
+        AWS_SHARED_CREDENTIALS_FILE="/dev/null",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert proc.stdout is not None and proc.stdin is not None
         line = proc.stdout.readline()
@@ -74,6 +86,12 @@ def test_aws_caching_client_works_unchanged(world: ApiWorld, ident: Identity, sm
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert json.loads(out) == {"first": first, "keyworded": "app:12", "raw": "app",
-                               "cached": first, "refreshed": True, "after": second,
-                               "binary": b"\x00\x01kustos".hex()}
+    assert json.loads(out) == {
+        "first": first,
+        "keyworded": "app:12",
+        "raw": "app",
+        "cached": first,
+        "refreshed": True,
+        "after": second,
+        "binary": b"\x00\x01kustos".hex(),
+    }

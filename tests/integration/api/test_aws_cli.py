@@ -15,15 +15,27 @@ def test_aws_cli_round_trip(world: Any, ident: Any) -> None:
         out = world.aws(ident, *args).stdout
         return json.loads(out) if out.strip() else None
 
-    created = aws("create-secret", "--name", "cli/db", "--secret-string", '{"pw":"one"}',
-                  "--tags", "Key=team,Value=cli")
+    created = aws(
+        "create-secret",
+        "--name",
+        "cli/db",
+        "--secret-string",
+        '{"pw":"one"}',
+        "--tags",
+        "Key=team,Value=cli",
+    )
     arn = created["ARN"]
     assert aws("get-secret-value", "--secret-id", "cli/db")["SecretString"] == '{"pw":"one"}'
     aws("put-secret-value", "--secret-id", arn, "--secret-string", "two")
-    assert aws("get-secret-value", "--secret-id", arn, "--version-stage",
-               "AWSPREVIOUS")["SecretString"] == '{"pw":"one"}'
+    assert (
+        aws("get-secret-value", "--secret-id", arn, "--version-stage", "AWSPREVIOUS")[
+            "SecretString"
+        ]
+        == '{"pw":"one"}'
+    )
     assert aws("describe-secret", "--secret-id", "cli/db")["Tags"] == [
-        {"Key": "team", "Value": "cli"}]
+        {"Key": "team", "Value": "cli"}
+    ]
     listed = aws("list-secrets", "--filters", "Key=name,Values=cli/")
     assert [s["Name"] for s in listed["SecretList"]] == ["cli/db"]
     assert len(aws("list-secret-version-ids", "--secret-id", arn)["Versions"]) == 2

@@ -26,36 +26,98 @@ def state(sm: Any) -> list[tuple[str, int]]:
 def assert_clean(status: int, body: dict[str, Any], want_code: str, want_status: int = 400) -> None:
     assert (status, body.get("__type")) == (want_status, want_code), body
     text = json.dumps(body)
-    assert "Traceback" not in text and "File \"" not in text
+    assert "Traceback" not in text and 'File "' not in text
 
 
-@pytest.mark.parametrize(("target", "body", "content_type", "want", "status"), [
-    (TARGET, b"{not json", "application/x-amz-json-1.1", "SerializationException", 400),
-    (TARGET, b"[1, 2]", "application/x-amz-json-1.1", "SerializationException", 400),
-    (TARGET, b'{"Name": "x", "SecretString": "y"}', "text/plain",
-     "UnsupportedMediaTypeException", 415),
-    ("secretsmanager.DropAllTables", b"{}", "application/x-amz-json-1.1",
-     "UnknownOperationException", 400),
-    (None, b"{}", "application/x-amz-json-1.1", "UnknownOperationException", 400),
-    (TARGET, b'{"SecretString": "y"}', "application/x-amz-json-1.1", "ValidationException", 400),
-    (TARGET, b'{"Name": 5}', "application/x-amz-json-1.1", "ValidationException", 400),
-    (TARGET, json.dumps({"Name": "big", "SecretString": "x" * 65537}).encode(),
-     "application/x-amz-json-1.1", "ValidationException", 400),
-    (TARGET, json.dumps({"Name": "n" * 513, "SecretString": "x"}).encode(),
-     "application/x-amz-json-1.1", "ValidationException", 400),
-    (TARGET, b'{"Name": "bad name!", "SecretString": "x"}', "application/x-amz-json-1.1",
-     "ValidationException", 400),
-    (TARGET, b'{"Name": "b", "SecretBinary": "%%%"}', "application/x-amz-json-1.1",
-     "SerializationException", 400),
-    (TARGET, b'{"Name": "b", "SecretString": "x", "SecretBinary": "eA=="}',
-     "application/x-amz-json-1.1", "InvalidParameterException", 400),
-    ("secretsmanager.GetSecretValue", b'{"SecretId": "s", "VersionId": "short"}',
-     "application/x-amz-json-1.1", "ValidationException", 400),
-    ("secretsmanager.DeleteSecret", b'{"SecretId": "s", "RecoveryWindowInDays": true}',
-     "application/x-amz-json-1.1", "ValidationException", 400),
-])
-def test_bad_requests(world: Any, ident: Any, sm: Any, target: str | None, body: bytes,
-                      content_type: str, want: str, status: int) -> None:
+@pytest.mark.parametrize(
+    ("target", "body", "content_type", "want", "status"),
+    [
+        (TARGET, b"{not json", "application/x-amz-json-1.1", "SerializationException", 400),
+        (TARGET, b"[1, 2]", "application/x-amz-json-1.1", "SerializationException", 400),
+        (
+            TARGET,
+            b'{"Name": "x", "SecretString": "y"}',
+            "text/plain",
+            "UnsupportedMediaTypeException",
+            415,
+        ),
+        (
+            "secretsmanager.DropAllTables",
+            b"{}",
+            "application/x-amz-json-1.1",
+            "UnknownOperationException",
+            400,
+        ),
+        (None, b"{}", "application/x-amz-json-1.1", "UnknownOperationException", 400),
+        (
+            TARGET,
+            b'{"SecretString": "y"}',
+            "application/x-amz-json-1.1",
+            "ValidationException",
+            400,
+        ),
+        (TARGET, b'{"Name": 5}', "application/x-amz-json-1.1", "ValidationException", 400),
+        (
+            TARGET,
+            json.dumps({"Name": "big", "SecretString": "x" * 65537}).encode(),
+            "application/x-amz-json-1.1",
+            "ValidationException",
+            400,
+        ),
+        (
+            TARGET,
+            json.dumps({"Name": "n" * 513, "SecretString": "x"}).encode(),
+            "application/x-amz-json-1.1",
+            "ValidationException",
+            400,
+        ),
+        (
+            TARGET,
+            b'{"Name": "bad name!", "SecretString": "x"}',
+            "application/x-amz-json-1.1",
+            "ValidationException",
+            400,
+        ),
+        (
+            TARGET,
+            b'{"Name": "b", "SecretBinary": "%%%"}',
+            "application/x-amz-json-1.1",
+            "SerializationException",
+            400,
+        ),
+        (
+            TARGET,
+            b'{"Name": "b", "SecretString": "x", "SecretBinary": "eA=="}',
+            "application/x-amz-json-1.1",
+            "InvalidParameterException",
+            400,
+        ),
+        (
+            "secretsmanager.GetSecretValue",
+            b'{"SecretId": "s", "VersionId": "short"}',
+            "application/x-amz-json-1.1",
+            "ValidationException",
+            400,
+        ),
+        (
+            "secretsmanager.DeleteSecret",
+            b'{"SecretId": "s", "RecoveryWindowInDays": true}',
+            "application/x-amz-json-1.1",
+            "ValidationException",
+            400,
+        ),
+    ],
+)
+def test_bad_requests(
+    world: Any,
+    ident: Any,
+    sm: Any,
+    target: str | None,
+    body: bytes,
+    content_type: str,
+    want: str,
+    status: int,
+) -> None:
     before = state(sm)
     got_status, answer, headers = world.raw(ident, target, body, content_type)
     assert_clean(got_status, answer, want, status)
@@ -87,35 +149,89 @@ def test_bad_credentials_are_refused(world: Any, ident: Any, sm: Any) -> None:
     forged = Identity(ident.namespace, ident.service_account, ident.access_key_id, "wrong" * 8)
     with pytest.raises(ClientError) as exc:
         world.client(forged).create_secret(Name="forged", SecretString="x")
-    assert exc.value.response["Error"]["Code"] in ("InvalidSignatureException",
-                                                   "SignatureDoesNotMatch")
+    assert exc.value.response["Error"]["Code"] in (
+        "InvalidSignatureException",
+        "SignatureDoesNotMatch",
+    )
     assert "forged" not in [s["Name"] for s in sm.list_secrets()["SecretList"]]
 
 
-_OPS = ["CreateSecret", "GetSecretValue", "PutSecretValue", "UpdateSecret", "DescribeSecret",
-        "ListSecrets", "BatchGetSecretValue", "DeleteSecret", "RestoreSecret", "TagResource",
-        "UntagResource", "UpdateSecretVersionStage", "ListSecretVersionIds", "RotateSecret",
-        "CancelRotateSecret", "GetRandomPassword", "PutResourcePolicy", "GetResourcePolicy",
-        "DeleteResourcePolicy", "ValidateResourcePolicy", "Nope", ""]
-_KEYS = ["Name", "SecretId", "SecretString", "SecretBinary", "VersionId", "VersionStage",
-         "ClientRequestToken", "Filters", "MaxResults", "NextToken", "Tags", "TagKeys",
-         "RecoveryWindowInDays", "ForceDeleteWithoutRecovery", "PasswordLength",
-         "ResourcePolicy", "SecretIdList", "MoveToVersionId", "RemoveFromVersionId",
-         "RotationRules", "VersionStages", "IncludeDeprecated", "SortBy"]
+_OPS = [
+    "CreateSecret",
+    "GetSecretValue",
+    "PutSecretValue",
+    "UpdateSecret",
+    "DescribeSecret",
+    "ListSecrets",
+    "BatchGetSecretValue",
+    "DeleteSecret",
+    "RestoreSecret",
+    "TagResource",
+    "UntagResource",
+    "UpdateSecretVersionStage",
+    "ListSecretVersionIds",
+    "RotateSecret",
+    "CancelRotateSecret",
+    "GetRandomPassword",
+    "PutResourcePolicy",
+    "GetResourcePolicy",
+    "DeleteResourcePolicy",
+    "ValidateResourcePolicy",
+    "Nope",
+    "",
+]
+_KEYS = [
+    "Name",
+    "SecretId",
+    "SecretString",
+    "SecretBinary",
+    "VersionId",
+    "VersionStage",
+    "ClientRequestToken",
+    "Filters",
+    "MaxResults",
+    "NextToken",
+    "Tags",
+    "TagKeys",
+    "RecoveryWindowInDays",
+    "ForceDeleteWithoutRecovery",
+    "PasswordLength",
+    "ResourcePolicy",
+    "SecretIdList",
+    "MoveToVersionId",
+    "RemoveFromVersionId",
+    "RotationRules",
+    "VersionStages",
+    "IncludeDeprecated",
+    "SortBy",
+]
 _JSON = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**40, 2**40) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
     | st.text(max_size=40),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
     max_leaves=12,
 )
 
 
-@settings(max_examples=250, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(op=st.sampled_from(_OPS),
-       body=st.one_of(st.dictionaries(st.sampled_from(_KEYS), _JSON, max_size=5).map(
-           lambda d: json.dumps(d).encode()), st.binary(max_size=200)))
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    op=st.sampled_from(_OPS),
+    body=st.one_of(
+        st.dictionaries(st.sampled_from(_KEYS), _JSON, max_size=5).map(
+            lambda d: json.dumps(d).encode()
+        ),
+        st.binary(max_size=200),
+    ),
+)
 def test_fuzz_no_server_errors(world: Any, ident: Any, op: str, body: bytes) -> None:
     status, answer, headers = world.raw(ident, f"secretsmanager.{op}", body)
     assert status < 500, answer

@@ -17,14 +17,20 @@ def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
 
 
 def test_create_get_put_and_labels(sm: Any) -> None:
-    created = sm.create_secret(Name="prod/payments/db", Description="orders",
-                               SecretString=json.dumps({"password": "v1"}),
-                               Tags=[{"Key": "team", "Value": "payments"}])
+    created = sm.create_secret(
+        Name="prod/payments/db",
+        Description="orders",
+        SecretString=json.dumps({"password": "v1"}),
+        Tags=[{"Key": "team", "Value": "payments"}],
+    )
     arn, v1 = created["ARN"], created["VersionId"]
     assert arn.startswith("arn:kustos:secretsmanager:test:") and ":secret:prod/payments/db-" in arn
     got = sm.get_secret_value(SecretId="prod/payments/db")
     assert (got["SecretString"], got["VersionId"], got["VersionStages"]) == (
-        '{"password": "v1"}', v1, ["AWSCURRENT"])
+        '{"password": "v1"}',
+        v1,
+        ["AWSCURRENT"],
+    )
     # by full ARN and by partial ARN (no suffix)
     assert sm.get_secret_value(SecretId=arn)["VersionId"] == v1
     assert sm.get_secret_value(SecretId=arn.rsplit("-", 1)[0])["VersionId"] == v1
@@ -36,14 +42,18 @@ def test_create_get_put_and_labels(sm: Any) -> None:
     assert sm.get_secret_value(SecretId=arn, VersionId=v1)["SecretString"] == '{"password": "v1"}'
 
     # binary values round-trip as bytes
-    v3 = sm.put_secret_value(SecretId=arn, SecretBinary=b"\x00\xffbin",
-                             VersionStages=["CUSTOM"])["VersionId"]
-    assert sm.get_secret_value(SecretId=arn, VersionStage="CUSTOM")["SecretBinary"] == b"\x00\xffbin"
+    v3 = sm.put_secret_value(SecretId=arn, SecretBinary=b"\x00\xffbin", VersionStages=["CUSTOM"])[
+        "VersionId"
+    ]
+    assert (
+        sm.get_secret_value(SecretId=arn, VersionStage="CUSTOM")["SecretBinary"] == b"\x00\xffbin"
+    )
     assert sm.get_secret_value(SecretId=arn)["VersionId"] == v2  # CUSTOM did not move current
 
     # UpdateSecretVersionStage: move AWSCURRENT back to v1
-    sm.update_secret_version_stage(SecretId=arn, VersionStage="AWSCURRENT",
-                                   MoveToVersionId=v1, RemoveFromVersionId=v2)
+    sm.update_secret_version_stage(
+        SecretId=arn, VersionStage="AWSCURRENT", MoveToVersionId=v1, RemoveFromVersionId=v2
+    )
     assert sm.get_secret_value(SecretId=arn)["VersionId"] == v1
     stages = sm.describe_secret(SecretId=arn)["VersionIdsToStages"]
     assert stages == {v1: ["AWSCURRENT"], v2: ["AWSPREVIOUS"], v3: ["CUSTOM"]}
@@ -67,12 +77,10 @@ def test_idempotency_by_client_request_token(sm: Any) -> None:
 
     put_token = str(uuid.uuid4())
     put = sm.put_secret_value(SecretId="idem", SecretString="next", ClientRequestToken=put_token)
-    repeat = sm.put_secret_value(SecretId="idem", SecretString="next",
-                                 ClientRequestToken=put_token)
+    repeat = sm.put_secret_value(SecretId="idem", SecretString="next", ClientRequestToken=put_token)
     assert put["VersionId"] == repeat["VersionId"] == put_token
     with pytest.raises(ClientError) as exc:
-        sm.put_secret_value(SecretId="idem", SecretString="different",
-                            ClientRequestToken=put_token)
+        sm.put_secret_value(SecretId="idem", SecretString="different", ClientRequestToken=put_token)
     assert code(exc) == "ResourceExistsException"
     versions = sm.list_secret_version_ids(SecretId="idem", IncludeDeprecated=True)["Versions"]
     assert len(versions) == 2  # no version was added by the repeats
@@ -84,8 +92,9 @@ def test_update_tags_describe_and_list(sm: Any) -> None:
     sm.create_secret(Name="app/two", SecretString="y", Tags=[{"Key": "env", "Value": "prod"}])
     sm.create_secret(Name="other/three", SecretString="z")
     sm.update_secret(SecretId=arn, Description="changed")
-    sm.tag_resource(SecretId=arn, Tags=[{"Key": "env", "Value": "dev"},
-                                        {"Key": "owner", "Value": "me"}])
+    sm.tag_resource(
+        SecretId=arn, Tags=[{"Key": "env", "Value": "dev"}, {"Key": "owner", "Value": "me"}]
+    )
     sm.untag_resource(SecretId=arn, TagKeys=["owner"])
     described = sm.describe_secret(SecretId=arn)
     assert described["Description"] == "changed"
@@ -106,8 +115,11 @@ def test_update_tags_describe_and_list(sm: Any) -> None:
     assert len(page["SecretList"]) == 2 and page["NextToken"]
     rest = sm.list_secrets(MaxResults=2, SortOrder="asc", NextToken=page["NextToken"])
     assert len(rest["SecretList"]) == 1 and "NextToken" not in rest
-    paged = [s["Name"] for p in sm.get_paginator("list_secrets").paginate(
-        PaginationConfig={"PageSize": 1}) for s in p["SecretList"]]
+    paged = [
+        s["Name"]
+        for p in sm.get_paginator("list_secrets").paginate(PaginationConfig={"PageSize": 1})
+        for s in p["SecretList"]
+    ]
     assert sorted(paged) == ["app/one", "app/two", "other/three"]
     with pytest.raises(ClientError) as exc:
         sm.list_secrets(NextToken="bm90LWEtdG9rZW4=")
@@ -120,7 +132,8 @@ def test_batch_get_secret_value(sm: Any) -> None:
     out = sm.batch_get_secret_value(SecretIdList=[a, "batch/b", "batch/missing"])
     assert sorted(v["SecretString"] for v in out["SecretValues"]) == ["A", "B"]
     assert [(e["SecretId"], e["ErrorCode"]) for e in out["Errors"]] == [
-        ("batch/missing", "ResourceNotFoundException")]
+        ("batch/missing", "ResourceNotFoundException")
+    ]
     by_filter = sm.batch_get_secret_value(Filters=[{"Key": "name", "Values": ["batch/"]}])
     assert sorted(v["Name"] for v in by_filter["SecretValues"]) == ["batch/a", "batch/b"]
 
@@ -137,8 +150,9 @@ def test_delete_restore_and_force_delete(sm: Any) -> None:
     assert code(exc) == "InvalidRequestException"
     assert "DeletedDate" in sm.describe_secret(SecretId=arn)
     assert "doomed" not in [s["Name"] for s in sm.list_secrets()["SecretList"]]
-    assert "doomed" in [s["Name"] for s in sm.list_secrets(IncludePlannedDeletion=True)
-                        ["SecretList"]]
+    assert "doomed" in [
+        s["Name"] for s in sm.list_secrets(IncludePlannedDeletion=True)["SecretList"]
+    ]
     with pytest.raises(ClientError) as exc:
         sm.create_secret(Name="doomed", SecretString="new")
     assert code(exc) == "InvalidRequestException"
@@ -153,12 +167,32 @@ def test_delete_restore_and_force_delete(sm: Any) -> None:
 def test_resource_policies_and_block_public(sm: Any) -> None:
     arn = sm.create_secret(Name="shared", SecretString="x")["ARN"]
     ns = arn.split(":")[4]
-    narrow = json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": {"AWS": f"arn:kustos:iam::{ns}:serviceaccount/reader"},
-        "Action": "secretsmanager:GetSecretValue", "Resource": "*"}]})
-    public = json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Principal": "*", "Action": "secretsmanager:GetSecretValue",
-        "Resource": "*"}]})
+    narrow = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:kustos:iam::{ns}:serviceaccount/reader"},
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": "*",
+                }
+            ],
+        }
+    )
+    public = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": "*",
+                }
+            ],
+        }
+    )
     assert sm.validate_resource_policy(ResourcePolicy=narrow)["PolicyValidationPassed"] is True
     checked = sm.validate_resource_policy(SecretId=arn, ResourcePolicy=public)
     assert checked["PolicyValidationPassed"] is False
@@ -180,13 +214,22 @@ def test_get_random_password_and_rotation_requests(sm: Any) -> None:
     password = sm.get_random_password(PasswordLength=40, ExcludePunctuation=True)
     assert len(password["RandomPassword"]) == 40 and password["RandomPassword"].isalnum()
     with pytest.raises(ClientError) as exc:
-        sm.get_random_password(PasswordLength=2, ExcludeCharacters="", ExcludeLowercase=True,
-                               ExcludeUppercase=True, ExcludeNumbers=True,
-                               ExcludePunctuation=True)
+        sm.get_random_password(
+            PasswordLength=2,
+            ExcludeCharacters="",
+            ExcludeLowercase=True,
+            ExcludeUppercase=True,
+            ExcludeNumbers=True,
+            ExcludePunctuation=True,
+        )
     assert code(exc) == "InvalidParameterException"
     arn = sm.create_secret(Name="rotating", SecretString="x")["ARN"]
-    sm.rotate_secret(SecretId=arn, RotationRules={"AutomaticallyAfterDays": 30},
-                     RotationLambdaARN="generated", RotateImmediately=False)
+    sm.rotate_secret(
+        SecretId=arn,
+        RotationRules={"AutomaticallyAfterDays": 30},
+        RotationLambdaARN="generated",
+        RotateImmediately=False,
+    )
     described = sm.describe_secret(SecretId=arn)
     assert described["RotationEnabled"] is True
     assert described["RotationRules"]["AutomaticallyAfterDays"] == 30

@@ -23,29 +23,45 @@ pytestmark = pytest.mark.cluster
 
 
 def sa_token(world: ApiWorld, ident: Identity, path: Path) -> Path:
-    path.write_text(world.cluster.kubectl("create", "token", ident.service_account, "-n",
-                                          ident.namespace, "--audience", "kustos").stdout)
+    path.write_text(
+        world.cluster.kubectl(
+            "create", "token", ident.service_account, "-n", ident.namespace, "--audience", "kustos"
+        ).stdout
+    )
     return path
 
 
 def test_client_credentials_and_cache(world: ApiWorld, ident: Identity, tmp_path: Path) -> None:
-    keys = connect(world.endpoint, ca_bundle=str(world.ca_path), region="test",
-                   access_key_id=ident.access_key_id,
-                   secret_access_key=ident.secret_access_key)  # fmt: skip
+    keys = connect(
+        world.endpoint,
+        ca_bundle=str(world.ca_path),
+        region="test",
+        access_key_id=ident.access_key_id,
+        secret_access_key=ident.secret_access_key,
+    )
     arn = keys.create_secret(Name="client/db", SecretString="v1")["ARN"]
-    bearer = connect(world.endpoint, ca_bundle=str(world.ca_path),
-                     token_file=sa_token(world, ident, tmp_path / "token"))  # fmt: skip
+    bearer = connect(
+        world.endpoint,
+        ca_bundle=str(world.ca_path),
+        token_file=sa_token(world, ident, tmp_path / "token"),
+    )
     assert bearer.get_secret_value(SecretId="client/db")["SecretString"] == "v1"
     with pytest.raises(SSLError):  # verification on: without Kustos's CA, no trust
-        connect(world.endpoint, region="test", access_key_id=ident.access_key_id,
-                secret_access_key=ident.secret_access_key, max_attempts=1).list_secrets()
+        connect(
+            world.endpoint,
+            region="test",
+            access_key_id=ident.access_key_id,
+            secret_access_key=ident.secret_access_key,
+            max_attempts=1,
+        ).list_secrets()
     stranger = connect(world.endpoint, ca_bundle=str(world.ca_path), token="not-a-token")
     with pytest.raises(ClientError) as exc:
         stranger.list_secrets()
     assert exc.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
-    cache = SecretCache(bearer, SecretCacheConfig(ttl_seconds=0.5, max_stale_seconds=60,
-                                                  retry_base_seconds=0.2))  # fmt: skip
+    cache = SecretCache(
+        bearer, SecretCacheConfig(ttl_seconds=0.5, max_stale_seconds=60, retry_base_seconds=0.2)
+    )
     assert cache.get_secret_string("client/db") == "v1"
     keys.put_secret_value(SecretId=arn, SecretString="v2")
     assert cache.get_secret_string("client/db") == "v1"  # within the TTL
@@ -57,9 +73,12 @@ def test_client_credentials_and_cache(world: ApiWorld, ident: Identity, tmp_path
 
     # the server goes away: the cached value is served stale (a real connection error)
     route = {"client": bearer}
-    stale = SecretCache(fetch=lambda sid, stage, _: route["client"].get_secret_value(
-        SecretId=sid, VersionStage=stage), config=SecretCacheConfig(
-        ttl_seconds=0.2, max_stale_seconds=60))  # fmt: skip
+    stale = SecretCache(
+        fetch=lambda sid, stage, _: route["client"].get_secret_value(
+            SecretId=sid, VersionStage=stage
+        ),
+        config=SecretCacheConfig(ttl_seconds=0.2, max_stale_seconds=60),
+    )
     assert stale.get_secret_string("client/db") == "v3"
     route["client"] = connect("https://127.0.0.1:1", token="t", max_attempts=1)
     time.sleep(0.3)
@@ -74,8 +93,7 @@ def test_client_credentials_and_cache(world: ApiWorld, ident: Identity, tmp_path
     assert exc.value.response["Error"]["Code"] == "ResourceNotFoundException"
 
 
-def test_python_snippet_runs_as_printed(world: ApiWorld, ident: Identity, tmp_path: Path
-                                        ) -> None:  # fmt: skip
+def test_python_snippet_runs_as_printed(world: ApiWorld, ident: Identity, tmp_path: Path) -> None:
     cli = Cli(world, ident, tmp_path)
     cli("create-secret", "--name", "snippet/db", "--secret-string", '{"pw":"snip"}')
     code = cli.run("snippet", "--secret-id", "snippet/db", "--lang", "python").stdout
@@ -86,23 +104,39 @@ def test_python_snippet_runs_as_printed(world: ApiWorld, ident: Identity, tmp_pa
     port = free_port()
     log = tmp_path / "api.log"
     with log.open("wb") as out:
-        api = subprocess.Popen([sys.executable, "-m", "kustos.cli.main", "api", "--port",
-                                str(port), "--insecure"], env=world.runner.env, stdout=out,
-                               stderr=subprocess.STDOUT)  # fmt: skip
+        api = subprocess.Popen(
+            [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port), "--insecure"],
+            env=world.runner.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        env = {k: v for k, v in cli.env.items() if not k.startswith("AWS_ACCESS")
-               and not k.startswith("AWS_SECRET")}  # fmt: skip
-        env.update(AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{port}/v1/credentials",
-                   AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(sa_token(world, ident,
-                                                                       tmp_path / "tok")),
-                   AWS_REGION="test")  # fmt: skip
+        env = {
+            k: v
+            for k, v in cli.env.items()
+            if not k.startswith("AWS_ACCESS") and not k.startswith("AWS_SECRET")
+        }
+        env.update(
+            AWS_CONTAINER_CREDENTIALS_FULL_URI=f"http://127.0.0.1:{port}/v1/credentials",
+            AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE=str(sa_token(world, ident, tmp_path / "tok")),
+            AWS_REGION="test",
+        )
 
         def run() -> Any:
             assert api.poll() is None, log.read_text()
             proc = subprocess.run(
-                [sys.executable, "-c", f"exec(open({str(script)!r}).read()); "
-                 "import sys; sys.stdout.write(get_secret())"],
-                env=env, capture_output=True, text=True, timeout=60, check=False)
+                [
+                    sys.executable,
+                    "-c",
+                    f"exec(open({str(script)!r}).read()); "
+                    "import sys; sys.stdout.write(get_secret())",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
             return proc if proc.returncode == 0 or "Connection" not in proc.stderr else None
 
         proc = wait_for(run, timeout=60, what="snippet runs")
@@ -114,22 +148,31 @@ def test_python_snippet_runs_as_printed(world: ApiWorld, ident: Identity, tmp_pa
 
 
 @pytest.mark.parametrize("lang", ["java", "javascript", "csharp", "go", "curl"])
-def test_other_snippets_render(world: ApiWorld, ident: Identity, tmp_path: Path,
-                               lang: str) -> None:  # fmt: skip
-    out = Cli(world, ident, tmp_path).run("snippet", "--secret-id", "prod/db", "--lang", lang,
-                                          "--endpoint-url", "https://kustos.example:8443")
+def test_other_snippets_render(world: ApiWorld, ident: Identity, tmp_path: Path, lang: str) -> None:
+    out = Cli(world, ident, tmp_path).run(
+        "snippet",
+        "--secret-id",
+        "prod/db",
+        "--lang",
+        lang,
+        "--endpoint-url",
+        "https://kustos.example:8443",
+    )
     assert out.returncode == 0 and "prod/db" in out.stdout and "{{" not in out.stdout
     assert "https://kustos.example:8443" in out.stdout
 
 
-def test_pod_yaml_snippet_passes_server_dry_run(world: ApiWorld, ident: Identity,
-                                                tmp_path: Path) -> None:  # fmt: skip
-    out = Cli(world, ident, tmp_path).run("snippet", "--secret-id", "prod/db", "--lang",
-                                          "pod-yaml", "-n", ident.namespace)
+def test_pod_yaml_snippet_passes_server_dry_run(
+    world: ApiWorld, ident: Identity, tmp_path: Path
+) -> None:
+    out = Cli(world, ident, tmp_path).run(
+        "snippet", "--secret-id", "prod/db", "--lang", "pod-yaml", "-n", ident.namespace
+    )
     assert out.returncode == 0, out.stderr
     assert 'kustos.io/inject-credentials: "true"' in out.stdout
     assert "arn:kustos:secretsmanager:local:*:secret:prod/db-*" in out.stdout
-    applied = world.cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=out.stdout,
-                                    check=False)  # fmt: skip
+    applied = world.cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=out.stdout, check=False
+    )
     assert applied.returncode == 0, applied.stderr
     assert "created (server dry run)" in applied.stdout

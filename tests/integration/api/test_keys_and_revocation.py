@@ -97,8 +97,9 @@ def test_rotation_goes_on_past_a_damaged_version_and_names_it(world: ApiWorld, s
     version = sm.describe_secret(SecretId=arn)["VersionIdsToStages"]
     (vid,) = version
     with sqlite3.connect(world.runner.store_path) as conn:
-        conn.execute("UPDATE versions SET wrapped_key = ? WHERE arn = ?",
-                     (b"\x01" + b"\x00" * 60, arn))  # fmt: skip
+        conn.execute(
+            "UPDATE versions SET wrapped_key = ? WHERE arn = ?", (b"\x01" + b"\x00" * 60, arn)
+        )
     try:
         proc = world.kustos("keys", "rotate", check=False)
         assert proc.returncode == 1, proc.stderr
@@ -128,8 +129,12 @@ def _send(world: ApiWorld, request: AWSRequest, target: str | None = None) -> tu
     headers = dict(request.headers.items())
     if target is not None:
         headers["X-Amz-Target"] = target
-    req = urllib.request.Request(world.endpoint + "/", data=request.body, method="POST",  # noqa: S310
-                                 headers=headers)  # fmt: skip
+    req = urllib.request.Request(  # noqa: S310
+        world.endpoint + "/",
+        data=request.body,
+        method="POST",
+        headers=headers,
+    )
     context = ssl.create_default_context(cafile=str(world.ca_path))
     try:
         with urllib.request.urlopen(req, context=context, timeout=30) as resp:  # noqa: S310
@@ -146,9 +151,15 @@ def test_a_captured_signature_cannot_be_retargeted(
     credentials = Credentials(ident.access_key_id, ident.secret_access_key)
 
     def request(signer: type[SigV4Auth]) -> AWSRequest:
-        req = AWSRequest(method="POST", url=world.endpoint + "/", data=body, headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "secretsmanager.GetSecretValue"})  # fmt: skip
+        req = AWSRequest(
+            method="POST",
+            url=world.endpoint + "/",
+            data=body,
+            headers={
+                "Content-Type": "application/x-amz-json-1.1",
+                "X-Amz-Target": "secretsmanager.GetSecretValue",
+            },
+        )
         signer(credentials, "secretsmanager", "test").add_auth(req)
         return req
 
@@ -182,7 +193,11 @@ def test_revoke_stops_a_principal_on_two_api_servers_within_the_bound(
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port)],
-            env=world.runner.env, stdout=out, stderr=subprocess.STDOUT, cwd=world.runner.workdir)
+            env=world.runner.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=world.runner.workdir,
+        )
     try:
         second = ApiWorld(world.cluster, world.runner, port, world.ca_path)
         clients = [world.client(ident), second.client(ident)]
@@ -199,8 +214,9 @@ def test_revoke_stops_a_principal_on_two_api_servers_within_the_bound(
             assert wait_for(lambda c=client: answers(c), what="API up")["SecretString"] == CANARY
 
         principal = f"arn:kustos:iam::{ns}:serviceaccount/{ident.service_account}"
-        out = json.loads(world.kustos("access", "revoke", "--principal", principal,
-                                      "--reason", "test").stdout)  # fmt: skip
+        out = json.loads(
+            world.kustos("access", "revoke", "--principal", principal, "--reason", "test").stdout
+        )
         revoked = time.monotonic()
         assert out["AccessKeysDeactivated"] == 1 and out["InForceWithinSeconds"] == 10
 
@@ -229,8 +245,10 @@ def _served(world: ApiWorld) -> Any:
     from cryptography import x509
 
     context = ssl.create_default_context(cafile=str(world.ca_path))
-    with socket.create_connection(("127.0.0.1", world.port), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as tls:  # fmt: skip
+    with (
+        socket.create_connection(("127.0.0.1", world.port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     return x509.load_der_x509_certificate(der or b"")
 
@@ -242,27 +260,53 @@ def test_the_certificate_is_renewed_and_reloaded_without_a_restart(world: ApiWor
 
     pid = world.runner.proc.pid if world.runner.proc else None
     first_serial = _served(world).serial_number
-    secret = json.loads(world.cluster.kubectl(
-        "get", "secret", "kustos-api-tls", "-n", world.runner.namespace, "-o", "json").stdout)
+    secret = json.loads(
+        world.cluster.kubectl(
+            "get", "secret", "kustos-api-tls", "-n", world.runner.namespace, "-o", "json"
+        ).stdout
+    )
     data = {k: base64.b64decode(v) for k, v in secret["data"].items()}
     assert secret["metadata"]["labels"]["kustos.io/api-tls"] == "generated" and "ca.key" in data
     # A certificate of the same CA with one day left, as if it had been served for a year.
-    old = renew_serving_cert(data["ca.crt"], data["ca.key"], ["localhost", "127.0.0.1"],
-                             now=datetime.now(UTC) - timedelta(days=364))  # fmt: skip
+    old = renew_serving_cert(
+        data["ca.crt"],
+        data["ca.key"],
+        ["localhost", "127.0.0.1"],
+        now=datetime.now(UTC) - timedelta(days=364),
+    )
     old_serial = _x509(old.cert_pem).serial_number
-    patch = {"data": {"tls.crt": base64.b64encode(old.cert_pem).decode(),
-                      "tls.key": base64.b64encode(old.key_pem).decode()}}  # fmt: skip
-    world.cluster.kubectl("patch", "secret", "kustos-api-tls", "-n", world.runner.namespace,
-                          "--type=merge", "-p", json.dumps(patch))  # fmt: skip
+    patch = {
+        "data": {
+            "tls.crt": base64.b64encode(old.cert_pem).decode(),
+            "tls.key": base64.b64encode(old.key_pem).decode(),
+        }
+    }
+    world.cluster.kubectl(
+        "patch",
+        "secret",
+        "kustos-api-tls",
+        "-n",
+        world.runner.namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+    )
 
     def renewed() -> Any:
         cert = _served(world)
-        return cert if cert.serial_number not in (old_serial, first_serial) and (
-            cert.not_valid_after_utc - datetime.now(UTC) > timedelta(days=360)) else None
+        return (
+            cert
+            if cert.serial_number not in (old_serial, first_serial)
+            and (cert.not_valid_after_utc - datetime.now(UTC) > timedelta(days=360))
+            else None
+        )
 
     cert = wait_for(renewed, timeout=30, what="a renewed certificate on new handshakes")
-    stored = json.loads(world.cluster.kubectl(
-        "get", "secret", "kustos-api-tls", "-n", world.runner.namespace, "-o", "json").stdout)
+    stored = json.loads(
+        world.cluster.kubectl(
+            "get", "secret", "kustos-api-tls", "-n", world.runner.namespace, "-o", "json"
+        ).stdout
+    )
     assert _x509(base64.b64decode(stored["data"]["tls.crt"])).serial_number == cert.serial_number
     assert world.runner.proc is not None and world.runner.proc.pid == pid  # no restart
     assert world.runner.proc.poll() is None

@@ -29,7 +29,9 @@ def _children(pid: int) -> list[int]:
 
 
 def test_a_write_through_either_replica_is_read_by_the_other(
-    world: ApiWorld, sm: Any, ident: Any,
+    world: ApiWorld,
+    sm: Any,
+    ident: Any,
 ) -> None:
     arn = sm.create_secret(Name="replicas/db", SecretString="v1")["ARN"]
     workers: list[int] = []
@@ -37,9 +39,23 @@ def test_a_write_through_either_replica_is_read_by_the_other(
     log = world.runner.workdir / "api-replica.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port),
-             "--processes", "2", "--metrics-port", "0"],
-            env=world.runner.env, stdout=out, stderr=subprocess.STDOUT, cwd=world.runner.workdir)
+            [
+                sys.executable,
+                "-m",
+                "kustos.cli.main",
+                "api",
+                "--port",
+                str(port),
+                "--processes",
+                "2",
+                "--metrics-port",
+                "0",
+            ],
+            env=world.runner.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=world.runner.workdir,
+        )
     try:
         b = ApiWorld(world.cluster, world.runner, port, world.ca_path)
 
@@ -68,5 +84,8 @@ def test_a_write_through_either_replica_is_read_by_the_other(
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode in (0, -15)
-    wait_for(lambda: not any(Path(f"/proc/{w}").exists() for w in workers), timeout=30,
-             what="the worker process to exit with its parent")
+    wait_for(
+        lambda: not any(Path(f"/proc/{w}").exists() for w in workers),
+        timeout=30,
+        what="the worker process to exit with its parent",
+    )

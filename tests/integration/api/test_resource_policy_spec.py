@@ -21,7 +21,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "access.md"
 
 def recipe(shop: str, billing: str) -> list[dict[str, Any]]:
     text = DOC.read_text()
-    section = text[text.index("### Sharing a secret with another namespace"):]
+    section = text[text.index("### Sharing a secret with another namespace") :]
     block = re.search(r"```yaml\n(.*?)```", section, re.S)
     assert block is not None
     body = block.group(1).replace("billing", billing).replace("shop", shop)
@@ -39,8 +39,16 @@ def reads(client: Any, arn: str) -> str | None:
 
 
 def set_policy(world: ApiWorld, shop: str, policy: dict[str, Any] | None) -> None:
-    world.cluster.kubectl("patch", "ms", "db", "-n", shop, "--type=merge", "-p",
-                          json.dumps({"spec": {"resourcePolicy": policy}}))
+    world.cluster.kubectl(
+        "patch",
+        "ms",
+        "db",
+        "-n",
+        shop,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"resourcePolicy": policy}}),
+    )
 
 
 def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> None:
@@ -49,8 +57,7 @@ def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> No
     owner = world.client(world.identity(shop))
     docs = recipe(shop, billing)
     assert [d["kind"] for d in docs] == ["SecretAccessPolicy", "ManagedSecret"]
-    world.cluster.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d)
-                                                                   for d in docs))
+    world.cluster.kubectl("apply", "-f", "-", input="\n---\n".join(yaml.safe_dump(d) for d in docs))
     obj = wait_for(lambda: ready(world.cluster, "db", shop), what="db Ready")
     arn = obj["status"]["arn"]
     shared = docs[1]["spec"]["resourcePolicy"]
@@ -65,25 +72,37 @@ def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> No
     # a public document is refused: the last valid policy stays in force, and says so
     outsider_ns = new_namespace(world.cluster, "out")
     outsider = world.client(world.identity(outsider_ns))  # allowed secretsmanager:* by itself
-    public = {"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
-        "Principal": "*"}]}  # fmt: skip
+    public = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "secretsmanager:GetSecretValue",
+                "Resource": "*",
+                "Principal": "*",
+            }
+        ],
+    }
     set_policy(world, shop, public)
 
     def refused() -> dict[str, Any] | None:
         o = get(world.cluster, "ms", "db", shop) or {}
         c = condition(o, "Ready") or {}
         gen = o.get("metadata", {}).get("generation")
-        return o if c.get("reason") == "ResourcePolicyRejected" and (
-            c.get("observedGeneration") == gen) else None
+        return (
+            o
+            if c.get("reason") == "ResourcePolicyRejected" and (c.get("observedGeneration") == gen)
+            else None
+        )
 
     obj = wait_for(refused, what="Ready=False ResourcePolicyRejected")
     assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
     in_force = condition(obj, "ResourcePolicyInForce")
     assert in_force is not None and in_force["status"] == "False"
     assert "PublicPolicyException" in in_force["message"]
-    warned = [e for e in events(world.cluster, "db", shop)
-              if e["reason"] == "ResourcePolicyRejected"]
+    warned = [
+        e for e in events(world.cluster, "db", shop) if e["reason"] == "ResourcePolicyRejected"
+    ]
     assert warned and warned[0]["type"] == "Warning"
     assert json.loads(owner.get_resource_policy(SecretId=arn)["ResourcePolicy"]) == shared
     assert reads(invoicer, arn) == value
@@ -91,9 +110,14 @@ def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> No
 
     # a Deny written in the spec is in force
     deny = json.loads(json.dumps(shared))
-    deny["Statement"].append({"Effect": "Deny", "Action": "secretsmanager:GetSecretValue",
-                              "Resource": "*", "Principal": {"AWS": shared["Statement"][0][
-                                  "Principal"]["AWS"]}})  # fmt: skip
+    deny["Statement"].append(
+        {
+            "Effect": "Deny",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": "*",
+            "Principal": {"AWS": shared["Statement"][0]["Principal"]["AWS"]},
+        }
+    )
     set_policy(world, shop, deny)
     wait_for(lambda: reads(invoicer, arn) is None, what="the spec's Deny in force")
     assert ready(world.cluster, "db", shop)
@@ -103,14 +127,17 @@ def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> No
     set_policy(world, shop, shared)
     wait_for(lambda: reads(invoicer, arn), what="shared again")
     set_policy(world, shop, None)
-    wait_for(lambda: "ResourcePolicy" not in owner.get_resource_policy(SecretId=arn),
-             what="policy removed")  # fmt: skip
+    wait_for(
+        lambda: "ResourcePolicy" not in owner.get_resource_policy(SecretId=arn),
+        what="policy removed",
+    )
     assert reads(invoicer, arn) is None
 
     # PutResourcePolicy with BlockPublicPolicy=false: the caller's choice holds for that
     # document (the controller does not refuse what the API accepted)
-    owner.put_resource_policy(SecretId=arn, ResourcePolicy=json.dumps(public),
-                              BlockPublicPolicy=False)  # fmt: skip
+    owner.put_resource_policy(
+        SecretId=arn, ResourcePolicy=json.dumps(public), BlockPublicPolicy=False
+    )
     wait_for(lambda: reads(outsider, arn), what="the accepted public policy in force")
 
     def settled() -> dict[str, Any] | None:

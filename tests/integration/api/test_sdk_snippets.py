@@ -35,9 +35,12 @@ def credentials_uri(world: ApiWorld, tmp_path_factory: pytest.TempPathFactory) -
     port = free_port()
     log = tmp_path_factory.mktemp("creds") / "api.log"
     with log.open("wb") as out:
-        api = subprocess.Popen([sys.executable, "-m", "kustos.cli.main", "api", "--port",
-                                str(port), "--insecure"], env=world.runner.env, stdout=out,
-                               stderr=subprocess.STDOUT)
+        api = subprocess.Popen(
+            [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port), "--insecure"],
+            env=world.runner.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         import urllib.request
 
@@ -70,10 +73,14 @@ def test_snippet_runs_unchanged_with_the_real_sdk(
     code = cli.run("snippet", "--secret-id", f"sdk/{lang}", "--lang", lang).stdout
     assert f"sdk/{lang}" in code and "{{" not in code
     token = tmp_path / "token"
-    token.write_text(world.cluster.kubectl("create", "token", ident.service_account, "-n",
-                                           ident.namespace, "--audience", "kustos").stdout)
-    target = SdkEndpoint(world.endpoint, world.ca_path, "test",
-                         credentials_uri=credentials_uri, token_file=token)
+    token.write_text(
+        world.cluster.kubectl(
+            "create", "token", ident.service_account, "-n", ident.namespace, "--audience", "kustos"
+        ).stdout
+    )
+    target = SdkEndpoint(
+        world.endpoint, world.ca_path, "test", credentials_uri=credentials_uri, token_file=token
+    )
     env = env_for(lang, target, dict(chain.env()))
     cmd = chain.build(code, tmp_path / "program")
     proc = run_program(cmd, env, tmp_path / "program")

@@ -21,7 +21,11 @@ def test_kustos_api_serves_the_same_secrets(world: ApiWorld, sm: Any, ident: Any
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port)],
-            env=world.runner.env, stdout=out, stderr=subprocess.STDOUT, cwd=world.runner.workdir)
+            env=world.runner.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=world.runner.workdir,
+        )
     try:
         second = ApiWorld(world.cluster, world.runner, port, world.ca_path)
         client = second.client(ident)

@@ -64,10 +64,15 @@ def api_pair(world: ApiWorld, ident: Identity) -> Iterator[tuple[Any, Any]]:
     for i in range(2):
         port = free_port()
         log = (world.runner.workdir / f"stress-api-{i}.log").open("ab")
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port)],
-            env=world.runner.env, stdout=log, stderr=subprocess.STDOUT,
-            cwd=world.runner.workdir))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "kustos.cli.main", "api", "--port", str(port)],
+                env=world.runner.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=world.runner.workdir,
+            )
+        )
         clients.append(ApiWorld(world.cluster, world.runner, port, world.ca_path).client(ident))
     for client in clients:
         wait_for(lambda c=client: _answers(c), timeout=240, what="kustos api answering")
@@ -113,8 +118,10 @@ def test_concurrent_api_and_kubectl_writers_lose_nothing(
         one.create_secret(Name=name, SecretString="v0", Tags=[{"Key": "api", "Value": "t0"}])
         objects[name] = name.replace("/", "-")
     for name in names:
-        wait_for(lambda n=name: secret_data(get(cluster, "secret", objects[n], ns) or {}),
-                 what="first projection")
+        wait_for(
+            lambda n=name: secret_data(get(cluster, "secret", objects[n], ns) or {}),
+            what="first projection",
+        )
     tally = Tally()
     kube = Kube(cluster.api_client(), ns)
     for rnd in range(ROUNDS):
@@ -144,30 +151,48 @@ def test_concurrent_api_and_kubectl_writers_lose_nothing(
         for name in names:
             want = {"api": tag_of[name], "kubectl": kube_of[name]}
             shared = {f"r{rnd}-t{WRITES - 1}", f"r{rnd}-k{WRITES - 1}"}
-            probe = partial(_settled, kube, one, objects[name], name, want, shared,
-                            desc_of[name], value_of[name])
+            probe = partial(
+                _settled,
+                kube,
+                one,
+                objects[name],
+                name,
+                want,
+                shared,
+                desc_of[name],
+                value_of[name],
+            )
             try:
                 wait_for(probe, timeout=60, interval=0.1, what=f"{name} settled in round {rnd}")
             except AssertionError as exc:
                 tally.note(tally.lost, f"round {rnd}: {exc}")
         tally.converge.append(time.monotonic() - started)
         restart = " (with the operator's restart)" if rnd in (RESTART_AT, KILL_AT) else ""
-        print(f"round {rnd}: writers{restart} {wrote:.2f}s, settled "
-              f"{tally.converge[-1]:.2f}s after", flush=True)
+        print(
+            f"round {rnd}: writers{restart} {wrote:.2f}s, settled {tally.converge[-1]:.2f}s after",
+            flush=True,
+        )
     assert tally.stale_reads == [], tally.stale_reads[:5]
     assert tally.lost == [], tally.lost[:5]
     assert len(tally.converge) == ROUNDS
-    print(f"\nstress: {ROUNDS} rounds, {SECRETS} secrets, convergence after the writers: "
-          f"max {max(tally.converge):.2f}s, mean {sum(tally.converge) / ROUNDS:.2f}s")
+    print(
+        f"\nstress: {ROUNDS} rounds, {SECRETS} secrets, convergence after the writers: "
+        f"max {max(tally.converge):.2f}s, mean {sum(tally.converge) / ROUNDS:.2f}s"
+    )
 
 
 def _api_writer(writer: Any, reader: Any, name: str, rnd: int, tally: Tally) -> None:
     try:
         for i in range(WRITES):
             tag, desc, scratch = f"r{rnd}-t{i}", f"r{rnd}-d{i}", f"scratch-{rnd}-{i}"
-            writer.tag_resource(SecretId=name, Tags=[
-                {"Key": "api", "Value": tag}, {"Key": "shared", "Value": tag},
-                {"Key": scratch, "Value": "x"}])
+            writer.tag_resource(
+                SecretId=name,
+                Tags=[
+                    {"Key": "api", "Value": tag},
+                    {"Key": "shared", "Value": tag},
+                    {"Key": scratch, "Value": "x"},
+                ],
+            )
             seen = _tags(reader, name)
             if seen.get("api") != tag or seen.get(scratch) != "x":
                 tally.note(tally.stale_reads, f"{name}: wrote tags {tag}/{scratch}, read {seen}")
@@ -203,8 +228,9 @@ def _kubectl_patcher(cluster: Any, ns: str, obj: str, rnd: int, tally: Tally) ->
     for i in range(WRITES):
         tag = f"r{rnd}-k{i}"
         patch = json.dumps({"spec": {"tags": {"kubectl": tag, "shared": tag}}})
-        proc = cluster.kubectl("patch", "ms", obj, "-n", ns, "--type", "merge", "-p", patch,
-                               check=False)
+        proc = cluster.kubectl(
+            "patch", "ms", obj, "-n", ns, "--type", "merge", "-p", patch, check=False
+        )
         if proc.returncode != 0:
             tally.note(tally.errors, f"kubectl patch {obj}: {proc.stderr.strip()}")
             return
@@ -223,7 +249,8 @@ class Kube:
 
     def spec(self, obj: str) -> dict[str, Any]:
         body = self.custom.get_namespaced_custom_object(
-            "kustos.io", "v1alpha1", self.ns, "managedsecrets", obj)
+            "kustos.io", "v1alpha1", self.ns, "managedsecrets", obj
+        )
         return dict(body.get("spec") or {})
 
     def projected(self, obj: str) -> dict[str, str]:
@@ -231,8 +258,16 @@ class Kube:
         return secret_data({"data": data})
 
 
-def _settled(kube: Kube, client: Any, obj: str, name: str, tags: dict[str, str],
-             shared: set[str], description: str, value: str) -> bool:
+def _settled(
+    kube: Kube,
+    client: Any,
+    obj: str,
+    name: str,
+    tags: dict[str, str],
+    shared: set[str],
+    description: str,
+    value: str,
+) -> bool:
     """The spec, the record and the projected Secret hold the last writes (`shared`: the
     last write of either of the two writers of tag `shared`, the same in spec and record)."""
     spec = kube.spec(obj)

@@ -24,16 +24,20 @@ def _code(exc: pytest.ExceptionInfo[ClientError]) -> str:
 
 def test_the_api_refuses_tag_keys_equal_ignoring_case(sm: Any) -> None:
     with pytest.raises(ClientError) as exc:
-        sm.create_secret(Name="clash", SecretString="x",
-                         Tags=[{"Key": "Env", "Value": "prod"}, {"Key": "env", "Value": "dev"}])
+        sm.create_secret(
+            Name="clash",
+            SecretString="x",
+            Tags=[{"Key": "Env", "Value": "prod"}, {"Key": "env", "Value": "dev"}],
+        )
     assert _code(exc) == "InvalidParameterException"
     assert "'Env', 'env'" in str(exc.value)
     with pytest.raises(ClientError) as exc:
         sm.describe_secret(SecretId="clash")
     assert _code(exc) == "ResourceNotFoundException"  # nothing was created
 
-    arn = sm.create_secret(Name="tagged", SecretString="x",
-                           Tags=[{"Key": "Env", "Value": "prod"}])["ARN"]
+    arn = sm.create_secret(Name="tagged", SecretString="x", Tags=[{"Key": "Env", "Value": "prod"}])[
+        "ARN"
+    ]
     with pytest.raises(ClientError) as exc:
         sm.tag_resource(SecretId=arn, Tags=[{"Key": "ENV", "Value": "dev"}])
     assert _code(exc) == "InvalidParameterException"
@@ -55,7 +59,8 @@ def test_the_crd_refuses_tag_keys_equal_ignoring_case(world: ApiWorld, ns: str) 
     world.cluster.kubectl("apply", "-f", "-", input=json.dumps(fine))
     assert get(world.cluster, "managedsecret", "fine", ns) is not None
     patch = json.dumps({"spec": {"tags": {"ENV": "dev"}}})  # merge patch: adds ENV beside Env
-    proc = world.cluster.kubectl("patch", "managedsecret", "fine", "-n", ns, "--type=merge",
-                                 "-p", patch, check=False)  # fmt: skip
+    proc = world.cluster.kubectl(
+        "patch", "managedsecret", "fine", "-n", ns, "--type=merge", "-p", patch, check=False
+    )
     assert proc.returncode != 0
     assert "tag keys must be unique ignoring case" in proc.stderr

@@ -189,21 +189,26 @@ def test_tls_verifies_the_server_by_default(request: pytest.FixtureRequest, kind
 
 
 @pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
-def test_mariadb_ed25519_plugin_without_plaintext(request: pytest.FixtureRequest,
-                                                  strategy: str) -> None:  # fmt: skip
+def test_mariadb_ed25519_plugin_without_plaintext(
+    request: pytest.FixtureRequest, strategy: str
+) -> None:
     """authPlugin ed25519: the rotated accounts use MariaDB's stronger plugin, the key is
     computed here (no password in the general log), and the new password logs in."""
     case = build_case(request, f"mysql-{strategy}")
     assert case.server is not None
     with case.server.connect() as conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM information_schema.plugins "
-                    "WHERE plugin_name = 'ed25519' AND plugin_status = 'ACTIVE'")  # fmt: skip
+        cur.execute(
+            "SELECT COUNT(*) FROM information_schema.plugins "
+            "WHERE plugin_name = 'ed25519' AND plugin_status = 'ACTIVE'"
+        )
         if not cur.fetchone()[0]:
             cur.execute("INSTALL SONAME 'auth_ed25519'")
         if strategy == "single-user":  # an account may change its password, not its plugin
             initial = (case.current.as_mapping() or {})["password"]
-            cur.execute("ALTER USER %s@%s IDENTIFIED VIA ed25519 USING %s",
-                        (case.username, "%", ed25519_password_key(SecretValue(initial))))
+            cur.execute(
+                "ALTER USER %s@%s IDENTIFIED VIA ed25519 USING %s",
+                (case.username, "%", ed25519_password_key(SecretValue(initial))),
+            )
     assert case.logs_in(case.current)  # the key computed here is the server's own
     case.config = {**case.config, "authPlugin": "ed25519"}
     engine = Engine(case, case.current)
@@ -213,11 +218,14 @@ def test_mariadb_ed25519_plugin_without_plaintext(request: pytest.FixtureRequest
         assert _select(case, engine.current) == 42
         user = (engine.current.as_mapping() or {})["username"]
         with case.server.connect() as conn, conn.cursor() as cur:
-            cur.execute("SELECT JSON_VALUE(priv, '$.plugin') FROM mysql.global_priv "
-                        "WHERE user = %s", (user,))  # fmt: skip
+            cur.execute(
+                "SELECT JSON_VALUE(priv, '$.plugin') FROM mysql.global_priv WHERE user = %s",
+                (user,),
+            )
             assert cur.fetchone()[0] == "ed25519"
-    assert not case.logs_in(SecretValue.from_mapping({
-        **(engine.current.as_mapping() or {}), "password": "wrong"}))
+    assert not case.logs_in(
+        SecretValue.from_mapping({**(engine.current.as_mapping() or {}), "password": "wrong"})
+    )
     log = case.server.log_text()
     for password in _passwords(case.current, *engine.history):
         assert password not in log
@@ -240,7 +248,8 @@ def test_retire_secret_stops_only_the_previous_credentials(db_case: RotationCase
     assert engine.previous is not None
     assert db_case.logs_in(engine.previous) is db_case.alternating  # alternating: still works
     retired = db_case.rotator.retire_secret(  # type: ignore[attr-defined]
-        db_case.request(RetireSecretRequest, engine, "retire-1"))
+        db_case.request(RetireSecretRequest, engine, "retire-1")
+    )
     assert not db_case.logs_in(engine.previous)
     assert db_case.logs_in(engine.current)
     if not db_case.alternating:
@@ -248,11 +257,14 @@ def test_retire_secret_stops_only_the_previous_credentials(db_case: RotationCase
         return
     assert "retired" in retired.message
     again = db_case.rotator.retire_secret(  # type: ignore[attr-defined]
-        db_case.request(RetireSecretRequest, engine, "retire-2"))
+        db_case.request(RetireSecretRequest, engine, "retire-2")
+    )
     assert "retired" in again.message  # idempotent: no error on a second call
     # a rollback makes the database accept the previous value again, then tests it
-    db_case.rotator.set_secret(db_case.request(SetSecretRequest, engine, "rollback",
-                                               pending=engine.previous))
-    db_case.rotator.test_secret(db_case.request(TestSecretRequest, engine, "rollback",
-                                                pending=engine.previous))
+    db_case.rotator.set_secret(
+        db_case.request(SetSecretRequest, engine, "rollback", pending=engine.previous)
+    )
+    db_case.rotator.test_secret(
+        db_case.request(TestSecretRequest, engine, "rollback", pending=engine.previous)
+    )
     assert db_case.logs_in(engine.previous) and db_case.logs_in(engine.current)

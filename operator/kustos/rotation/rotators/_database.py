@@ -313,7 +313,9 @@ class DatabaseRotator(ABC):
         with self.connect(target, master.username, master.password) as db:
             if not db.user_exists(previous.username):
                 return RetireSecretResponse(message=f"user {previous.username} is gone")
-            db.set_password(previous.username,
-                            SecretValue(generate_password(req.password_params())))
+            db.set_password(
+                previous.username, SecretValue(generate_password(req.password_params()))
+            )
         return RetireSecretResponse(
-            message=f"retired the previous password of user {previous.username}")
+            message=f"retired the previous password of user {previous.username}"
+        )

@@ -87,14 +87,16 @@ def _quote_ident(name: str) -> str:
 
 
 class _MySession:
-    def __init__(self, conn: Any, target: Target, password: SecretValue, host: str,
-                 plugin: str = NATIVE) -> None:  # fmt: skip
+    def __init__(
+        self, conn: Any, target: Target, password: SecretValue, host: str, plugin: str = NATIVE
+    ) -> None:
         self.conn, self.target, self.password, self.host = conn, target, password, host
         self.plugin = plugin
         self.mariadb = "mariadb" in str(self._run("SELECT VERSION()")[0][0]).lower()
         if plugin == ED25519 and not self.mariadb:
-            raise TargetError(f"MySQL {target}: authPlugin ed25519 is MariaDB's; this server "
-                              "is MySQL")  # fmt: skip
+            raise TargetError(
+                f"MySQL {target}: authPlugin ed25519 is MariaDB's; this server is MySQL"
+            )
 
     def _run(
         self, query: str, args: tuple[Any, ...] | None = None, *, new: SecretValue | None = None
@@ -140,8 +142,11 @@ class _MySession:
 
     def set_password(self, username: str, password: SecretValue) -> None:
         if self.plugin == ED25519:
-            self._run("ALTER USER %s@%s IDENTIFIED VIA ed25519 USING %s",
-                      (username, self.host, ed25519_password_key(password)), new=password)
+            self._run(
+                "ALTER USER %s@%s IDENTIFIED VIA ed25519 USING %s",
+                (username, self.host, ed25519_password_key(password)),
+                new=password,
+            )
             return
         digest = native_password_hash(password)
         if self.mariadb:
@@ -157,8 +162,11 @@ class _MySession:
         grants = self._grants(base) or []
         digest = native_password_hash(password)
         if self.plugin == ED25519:
-            self._run("CREATE USER %s@%s IDENTIFIED VIA ed25519 USING %s",
-                      (clone, self.host, ed25519_password_key(password)), new=password)
+            self._run(
+                "CREATE USER %s@%s IDENTIFIED VIA ed25519 USING %s",
+                (clone, self.host, ed25519_password_key(password)),
+                new=password,
+            )
         elif self.mariadb:
             self._run(
                 "CREATE USER %s@%s IDENTIFIED BY PASSWORD %s",
@@ -195,7 +203,8 @@ class MySQLRotator(DatabaseRotator):
             raise InvalidParameterError("mysql rotator: userHost must be a non-empty host pattern")
         if get_typed(self.name, config, "authPlugin", str, NATIVE) not in AUTH_PLUGINS:
             raise InvalidParameterError(
-                f"mysql rotator: authPlugin must be one of {', '.join(AUTH_PLUGINS)}")
+                f"mysql rotator: authPlugin must be one of {', '.join(AUTH_PLUGINS)}"
+            )
         return s
 
     @staticmethod
@@ -243,7 +252,12 @@ class MySQLRotator(DatabaseRotator):
                 f"MySQL {target} unreachable: {sanitize(str(exc), [password])}"
             ) from None
         try:
-            yield _MySession(conn, target, password, str(s.extra.get("userHost", "%")),
-                             str(s.extra.get("authPlugin", NATIVE)))
+            yield _MySession(
+                conn,
+                target,
+                password,
+                str(s.extra.get("userHost", "%")),
+                str(s.extra.get("authPlugin", NATIVE)),
+            )
         finally:
             conn.close()

@@ -114,8 +114,9 @@ class AccessService:
 
     def _sigv4(self, req: RequestView, header: str) -> Principal:
         parsed = parse_authorization(header)
-        amz_date = check_scope(parsed, req.headers, region=self.region, service=SERVICE,
-                               now=self._clock())  # fmt: skip
+        amz_date = check_scope(
+            parsed, req.headers, region=self.region, service=SERVICE, now=self._clock()
+        )
         token = req.headers.get("x-amz-security-token")
         if token:
             principal, secret = self.keys.open_session(parsed.access_key_id, token)
@@ -126,13 +127,21 @@ class AccessService:
             )
         else:
             principal, secret = self.keys.lookup(parsed.access_key_id)
-        signing_key = self._signing_keys.get(parsed.access_key_id, secret, parsed.date,
-                                             parsed.region, parsed.service)  # fmt: skip
+        signing_key = self._signing_keys.get(
+            parsed.access_key_id, secret, parsed.date, parsed.region, parsed.service
+        )
         verify_signature(
-            parsed, method=req.method, scheme=req.scheme, path=req.path, query=req.query,
-            headers=req.headers, body=req.body, amz_date=amz_date, secret_key=secret,
+            parsed,
+            method=req.method,
+            scheme=req.scheme,
+            path=req.path,
+            query=req.query,
+            headers=req.headers,
+            body=req.body,
+            amz_date=amz_date,
+            secret_key=secret,
             signing_key=signing_key,
-        )  # fmt: skip
+        )
         return principal
 
     def container_caller(
@@ -218,8 +227,9 @@ class AccessService:
         else the caller's own namespace."""
         action = _action(action)
         context = context or {}
-        key = DecisionCache.key(self.policies.generation(), principal, action, record, context,
-                                namespace)  # fmt: skip
+        key = DecisionCache.key(
+            self.policies.generation(), principal, action, record, context, namespace
+        )
         decision = self._decisions.get(key)
         if decision is not None and decision.allowed:
             return decision

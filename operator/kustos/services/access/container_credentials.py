@@ -29,33 +29,58 @@ EVENT_NAME = "IssueContainerCredentials"
 
 class ContainerCredentials:
     def __init__(
-        self, access: AccessService, audit: AuditService,
+        self,
+        access: AccessService,
+        audit: AuditService,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._access = access
         self._audit = audit
         self._clock = clock
 
     def issue(
-        self, authorization: str, *, source_ip: str | None = None, user_agent: str | None = None,
+        self,
+        authorization: str,
+        *,
+        source_ip: str | None = None,
+        user_agent: str | None = None,
         request_id: str | None = None,
-    ) -> SessionCredentials:  # fmt: skip
+    ) -> SessionCredentials:
         """Session credentials for the token in `authorization`, once audited."""
         extra: dict[str, Any] = {"request_id": request_id} if request_id else {}
         who, token = self._access.container_caller(authorization, source=source_ip)
         try:
             issued = self._access.session_for(who, token)
         except AuthenticationError as exc:
-            self._audit.record(AuditEvent(
-                EVENT_NAME, who, namespace=who.namespace, source_ip=source_ip,
-                user_agent=user_agent, error_code=exc.aws_code, error_message=exc.message,
-                request_parameters={"podName": who.pod_name}, **extra))  # fmt: skip
+            self._audit.record(
+                AuditEvent(
+                    EVENT_NAME,
+                    who,
+                    namespace=who.namespace,
+                    source_ip=source_ip,
+                    user_agent=user_agent,
+                    error_code=exc.aws_code,
+                    error_message=exc.message,
+                    request_parameters={"podName": who.pod_name},
+                    **extra,
+                )
+            )
             raise
         lifetime = (issued.expiration - self._clock()).total_seconds()
-        self._audit.record(AuditEvent(
-            EVENT_NAME, who, namespace=who.namespace, source_ip=source_ip,
-            user_agent=user_agent, request_parameters={"podName": who.pod_name},
-            response_elements={"accessKeyId": issued.access_key_id,
-                               "expiration": issued.expiration},
-            additional={"lifetimeSeconds": max(0, int(lifetime))}, **extra))  # fmt: skip
+        self._audit.record(
+            AuditEvent(
+                EVENT_NAME,
+                who,
+                namespace=who.namespace,
+                source_ip=source_ip,
+                user_agent=user_agent,
+                request_parameters={"podName": who.pod_name},
+                response_elements={
+                    "accessKeyId": issued.access_key_id,
+                    "expiration": issued.expiration,
+                },
+                additional={"lifetimeSeconds": max(0, int(lifetime))},
+                **extra,
+            )
+        )
         return issued

@@ -44,9 +44,13 @@ def denial_message(principal: Principal, action: str, request: Request, decision
 
 class DenialEvents:
     def __init__(
-        self, sink: EventSink, uid_lookup: UidLookup, *, throttle: float = 5.0,
+        self,
+        sink: EventSink,
+        uid_lookup: UidLookup,
+        *,
+        throttle: float = 5.0,
         uid_ttl: float = 60.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._sink = sink
         self._uid_lookup = uid_lookup
         self._throttle = throttle

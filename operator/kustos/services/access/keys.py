@@ -121,8 +121,7 @@ class AccessKeyService:
     def create(self, namespace: str, service_account: str) -> IssuedKey:
         key_id = _new_id(LONG_TERM_PREFIX)
         secret = _new_secret()
-        sealed = seal(secret.encode(), arn=_KEY_CONTEXT, version_id=key_id,
-                      keyring=self._keyring())  # fmt: skip
+        sealed = seal(secret.encode(), arn=_KEY_CONTEXT, version_id=key_id, keyring=self._keyring())
         record = AccessKeyRecord(key_id, namespace, service_account, self._clock(), sealed, ACTIVE)
         self._store.create(record)
         return IssuedKey(record, SecretValue(secret))
@@ -148,19 +147,26 @@ class AccessKeyService:
         if record is None or record.status != ACTIVE:
             raise _invalid_token()
         try:
-            secret = open_sealed(record.sealed, arn=_KEY_CONTEXT, version_id=access_key_id,
-                                 keyring=self._keyring()).decode()  # fmt: skip
+            secret = open_sealed(
+                record.sealed, arn=_KEY_CONTEXT, version_id=access_key_id, keyring=self._keyring()
+            ).decode()
         except DecryptionFailure:
             raise _invalid_token() from None
         principal = Principal.service_account(
-            record.namespace, record.service_account, auth_method="SigV4",
+            record.namespace,
+            record.service_account,
+            auth_method="SigV4",
             access_key_id=access_key_id,
-        )  # fmt: skip
+        )
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[access_key_id] = (principal, secret, now + self._cache_seconds,
-                                          record.created_at)  # fmt: skip
+            self._cache[access_key_id] = (
+                principal,
+                secret,
+                now + self._cache_seconds,
+                record.created_at,
+            )
         self._check_revoked(principal, record.created_at)
         return principal, secret
 
@@ -187,37 +193,60 @@ class AccessKeyService:
                 aws_code="ExpiredTokenException",
             )
         claims = {
-            "u": principal.username, "g": list(principal.groups), "i": principal.uid,
-            "p": principal.pod_name, "e": int(expiration.timestamp()), "s": secret,
+            "u": principal.username,
+            "g": list(principal.groups),
+            "i": principal.uid,
+            "p": principal.pod_name,
+            "e": int(expiration.timestamp()),
+            "s": secret,
             "t": now.timestamp(),
-        }  # fmt: skip
-        sealed = seal(json.dumps(claims).encode(), arn=_SESSION_CONTEXT, version_id=key_id,
-                      keyring=self._keyring())  # fmt: skip
-        token = ".".join((_TOKEN_PREFIX, _b64(sealed.key_id.encode()), _b64(sealed.wrapped_key),
-                          _b64(sealed.nonce), _b64(sealed.ciphertext)))  # fmt: skip
+        }
+        sealed = seal(
+            json.dumps(claims).encode(),
+            arn=_SESSION_CONTEXT,
+            version_id=key_id,
+            keyring=self._keyring(),
+        )
+        token = ".".join(
+            (
+                _TOKEN_PREFIX,
+                _b64(sealed.key_id.encode()),
+                _b64(sealed.wrapped_key),
+                _b64(sealed.nonce),
+                _b64(sealed.ciphertext),
+            )
+        )
         return SessionCredentials(key_id, SecretValue(secret), token, expiration)
 
     def open_session(self, access_key_id: str, token: str) -> tuple[Principal, str]:
         """(the session's principal, its secret); Unrecognized/Expired when not usable."""
         parts = token.strip().split(".")
-        if len(parts) != 5 or parts[0] != _TOKEN_PREFIX or not access_key_id.startswith(
-            SESSION_PREFIX
+        if (
+            len(parts) != 5
+            or parts[0] != _TOKEN_PREFIX
+            or not access_key_id.startswith(SESSION_PREFIX)
         ):
             raise _invalid_token()
         try:
-            sealed = SealedPayload(_unb64(parts[1]).decode(), _unb64(parts[2]),
-                                   _unb64(parts[3]), _unb64(parts[4]))  # fmt: skip
-            plain = open_sealed(sealed, arn=_SESSION_CONTEXT, version_id=access_key_id,
-                                keyring=self._keyring())  # fmt: skip
+            sealed = SealedPayload(
+                _unb64(parts[1]).decode(), _unb64(parts[2]), _unb64(parts[3]), _unb64(parts[4])
+            )
+            plain = open_sealed(
+                sealed, arn=_SESSION_CONTEXT, version_id=access_key_id, keyring=self._keyring()
+            )
             claims = json.loads(plain)
             expires = float(claims["e"])
             secret = str(claims["s"])
             issued = float(claims["t"]) if "t" in claims else None
             principal = Principal.user(
-                str(claims["u"]), groups=tuple(claims["g"]), uid=str(claims["i"]),
-                auth_method="SigV4", access_key_id=access_key_id, pod_name=claims["p"],
+                str(claims["u"]),
+                groups=tuple(claims["g"]),
+                uid=str(claims["i"]),
+                auth_method="SigV4",
+                access_key_id=access_key_id,
+                pod_name=claims["p"],
                 extra={"credentials": "session"},
-            )  # fmt: skip
+            )
         except (DecryptionFailure, ValueError, KeyError, TypeError):
             raise _invalid_token() from None
         if expires <= self._clock().timestamp():

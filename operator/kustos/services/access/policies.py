@@ -76,8 +76,10 @@ class BoundPolicy:
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.namespace}/{self.name}" if self.namespace else (
-            f"{self.kind} {self.name}"
+        return (
+            f"{self.kind} {self.namespace}/{self.name}"
+            if self.namespace
+            else (f"{self.kind} {self.name}")
         )
 
 
@@ -132,8 +134,14 @@ def compile_policy_object(obj: Obj) -> BoundPolicy:
         return BoundPolicy(kind, namespace, name, (), None, exc.message)
     except Exception:  # a bug in the parser must not reach the other policies
         log.exception("compiling %s failed unexpectedly; the policy is not in force", label)
-        return BoundPolicy(kind, namespace, name, (), None,
-                           "the policy could not be compiled (see the operator's log)")  # fmt: skip
+        return BoundPolicy(
+            kind,
+            namespace,
+            name,
+            (),
+            None,
+            "the policy could not be compiled (see the operator's log)",
+        )
     return BoundPolicy(kind, namespace, name, subjects, policy)
 
 
@@ -146,8 +154,9 @@ def _principal_keys(principal: Principal) -> set[tuple[str, ...]]:
 
 
 class PolicyIndex:
-    def __init__(self, source: Source, *, ttl: float = 3.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+    def __init__(
+        self, source: Source, *, ttl: float = 3.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._source = source
         self._ttl = ttl
         self._clock = clock
@@ -197,8 +206,9 @@ class PolicyIndex:
         ]
 
     def identity_policies(self, principal: Principal, target_namespace: str) -> list[Policy]:
-        return [b.policy for b in self.applicable(principal, target_namespace)
-                if b.policy is not None]  # fmt: skip
+        return [
+            b.policy for b in self.applicable(principal, target_namespace) if b.policy is not None
+        ]
 
     def invalid(self) -> Iterable[BoundPolicy]:
         return [b for b in self.policies() if b.error is not None]
@@ -219,19 +229,48 @@ class DecisionCache:
         self.misses = 0
 
     @staticmethod
-    def key(generation: int, principal: Principal, action: str, record: SecretRecord | None,
-            context: Mapping[str, Any], namespace: str | None) -> Hashable | None:
+    def key(
+        generation: int,
+        principal: Principal,
+        action: str,
+        record: SecretRecord | None,
+        context: Mapping[str, Any],
+        namespace: str | None,
+    ) -> Hashable | None:
         """The cache key, or None when an input cannot be part of one (never cached)."""
         try:
-            items = tuple(sorted(
-                (k, tuple(v) if isinstance(v, list) else v) for k, v in context.items()
-                if k.lower() not in CLOCK_KEYS))
-            secret = None if record is None else (
-                record.arn, record.namespace, record.name, tuple(sorted(record.tags.items())),
-                record.resource_policy)
-            key = (generation, principal.arn, principal.username, principal.namespace,
-                   principal.kind, principal.groups, principal.uid, principal.auth_method,
-                   action, secret, namespace, items)
+            items = tuple(
+                sorted(
+                    (k, tuple(v) if isinstance(v, list) else v)
+                    for k, v in context.items()
+                    if k.lower() not in CLOCK_KEYS
+                )
+            )
+            secret = (
+                None
+                if record is None
+                else (
+                    record.arn,
+                    record.namespace,
+                    record.name,
+                    tuple(sorted(record.tags.items())),
+                    record.resource_policy,
+                )
+            )
+            key = (
+                generation,
+                principal.arn,
+                principal.username,
+                principal.namespace,
+                principal.kind,
+                principal.groups,
+                principal.uid,
+                principal.auth_method,
+                action,
+                secret,
+                namespace,
+                items,
+            )
             hash(key)
         except TypeError:  # an unhashable or unorderable context value
             return None

@@ -45,7 +45,11 @@ class _Window:
 
 class RefusalBudget:
     def __init__(
-        self, *, limit: int = 20, interval: float = 10.0, max_sources: int = 10_000,
+        self,
+        *,
+        limit: int = 20,
+        interval: float = 10.0,
+        max_sources: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -63,8 +67,11 @@ class RefusalBudget:
         """Whether `source` spent its budget in the current window (nothing is counted)."""
         with self._lock:
             window = self._windows.get(source)
-            return (window is not None and self._clock() - window.started < self.interval
-                    and window.refused >= self.limit)
+            return (
+                window is not None
+                and self._clock() - window.started < self.interval
+                and window.refused >= self.limit
+            )
 
     def admit(self, source: str, code: str) -> bool:
         """Count one refusal; True when it is within the budget (audit it on its own)."""
@@ -122,6 +129,12 @@ class RefusalBudget:
         del self._windows[source]
         if window.suppressed:
             elapsed = min(self._clock() - window.started, self.interval)
-            self._ended.append(Suppressed(
-                source, sum(window.suppressed.values()), dict(window.suppressed),
-                window.wall, window.wall + timedelta(seconds=elapsed)))
+            self._ended.append(
+                Suppressed(
+                    source,
+                    sum(window.suppressed.values()),
+                    dict(window.suppressed),
+                    window.wall,
+                    window.wall + timedelta(seconds=elapsed),
+                )
+            )

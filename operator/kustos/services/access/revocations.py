@@ -32,8 +32,14 @@ from datetime import UTC, datetime
 from kustos.errors import AuthenticationError, InvalidParameterError, StoreError
 from kustos.store.revocations import Revocation, RevocationStore
 
-__all__ = ["BOUND_SECONDS", "POLL_SECONDS", "RevocationList", "RevocationService",
-           "jwt_issued_at", "parse_principal_arn"]  # fmt: skip
+__all__ = [
+    "BOUND_SECONDS",
+    "POLL_SECONDS",
+    "RevocationList",
+    "RevocationService",
+    "jwt_issued_at",
+    "parse_principal_arn",
+]
 
 log = logging.getLogger(__name__)
 #: How often a verifier re-reads the revocation table.

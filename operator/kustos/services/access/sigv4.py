@@ -87,8 +87,9 @@ def parse_authorization(value: str) -> SigV4Header:
         raise _incomplete("SignedHeaders must include 'host'")
     if not _SIGNATURE.match(fields["Signature"]):
         raise _incomplete("Signature must be 64 lower-case hex digits")
-    return SigV4Header(scope[0], scope[1], scope[2], scope[3], scope[4], signed,
-                       fields["Signature"])  # fmt: skip
+    return SigV4Header(
+        scope[0], scope[1], scope[2], scope[3], scope[4], signed, fields["Signature"]
+    )
 
 
 def request_time(headers: Mapping[str, str]) -> tuple[str, datetime]:
@@ -98,8 +99,15 @@ def request_time(headers: Mapping[str, str]) -> tuple[str, datetime]:
     if _AMZ_DATE.fullmatch(stamp) is None:
         raise _incomplete("X-Amz-Date must have the form yyyyMMddTHHmmssZ")
     try:  # strptime's generality costs more than the rest of the check
-        moment = datetime(int(stamp[0:4]), int(stamp[4:6]), int(stamp[6:8]), int(stamp[9:11]),
-                          int(stamp[11:13]), int(stamp[13:15]), tzinfo=UTC)
+        moment = datetime(
+            int(stamp[0:4]),
+            int(stamp[4:6]),
+            int(stamp[6:8]),
+            int(stamp[9:11]),
+            int(stamp[11:13]),
+            int(stamp[13:15]),
+            tzinfo=UTC,
+        )
     except ValueError:
         raise _incomplete("X-Amz-Date must have the form yyyyMMddTHHmmssZ") from None
     return stamp, moment
@@ -143,9 +151,7 @@ def check_scope(
             f"this cluster is '{region}'"
         )
     if parsed.service != service:
-        raise _bad_signature(
-            f"Credential should be scoped to correct service: '{service}'"
-        )
+        raise _bad_signature(f"Credential should be scoped to correct service: '{service}'")
     if parsed.terminator != "aws4_request":
         raise _bad_signature("Credential should be scoped with a valid terminator: 'aws4_request'")
     return stamp
@@ -156,9 +162,15 @@ class _Recompute(SigV4Auth):  # type: ignore[misc]
     (already computed to check X-Amz-Content-SHA256) and, when cached, the derived
     signing key of the scope (`kustos.services.access.sigv4_keys`)."""
 
-    def __init__(self, credentials: Credentials, service: str, region: str,
-                 signed: HTTPHeaders, body_hash: str,
-                 signing_key: bytes | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        credentials: Credentials,
+        service: str,
+        region: str,
+        signed: HTTPHeaders,
+        body_hash: str,
+        signing_key: bytes | None = None,
+    ) -> None:
         super().__init__(credentials, service, region)
         self._signed = signed
         self._body_hash = body_hash
@@ -214,8 +226,12 @@ def verify_signature(
     request = AWSRequest(method=method.upper(), url=url, data=body, headers=dict(signed.items()))
     request.context["timestamp"] = amz_date
     signer = _Recompute(
-        Credentials(parsed.access_key_id, secret_key), parsed.service, parsed.region, signed,
-        body_hash, signing_key,
+        Credentials(parsed.access_key_id, secret_key),
+        parsed.service,
+        parsed.region,
+        signed,
+        body_hash,
+        signing_key,
     )
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)

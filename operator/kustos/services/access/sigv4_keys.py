@@ -31,8 +31,9 @@ class SigningKeys:
         self._keys: dict[tuple[str, bytes, str, str, str], bytes] = {}
         self._lock = threading.Lock()
 
-    def get(self, access_key_id: str, secret_key: str, date: str, region: str,
-            service: str) -> bytes:  # fmt: skip
+    def get(
+        self, access_key_id: str, secret_key: str, date: str, region: str, service: str
+    ) -> bytes:
         fingerprint = hashlib.sha256(secret_key.encode()).digest()
         scope = (access_key_id, fingerprint, date, region, service)
         found = self._keys.get(scope)

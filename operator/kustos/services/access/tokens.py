@@ -70,8 +70,10 @@ def _expired() -> AuthenticationError:
 
 
 def _throttled() -> AuthenticationError:
-    return AuthenticationError("Too many failed authentications from this address; retry "
-                               "later.", aws_code="ThrottlingException")
+    return AuthenticationError(
+        "Too many failed authentications from this address; retry later.",
+        aws_code="ThrottlingException",
+    )
 
 
 class TokenAuthenticator:

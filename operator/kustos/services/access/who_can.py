@@ -60,8 +60,9 @@ def _sa_groups(namespace: str) -> tuple[str, ...]:
 def _service_account(namespace: str, name: str) -> _Candidate:
     principal = Principal.service_account(namespace, name, groups=_sa_groups(namespace))
     if name == ANY:
-        return _Candidate(principal, principal.arn,
-                          f"every ServiceAccount of namespace {namespace}")  # fmt: skip
+        return _Candidate(
+            principal, principal.arn, f"every ServiceAccount of namespace {namespace}"
+        )
     return _Candidate(principal, principal.arn, f"ServiceAccount {namespace}/{name}")
 
 
@@ -98,8 +99,9 @@ def _from_arn(arn: str, home: str) -> Iterator[_Candidate]:
         yield _service_account(account, ANY)
 
 
-def _candidates(access: AccessService, record: SecretRecord,
-                resource: Policy | None) -> Iterator[_Candidate]:  # fmt: skip
+def _candidates(
+    access: AccessService, record: SecretRecord, resource: Policy | None
+) -> Iterator[_Candidate]:
     home = record.namespace
     for bound in access.policies.policies():
         if bound.policy is None:
@@ -135,13 +137,24 @@ def who_can(access: AccessService, record: SecretRecord, action: str) -> list[Gr
         if key in seen:
             continue
         seen.add(key)
-        possible = access.simulate(principal, action, record, namespace=record.namespace,
-                                   possible=True)  # fmt: skip
+        possible = access.simulate(
+            principal, action, record, namespace=record.namespace, possible=True
+        )
         if possible.kind is DecisionKind.IMPLICIT_DENY:
             continue
-        conditional = possible.allowed and not access.simulate(
-            principal, action, record, namespace=record.namespace).allowed
-        grants.append(Grant(candidate.shown_as, candidate.description, possible.kind,
-                            conditional, possible.statements))  # fmt: skip
-    return sorted(grants, key=lambda g: (g.decision is not DecisionKind.ALLOWED, g.principal,
-                                         g.description))  # fmt: skip
+        conditional = (
+            possible.allowed
+            and not access.simulate(principal, action, record, namespace=record.namespace).allowed
+        )
+        grants.append(
+            Grant(
+                candidate.shown_as,
+                candidate.description,
+                possible.kind,
+                conditional,
+                possible.statements,
+            )
+        )
+    return sorted(
+        grants, key=lambda g: (g.decision is not DecisionKind.ALLOWED, g.principal, g.description)
+    )

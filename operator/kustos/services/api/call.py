@@ -32,7 +32,13 @@ from kustos.store.base import Store
 from kustos.store.rotations import RotationStore
 
 __all__ = [
-    "ANONYMOUS", "AuditSink", "Authorizer", "Call", "CallMeta", "Deps", "safe_parameters",
+    "ANONYMOUS",
+    "AuditSink",
+    "Authorizer",
+    "Call",
+    "CallMeta",
+    "Deps",
+    "safe_parameters",
 ]
 
 log = logging.getLogger(__name__)
@@ -40,15 +46,26 @@ log = logging.getLogger(__name__)
 #: The principal of a request that could not be authenticated (for its audit record).
 ANONYMOUS = Principal(arn="anonymous", username="anonymous", kind="Anonymous")
 _VALUE_KEYS = frozenset({"SecretString", "SecretBinary", "RandomPassword"})
-_READ_ONLY = frozenset({
-    "GetSecretValue", "BatchGetSecretValue", "DescribeSecret", "ListSecrets",
-    "ListSecretVersionIds", "GetResourcePolicy", "ValidateResourcePolicy", "GetRandomPassword",
-})  # fmt: skip
+_READ_ONLY = frozenset(
+    {
+        "GetSecretValue",
+        "BatchGetSecretValue",
+        "DescribeSecret",
+        "ListSecrets",
+        "ListSecretVersionIds",
+        "GetResourcePolicy",
+        "ValidateResourcePolicy",
+        "GetRandomPassword",
+    }
+)
 
 
 class Authorizer(Protocol):
     def authorize(
-        self, principal: Principal, action: str, record: SecretRecord | None,
+        self,
+        principal: Principal,
+        action: str,
+        record: SecretRecord | None,
         context: dict[str, Any],
     ) -> object:
         """Raise AccessDeniedError unless `principal` may do `action` on `record`.
@@ -114,7 +131,9 @@ class Call:
 
     def about(self, record: SecretRecord) -> None:
         self.secret_arn, self.secret_name, self.namespace = (
-            record.arn, record.name, record.namespace
+            record.arn,
+            record.name,
+            record.namespace,
         )
 
     # -- authorization -------------------------------------------------------------------
@@ -131,7 +150,10 @@ class Call:
         return ctx
 
     def authorize(
-        self, action: str, record: SecretRecord | None, namespace: str,
+        self,
+        action: str,
+        record: SecretRecord | None,
+        namespace: str,
         keys: Mapping[str, Any] | None = None,
     ) -> None:
         """Authorize `secretsmanager:<action>` with the given condition keys."""
@@ -148,11 +170,16 @@ class Call:
         code = getattr(error, "aws_code", None) if error is not None else None
         message = getattr(error, "message", None) if error is not None else None
         return AuditEvent(
-            event_name=self.operation, principal=self.principal,
-            read_only=self.operation in _READ_ONLY, namespace=self.namespace,
-            secret_arn=self.secret_arn, secret_name=self.secret_name,
-            source_ip=self.meta.source_ip, user_agent=self.meta.user_agent,
-            request_id=self.meta.request_id, request_parameters=safe_parameters(self.params),
+            event_name=self.operation,
+            principal=self.principal,
+            read_only=self.operation in _READ_ONLY,
+            namespace=self.namespace,
+            secret_arn=self.secret_arn,
+            secret_name=self.secret_name,
+            source_ip=self.meta.source_ip,
+            user_agent=self.meta.user_agent,
+            request_id=self.meta.request_id,
+            request_parameters=safe_parameters(self.params),
             response_elements=None if error else self.response_elements,
             error_code=code if error is not None else None,
             error_message=message if error is not None else None,
@@ -182,8 +209,7 @@ class Call:
         try:
             self.audit.record(self.event(error))
         except Exception:  # best effort: the call has failed anyway
-            log.error("could not audit the failure of %s %s", self.operation,
-                      self.meta.request_id)
+            log.error("could not audit the failure of %s %s", self.operation, self.meta.request_id)
 
     def _record(self, event: AuditEvent) -> None:
         try:

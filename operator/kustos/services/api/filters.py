@@ -108,6 +108,7 @@ def matches(record: SecretRecord, filters: Filters) -> bool:
 def sort_key(sort_by: str) -> Callable[[SecretRecord], Any]:
     """Order of ListSecrets: `name`, or a date (secrets without that date sort first in
     ascending order); ties broken by creation, then name."""
+
     def key(record: SecretRecord) -> Any:
         if sort_by == "name":
             return (record.name, record.created_at)
@@ -116,4 +117,5 @@ def sort_key(sort_by: str) -> Callable[[SecretRecord], Any]:
             "last-accessed-date": record.last_accessed_at,
         }.get(sort_by, record.created_at)
         return (moment is not None, moment or record.created_at, record.created_at, record.name)
+
     return key

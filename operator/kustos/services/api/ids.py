@@ -63,8 +63,10 @@ class InvalidNextTokenError(InvalidParameterError):
 #: AWS's answer (ValidationException) for a name, or a SecretId that is not an ARN, with
 #: characters outside the name alphabet (AWS's message lists `!`; its documentation and the
 #: ManagedSecret CRD do not allow it, and neither does Kustos).
-INVALID_NAME = ("Invalid name. Must be a valid name containing alphanumeric characters, or any "
-                "of the following: -/_+=.@!")
+INVALID_NAME = (
+    "Invalid name. Must be a valid name containing alphanumeric characters, or any "
+    "of the following: -/_+=.@!"
+)
 
 
 def check_name(name: str) -> str:
@@ -100,16 +102,16 @@ def target_namespace(cluster: str, caller_namespace: str, secret_id: str) -> str
     return caller_namespace
 
 
-def provisional(deps: Deps, namespace: str, secret_id: str, arn: str | None = None) -> (
-    SecretRecord
-):
+def provisional(deps: Deps, namespace: str, secret_id: str, arn: str | None = None) -> SecretRecord:
     """A record for authorizing an action on a secret that does not exist (yet): its ARN is
     `arn`, or the id itself when it is an ARN, or the name's ARN without the suffix."""
     match = _ARN.match(secret_id)
     name = match["rest"] if match else secret_id
     if arn is None:
-        arn = secret_id if match else (
-            f"arn:kustos:secretsmanager:{deps.cluster}:{namespace}:secret:{name}"
+        arn = (
+            secret_id
+            if match
+            else (f"arn:kustos:secretsmanager:{deps.cluster}:{namespace}:secret:{name}")
         )
     now = deps.secrets.clock()
     return SecretRecord(arn=arn, namespace=namespace, name=name, created_at=now, updated_at=now)
@@ -123,13 +125,13 @@ def not_deleted(record: SecretRecord) -> SecretRecord:
     return record
 
 
-
-
 def value_of(params: Mapping[str, Any], *, required: bool) -> SecretValue | None:
     text, blob = params.get("SecretString"), params.get("SecretBinary")
     if text is not None and blob is not None:
-        raise InvalidParameterError("You can't specify both a binary secret value and a string "
-                                    "secret value in the same secret.")
+        raise InvalidParameterError(
+            "You can't specify both a binary secret value and a string "
+            "secret value in the same secret."
+        )
     if text is None and blob is None:
         if required:
             raise InvalidParameterError("You must provide either SecretString or SecretBinary.")
@@ -146,8 +148,9 @@ def check_tags(tags: Sequence[Mapping[str, str]] | None) -> dict[str, str]:
     for tag in tags or ():
         key, value = tag.get("Key"), tag.get("Value", "")
         if not key or len(key) > 128 or key.lower().startswith("aws:"):
-            raise InvalidParameterError("Tag keys are 1-128 characters and must not start with "
-                                        "aws:")
+            raise InvalidParameterError(
+                "Tag keys are 1-128 characters and must not start with aws:"
+            )
         if len(value) > 256:
             raise InvalidParameterError(f"The value of tag {key!r} exceeds 256 characters.")
         out[key] = value
@@ -194,7 +197,10 @@ def _query_hash(query: Mapping[str, Any]) -> str:
 
 
 def find(
-    deps: Deps, call: Call, action: str, secret_id: str,
+    deps: Deps,
+    call: Call,
+    action: str,
+    secret_id: str,
     keys: Mapping[str, Any] | None = None,
 ) -> SecretRecord:
     """Resolve `secret_id` and authorize `action` on it. A missing secret is answered with
@@ -206,8 +212,12 @@ def find(
     except ResourceNotFoundError:
         namespace = target_namespace(deps.cluster, caller, secret_id)
         if namespace:
-            call.authorize(action, provisional(deps, namespace, secret_id), namespace,
-                           {"secretsmanager:SecretId": secret_id, **(keys or {})})
+            call.authorize(
+                action,
+                provisional(deps, namespace, secret_id),
+                namespace,
+                {"secretsmanager:SecretId": secret_id, **(keys or {})},
+            )
         raise
     call.about(record)
     call.authorize(action, record, record.namespace, keys)
@@ -224,13 +234,18 @@ def write_spec(
     secret without an object (the record is then the only copy)."""
     obj = None
     if record.object_name:
-        obj = deps.objects.merge_patch(record.namespace, record.object_name,
-                                       {"spec": spec_patch}, field_manager=API_FIELD_MANAGER)
+        obj = deps.objects.merge_patch(
+            record.namespace,
+            record.object_name,
+            {"spec": spec_patch},
+            field_manager=API_FIELD_MANAGER,
+        )
     if obj is None:
         deps.secrets.apply_spec(record, record.spec_generation, fields)
         return
     generation = int(obj["metadata"].get("generation") or 0)
     if "resource_policy" in fields:  # the caller's own document (text as sent) is in force
         record = record.evolve(resource_policy=fields["resource_policy"])
-    deps.secrets.apply_spec(record, generation, record_fields(obj.get("spec") or {}, record),
-                            obj["metadata"].get("uid"))
+    deps.secrets.apply_spec(
+        record, generation, record_fields(obj.get("spec") or {}, record), obj["metadata"].get("uid")
+    )

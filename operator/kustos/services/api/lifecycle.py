@@ -8,7 +8,7 @@ the window and the handling of `kubectl delete ms` live in `DeletionService`
 (`kustos.services.core.deletion`); the API uses the same instance (`Deps.deletion`), so both ways
 post the same DeletionScheduled / Restored Events, audit records and notifications.
 Forcibly deleting a secret that does not exist succeeds, as in AWS. RotateSecret and
-CancelRotateSecret are in `api_rotation`.
+CancelRotateSecret are in `services.api.rotation`.
 """
 
 from __future__ import annotations
@@ -28,15 +28,24 @@ Result = dict[str, Any]
 def delete_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     window, force = p.get("RecoveryWindowInDays"), bool(p.get("ForceDeleteWithoutRecovery"))
     if window is not None and force:
-        raise InvalidParameterError("You can't use ForceDeleteWithoutRecovery in conjunction "
-                                    "with RecoveryWindowInDays.")
+        raise InvalidParameterError(
+            "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays."
+        )
     if window is not None and not 7 <= window <= 30:
-        raise InvalidParameterError("The RecoveryWindowInDays value must be between 7 and 30 "
-                                    "days (inclusive).")
+        raise InvalidParameterError(
+            "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive)."
+        )
     try:
-        record = find(deps, call, "DeleteSecret", p["SecretId"], {
-            "secretsmanager:RecoveryWindowInDays": window,
-            "secretsmanager:ForceDeleteWithoutRecovery": force})
+        record = find(
+            deps,
+            call,
+            "DeleteSecret",
+            p["SecretId"],
+            {
+                "secretsmanager:RecoveryWindowInDays": window,
+                "secretsmanager:ForceDeleteWithoutRecovery": force,
+            },
+        )
     except ResourceNotFoundError:
         namespace = target_namespace(deps.cluster, call.principal.namespace, p["SecretId"])
         if not force or not namespace:  # (find authorized the call when there is one)

@@ -44,8 +44,15 @@ def _patch_policy(deps: Deps, record: SecretRecord, text: str | None) -> None:
 def put_resource_policy(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     text = p["ResourcePolicy"]
     block = bool(p.get("BlockPublicPolicy", False))
-    record = not_deleted(find(deps, call, "PutResourcePolicy", p["SecretId"],
-                              {"secretsmanager:BlockPublicPolicy": block}))
+    record = not_deleted(
+        find(
+            deps,
+            call,
+            "PutResourcePolicy",
+            p["SecretId"],
+            {"secretsmanager:BlockPublicPolicy": block},
+        )
+    )
     _, policy = checked_policy(text, name=record.arn, block_public=block)
     call.commit_point(ARN=record.arn, Name=record.name)
     if not block and is_public(policy) and record.object_name:
@@ -81,8 +88,10 @@ def validate_resource_policy_op(deps: Deps, call: Call, p: dict[str, Any]) -> Re
         call.authorize("ValidateResourcePolicy", None, namespace)
     findings = validate_resource_policy(p["ResourcePolicy"])
     call.commit_point(PolicyValidationPassed=not findings)
-    return {"PolicyValidationPassed": not findings,
-            "ValidationErrors": [f.to_aws() for f in findings]}
+    return {
+        "PolicyValidationPassed": not findings,
+        "ValidationErrors": [f.to_aws() for f in findings],
+    }
 
 
 def get_random_password(deps: Deps, call: Call, p: dict[str, Any]) -> Result:

@@ -47,41 +47,59 @@ from kustos.services.api.ids import find, not_deleted
 from kustos.services.core.spec_fields import record_fields
 from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
 
-__all__ = ["WEBHOOK_LABEL", "cancel_rotate_secret", "check_rotation_rules", "rotate_secret",
-           "rotator_of_arn"]
+__all__ = [
+    "WEBHOOK_LABEL",
+    "cancel_rotate_secret",
+    "check_rotation_rules",
+    "rotate_secret",
+    "rotator_of_arn",
+]
 
 Result = dict[str, Any]
 #: Rotators that can be configured from their name alone.
 #: Where CancelRotateSecret keeps the `spec.rotation` it removed, for RotateSecret to restore.
 _CANCELLED = "cancelled_rotation"
 _SELF_CONFIGURING: dict[str, dict[str, Any]] = {"generated": {}}
-_FUNCTION = re.compile(r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):"
-                       r"(?P<account>[^:]*):function:(?P<name>[A-Za-z0-9_.-]+)(?::[^:]+)?$")
+_FUNCTION = re.compile(
+    r"^arn:(?P<partition>[^:]+):(?P<service>[^:]+):(?P<region>[^:]*):"
+    r"(?P<account>[^:]*):function:(?P<name>[A-Za-z0-9_.-]+)(?::[^:]+)?$"
+)
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,253}$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 #: The label that registers a Secret as a rotation webhook (a rotation function) of its namespace.
 WEBHOOK_LABEL = "kustos.io/rotation-function"
 #: AWS's answer when it cannot invoke the rotation function an ARN names.
-_CANNOT_INVOKE = ("Secrets Manager cannot invoke the specified Lambda function. Ensure that the "
-                  "function policy grants access to the principal secretsmanager.amazonaws.com.")
+_CANNOT_INVOKE = (
+    "Secrets Manager cannot invoke the specified Lambda function. Ensure that the "
+    "function policy grants access to the principal secretsmanager.amazonaws.com."
+)
 _RATE = re.compile(r"^rate\((\d+) (hour|hours|day|days)\)$")
 _HOURS = re.compile(r"^(\d+)h$")
-_NO_FUNCTION = ("You tried to enable rotation on a secret that doesn't already have a Lambda "
-                "function ARN configured and you didn't include such an ARN as a parameter "
-                "in this call.")
+_NO_FUNCTION = (
+    "You tried to enable rotation on a secret that doesn't already have a Lambda "
+    "function ARN configured and you didn't include such an ARN as a parameter "
+    "in this call."
+)
 
 
-def rotator_of_arn(arn: str, cluster: str | None = None, namespace: str | None = None,
-                   projected: SecretGateway | None = None) -> tuple[str, dict[str, Any] | None]:
+def rotator_of_arn(
+    arn: str,
+    cluster: str | None = None,
+    namespace: str | None = None,
+    projected: SecretGateway | None = None,
+) -> tuple[str, dict[str, Any] | None]:
     """The rotator a RotationLambdaARN names, and for a registered webhook the
     `spec.rotation` section it stands for; AccessDeniedException (AWS's answer for a
     function it cannot invoke) for any other ARN."""
     match = _FUNCTION.match(arn)
     if match is None and (arn.startswith("arn:") or not _FUNCTION_NAME.match(arn)):
         raise _cannot_invoke()
-    if match is not None and (match["partition"] != "kustos" or match["service"] != "lambda"
-                              or (cluster is not None and match["region"] != cluster)
-                              or (namespace is not None and match["account"] != namespace)):
+    if match is not None and (
+        match["partition"] != "kustos"
+        or match["service"] != "lambda"
+        or (cluster is not None and match["region"] != cluster)
+        or (namespace is not None and match["account"] != namespace)
+    ):
         raise _cannot_invoke()
     name = match["name"] if match else arn
     if name in known_rotators():
@@ -97,8 +115,9 @@ def _cannot_invoke() -> AccessDeniedError:
     return AccessDeniedError(_CANNOT_INVOKE)
 
 
-def _registered_webhook(projected: SecretGateway, namespace: str,
-                        name: str) -> dict[str, Any] | None:
+def _registered_webhook(
+    projected: SecretGateway, namespace: str, name: str
+) -> dict[str, Any] | None:
     """The `spec.rotation` section of the webhook Secret `name` registers, or None."""
     obj = projected.get(namespace, name) if _K8S_NAME.match(name) else None
     labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
@@ -119,9 +138,12 @@ def _registered_webhook(projected: SecretGateway, namespace: str,
     if not url or not url.startswith("https://") or data.get("signingKey") is None:
         raise InvalidRequestError(
             f"Rotation webhook {name} (Secret {namespace}/{name}) needs an https:// url and a "
-            "signingKey.")
-    section: dict[str, Any] = {"url": url, "signingKeySecretRef": {"name": name,
-                                                                   "key": "signingKey"}}
+            "signingKey."
+        )
+    section: dict[str, Any] = {
+        "url": url,
+        "signingKeySecretRef": {"name": name, "key": "signingKey"},
+    }
     if text("caData"):
         section["caData"] = text("caData")
     if timeout:
@@ -129,8 +151,9 @@ def _registered_webhook(projected: SecretGateway, namespace: str,
             seconds = float(timeout)
             section["timeoutSeconds"] = int(seconds) if seconds.is_integer() else seconds
         except ValueError:
-            raise InvalidRequestError(f"Rotation webhook {name}: timeoutSeconds is not a "
-                                      "number.") from None
+            raise InvalidRequestError(
+                f"Rotation webhook {name}: timeoutSeconds is not a number."
+            ) from None
     return {"webhook": section}
 
 
@@ -139,12 +162,14 @@ def check_rotation_rules(rules: dict[str, Any]) -> dict[str, str]:
     days, expression = rules.get("AutomaticallyAfterDays"), rules.get("ScheduleExpression")
     duration = rules.get("Duration")
     if days is not None and expression is not None:
-        raise InvalidParameterError("You cannot specify both rotation frequency and schedule "
-                                    "expression together.")
+        raise InvalidParameterError(
+            "You cannot specify both rotation frequency and schedule expression together."
+        )
     if days is None and expression is None:
         if duration is not None:
-            raise InvalidParameterError("You must specify a rotation frequency or a schedule "
-                                        "expression with a Duration.")
+            raise InvalidParameterError(
+                "You must specify a rotation frequency or a schedule expression with a Duration."
+            )
         return {}
     if expression is not None:
         expression = " ".join(str(expression).split())
@@ -154,10 +179,13 @@ def check_rotation_rules(rules: dict[str, Any]) -> dict[str, str]:
             hours = count * (24 if unit.startswith("day") else 1)
             if hours < 4 or hours > 1000 * 24:
                 raise InvalidParameterError(
-                    "The schedule expression rate must be between 4 hours and 1000 days.")
+                    "The schedule expression rate must be between 4 hours and 1000 days."
+                )
         elif not (expression.startswith("cron(") and len(expression[5:-1].split()) == 6):
-            raise InvalidParameterError(f"Invalid schedule expression: {expression[:256]}. "
-                                        "Use rate(N hours), rate(N days) or cron(6 fields).")
+            raise InvalidParameterError(
+                f"Invalid schedule expression: {expression[:256]}. "
+                "Use rate(N hours), rate(N days) or cron(6 fields)."
+            )
         schedule = expression
     else:
         schedule = f"rate({days} days)"
@@ -165,17 +193,18 @@ def check_rotation_rules(rules: dict[str, Any]) -> dict[str, str]:
     if duration is not None:
         hours_match = _HOURS.match(str(duration))
         if hours_match is None or not 1 <= int(hours_match[1]) <= 24:
-            raise InvalidParameterError("The rotation window Duration must be between 1h "
-                                        "and 24h.")
+            raise InvalidParameterError("The rotation window Duration must be between 1h and 24h.")
         out["window"] = str(duration)
     try:
         parsed = parse_schedule(schedule, out.get("window"))
     except InvalidParameterError as exc:
         raise InvalidParameterError(f"Invalid RotationRules: {exc.message}") from None
     if parsed.kind == "cron" and parsed.shortest_interval(  # AWS's shortest interval too
-            _now()) < timedelta(hours=4):
-        raise InvalidParameterError("The schedule expression must not rotate more often "
-                                    "than every 4 hours.")
+        _now()
+    ) < timedelta(hours=4):
+        raise InvalidParameterError(
+            "The schedule expression must not rotate more often than every 4 hours."
+        )
     return out
 
 
@@ -184,13 +213,23 @@ def _now() -> datetime:
 
 
 def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
-    record = not_deleted(find(deps, call, "RotateSecret", p["SecretId"], {
-        "secretsmanager:RotationLambdaARN": p.get("RotationLambdaARN")}))
+    record = not_deleted(
+        find(
+            deps,
+            call,
+            "RotateSecret",
+            p["SecretId"],
+            {"secretsmanager:RotationLambdaARN": p.get("RotationLambdaARN")},
+        )
+    )
     rules = dict(p.get("RotationRules") or {})
     schedule = check_rotation_rules(rules)
     lambda_arn = p.get("RotationLambdaARN")
-    wanted, function = (rotator_of_arn(lambda_arn, deps.cluster, record.namespace,
-                                       deps.projected) if lambda_arn else (None, None))
+    wanted, function = (
+        rotator_of_arn(lambda_arn, deps.cluster, record.namespace, deps.projected)
+        if lambda_arn
+        else (None, None)
+    )
     if record.object_name is None:
         raise InvalidRequestError("The secret has no ManagedSecret object to rotate through.")
     obj = deps.objects.get(record.namespace, record.object_name) or {}
@@ -205,7 +244,8 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
         if live:
             raise InvalidParameterError(
                 f"RotationLambdaARN names rotation webhook {str(lambda_arn)[:256]}, but {where} "
-                f"rotates with {configured}; change spec.rotation to switch rotators.")
+                f"rotates with {configured}; change spec.rotation to switch rotators."
+            )
         section = function
     elif not live and cancelled and wanted in (None, configured):
         section = cancelled  # rotation turned back on with the rotator it had
@@ -213,14 +253,18 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
         if live:
             raise InvalidParameterError(
                 f"RotationLambdaARN names rotator {wanted}, but {where} rotates with "
-                f"{configured}; change spec.rotation to switch rotators.")
+                f"{configured}; change spec.rotation to switch rotators."
+            )
         if wanted not in _SELF_CONFIGURING:
             raise InvalidRequestError(
-                f"Rotator {wanted} needs settings: add spec.rotation.{wanted} to {where}.")
+                f"Rotator {wanted} needs settings: add spec.rotation.{wanted} to {where}."
+            )
         section = {wanted: dict(_SELF_CONFIGURING[wanted])}
     elif configured is None:
-        raise InvalidRequestError(f"{_NO_FUNCTION} (Kustos: name a rotator in "
-                                  f"RotationLambdaARN or add a rotation section to {where}.)")
+        raise InvalidRequestError(
+            f"{_NO_FUNCTION} (Kustos: name a rotator in "
+            f"RotationLambdaARN or add a rotation section to {where}.)"
+        )
     immediately = p.get("RotateImmediately", True)
     token = p.get("ClientRequestToken") or str(uuid.uuid4())
     call.commit_point(ARN=record.arn, Name=record.name)
@@ -247,23 +291,34 @@ def rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
 def _same_webhook(rotation: dict[str, Any], function: dict[str, Any]) -> bool:
     """Whether `rotation` already is the registered webhook `function` stands for."""
     have, want = rotation.get("webhook") or {}, function["webhook"]
-    return bool(have) and have.get("url") == want["url"] and \
-        (have.get("signingKeySecretRef") or {}).get("name") == want["signingKeySecretRef"]["name"]
+    return (
+        bool(have)
+        and have.get("url") == want["url"]
+        and (have.get("signingKeySecretRef") or {}).get("name")
+        == want["signingKeySecretRef"]["name"]
+    )
 
 
 def _rotator_in(rotation: dict[str, Any]) -> str | None:
     if isinstance(rotation.get("custom"), dict):
         return str(rotation["custom"].get("rotator") or "custom")
-    return next((name for name in ("generated", "postgresql", "mysql", "webhook")
-                 if rotation.get(name) is not None), None)
+    return next(
+        (
+            name
+            for name in ("generated", "postgresql", "mysql", "webhook")
+            if rotation.get(name) is not None
+        ),
+        None,
+    )
 
 
 def cancel_rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     record: SecretRecord = not_deleted(find(deps, call, "CancelRotateSecret", p["SecretId"]))
     pending = deps.store.get_version(record.arn, stage="AWSPENDING")
     call.commit_point(ARN=record.arn, Name=record.name)
-    obj = (deps.objects.get(record.namespace, record.object_name) or {}) \
-        if record.object_name else {}  # fmt: skip
+    obj = (
+        (deps.objects.get(record.namespace, record.object_name) or {}) if record.object_name else {}
+    )
     rotation = (obj.get("spec") or {}).get("rotation")
     extra = {**record.extra, _CANCELLED: rotation} if rotation else dict(record.extra)
     patched = None
@@ -272,13 +327,15 @@ def cancel_rotate_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
         if rotation:
             patch["spec"] = {"rotation": None}
         patched = deps.objects.merge_patch(record.namespace, record.object_name, patch)
-    deps.secrets.update(record.evolve(rotation_enabled=False, next_rotation_at=None,
-                                      extra=extra))
+    deps.secrets.update(record.evolve(rotation_enabled=False, next_rotation_at=None, extra=extra))
     if patched is not None:  # a pass over the previous spec can no longer re-enable it
         meta = patched.get("metadata") or {}
-        deps.secrets.apply_spec(record, int(meta.get("generation") or 0),
-                                record_fields(patched.get("spec") or {}, record),
-                                meta.get("uid"))
+        deps.secrets.apply_spec(
+            record,
+            int(meta.get("generation") or 0),
+            record_fields(patched.get("spec") or {}, record),
+            meta.get("uid"),
+        )
     out: Result = {"ARN": record.arn, "Name": record.name}
     if pending is not None:
         out["VersionId"] = pending.version_id

@@ -77,8 +77,7 @@ class SecretsApi:
         refusals: RefusalBudget | None = None,
         rotations: RotationStore | None = None,
     ) -> None:
-        self._deps = Deps(secrets, objects, projected, secrets.cluster, deletion, reads,
-                          rotations)
+        self._deps = Deps(secrets, objects, projected, secrets.cluster, deletion, reads, rotations)
         self._authorizer = authorizer
         self._audit = audit
         self._refusals = refusals if refusals is not None else RefusalBudget()
@@ -101,15 +100,24 @@ class SecretsApi:
             call.failed(exc)
             raise
         except Exception as exc:
-            log.error("internal error in %s (request %s): %s\n%s", operation, meta.request_id,
-                      type(exc).__name__, "".join(traceback.format_tb(exc.__traceback__)))
+            log.error(
+                "internal error in %s (request %s): %s\n%s",
+                operation,
+                meta.request_id,
+                type(exc).__name__,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
             error = ServerError("An internal error occurred; the request can be retried.")
             call.failed(error)
             raise error from None
 
     def reject(
-        self, operation: str, error: KustosError, meta: CallMeta,
-        principal: Principal | None = None, params: dict[str, Any] | None = None,
+        self,
+        operation: str,
+        error: KustosError,
+        meta: CallMeta,
+        principal: Principal | None = None,
+        params: dict[str, Any] | None = None,
     ) -> None:
         """Audit a request refused before any operation ran (AuditUnavailableError if the
         record cannot be written). Unauthenticated ones past their source's budget are
@@ -119,8 +127,14 @@ class SecretsApi:
             self.flush_refusals()
             if not admitted:
                 return
-        call = Call(operation or "Unknown", dict(params or {}), principal or ANONYMOUS, meta,
-                    self._authorizer, self._audit)
+        call = Call(
+            operation or "Unknown",
+            dict(params or {}),
+            principal or ANONYMOUS,
+            meta,
+            self._authorizer,
+            self._audit,
+        )
         call.failed(error)
 
     def flush_refusals(self, *, everything: bool = False) -> None:
@@ -131,19 +145,34 @@ class SecretsApi:
             try:
                 self._audit.record(_aggregate(tally))
             except AuditUnavailableError as exc:
-                log.error("audit: %d refused requests from %s not recorded: %s", tally.count,
-                          tally.source, exc.message)
+                log.error(
+                    "audit: %d refused requests from %s not recorded: %s",
+                    tally.count,
+                    tally.source,
+                    exc.message,
+                )
 
 
 def _aggregate(tally: Suppressed) -> AuditEvent:
     source = None if tally.source == OTHER_SOURCES else tally.source
     code = max(tally.codes, key=lambda c: tally.codes[c])
     return AuditEvent(
-        event_name="UnauthenticatedRequests", principal=ANONYMOUS, read_only=False,
-        namespace="", source_ip=source, error_code=code,
-        error_message=(f"{tally.count} more unauthenticated requests from "
-                       f"{tally.source} refused (over the per-source audit budget)"),
+        event_name="UnauthenticatedRequests",
+        principal=ANONYMOUS,
+        read_only=False,
+        namespace="",
+        source_ip=source,
+        error_code=code,
+        error_message=(
+            f"{tally.count} more unauthenticated requests from "
+            f"{tally.source} refused (over the per-source audit budget)"
+        ),
         event_time=tally.window_end,
-        additional={"aggregated": True, "count": tally.count, "errorCodes": tally.codes,
-                    "windowStart": tally.window_start, "windowEnd": tally.window_end},
+        additional={
+            "aggregated": True,
+            "count": tally.count,
+            "errorCodes": tally.codes,
+            "windowStart": tally.window_start,
+            "windowEnd": tally.window_end,
+        },
     )

@@ -46,9 +46,9 @@ MAX_VERSIONS = 100
 Result = dict[str, Any]
 
 
-def _same_version(deps: Deps, record: SecretRecord, token: str, value: SecretValue) -> (
-    VersionRecord | None
-):
+def _same_version(
+    deps: Deps, record: SecretRecord, token: str, value: SecretValue
+) -> VersionRecord | None:
     """The version `token` made before, if its value equals `value`; raise if it differs."""
     existing = deps.store.get_version(record.arn, version_id=token)
     if existing is None:
@@ -78,19 +78,27 @@ def create_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     call.secret_name, call.namespace = name, namespace
     existing = deps.store.get_secret(namespace, name)
     arn = existing.arn if existing is not None else make_arn(deps.cluster, namespace, name)
-    call.authorize("CreateSecret", existing or provisional(deps, namespace, name, arn), namespace, {
-        "secretsmanager:Name": name, "secretsmanager:Description": p.get("Description"),
-        "secretsmanager:KmsKeyId": p.get("KmsKeyId"), "aws:TagKeys": sorted(tags) or None,
-        **{f"aws:RequestTag/{k}": v for k, v in tags.items()},
-    })
+    call.authorize(
+        "CreateSecret",
+        existing or provisional(deps, namespace, name, arn),
+        namespace,
+        {
+            "secretsmanager:Name": name,
+            "secretsmanager:Description": p.get("Description"),
+            "secretsmanager:KmsKeyId": p.get("KmsKeyId"),
+            "aws:TagKeys": sorted(tags) or None,
+            **{f"aws:RequestTag/{k}": v for k, v in tags.items()},
+        },
+    )
     token = p.get("ClientRequestToken") or str(uuid.uuid4())
     if existing is not None:
         call.about(existing)
         not_deleted(existing)
         same = value is not None and _same_version(deps, existing, token, value)
         if not same:
-            raise ResourceExistsError(f"The operation failed because the secret {name} "
-                                      "already exists.")
+            raise ResourceExistsError(
+                f"The operation failed because the secret {name} already exists."
+            )
         return {"ARN": existing.arn, "Name": name, "VersionId": same.version_id}
     kms_key_id = p.get("KmsKeyId") or ""
     deps.secrets.key_for(kms_key_id)  # an unknown key is refused before anything is written
@@ -101,9 +109,16 @@ def create_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
         result["VersionId"] = token
     call.commit_point(**result)
     description = p.get("Description", "")
-    record = deps.secrets.create(namespace, name, description=description, tags=tags,
-                                 object_name=object_name, arn=arn, kms_key_id=kms_key_id,
-                                 extra={"created_by": "api"})
+    record = deps.secrets.create(
+        namespace,
+        name,
+        description=description,
+        tags=tags,
+        object_name=object_name,
+        arn=arn,
+        kms_key_id=kms_key_id,
+        extra={"created_by": "api"},
+    )
     try:
         if value is not None:
             deps.secrets.add_version(record, value, version_id=token)
@@ -126,41 +141,65 @@ def _free_object_name(deps: Deps, namespace: str, name: str) -> str:
         if found is None:
             return candidate
         if (found.get("spec") or {}).get("name", candidate) == name:
-            raise ResourceExistsError(f"The operation failed because the secret {name} "
-                                      f"already exists (ManagedSecret {candidate}).")
+            raise ResourceExistsError(
+                f"The operation failed because the secret {name} "
+                f"already exists (ManagedSecret {candidate})."
+            )
     raise ConflictError(f"no free ManagedSecret name for secret {name}")
 
 
 def _add_value(
-    deps: Deps, call: Call, record: SecretRecord, value: SecretValue, token: str | None,
+    deps: Deps,
+    call: Call,
+    record: SecretRecord,
+    value: SecretValue,
+    token: str | None,
     stages: list[str],
 ) -> Result:
     token = token or str(uuid.uuid4())
     same = _same_version(deps, record, token, value)
     if same is not None:
-        return {"ARN": record.arn, "Name": record.name, "VersionId": same.version_id,
-                "VersionStages": list(same.stages)}
+        return {
+            "ARN": record.arn,
+            "Name": record.name,
+            "VersionId": same.version_id,
+            "VersionStages": list(same.stages),
+        }
     call.commit_point(ARN=record.arn, Name=record.name, VersionId=token)
     version = deps.secrets.add_version(record, value, stages=stages, version_id=token)
     _prune(deps, record)
-    return {"ARN": record.arn, "Name": record.name, "VersionId": version.version_id,
-            "VersionStages": list(version.stages)}
+    return {
+        "ARN": record.arn,
+        "Name": record.name,
+        "VersionId": version.version_id,
+        "VersionStages": list(version.stages),
+    }
 
 
 def put_secret_value(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     stages = list(dict.fromkeys(p.get("VersionStages") or [AWSCURRENT]))
     value = value_of(p, required=True)
     assert value is not None
-    record = not_deleted(find(deps, call, "PutSecretValue", p["SecretId"],
-                              {"secretsmanager:VersionStage": stages}))
+    record = not_deleted(
+        find(deps, call, "PutSecretValue", p["SecretId"], {"secretsmanager:VersionStage": stages})
+    )
     return _add_value(deps, call, record, value, p.get("ClientRequestToken"), stages)
 
 
 def update_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     value = value_of(p, required=False)
-    record = not_deleted(find(deps, call, "UpdateSecret", p["SecretId"], {
-        "secretsmanager:Description": p.get("Description"),
-        "secretsmanager:KmsKeyId": p.get("KmsKeyId")}))
+    record = not_deleted(
+        find(
+            deps,
+            call,
+            "UpdateSecret",
+            p["SecretId"],
+            {
+                "secretsmanager:Description": p.get("Description"),
+                "secretsmanager:KmsKeyId": p.get("KmsKeyId"),
+            },
+        )
+    )
     result: Result = {"ARN": record.arn, "Name": record.name}
     changes: dict[str, Any] = {}
     if "Description" in p and p["Description"] != record.description:
@@ -169,14 +208,14 @@ def update_secret(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
         deps.secrets.key_for(p["KmsKeyId"])  # an unknown key is refused, nothing changed
         changes["kms_key_id"] = p["KmsKeyId"]
     if value is not None:  # sealed with the new key when KmsKeyId changes too
-        result = _add_value(deps, call, record.evolve(**changes), value,
-                            p.get("ClientRequestToken"), [AWSCURRENT])  # fmt: skip
+        result = _add_value(
+            deps, call, record.evolve(**changes), value, p.get("ClientRequestToken"), [AWSCURRENT]
+        )
         result.pop("VersionStages", None)
     call.commit_point(ARN=record.arn, Name=record.name)
     if "description" in changes:
         description = changes.pop("description")
-        write_spec(deps, record, {"description": description or None},
-                   {"description": description})
+        write_spec(deps, record, {"description": description or None}, {"description": description})
     if changes:
         updated = deps.secrets.update(record.evolve(**changes))
         if "kms_key_id" in changes:  # as AWS: labelled versions are re-encrypted with it
@@ -189,8 +228,15 @@ def update_secret_version_stage(deps: Deps, call: Call, p: dict[str, Any]) -> Re
     version holding it; RemoveFromVersionId alone removes it (never AWSCURRENT)."""
     stage = p["VersionStage"]
     move_to, remove_from = p.get("MoveToVersionId"), p.get("RemoveFromVersionId")
-    record = not_deleted(find(deps, call, "UpdateSecretVersionStage", p["SecretId"],
-                              {"secretsmanager:VersionStage": stage}))
+    record = not_deleted(
+        find(
+            deps,
+            call,
+            "UpdateSecretVersionStage",
+            p["SecretId"],
+            {"secretsmanager:VersionStage": stage},
+        )
+    )
     _check_stage_move(deps, record, stage, move_to, remove_from)
     call.commit_point(ARN=record.arn, Name=record.name)
     if move_to is not None or remove_from is not None:
@@ -199,8 +245,9 @@ def update_secret_version_stage(deps: Deps, call: Call, p: dict[str, Any]) -> Re
     return {"ARN": record.arn, "Name": record.name}
 
 
-def _check_stage_move(deps: Deps, record: SecretRecord, stage: str, move_to: str | None,
-                      remove_from: str | None) -> None:
+def _check_stage_move(
+    deps: Deps, record: SecretRecord, stage: str, move_to: str | None, remove_from: str | None
+) -> None:
     holders = {v.version_id: v for v in deps.secrets.versions(record)}
     for version_id in (move_to, remove_from):
         if version_id is not None and version_id not in holders:
@@ -209,22 +256,32 @@ def _check_stage_move(deps: Deps, record: SecretRecord, stage: str, move_to: str
     if remove_from is not None and remove_from != holder:
         raise InvalidParameterError(
             f"The staging label {stage} is not attached to version {remove_from}, so you "
-            "can't remove it.")
+            "can't remove it."
+        )
     if move_to is not None and holder not in (None, move_to) and remove_from is None:
         raise InvalidParameterError(
             f"The parameter RemoveFromVersionId can't be empty. Staging label {stage} is "
             f"currently attached to version {holder}, so you must explicitly reference that "
-            "version in RemoveFromVersionId.")
+            "version in RemoveFromVersionId."
+        )
     if move_to is None and remove_from is not None and stage == AWSCURRENT:
         raise InvalidParameterError(
             "You can't remove the staging label AWSCURRENT from a version; move it to "
-            "another version with MoveToVersionId.")
+            "another version with MoveToVersionId."
+        )
 
 
 def tag_resource(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     tags = check_tags(p["Tags"])
-    record = not_deleted(find(deps, call, "TagResource", p["SecretId"], {
-        "aws:TagKeys": sorted(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}}))
+    record = not_deleted(
+        find(
+            deps,
+            call,
+            "TagResource",
+            p["SecretId"],
+            {"aws:TagKeys": sorted(tags), **{f"aws:RequestTag/{k}": v for k, v in tags.items()}},
+        )
+    )
     merged = {**record.tags, **tags}
     check_tags([{"Key": k, "Value": v} for k, v in merged.items()])
     call.commit_point()
@@ -234,10 +291,8 @@ def tag_resource(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
 
 def untag_resource(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     keys = list(p["TagKeys"])
-    record = not_deleted(find(deps, call, "UntagResource", p["SecretId"],
-                              {"aws:TagKeys": keys}))
+    record = not_deleted(find(deps, call, "UntagResource", p["SecretId"], {"aws:TagKeys": keys}))
     call.commit_point()
     remaining = {k: v for k, v in record.tags.items() if k not in keys}
     write_spec(deps, record, {"tags": {k: None for k in keys}}, {"tags": remaining})
     return {}
-

@@ -58,10 +58,16 @@ log = logging.getLogger(__name__)
 #: An idle publisher still re-reads the anchor this often (a deleted one is re-created).
 RECHECK_SECONDS = 30.0
 
-_DIGEST_FIELDS = (("kind", "kind"), ("createdAt", "created_at"), ("firstSeq", "first_seq"),
-                  ("lastSeq", "last_seq"), ("chainHash", "chain_hash"),
-                  ("prevSignature", "prev_signature"), ("keyId", "key_id"),
-                  ("signature", "signature"))
+_DIGEST_FIELDS = (
+    ("kind", "kind"),
+    ("createdAt", "created_at"),
+    ("firstSeq", "first_seq"),
+    ("lastSeq", "last_seq"),
+    ("chainHash", "chain_hash"),
+    ("prevSignature", "prev_signature"),
+    ("keyId", "key_id"),
+    ("signature", "signature"),
+)
 
 
 @dataclass(frozen=True)
@@ -80,11 +86,17 @@ class Anchor:
 
     def same_as(self, other: Anchor) -> bool:
         return (_digest_key(self.digest), self.head_seq, self.head_hash) == (
-            _digest_key(other.digest), other.head_seq, other.head_hash)
+            _digest_key(other.digest),
+            other.head_seq,
+            other.head_hash,
+        )
 
     def as_status(self) -> dict[str, Any]:
-        status: dict[str, Any] = {"head": {"seq": self.head_seq, "hash": self.head_hash},
-                                  "writer": self.writer, "updatedAt": self.updated_at}
+        status: dict[str, Any] = {
+            "head": {"seq": self.head_seq, "hash": self.head_hash},
+            "writer": self.writer,
+            "updatedAt": self.updated_at,
+        }
         if self.digest is not None:
             status["digest"] = {out: getattr(self.digest, attr) for out, attr in _DIGEST_FIELDS}
         return status
@@ -114,8 +126,13 @@ def anchor_of(status: dict[str, Any]) -> Anchor:
         seq = head.get("seq", 0)
         if not isinstance(seq, int):
             raise ValueError("head.seq must be an integer")
-        return Anchor(digest, seq, str(head.get("hash", "")), str(status.get("writer", "")),
-                      str(status.get("updatedAt", "")))
+        return Anchor(
+            digest,
+            seq,
+            str(head.get("hash", "")),
+            str(status.get("writer", "")),
+            str(status.get("updatedAt", "")),
+        )
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"not an audit anchor: {type(exc).__name__} {exc}") from None
 
@@ -178,8 +195,12 @@ class WebhookWitness:
 
     def offer(self, anchor: Anchor) -> None:
         data = json.dumps(anchor.as_status(), sort_keys=True).encode()
-        request = urllib.request.Request(self.url, data=data, method="POST",  # noqa: S310
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(  # noqa: S310
+            self.url,
+            data=data,
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout):  # noqa: S310
                 pass
@@ -191,7 +212,11 @@ class AnchorPublisher:
     """Publishes the store's newest digest and head to the anchor and the witnesses."""
 
     def __init__(
-        self, store: AuditStore, gateway: AnchorGatewayLike, *, writer: str = "",
+        self,
+        store: AuditStore,
+        gateway: AnchorGatewayLike,
+        *,
+        writer: str = "",
         witnesses: Sequence[Witness] = (),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
@@ -215,8 +240,11 @@ class AnchorPublisher:
             digest = self._store.newest_digest()
             seq, head = self._store.tail()
             candidate = Anchor(digest, seq, head if seq else "", self._writer)
-            if (self._last is not None and candidate.same_as(self._last)
-                    and time.monotonic() - self._last_at < RECHECK_SECONDS):
+            if (
+                self._last is not None
+                and candidate.same_as(self._last)
+                and time.monotonic() - self._last_at < RECHECK_SECONDS
+            ):
                 return self._last
             for _ in range(3):
                 try:
@@ -239,39 +267,55 @@ class AnchorPublisher:
         try:
             current = anchor_of(stored.status) if stored.status else Anchor()
         except ValueError as exc:
-            log.error("audit anchor: %s holds no valid anchor (%s); it is left alone",
-                      self.ref, exc)
+            log.error(
+                "audit anchor: %s holds no valid anchor (%s); it is left alone", self.ref, exc
+            )
             return Anchor()
         if not current.empty:
             problem = self.store_lost(current)
             if problem:
-                log.error("audit anchor: the store no longer holds what %s anchors (%s): "
-                          "records or digests were deleted; the anchor is kept so that "
-                          "`kustos audit verify` reports it", self.ref, problem)
+                log.error(
+                    "audit anchor: the store no longer holds what %s anchors (%s): "
+                    "records or digests were deleted; the anchor is kept so that "
+                    "`kustos audit verify` reports it",
+                    self.ref,
+                    problem,
+                )
                 self._last = None
                 return current
         merged = self._merge(current, candidate)
         if merged.same_as(current):
             self._last = current
             return current
-        merged = replace(merged, updated_at=self._clock().astimezone(UTC)
-                         .strftime("%Y-%m-%dT%H:%M:%SZ"))
+        merged = replace(
+            merged, updated_at=self._clock().astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        )
         self._gateway.write_status(merged.as_status(), stored.resource_version)
         self._last = merged
-        if merged.digest is not None and _digest_key(merged.digest) != _digest_key(
-                current.digest):
+        if merged.digest is not None and _digest_key(merged.digest) != _digest_key(current.digest):
             d = merged.digest
-            log.info("audit anchor: %s %s seq %d..%d chain %s signature %s (key %s) anchored "
-                     "in %s", d.kind, d.created_at, d.first_seq, d.last_seq, d.chain_hash,
-                     d.signature, d.key_id, self.ref)
+            log.info(
+                "audit anchor: %s %s seq %d..%d chain %s signature %s (key %s) anchored in %s",
+                d.kind,
+                d.created_at,
+                d.first_seq,
+                d.last_seq,
+                d.chain_hash,
+                d.signature,
+                d.key_id,
+                self.ref,
+            )
         else:
             log.debug("audit anchor: head seq %d anchored in %s", merged.head_seq, self.ref)
         for witness in self._witnesses:
             try:
                 witness.offer(merged)
             except Exception as exc:  # a witness never stops the trusted anchor
-                log.warning("audit anchor: witness %s failed: %s", type(witness).__name__,
-                            type(exc).__name__)
+                log.warning(
+                    "audit anchor: witness %s failed: %s",
+                    type(witness).__name__,
+                    type(exc).__name__,
+                )
         return merged
 
     @staticmethod
@@ -280,7 +324,8 @@ class AnchorPublisher:
         head = candidate if candidate.head_seq >= current.head_seq else current
         digest = candidate.digest
         if current.digest is not None and (
-                digest is None or digest.last_seq < current.digest.last_seq):
+            digest is None or digest.last_seq < current.digest.last_seq
+        ):
             digest = current.digest
         return Anchor(digest, head.head_seq, head.head_hash, candidate.writer)
 
@@ -292,8 +337,10 @@ class AnchorPublisher:
                 return f"the {anchor.digest.kind} through seq {anchor.digest.last_seq} is missing"
         if anchor.head_seq:
             pruned = self._store.pruned_through()
-            if (anchor.head_seq > pruned
-                    and self._store.hash_at(anchor.head_seq) != anchor.head_hash):
+            if (
+                anchor.head_seq > pruned
+                and self._store.hash_at(anchor.head_seq) != anchor.head_hash
+            ):
                 return f"record seq {anchor.head_seq} is missing or different"
         return ""
 

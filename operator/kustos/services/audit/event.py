@@ -37,11 +37,23 @@ __all__ = [
 EVENT_VERSION = "1.08"
 RESOURCE_TYPE = "AWS::SecretsManager::Secret"
 #: Field names that hold values somewhere in AWS APIs; compared case-insensitively.
-FORBIDDEN_KEYS = frozenset({
-    "secretstring", "secretbinary", "password", "randompassword", "newpassword",
-    "masterpassword", "oldpassword", "passwd", "secretaccesskey", "sessiontoken",
-    "privatekey", "plaintext", "secretvalue",
-})
+FORBIDDEN_KEYS = frozenset(
+    {
+        "secretstring",
+        "secretbinary",
+        "password",
+        "randompassword",
+        "newpassword",
+        "masterpassword",
+        "oldpassword",
+        "passwd",
+        "secretaccesskey",
+        "sessiontoken",
+        "privatekey",
+        "plaintext",
+        "secretvalue",
+    }
+)
 _COLUMN_TIME = "%Y-%m-%dT%H:%M:%S.%fZ"
 _DURATION = re.compile(r"(\d+)\s*([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -98,8 +110,9 @@ def _default(value: Any) -> Any:
 
 
 def canonical_json(doc: Any) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      default=_default)
+    return json.dumps(
+        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+    )
 
 
 def _identity(who: Principal) -> dict[str, Any]:
@@ -112,8 +125,10 @@ def _identity(who: Principal) -> dict[str, Any]:
         "groups": list(who.groups),
     }
     if who.kind == "ServiceAccount":
-        identity["serviceAccount"] = {"namespace": who.namespace,
-                                      "name": who.username.rsplit(":", 1)[-1]}
+        identity["serviceAccount"] = {
+            "namespace": who.namespace,
+            "name": who.username.rsplit(":", 1)[-1],
+        }
     if who.pod_name:
         identity["pod"] = who.pod_name
     if who.access_key_id:
@@ -151,8 +166,9 @@ def to_cloudtrail(event: AuditEvent, cluster: str) -> dict[str, Any]:
         "resources": [],
     }
     if event.secret_arn:
-        record["resources"] = [{"ARN": event.secret_arn, "type": RESOURCE_TYPE,
-                                "accountId": event.namespace}]
+        record["resources"] = [
+            {"ARN": event.secret_arn, "type": RESOURCE_TYPE, "accountId": event.namespace}
+        ]
     if event.error_code:
         record["errorCode"] = event.error_code
         record["errorMessage"] = event.error_message or ""

@@ -72,8 +72,9 @@ def load_subscribers(path: str | Path, env: Mapping[str, str] | None = None) -> 
         if spec := item.get("secretHeader"):
             value = spec.get("value") or (env or {}).get(spec.get("env", ""), "")
             header = (str(spec["name"]), str(value))
-        subscribers.append(Subscriber(str(item["url"]), frozenset(map(str, item["events"])),
-                                      fmt, header))
+        subscribers.append(
+            Subscriber(str(item["url"]), frozenset(map(str, item["events"])), fmt, header)
+        )
     return subscribers
 
 
@@ -81,7 +82,8 @@ def slack_text(record: dict[str, Any]) -> str:
     who = record.get("userIdentity", {}).get("userName", "?")
     ns = record.get("recipientAccountId", "")
     secret = (record.get("additionalEventData") or {}).get("secretName") or next(
-        (r.get("ARN") for r in record.get("resources") or []), "-")
+        (r.get("ARN") for r in record.get("resources") or []), "-"
+    )
     text = f"*{record.get('eventName')}* on `{ns}/{secret}` by `{who}` at {record.get('eventTime')}"
     if record.get("errorCode"):
         text += f" — {record['errorCode']}: {record.get('errorMessage', '')}"
@@ -96,8 +98,14 @@ def _host(url: str) -> str:
 
 class Notifier:
     def __init__(
-        self, subscribers: Sequence[Subscriber], *, max_queue: int = 1000, attempts: int = 6,
-        backoff: float = 0.5, max_backoff: float = 30.0, timeout: float = 5.0,
+        self,
+        subscribers: Sequence[Subscriber],
+        *,
+        max_queue: int = 1000,
+        attempts: int = 6,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        timeout: float = 5.0,
     ) -> None:
         self.subscribers = list(subscribers)
         self._queue: queue.Queue[tuple[Subscriber, dict[str, Any]] | None] = queue.Queue(max_queue)
@@ -136,8 +144,12 @@ class Notifier:
         data = json.dumps(body).encode()
         delay = self._backoff
         for attempt in range(1, self._attempts + 1):
-            request = urllib.request.Request(sub.url, data=data, method="POST",  # noqa: S310
-                                             headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(  # noqa: S310
+                sub.url,
+                data=data,
+                method="POST",
+                headers={"Content-Type": "application/json"},
+            )
             if sub.header:
                 request.add_header(*sub.header)
             try:
@@ -146,8 +158,13 @@ class Notifier:
                     return True
             except (urllib.error.URLError, OSError) as exc:
                 reason = getattr(exc, "code", None) or type(exc).__name__
-                log.warning("notify: %s attempt %d to %s failed: %s", record.get("eventName"),
-                            attempt, _host(sub.url), reason)
+                log.warning(
+                    "notify: %s attempt %d to %s failed: %s",
+                    record.get("eventName"),
+                    attempt,
+                    _host(sub.url),
+                    reason,
+                )
             if attempt < self._attempts:
                 NOTIFICATIONS.labels("retried").inc()
                 if self._stop.wait(delay):

@@ -53,9 +53,12 @@ class ReadEvents:
                     continue
                 ref = ObjectRef("kustos.io/v1alpha1", "ManagedSecret", namespace, name, uid)
                 times = "once" if n == 1 else f"{n} times"
-                self._sink.emit(ref, Reason.ACCESSED,
-                                f"{action} {times} in the last {self._window:g}s by {who}",
-                                EventType.NORMAL)
+                self._sink.emit(
+                    ref,
+                    Reason.ACCESSED,
+                    f"{action} {times} in the last {self._window:g}s by {who}",
+                    EventType.NORMAL,
+                )
             except Exception:  # best effort: the audit log has every read
                 log.warning("could not post Accessed on %s/%s", namespace, name, exc_info=True)
 

@@ -59,8 +59,12 @@ class _Pending:
 
 class AuditService:
     def __init__(
-        self, store: AuditStore, cluster: str, keyring: Callable[[], Keyring] | None = None,
-        settings: AuditSettings | None = None, anchor: AnchorPublisher | None = None,
+        self,
+        store: AuditStore,
+        cluster: str,
+        keyring: Callable[[], Keyring] | None = None,
+        settings: AuditSettings | None = None,
+        anchor: AnchorPublisher | None = None,
     ) -> None:
         self.store = store
         self.cluster = cluster
@@ -149,8 +153,9 @@ class AuditService:
 
     def _ensure_writer(self) -> None:
         if self._writer is None or not self._writer.is_alive():
-            self._writer = threading.Thread(target=self._write_loop, name="kustos-audit-writer",
-                                            daemon=True)
+            self._writer = threading.Thread(
+                target=self._write_loop, name="kustos-audit-writer", daemon=True
+            )
             self._writer.start()
 
     def _write_loop(self) -> None:
@@ -178,8 +183,9 @@ class AuditService:
             self.store.probe(self.settings.stall_seconds)
         except Exception:  # still down
             return
-        log.warning("audit: the store answers again; recording resumes (it was down: %s)",
-                    self._down)
+        log.warning(
+            "audit: the store answers again; recording resumes (it was down: %s)", self._down
+        )
         self._down = None
 
     def _commit(self, batch: list[_Pending]) -> None:
@@ -229,8 +235,19 @@ class AuditService:
             covered = last.last_seq if last else 0
             if tail[0] <= covered or tail[1] == GENESIS:
                 return None
-            return sign(DigestRow("digest", stamp, covered + 1, tail[0], tail[1],
-                                  last.signature if last else "", "", ""), keyring)
+            return sign(
+                DigestRow(
+                    "digest",
+                    stamp,
+                    covered + 1,
+                    tail[0],
+                    tail[1],
+                    last.signature if last else "",
+                    "",
+                    "",
+                ),
+                keyring,
+            )
 
         made = self.store.add_digest(build)
         self._since_digest = 0
@@ -245,8 +262,19 @@ class AuditService:
         stamp = time_text(now or datetime.now(UTC))
 
         def build(last: DigestRow | None, upto: tuple[int, str], first: int) -> DigestRow:
-            return sign(DigestRow("checkpoint", stamp, first, upto[0], upto[1],
-                                  last.signature if last else "", "", ""), keyring)
+            return sign(
+                DigestRow(
+                    "checkpoint",
+                    stamp,
+                    first,
+                    upto[0],
+                    upto[1],
+                    last.signature if last else "",
+                    "",
+                    "",
+                ),
+                keyring,
+            )
 
         return self.store.prune(time_text(older_than), build)
 
@@ -276,8 +304,10 @@ class AuditService:
             last = anchored = time.monotonic()
             while not self._closing.wait(tick):
                 self._flush(False)
-                if (self.anchor is not None
-                        and time.monotonic() - anchored >= self.settings.anchor_seconds):
+                if (
+                    self.anchor is not None
+                    and time.monotonic() - anchored >= self.settings.anchor_seconds
+                ):
                     publish_safely(self.anchor)
                     anchored = time.monotonic()
                 due = time.monotonic() - last >= self.settings.digest_seconds
@@ -294,8 +324,9 @@ class AuditService:
         self._maint.start()
 
     # -- reading ------------------------------------------------------------------------
-    def verify(self, keyring: Keyring | None = None,
-               anchors: Sequence[tuple[str, Anchor | None]] = ()) -> VerifyReport:
+    def verify(
+        self, keyring: Keyring | None = None, anchors: Sequence[tuple[str, Anchor | None]] = ()
+    ) -> VerifyReport:
         if keyring is None and self._keyring is not None:
             keyring = self._keyring()
         report = verify(self.store, keyring, anchors)

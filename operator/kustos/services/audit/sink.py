@@ -60,12 +60,21 @@ class AuditingEventSink:
         arn, name = self._secret(ref)
         warning = type == EventType.WARNING
         event = AuditEvent(
-            event_name=str(reason), principal=KUSTOS_SYSTEM, event_type="AwsServiceEvent",
-            namespace=ref.namespace, secret_arn=arn, secret_name=name,
+            event_name=str(reason),
+            principal=KUSTOS_SYSTEM,
+            event_type="AwsServiceEvent",
+            namespace=ref.namespace,
+            secret_arn=arn,
+            secret_name=name,
             error_code=str(reason) if warning else None,
             error_message=message if warning else None,
-            additional={"kind": ref.kind, "objectName": ref.name, "objectUID": ref.uid,
-                        "eventType": str(type), "message": message[:1024]},
+            additional={
+                "kind": ref.kind,
+                "objectName": ref.name,
+                "objectUID": ref.uid,
+                "eventType": str(type),
+                "message": message[:1024],
+            },
         )
         try:
             self._audit.record(event)
@@ -73,6 +82,11 @@ class AuditingEventSink:
             if not warning:
                 self._inner.emit(ref, reason, message, type)
                 raise
-            log.error("audit: could not record %s on %s/%s: %s", reason, ref.namespace,
-                      ref.name, exc.message)
+            log.error(
+                "audit: could not record %s on %s/%s: %s",
+                reason,
+                ref.namespace,
+                ref.name,
+                exc.message,
+            )
         self._inner.emit(ref, reason, message, type)

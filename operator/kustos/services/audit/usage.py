@@ -31,11 +31,15 @@ class NamespaceUsage:
     denied_calls: int = 0
 
     def as_dict(self) -> dict[str, object]:
-        return {"Namespace": self.namespace, "Secrets": self.secrets,
-                "SecretHours": round(self.secret_hours, 6),
-                "SecretMonths": round(self.secret_hours / 730.0, 8),
-                "ApiCalls": self.api_calls, "DeniedApiCalls": self.denied_calls,
-                "ApiCallUnits10k": round(self.api_calls / 10_000.0, 4)}
+        return {
+            "Namespace": self.namespace,
+            "Secrets": self.secrets,
+            "SecretHours": round(self.secret_hours, 6),
+            "SecretMonths": round(self.secret_hours / 730.0, 8),
+            "ApiCalls": self.api_calls,
+            "DeniedApiCalls": self.denied_calls,
+            "ApiCallUnits10k": round(self.api_calls / 10_000.0, 4),
+        }
 
 
 def _parse(text: str) -> datetime:
@@ -65,12 +69,10 @@ def usage_by_namespace(
         get(rec.namespace).secret_hours += _overlap(rec.created_at, end, since, until)
     for arn, (ns, first, _) in created.items():
         if arn not in alive and arn in deleted:  # purged since: the audit log remembers it
-            get(ns).secret_hours += _overlap(_parse(first), _parse(deleted[arn][1]), since,
-                                             until)
+            get(ns).secret_hours += _overlap(_parse(first), _parse(deleted[arn][1]), since, until)
     window = AuditQuery(since=time_text(since), until=time_text(until))
     for ns, n in audit.count_by("namespace", window, event_type="AwsApiCall").items():
         get(ns).api_calls += n
-    for ns, n in audit.count_by("namespace", window, event_type="AwsApiCall",
-                                denied=True).items():
+    for ns, n in audit.count_by("namespace", window, event_type="AwsApiCall", denied=True).items():
         get(ns).denied_calls += n
     return [out[ns] for ns in sorted(out) if ns]

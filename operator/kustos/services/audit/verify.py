@@ -77,21 +77,36 @@ class VerifyReport:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "records": self.records, "firstSeq": self.first_seq,
-            "lastSeq": self.last_seq, "digests": self.digests,
-            "signedThrough": self.signed_through, "checkpointSeq": self.checkpoint_seq,
-            "signaturesChecked": self.signatures_checked, "anchors": self.anchors,
+            "ok": self.ok,
+            "records": self.records,
+            "firstSeq": self.first_seq,
+            "lastSeq": self.last_seq,
+            "digests": self.digests,
+            "signedThrough": self.signed_through,
+            "checkpointSeq": self.checkpoint_seq,
+            "signaturesChecked": self.signatures_checked,
+            "anchors": self.anchors,
             "anchoredThrough": self.anchored_through,
-            "findings": [{"kind": f.kind, "seq": f.seq, "eventID": f.event_id,
-                          "message": f.message} for f in self.findings],
+            "findings": [
+                {"kind": f.kind, "seq": f.seq, "eventID": f.event_id, "message": f.message}
+                for f in self.findings
+            ],
         }
 
 
 def digest_message(row: DigestRow) -> bytes:
-    return "\n".join([
-        DIGEST_PURPOSE, row.kind, row.created_at, str(row.first_seq), str(row.last_seq),
-        row.chain_hash, row.prev_signature, row.key_id,
-    ]).encode()
+    return "\n".join(
+        [
+            DIGEST_PURPOSE,
+            row.kind,
+            row.created_at,
+            str(row.first_seq),
+            str(row.last_seq),
+            row.chain_hash,
+            row.prev_signature,
+            row.key_id,
+        ]
+    ).encode()
 
 
 def sign(row: DigestRow, keyring: Keyring) -> DigestRow:
@@ -102,37 +117,61 @@ def sign(row: DigestRow, keyring: Keyring) -> DigestRow:
     return DigestRow(**{**unsigned.__dict__, "signature": mac})
 
 
-def _check_digests(digests: list[DigestRow], keyring: Keyring | None,
-                   report: VerifyReport) -> None:
+def _check_digests(digests: list[DigestRow], keyring: Keyring | None, report: VerifyReport) -> None:
     prev_sig = ""
     for row in digests:
         label = f"{row.kind} #{row.id} (seq {row.first_seq}..{row.last_seq})"
         if row.prev_signature != prev_sig:
-            report.findings.append(Finding("digest", row.last_seq, None,
-                f"{label} does not follow the previous digest: a digest was deleted, "
-                "inserted or altered"))
+            report.findings.append(
+                Finding(
+                    "digest",
+                    row.last_seq,
+                    None,
+                    f"{label} does not follow the previous digest: a digest was deleted, "
+                    "inserted or altered",
+                )
+            )
         prev_sig = row.signature
         if keyring is None:
             continue
         try:
             _, key = derive_key(keyring, DIGEST_PURPOSE, row.key_id)
         except KeyringError:
-            report.findings.append(Finding("digest", row.last_seq, None,
-                f"{label} is signed with key {row.key_id!r}, which the keyring lacks"))
+            report.findings.append(
+                Finding(
+                    "digest",
+                    row.last_seq,
+                    None,
+                    f"{label} is signed with key {row.key_id!r}, which the keyring lacks",
+                )
+            )
             continue
-        mac = hmac.new(key, digest_message(DigestRow(**{**row.__dict__, "signature": ""})),
-                       hashlib.sha256).hexdigest()
+        mac = hmac.new(
+            key, digest_message(DigestRow(**{**row.__dict__, "signature": ""})), hashlib.sha256
+        ).hexdigest()
         if not hmac.compare_digest(mac, row.signature):
-            report.findings.append(Finding("digest", row.last_seq, None,
-                f"{label}: the signature does not match (the digest was altered)"))
+            report.findings.append(
+                Finding(
+                    "digest",
+                    row.last_seq,
+                    None,
+                    f"{label}: the signature does not match (the digest was altered)",
+                )
+            )
 
 
 class _Walk:
     """State of the single pass; anomalies only are remembered."""
 
-    def __init__(self, store: AuditStore, start_seq: int, start_hash: str,
-                 signed: dict[int, DigestRow], anchored: dict[int, tuple[str, str]],
-                 report: VerifyReport) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        start_seq: int,
+        start_hash: str,
+        signed: dict[int, DigestRow],
+        anchored: dict[int, tuple[str, str]],
+        report: VerifyReport,
+    ) -> None:
         self.store, self.report, self.signed, self.anchored = store, report, signed, anchored
         self.start_seq = start_seq
         self.running = start_hash
@@ -150,31 +189,47 @@ class _Walk:
         if len(self.report.findings) < _MAX_FINDINGS:
             self.report.findings.append(f)
 
-    def original_seq(self, seq: int, cols: tuple[Any, ...], record: str,
-                     prev: str, digest: str) -> int | None:
+    def original_seq(
+        self, seq: int, cols: tuple[Any, ...], record: str, prev: str, digest: str
+    ) -> int | None:
         if chain_hash(prev, seq, cols, record) == digest:
             return seq
         guesses = [seq + d for k in range(1, _SEARCH + 1) for d in (k, -k)]
         pred = self.store.find_seq_by_hash(prev) if prev != GENESIS else 0
         if pred is not None:
             guesses.insert(0, pred + 1)
-        return next((g for g in guesses if g > 0
-                     and chain_hash(prev, g, cols, record) == digest), None)
+        return next(
+            (g for g in guesses if g > 0 and chain_hash(prev, g, cols, record) == digest), None
+        )
 
     def row(self, row: tuple[Any, ...]) -> None:
         seq, cols, record, prev, digest = row[0], row[1:-3], row[-3], row[-2], row[-1]
         eid = str(cols[0])
         flagged_before, self.flagged_prev = self.flagged_prev, False
         if seq <= self.start_seq:
-            self.add(Finding("inserted", seq, eid, f"record seq {seq} (eventID {eid}) predates "
-                             f"the pruning checkpoint at seq {self.start_seq}"))
+            self.add(
+                Finding(
+                    "inserted",
+                    seq,
+                    eid,
+                    f"record seq {seq} (eventID {eid}) predates "
+                    f"the pruning checkpoint at seq {self.start_seq}",
+                )
+            )
             return
         if self.pending_dup is not None:
             self._settle_duplicate(prev)
         orig = self.original_seq(seq, cols, record, prev, digest)
         if orig is None:
-            self.add(Finding("modified", seq, eid, f"record seq {seq} (eventID {eid}) was "
-                             "modified: its contents do not match its hash"))
+            self.add(
+                Finding(
+                    "modified",
+                    seq,
+                    eid,
+                    f"record seq {seq} (eventID {eid}) was "
+                    "modified: its contents do not match its hash",
+                )
+            )
             orig = seq
         elif orig > self.max_orig + 1:
             self.flagged_prev = True  # the gap explains the broken link; reported at the end
@@ -187,21 +242,41 @@ class _Walk:
             else:
                 self.flagged_prev = True
                 self.pending_dup = (seq, eid, digest, orig)
-        if (not self.flagged_prev and not flagged_before and orig == seq
-                and prev != self.running):
+        if not self.flagged_prev and not flagged_before and orig == seq and prev != self.running:
             last = self.recent[-1] if self.recent else None
             named = f"seq {last[0]} (eventID {last[1]})" if last else "the checkpoint"
-            self.add(Finding("broken-link", seq, eid, f"record seq {seq} (eventID {eid}) does "
-                             f"not chain to {named}: that record was altered and rehashed, or "
-                             "one was inserted or deleted between them"))
+            self.add(
+                Finding(
+                    "broken-link",
+                    seq,
+                    eid,
+                    f"record seq {seq} (eventID {eid}) does "
+                    f"not chain to {named}: that record was altered and rehashed, or "
+                    "one was inserted or deleted between them",
+                )
+            )
         check = self.signed.get(orig)
         if check is not None and check.chain_hash != digest:
-            self.add(Finding("digest", seq, eid, f"the chain at seq {seq} differs from "
-                             f"{check.kind} #{check.id}: records up to it were rewritten"))
+            self.add(
+                Finding(
+                    "digest",
+                    seq,
+                    eid,
+                    f"the chain at seq {seq} differs from "
+                    f"{check.kind} #{check.id}: records up to it were rewritten",
+                )
+            )
         pin = self.anchored.get(orig)
         if pin is not None and pin[0] != digest:
-            self.add(Finding("anchor", seq, eid, f"the chain at seq {seq} differs from {pin[1]}:"
-                             " records up to it were rewritten"))
+            self.add(
+                Finding(
+                    "anchor",
+                    seq,
+                    eid,
+                    f"the chain at seq {seq} differs from {pin[1]}:"
+                    " records up to it were rewritten",
+                )
+            )
         self.max_orig = max(self.max_orig, orig)
         self.running = digest
         self.recent.append((seq, eid, prev, digest, orig))
@@ -216,8 +291,14 @@ class _Walk:
         (_, _, before), (seq, eid, orig) = self.order
         if before < next_orig and not before <= orig <= next_orig:
             keep = self.flagged_prev  # that flag concerns the current row, not this one
-            self.add(Finding("reordered", seq, eid, f"record seq {seq} (eventID {eid}) was "
-                             f"written as seq {orig}: it was moved"))
+            self.add(
+                Finding(
+                    "reordered",
+                    seq,
+                    eid,
+                    f"record seq {seq} (eventID {eid}) was written as seq {orig}: it was moved",
+                )
+            )
             self.flagged_prev = keep
 
     def _settle_duplicate(self, next_prev: str) -> None:
@@ -227,24 +308,43 @@ class _Walk:
         self.pending_dup = None
         twin = next((r for r in reversed(self.recent) if r[4] == orig and r[0] != seq), None)
         fake = (twin[0], twin[1]) if next_prev == digest and twin else (seq, eid)
-        self.add(Finding("inserted", fake[0], fake[1], f"record seq {fake[0]} (eventID "
-                         f"{fake[1]}) was inserted: it is not part of the chain written as "
-                         f"seq {orig}"))
+        self.add(
+            Finding(
+                "inserted",
+                fake[0],
+                fake[1],
+                f"record seq {fake[0]} (eventID "
+                f"{fake[1]}) was inserted: it is not part of the chain written as "
+                f"seq {orig}",
+            )
+        )
 
     def finish(self) -> None:
         self._judge_order(float("inf"))
         if self.pending_dup is not None:
             self._settle_duplicate("")
         for missing, after in sorted(self.gaps.items()):
-            where = (f"before seq {after}" if after > 0 else
-                     f"at the end of the log, which was signed or anchored through seq {-after}")
-            self.add(Finding("deleted", missing, None, f"the record written as seq {missing} "
-                             f"was deleted (missing {where})"))
+            where = (
+                f"before seq {after}"
+                if after > 0
+                else f"at the end of the log, which was signed or anchored through seq {-after}"
+            )
+            self.add(
+                Finding(
+                    "deleted",
+                    missing,
+                    None,
+                    f"the record written as seq {missing} was deleted (missing {where})",
+                )
+            )
 
 
-def _check_anchors(store: AuditStore, digests: list[DigestRow],
-                   anchors: Sequence[tuple[str, Anchor | None]],
-                   report: VerifyReport) -> dict[int, tuple[str, str]] | None:
+def _check_anchors(
+    store: AuditStore,
+    digests: list[DigestRow],
+    anchors: Sequence[tuple[str, Anchor | None]],
+    report: VerifyReport,
+) -> dict[int, tuple[str, str]] | None:
     """Compare the store with each anchor; the (seq -> hash, what) pins for the walk, or
     None when the log was emptied (nothing left to walk)."""
     pins: dict[int, tuple[str, str]] = {}
@@ -254,28 +354,56 @@ def _check_anchors(store: AuditStore, digests: list[DigestRow],
         report.anchors.append(source)
         if anchor is None or anchor.empty:
             if digests:
-                report.findings.append(Finding("anchor", None, None,
-                    f"{source} anchors nothing, but the store holds {len(digests)} signed "
-                    "digest(s): the anchor was deleted, or it anchors another store"))
+                report.findings.append(
+                    Finding(
+                        "anchor",
+                        None,
+                        None,
+                        f"{source} anchors nothing, but the store holds {len(digests)} signed "
+                        "digest(s): the anchor was deleted, or it anchors another store",
+                    )
+                )
             continue
         if emptied:
-            report.findings.append(Finding("emptied", None, None,
-                f"the audit log is empty, but {source} records {anchor.describe()}: "
-                "every record and digest was deleted"))
+            report.findings.append(
+                Finding(
+                    "emptied",
+                    None,
+                    None,
+                    f"the audit log is empty, but {source} records {anchor.describe()}: "
+                    "every record and digest was deleted",
+                )
+            )
             return None
         d = anchor.digest
         if d is not None:
             found = by_signature.get(d.signature)
             label = f"the {d.kind} (seq {d.first_seq}..{d.last_seq}, signed {d.created_at})"
             if found is None:
-                report.findings.append(Finding("anchor", d.last_seq, None,
-                    f"{label} anchored in {source} is missing from the store: signed digests "
-                    "were deleted"))
-            elif (found.kind, found.first_seq, found.last_seq, found.chain_hash,
-                  found.created_at) != (d.kind, d.first_seq, d.last_seq, d.chain_hash,
-                                        d.created_at):
-                report.findings.append(Finding("anchor", d.last_seq, None,
-                    f"{label} anchored in {source} differs from the store's copy"))
+                report.findings.append(
+                    Finding(
+                        "anchor",
+                        d.last_seq,
+                        None,
+                        f"{label} anchored in {source} is missing from the store: signed digests "
+                        "were deleted",
+                    )
+                )
+            elif (
+                found.kind,
+                found.first_seq,
+                found.last_seq,
+                found.chain_hash,
+                found.created_at,
+            ) != (d.kind, d.first_seq, d.last_seq, d.chain_hash, d.created_at):
+                report.findings.append(
+                    Finding(
+                        "anchor",
+                        d.last_seq,
+                        None,
+                        f"{label} anchored in {source} differs from the store's copy",
+                    )
+                )
             if d.kind == "digest":
                 pins.setdefault(d.last_seq, (d.chain_hash, f"the digest anchored in {source}"))
         if anchor.head_seq:
@@ -283,8 +411,9 @@ def _check_anchors(store: AuditStore, digests: list[DigestRow],
     return pins
 
 
-def verify(store: AuditStore, keyring: Keyring | None,
-           anchors: Sequence[tuple[str, Anchor | None]] = ()) -> VerifyReport:
+def verify(
+    store: AuditStore, keyring: Keyring | None, anchors: Sequence[tuple[str, Anchor | None]] = ()
+) -> VerifyReport:
     """Verify the log; `anchors` are (source, anchor) pairs to compare the store with, the
     anchor None when its source holds none (the Kubernetes object does not exist)."""
     report = VerifyReport(signatures_checked=keyring is not None)

@@ -70,8 +70,11 @@ def rollout_state(workload: Mapping[str, Any], secret: str, version_id: str) -> 
             return RolloutState.ROLLING
     else:
         want = int(spec.get("replicas", 1))
-        have = (status.get("updatedReplicas"), status.get("availableReplicas"),
-                status.get("replicas"))
+        have = (
+            status.get("updatedReplicas"),
+            status.get("availableReplicas"),
+            status.get("replicas"),
+        )
     if all(int(n or 0) == want for n in have):
         return RolloutState.DONE
     return RolloutState.ROLLING
@@ -79,5 +82,6 @@ def rollout_state(workload: Mapping[str, Any], secret: str, version_id: str) -> 
 
 def ref_of(workload: Mapping[str, Any]) -> WorkloadRef:
     meta = workload.get("metadata") or {}
-    return WorkloadRef(str(meta.get("namespace") or ""), str(workload.get("kind")),
-                       str(meta.get("name")))
+    return WorkloadRef(
+        str(meta.get("namespace") or ""), str(workload.get("kind")), str(meta.get("name"))
+    )

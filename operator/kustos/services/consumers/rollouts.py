@@ -116,8 +116,10 @@ def wants_restart(
         return False
     meta = workload.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    opted = (annotations.get(ANNOTATION_RESTART) == "true"
-             or (workload.get("kind"), meta.get("name")) in set(named))
+    opted = annotations.get(ANNOTATION_RESTART) == "true" or (
+        workload.get("kind"),
+        meta.get("name"),
+    ) in set(named)
     if not opted:
         return False
     return use.env or annotations.get(ANNOTATION_RELOADS_FILES) != "true"
@@ -150,8 +152,12 @@ class RolloutCoordinator:
     times; tests call `flush(now)` with their own clock instead."""
 
     def __init__(
-        self, workloads: Workloads, limits: RolloutLimits | None = None, *,
-        clock: Callable[[], float] = time.monotonic, events: EventSink | None = None,
+        self,
+        workloads: Workloads,
+        limits: RolloutLimits | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        events: EventSink | None = None,
     ) -> None:
         self._workloads = workloads
         self.limits = limits or RolloutLimits()
@@ -167,8 +173,12 @@ class RolloutCoordinator:
 
     # -- input -------------------------------------------------------------------------
     def secret_changed(
-        self, namespace: str, secret: str, version_id: str,
-        named: Iterable[tuple[str, str]] = (), owner: ObjectRef | None = None,
+        self,
+        namespace: str,
+        secret: str,
+        version_id: str,
+        named: Iterable[tuple[str, str]] = (),
+        owner: ObjectRef | None = None,
     ) -> list[WorkloadRef]:
         """The projected Secret `secret` now holds version `version_id` with new data."""
         named = tuple(named)
@@ -177,8 +187,9 @@ class RolloutCoordinator:
         try:
             workloads = self._workloads.list(namespace)
         except KustosError as error:  # the projection stands; only the restart is lost
-            _log.warning("cannot find the consumers of Secret %s/%s: %s", namespace, secret,
-                         error.message)
+            _log.warning(
+                "cannot find the consumers of Secret %s/%s: %s", namespace, secret, error.message
+            )
             return []
         for workload in workloads:
             if not wants_restart(workload, secret, named):
@@ -236,31 +247,51 @@ class RolloutCoordinator:
     def _restart(self, ref: WorkloadRef, pending: _Pending) -> bool:
         versions = pending.versions
         try:
-            current = next((w for w in self._workloads.list(ref.namespace)
-                            if w["kind"] == ref.kind and w["metadata"]["name"] == ref.name),
-                           None)
+            current = next(
+                (
+                    w
+                    for w in self._workloads.list(ref.namespace)
+                    if w["kind"] == ref.kind and w["metadata"]["name"] == ref.name
+                ),
+                None,
+            )
             if current is None:
                 return False  # deleted meanwhile
             merged = {**marker(current), **versions}
             if merged == marker(current):
                 return False
             self._workloads.annotate_pod_template(
-                ref.namespace, ref.kind, ref.name,
-                {MARKER: json.dumps(merged, sort_keys=True, separators=(",", ":"))})
+                ref.namespace,
+                ref.kind,
+                ref.name,
+                {MARKER: json.dumps(merged, sort_keys=True, separators=(",", ":"))},
+            )
         except KustosError as error:
             with self._wake:  # try again later, with whatever changed meanwhile
                 again = self._pending.setdefault(ref, _Pending(self._clock() + 5.0))
                 again.versions = {**versions, **again.versions}
                 again.owners = {**pending.owners, **again.owners}
-            self._tell(pending, Reason.WORKLOAD_RESTART_FAILED, EventType.WARNING,
-                       f"cannot restart {ref.kind} {ref.name} yet (will retry): "
-                       f"{error.message}")
+            self._tell(
+                pending,
+                Reason.WORKLOAD_RESTART_FAILED,
+                EventType.WARNING,
+                f"cannot restart {ref.kind} {ref.name} yet (will retry): {error.message}",
+            )
             return False
-        _log.info("restarted %s %s/%s for %s", ref.kind, ref.namespace, ref.name,
-                  ", ".join(f"{k}={v}" for k, v in sorted(versions.items())))
-        self._tell(pending, Reason.WORKLOAD_RESTARTED, EventType.NORMAL,
-                   f"restarted {ref.kind} {ref.name} for " + ", ".join(
-                       f"Secret {k} version {v}" for k, v in sorted(versions.items())))
+        _log.info(
+            "restarted %s %s/%s for %s",
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ", ".join(f"{k}={v}" for k, v in sorted(versions.items())),
+        )
+        self._tell(
+            pending,
+            Reason.WORKLOAD_RESTARTED,
+            EventType.NORMAL,
+            f"restarted {ref.kind} {ref.name} for "
+            + ", ".join(f"Secret {k} version {v}" for k, v in sorted(versions.items())),
+        )
         return True
 
     def _tell(self, pending: _Pending, reason: Reason, type_: EventType, message: str) -> None:
@@ -270,16 +301,20 @@ class RolloutCoordinator:
             try:
                 self._events.emit(owner, reason, message, type_)
             except KustosError as error:  # the restart happened; only its Event is lost
-                _log.warning("cannot record %s on %s/%s: %s", reason, owner.namespace,
-                             owner.name, error.message)
+                _log.warning(
+                    "cannot record %s on %s/%s: %s",
+                    reason,
+                    owner.namespace,
+                    owner.name,
+                    error.message,
+                )
 
     # -- background --------------------------------------------------------------------
     def start(self) -> None:
         with self._wake:
             if self._thread is not None:
                 return
-            self._thread = threading.Thread(target=self._run, name="kustos-rollouts",
-                                            daemon=True)
+            self._thread = threading.Thread(target=self._run, name="kustos-rollouts", daemon=True)
             self._thread.start()
 
     def stop(self) -> None:

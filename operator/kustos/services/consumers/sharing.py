@@ -56,8 +56,11 @@ class ShareResult:
     changes: list[tuple[str, str]] = field(default_factory=list)
 
     def status(self) -> dict[str, list[str]] | None:
-        raw = {"namespaces": self.namespaces, "awaitingConsent": self.awaiting_consent,
-               "conflicts": self.conflicts}
+        raw = {
+            "namespaces": self.namespaces,
+            "awaitingConsent": self.awaiting_consent,
+            "conflicts": self.conflicts,
+        }
         return raw if any(raw.values()) else None
 
 
@@ -74,7 +77,7 @@ class SharingService:
         if share is None:
             return []
         names = set(share.namespaces)
-        selector = (share.namespace_selector or {}).get("matchLabels") or {}
+        selector = share.namespace_selector.match_labels if share.namespace_selector else {}
         if selector:
             query = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
             names |= {n["metadata"]["name"] for n in self._namespaces.list(query)}
@@ -87,7 +90,11 @@ class SharingService:
         return labels.get(CONSENT_PREFIX + owner.namespace) in _CONSENT_VALUES
 
     def sync(
-        self, owner: ObjectRef, share: ShareSpec | None, target: str, desired: Obj | None,
+        self,
+        owner: ObjectRef,
+        share: ShareSpec | None,
+        target: str,
+        desired: Obj | None,
         holding: Iterable[str],
     ) -> ShareResult:
         """Make the copies match `desired` (the projected Secret's body; None: remove all)
@@ -111,14 +118,16 @@ class SharingService:
         return result
 
     def _put(self, owner: ObjectRef, namespace: str, desired: Obj) -> str | None:
-        """"created", "updated", "" (unchanged), or None (a foreign Secret is in the way)."""
+        """ "created", "updated", "" (unchanged), or None (a foreign Secret is in the way)."""
         name = desired["metadata"]["name"]
         body = copy.deepcopy(desired)
         meta = body["metadata"]
         meta["namespace"] = namespace
         meta.pop("ownerReferences", None)
-        meta["annotations"] = {**(meta.get("annotations") or {}),
-                               ANNOTATION_SHARED_FROM: mark(owner)}
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            ANNOTATION_SHARED_FROM: mark(owner),
+        }
         existing = self._secrets.get(namespace, name)
         if existing is None:
             self._secrets.create(namespace, body)
@@ -126,9 +135,12 @@ class SharingService:
         if not _ours(existing, owner):
             return None
         if (existing.get("type", "Opaque"), existing.get("data") or {}) == (
-                body.get("type", "Opaque"), body.get("data") or {}) and all(
-                (existing["metadata"].get("annotations") or {}).get(k) == v
-                for k, v in meta["annotations"].items()):
+            body.get("type", "Opaque"),
+            body.get("data") or {},
+        ) and all(
+            (existing["metadata"].get("annotations") or {}).get(k) == v
+            for k, v in meta["annotations"].items()
+        ):
             return ""
         if existing.get("type", "Opaque") != body.get("type", "Opaque"):
             self._secrets.delete(namespace, name, uid=existing["metadata"].get("uid"))

@@ -44,8 +44,11 @@ class _Environment(ImmutableSandboxedEnvironment):
 
     def __init__(self, max_output: int) -> None:
         super().__init__(
-            undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
-            cache_size=0, loader=None,
+            undefined=StrictUndefined,
+            autoescape=False,
+            keep_trailing_newline=True,
+            cache_size=0,
+            loader=None,
         )
         self.max_output = max_output
 
@@ -53,10 +56,13 @@ class _Environment(ImmutableSandboxedEnvironment):
         if operator == "**":
             if isinstance(right, int) and abs(right) > _MAX_EXPONENT:
                 raise SecurityError(f"exponents above {_MAX_EXPONENT} are refused")
-            return left ** right
+            return left**right
         for seq, times in ((left, right), (right, left)):
-            if isinstance(seq, str | bytes | list | tuple) and isinstance(times, int) \
-                    and len(seq) * times > self.max_output:
+            if (
+                isinstance(seq, str | bytes | list | tuple)
+                and isinstance(times, int)
+                and len(seq) * times > self.max_output
+            ):
                 raise SecurityError("the repeated value would exceed the output limit")
         return left * right
 
@@ -86,8 +92,11 @@ def build_environment(max_output: int) -> _Environment:
     env.globals.clear()
     env.globals["range"] = safe_range  # at most 100000 items
     env.filters.update(
-        urlencode=_urlencode, b64encode=_b64encode, b64decode=_b64decode,
-        tojson=_tojson, fromjson=json.loads,
+        urlencode=_urlencode,
+        b64encode=_b64encode,
+        b64decode=_b64decode,
+        tojson=_tojson,
+        fromjson=json.loads,
     )
     return env
 
@@ -106,21 +115,23 @@ def render(request: dict[str, Any]) -> dict[str, Any]:
             for chunk in template.generate(context):
                 total += len(chunk)
                 if total > max_output:
-                    raise SecurityError(
-                        f"the rendered Secret would exceed {max_output} bytes")
+                    raise SecurityError(f"the rendered Secret would exceed {max_output} bytes")
                 parts.append(chunk)
             out[key] = "".join(parts)
         except TemplateSyntaxError as exc:
             # Parsed before any data is seen: the message is about the source alone.
-            return _error(key, exc.lineno, "TemplateSyntaxError",
-                          _safe_message(str(exc.message or ""), None, values))
+            return _error(
+                key,
+                exc.lineno,
+                "TemplateSyntaxError",
+                _safe_message(str(exc.message or ""), None, values),
+            )
         except MemoryError:
             return _error(key, None, "MemoryLimit", "rendering exceeded its memory limit")
         except RecursionError:
             return _error(key, _line(), "RecursionError", "recursion too deep")
         except Exception as exc:  # any failure of user code is reported, never raised
-            return _error(key, _line(), type(exc).__name__,
-                          _safe_message(str(exc), source, values))
+            return _error(key, _line(), type(exc).__name__, _safe_message(str(exc), source, values))
     return {"data": out}
 
 
@@ -141,12 +152,34 @@ def _line() -> int | None:
 
 _QUOTED = re.compile(r"'([^']*)'|\"([^\"]*)\"")
 #: Type names Jinja quotes in its messages ("'str object' has no attribute", "of 'dict'").
-_TYPE_NAMES = frozenset({
-    "str", "int", "float", "bool", "dict", "list", "tuple", "NoneType", "bytes", "function",
-    "method", "builtin_function_or_method", "method-wrapper", "TemplateReference", "Macro",
-    "LoopContext", "Undefined", "StrictUndefined", "range", "dict_items", "dict_keys",
-    "dict_values", "generator", "Markup",
-})
+_TYPE_NAMES = frozenset(
+    {
+        "str",
+        "int",
+        "float",
+        "bool",
+        "dict",
+        "list",
+        "tuple",
+        "NoneType",
+        "bytes",
+        "function",
+        "method",
+        "builtin_function_or_method",
+        "method-wrapper",
+        "TemplateReference",
+        "Macro",
+        "LoopContext",
+        "Undefined",
+        "StrictUndefined",
+        "range",
+        "dict_items",
+        "dict_keys",
+        "dict_values",
+        "generator",
+        "Markup",
+    }
+)
 _WITHHELD = "(details withheld: they would name data from the secret)"
 
 

@@ -68,8 +68,12 @@ class TemplateRenderer:
     def render(
         self, templates: dict[str, str], secret: dict[str, Any], static: dict[str, str]
     ) -> dict[str, str]:
-        request = {"templates": templates, "secret": secret, "static": static,
-                   "maxOutput": self.limits.max_output_bytes}
+        request = {
+            "templates": templates,
+            "secret": secret,
+            "static": static,
+            "maxOutput": self.limits.max_output_bytes,
+        }
         with self._lock:
             proc = self._ensure()
             try:
@@ -79,13 +83,15 @@ class TemplateRenderer:
                 self._stop()
                 raise TemplateError(
                     f"target.template: rendering took longer than "
-                    f"{self.limits.timeout_seconds:g} s and was stopped") from None
+                    f"{self.limits.timeout_seconds:g} s and was stopped"
+                ) from None
             except (OSError, EOFError, ValueError):
                 self._stop()
                 raise TemplateError(
                     "target.template: the renderer stopped (its memory limit of "
                     f"{self.limits.memory_bytes // (1024 * 1024)} MiB or a crash); "
-                    "rendering was abandoned") from None
+                    "rendering was abandoned"
+                ) from None
         if "error" in answer:
             err = answer["error"]
             where = f"data[{err['key']}]" + (f", line {err['line']}" if err.get("line") else "")
@@ -100,14 +106,27 @@ class TemplateRenderer:
     def _ensure(self) -> subprocess.Popen[bytes]:
         if self._proc is not None and self._proc.poll() is None:
             return self._proc
-        env = {"PYTHONPATH": _PACKAGE_ROOT, "PYTHONDONTWRITEBYTECODE": "1",
-               "PYTHONHASHSEED": "random", "LC_ALL": "C.UTF-8"}
+        env = {
+            "PYTHONPATH": _PACKAGE_ROOT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONHASHSEED": "random",
+            "LC_ALL": "C.UTF-8",
+        }
         proc = subprocess.Popen(
-            [sys.executable, "-I", "-c",
-             f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
-             f"from {_WORKER} import main; main()", str(self.limits.memory_bytes)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, cwd="/", close_fds=True,
+            [
+                sys.executable,
+                "-I",
+                "-c",
+                f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); "
+                f"from {_WORKER} import main; main()",
+                str(self.limits.memory_bytes),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            cwd="/",
+            close_fds=True,
         )
         try:
             ready = _receive(proc, time.monotonic() + self.limits.start_timeout_seconds)
@@ -127,8 +146,11 @@ class TemplateRenderer:
 
 
 def template_data(
-    renderer: TemplateRenderer, template: TemplateSpec, value: SecretValue,
-    static: dict[str, str], plain: dict[str, bytes],
+    renderer: TemplateRenderer,
+    template: TemplateSpec,
+    value: SecretValue,
+    static: dict[str, str],
+    plain: dict[str, bytes],
 ) -> dict[str, bytes]:
     """The projected Secret's data under `template`: its rendered keys, on top of the
     secret's own keys and the static data when mergePolicy is Merge."""
@@ -141,7 +163,8 @@ def template_data(
         except UnicodeDecodeError:
             raise TemplateError(
                 "target.template: the secret's value is binary, not UTF-8 text; templates "
-                "render text") from None
+                "render text"
+            ) from None
     rendered = renderer.render(dict(template.data), secret, dict(static))
     data = dict(plain) if template.merge_policy == "Merge" else {}
     data.update({k: v.encode("utf-8") for k, v in rendered.items()})

@@ -78,7 +78,9 @@ class Outcome:
 
 class ManagedSecretController:
     def __init__(
-        self, managed: ManagedSecretService, rotation: Callable[[], RotationService],
+        self,
+        managed: ManagedSecretService,
+        rotation: Callable[[], RotationService],
         deletion: Callable[[], DeletionService],
     ) -> None:
         """`rotation` and `deletion` are factories: built on first use."""
@@ -106,7 +108,8 @@ class ManagedSecretController:
                 error = self._managed.reconcile(obj, status, verify=True).error
         if _rotation_work(obj, status):
             tick = self._rotation().tick(
-                obj, status, rotate_now=obj.annotations.get(ANNOTATION_ROTATE_NOW))
+                obj, status, rotate_now=obj.annotations.get(ANNOTATION_ROTATE_NOW)
+            )
             due, rotated = tick.due, rotated or tick.rotated
             if tick.rotated:  # project the new AWSCURRENT now, not at the next pass
                 reprojected = self._managed.reconcile(obj, status, verify=True)

@@ -83,7 +83,9 @@ def value_to_data(value: SecretValue) -> dict[str, bytes]:
 
 class ProjectionService:
     def __init__(
-        self, secrets: SecretGateway, renderer: TemplateRenderer | None = None,
+        self,
+        secrets: SecretGateway,
+        renderer: TemplateRenderer | None = None,
         on_change: ChangeListener | None = None,
     ) -> None:
         self._secrets = secrets
@@ -108,7 +110,9 @@ class ProjectionService:
                 "namespace": p.owner.namespace,
                 "labels": {**p.labels, LABEL_MANAGED_BY: "kustos", LABEL_VERSION: p.version_id},
                 "annotations": {
-                    **p.annotations, ANNOTATION_VERSION: p.version_id, ANNOTATION_ARN: p.arn,
+                    **p.annotations,
+                    ANNOTATION_VERSION: p.version_id,
+                    ANNOTATION_ARN: p.arn,
                 },
                 "ownerReferences": [
                     {
@@ -150,10 +154,14 @@ class ProjectionService:
             merged = dict(desired)
             merged["metadata"] = {
                 **existing["metadata"],
-                "labels": {**(existing["metadata"].get("labels") or {}),
-                           **desired["metadata"]["labels"]},
-                "annotations": {**(existing["metadata"].get("annotations") or {}),
-                                **desired["metadata"]["annotations"]},
+                "labels": {
+                    **(existing["metadata"].get("labels") or {}),
+                    **desired["metadata"]["labels"],
+                },
+                "annotations": {
+                    **(existing["metadata"].get("annotations") or {}),
+                    **desired["metadata"]["annotations"],
+                },
                 "ownerReferences": desired["metadata"]["ownerReferences"],
             }
             self._secrets.replace(namespace, name, merged)

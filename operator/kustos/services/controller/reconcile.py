@@ -43,8 +43,6 @@ __all__ = ["ManagedSecretService", "Reconciled"]
 STATUS_VERSIONS = 10
 
 
-
-
 @dataclass(frozen=True)
 class Check:
     """A condition besides Ready that this controller owns, present only where it applies
@@ -85,7 +83,10 @@ class ManagedSecretService:
         self._sharing = sharing
 
     def reconcile(
-        self, obj: ManagedObject, status: ManagedSecretStatus | None = None, *,
+        self,
+        obj: ManagedObject,
+        status: ManagedSecretStatus | None = None,
+        *,
         verify: bool = True,
     ) -> Reconciled:
         """Bring the record, versions and projected Secret in line with `obj`; fills in
@@ -100,15 +101,31 @@ class ManagedSecretService:
             record = self._ensure_record(obj, spec)
             record = self._ensure_policy(obj, spec, record, checks)
             if record.deletion_date is not None:  # values are not served during the window
-                self._status(status, obj, spec, record, Reason.DELETION_SCHEDULED,
-                             f"secret scheduled for deletion on {_iso(record.deletion_date)}; "
-                             "restore it with RestoreSecret", ready=False, checks=checks)
+                self._status(
+                    status,
+                    obj,
+                    spec,
+                    record,
+                    Reason.DELETION_SCHEDULED,
+                    f"secret scheduled for deletion on {_iso(record.deletion_date)}; "
+                    "restore it with RestoreSecret",
+                    ready=False,
+                    checks=checks,
+                )
                 return Reconciled(status)
             self._ensure_version(obj, spec, record, checks)
             current = self._secrets.current(record)
             if current is None:
-                self._status(status, obj, spec, record, Reason.NO_VALUE,
-                             "the secret has no value yet", ready=False, checks=checks)
+                self._status(
+                    status,
+                    obj,
+                    spec,
+                    record,
+                    Reason.NO_VALUE,
+                    "the secret has no value yet",
+                    ready=False,
+                    checks=checks,
+                )
                 return Reconciled(status)
             target = spec.target_name(obj.name)
             if verify or not _shows_projected(status, obj, target, current.version_id):
@@ -131,7 +148,10 @@ class ManagedSecretService:
         fields = plain_fields(obj.spec)
         if record is None:
             record = self._secrets.create(
-                obj.namespace, name, description=spec.description, tags=spec.tags,
+                obj.namespace,
+                name,
+                description=spec.description,
+                tags=spec.tags,
                 object_name=obj.name,
             )
             self._secrets.apply_spec(record, obj.generation, fields, obj.uid)
@@ -144,8 +164,10 @@ class ManagedSecretService:
         if record.object_name is None:
             record = self._secrets.update(record.evolve(object_name=obj.name))
         stale = any(getattr(record, key) != value for key, value in fields.items())
-        if obj.generation > record.spec_generation or record.spec_uid != obj.uid or (
-            obj.generation == record.spec_generation and stale
+        if (
+            obj.generation > record.spec_generation
+            or record.spec_uid != obj.uid
+            or (obj.generation == record.spec_generation and stale)
         ):
             # Compare-and-set on the generation: when the API (or another worker) wrote a
             # newer spec's fields meanwhile, this older spec changes nothing.
@@ -153,7 +175,10 @@ class ManagedSecretService:
         return record
 
     def _ensure_policy(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        self,
+        obj: ManagedObject,
+        spec: ManagedSecretSpec,
+        record: SecretRecord,
         checks: list[Check],
     ) -> SecretRecord:
         """spec.resourcePolicy becomes the policy in force, if it passes the checks of
@@ -162,24 +187,41 @@ class ManagedSecretService:
         ctype = ConditionType.RESOURCE_POLICY_IN_FORCE
         if decided.problem is not None:
             kept = "the previous resource policy" if record.resource_policy else "no policy"
-            self._fail(obj, checks, Check(
-                ctype, False, Reason.RESOURCE_POLICY_REJECTED,
-                f"spec.resourcePolicy is not in force: {decided.problem}; {kept} stays in force"))
+            self._fail(
+                obj,
+                checks,
+                Check(
+                    ctype,
+                    False,
+                    Reason.RESOURCE_POLICY_REJECTED,
+                    f"spec.resourcePolicy is not in force: {decided.problem}; {kept} stays in force",  # noqa: E501
+                ),
+            )
             return record
         if decided.changed:
             # Compare-and-set with the spec's generation, like the other spec-owned fields.
             if decided.record.extra.get(PUBLIC_ACCEPTED) != record.extra.get(PUBLIC_ACCEPTED):
                 self._secrets.merge_extra(record, **{PUBLIC_ACCEPTED: None})
-            self._secrets.apply_spec(record, obj.generation,
-                                     {"resource_policy": decided.record.resource_policy},
-                                     obj.uid)
+            self._secrets.apply_spec(
+                record, obj.generation, {"resource_policy": decided.record.resource_policy}, obj.uid
+            )
             record = decided.record
-            self._events.emit(obj.ref, Reason.POLICY_CHANGED,
-                              "resource policy from spec.resourcePolicy in force"
-                              if record.resource_policy else "resource policy removed")
+            self._events.emit(
+                obj.ref,
+                Reason.POLICY_CHANGED,
+                "resource policy from spec.resourcePolicy in force"
+                if record.resource_policy
+                else "resource policy removed",
+            )
         if spec.resource_policy is not None:
-            checks.append(Check(ctype, True, Reason.RECONCILED,
-                                "spec.resourcePolicy is the resource policy in force"))
+            checks.append(
+                Check(
+                    ctype,
+                    True,
+                    Reason.RECONCILED,
+                    "spec.resourcePolicy is the resource policy in force",
+                )
+            )
         return record
 
     def _fail(self, obj: ManagedObject, checks: list[Check], check: Check) -> None:
@@ -192,7 +234,10 @@ class ManagedSecretService:
         checks.append(check)
 
     def _ensure_version(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        self,
+        obj: ManagedObject,
+        spec: ManagedSecretSpec,
+        record: SecretRecord,
         checks: list[Check],
     ) -> None:
         fingerprint = spec.source_fingerprint()
@@ -208,12 +253,17 @@ class ManagedSecretService:
         source = self._sources.materialize(obj.namespace, spec, obj.name)
         version = self._secrets.add_version(record, source.value, fingerprint=fingerprint)
         self._secrets.merge_extra(record, source=fingerprint, source_revision=source.revision)
-        self._events.emit(obj.ref, Reason.VERSION_ADDED,
-                          f"version {version.version_id} added as AWSCURRENT")
+        self._events.emit(
+            obj.ref, Reason.VERSION_ADDED, f"version {version.version_id} added as AWSCURRENT"
+        )
 
     def _follow_source_changes(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
-        current: VersionRecord, checks: list[Check],
+        self,
+        obj: ManagedObject,
+        spec: ManagedSecretSpec,
+        record: SecretRecord,
+        current: VersionRecord,
+        checks: list[Check],
     ) -> None:
         """valueFrom: when the source Secret changed, its new content becomes a version.
 
@@ -228,11 +278,18 @@ class ManagedSecretService:
             return
         if spec.value_from is not None and not state.opted_in:
             source_name = spec.value_from.secret_ref.name
-            self._fail(obj, checks, Check(
-                ConditionType.SOURCE_OPTED_IN, False, Reason.SOURCE_NOT_ALLOWED,
-                "imported before sources had to opt in; it keeps working, but "
-                + not_allowed_message(obj.namespace, source_name, obj.name),
-                blocks_ready=False))
+            self._fail(
+                obj,
+                checks,
+                Check(
+                    ConditionType.SOURCE_OPTED_IN,
+                    False,
+                    Reason.SOURCE_NOT_ALLOWED,
+                    "imported before sources had to opt in; it keeps working, but "
+                    + not_allowed_message(obj.namespace, source_name, obj.name),
+                    blocks_ready=False,
+                ),
+            )
         if state.revision == record.extra.get("source_revision"):
             return
         source = self._sources.materialize(obj.namespace, spec, obj.name, existing=True)
@@ -240,26 +297,41 @@ class ManagedSecretService:
             version = self._secrets.add_version(
                 record, source.value, fingerprint=current.fingerprint
             )
-            self._events.emit(obj.ref, Reason.VERSION_ADDED,
-                              f"source Secret changed: version {version.version_id} added "
-                              "as AWSCURRENT")
+            self._events.emit(
+                obj.ref,
+                Reason.VERSION_ADDED,
+                f"source Secret changed: version {version.version_id} added as AWSCURRENT",
+            )
         self._secrets.merge_extra(record, source_revision=source.revision)
 
     def _projection_of(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        self,
+        obj: ManagedObject,
+        spec: ManagedSecretSpec,
+        record: SecretRecord,
         current: VersionRecord,
     ) -> Projection:
         return Projection(
-            owner=obj.ref, target_name=spec.target_name(obj.name), target_type=spec.target.type,
-            arn=record.arn, version_id=current.version_id, value=self._secrets.open(current),
-            static_data=dict(spec.target.static_data), labels=dict(spec.target.labels),
-            annotations=dict(spec.target.annotations), template=spec.target.template,
+            owner=obj.ref,
+            target_name=spec.target_name(obj.name),
+            target_type=spec.target.type,
+            arn=record.arn,
+            version_id=current.version_id,
+            value=self._secrets.open(current),
+            static_data=dict(spec.target.static_data),
+            labels=dict(spec.target.labels),
+            annotations=dict(spec.target.annotations),
+            template=spec.target.template,
             restart_on_change=tuple((w.kind, w.name) for w in spec.target.restart_on_change),
-        )  # fmt: skip
+        )
 
     def _share(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
-        current: VersionRecord, status: ManagedSecretStatus,
+        self,
+        obj: ManagedObject,
+        spec: ManagedSecretSpec,
+        record: SecretRecord,
+        current: VersionRecord,
+        status: ManagedSecretStatus,
     ) -> None:
         """Copies into the namespaces that consent; a failure here leaves the own Secret
         (already projected) and the copies as they are, and says so in an Event."""
@@ -268,26 +340,34 @@ class ManagedSecretService:
         target = spec.target_name(obj.name)
         try:
             desired = self._projection.desired(self._projection_of(obj, spec, record, current))
-            result = self._sharing.sync(obj.ref, spec.target.share_with, target, desired,
-                                        holding)
+            result = self._sharing.sync(obj.ref, spec.target.share_with, target, desired, holding)
         except KustosError as error:
-            self._events.emit(obj.ref, Reason.SHARE_FAILED,
-                              f"cannot share Secret {target}: {error.message}",
-                              EventType.WARNING)  # fmt: skip
+            self._events.emit(
+                obj.ref,
+                Reason.SHARE_FAILED,
+                f"cannot share Secret {target}: {error.message}",
+                EventType.WARNING,
+            )
             return
         old_conflicts = set((status.sharing or {}).get("conflicts") or [])
         status.sharing = result.status()
         for namespace, what in result.changes:
             reason = Reason.SHARE_REMOVED if what == "removed" else Reason.SHARED
-            message = (f"copy of Secret {target} removed from namespace {namespace} (consent "
-                       "withdrawn)" if what == "removed" else
-                       f"version {current.version_id} of Secret {target} {what} in namespace "
-                       f"{namespace}")
+            message = (
+                f"copy of Secret {target} removed from namespace {namespace} (consent withdrawn)"
+                if what == "removed"
+                else f"version {current.version_id} of Secret {target} {what} in namespace "
+                f"{namespace}"
+            )
             self._events.emit(obj.ref, reason, message)
         for namespace in sorted(set(result.conflicts) - old_conflicts):
-            self._events.emit(obj.ref, Reason.TARGET_CONFLICT,
-                              f"namespace {namespace} has a Secret {target} that is not "
-                              "Kustos's copy; not shared there", EventType.WARNING)
+            self._events.emit(
+                obj.ref,
+                Reason.TARGET_CONFLICT,
+                f"namespace {namespace} has a Secret {target} that is not "
+                "Kustos's copy; not shared there",
+                EventType.WARNING,
+            )
 
     def unshare(self, body: Mapping[str, Any]) -> None:
         """The object is gone: delete its copies (best effort)."""
@@ -299,27 +379,48 @@ class ManagedSecretService:
             target = parse_spec(obj.spec).target_name(obj.name)
             self._sharing.sync(obj.ref, None, target, None, holding)
         except KustosError as error:
-            _log.warning("cannot remove the shared copies of %s/%s: %s", obj.namespace,
-                         obj.name, error.message)
+            _log.warning(
+                "cannot remove the shared copies of %s/%s: %s",
+                obj.namespace,
+                obj.name,
+                error.message,
+            )
 
     def _project(
-        self, obj: ManagedObject, spec: ManagedSecretSpec, record: SecretRecord,
+        self,
+        obj: ManagedObject,
+        spec: ManagedSecretSpec,
+        record: SecretRecord,
         current: VersionRecord,
     ) -> None:
         target = spec.target_name(obj.name)
         outcome = self._projection.project(self._projection_of(obj, spec, record, current))
         if outcome is ProjectionOutcome.DRIFT_CORRECTED:
-            self._events.emit(obj.ref, Reason.DRIFT_CORRECTED,
-                              f"Secret {target} was changed or deleted outside Kustos; restored "
-                              f"version {current.version_id}", EventType.WARNING)
+            self._events.emit(
+                obj.ref,
+                Reason.DRIFT_CORRECTED,
+                f"Secret {target} was changed or deleted outside Kustos; restored "
+                f"version {current.version_id}",
+                EventType.WARNING,
+            )
         elif outcome is not ProjectionOutcome.UNCHANGED:
-            self._events.emit(obj.ref, Reason.PROJECTED,
-                              f"version {current.version_id} projected into Secret {target}")
+            self._events.emit(
+                obj.ref,
+                Reason.PROJECTED,
+                f"version {current.version_id} projected into Secret {target}",
+            )
 
     # -- status --------------------------------------------------------------------------
     def _status(
-        self, status: ManagedSecretStatus, obj: ManagedObject, spec: ManagedSecretSpec | None,
-        record: SecretRecord | None, reason: Reason, message: str, *, ready: bool = True,
+        self,
+        status: ManagedSecretStatus,
+        obj: ManagedObject,
+        spec: ManagedSecretSpec | None,
+        record: SecretRecord | None,
+        reason: Reason,
+        message: str,
+        *,
+        ready: bool = True,
         checks: Sequence[Check] = (),
     ) -> None:
         """Fill in `status`. A failed blocking check makes the object not Ready even though
@@ -331,8 +432,11 @@ class ManagedSecretService:
             current = next((v for v in versions if "AWSCURRENT" in v.stages), None)
             status.current_version_id = current.version_id if current else None
             status.versions = [
-                {"versionId": v.version_id, "stages": list(v.stages),
-                 "createdAt": _iso(v.created_at)}
+                {
+                    "versionId": v.version_id,
+                    "stages": list(v.stages),
+                    "createdAt": _iso(v.created_at),
+                }
                 for v in _status_versions(versions)
             ]
         if spec is not None:
@@ -341,11 +445,19 @@ class ManagedSecretService:
         if blocking is not None and ready:
             ready, reason, message = False, blocking.reason, blocking.message
         now, generation = self._secrets.clock(), obj.generation
-        set_condition(status, ConditionType.READY, ready, reason, message,
-                      generation=generation, now=now)
+        set_condition(
+            status, ConditionType.READY, ready, reason, message, generation=generation, now=now
+        )
         for check in checks:
-            set_condition(status, check.type, check.ok, check.reason, check.message,
-                          generation=generation, now=now)
+            set_condition(
+                status,
+                check.type,
+                check.ok,
+                check.reason,
+                check.message,
+                generation=generation,
+                now=now,
+            )
         if spec is not None:  # else the reconcile stopped early: keep what was known
             for ctype in CHECKS:  # checks that no longer apply go (others: other services)
                 if all(c.type != ctype for c in checks):
@@ -358,17 +470,17 @@ class ManagedSecretService:
             return []
 
 
-
-
-
-
 def _shows_projected(
     status: ManagedSecretStatus, obj: ManagedObject, target: str, version_id: str
 ) -> bool:
     ready = status.condition(ConditionType.READY)
-    return (ready is not None and ready.status == "True"
-            and status.observed_generation == obj.generation
-            and status.projected_secret == target and status.current_version_id == version_id)
+    return (
+        ready is not None
+        and ready.status == "True"
+        and status.observed_generation == obj.generation
+        and status.projected_secret == target
+        and status.current_version_id == version_id
+    )
 
 
 def _find(conditions: list[dict[str, Any]], ctype: ConditionType) -> dict[str, Any] | None:

@@ -74,9 +74,11 @@ def import_allowed(secret: Mapping[str, Any], importer: str) -> bool:
 
 
 def not_allowed_message(namespace: str, source: str, importer: str) -> str:
-    return (f"valueFrom.secretRef: Secret {namespace}/{source} does not allow import by "
-            f"ManagedSecret {importer}; whoever may write that Secret opts in with "
-            f"kubectl annotate secret {source} {ANNOTATION_ALLOW_IMPORT}={importer}")
+    return (
+        f"valueFrom.secretRef: Secret {namespace}/{source} does not allow import by "
+        f"ManagedSecret {importer}; whoever may write that Secret opts in with "
+        f"kubectl annotate secret {source} {ANNOTATION_ALLOW_IMPORT}={importer}"
+    )
 
 
 def generate_value(spec: GenerateSpec) -> SecretValue:
@@ -96,8 +98,9 @@ class SourceService:
         obj = self._secrets.get(namespace, ref.name)
         if obj is None:
             return None
-        return SourceState(str(obj["metadata"].get("resourceVersion", "")),
-                           import_allowed(obj, importer))
+        return SourceState(
+            str(obj["metadata"].get("resourceVersion", "")), import_allowed(obj, importer)
+        )
 
     def materialize(
         self, namespace: str, spec: ManagedSecretSpec, importer: str, *, existing: bool = False
@@ -129,7 +132,8 @@ class SourceService:
         obj = self._secrets.get(namespace, ref.name)
         if obj is None:
             raise SourceNotFoundError(
-                f"valueFrom.secretRef: Secret {namespace}/{ref.name} not found")
+                f"valueFrom.secretRef: Secret {namespace}/{ref.name} not found"
+            )
         opted_in = import_allowed(obj, importer)
         if not opted_in and not existing:  # checked before anything of the content is read
             raise SourceNotAllowedError(not_allowed_message(namespace, ref.name, importer))
@@ -153,5 +157,3 @@ class SourceService:
                 ) from None
         revision = str(obj["metadata"].get("resourceVersion", ""))
         return SourceValue(SecretValue.from_mapping(values), revision=revision, opted_in=opted_in)
-
-

@@ -24,7 +24,9 @@ from kustos.services.core.naming import object_name_for
 from kustos.services.core.secrets import SecretService
 
 __all__ = [
-    "DEFAULT_RECOVERY_DAYS", "DeletionService", "sweep_orphans",
+    "DEFAULT_RECOVERY_DAYS",
+    "DeletionService",
+    "sweep_orphans",
 ]
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,10 @@ def _ref(obj: dict[str, Any]) -> ObjectRef:
 
 class DeletionService:
     def __init__(
-        self, secrets: SecretService, objects: ManagedObjectGateway, projected: SecretGateway,
+        self,
+        secrets: SecretService,
+        objects: ManagedObjectGateway,
+        projected: SecretGateway,
         events: EventSink | None = None,
     ) -> None:
         self._secrets = secrets
@@ -53,7 +58,11 @@ class DeletionService:
 
     # -- schedule / purge ----------------------------------------------------------------
     def schedule(
-        self, record: SecretRecord, when: datetime, *, by: str,
+        self,
+        record: SecretRecord,
+        when: datetime,
+        *,
+        by: str,
         obj: dict[str, Any] | None = None,
     ) -> SecretRecord:
         """Mark the secret deleted as of `when`; remove its object and projected Secret."""
@@ -63,15 +72,19 @@ class DeletionService:
         if obj is not None:
             extra["object_spec"] = dict(obj.get("spec") or {})
         record = self._secrets.update(record.evolve(deletion_date=when, extra=extra))
-        self._emit(obj, Reason.DELETION_SCHEDULED,
-                   f"secret {record.name} scheduled for deletion on {when:%Y-%m-%dT%H:%M:%SZ}")
+        self._emit(
+            obj,
+            Reason.DELETION_SCHEDULED,
+            f"secret {record.name} scheduled for deletion on {when:%Y-%m-%dT%H:%M:%SZ}",
+        )
         self._remove_object(record, obj)
         return record
 
     def purge(self, record: SecretRecord, *, by: str) -> None:
         """Remove the secret and every version now (ForceDeleteWithoutRecovery, window end)."""
-        obj = self._objects.get(record.namespace, record.object_name) if record.object_name \
-            else None
+        obj = (
+            self._objects.get(record.namespace, record.object_name) if record.object_name else None
+        )
         self._remove_object(record, obj)
         self._secrets.store.purge_secret(record.arn)
         log.info("secret %s purged (%s)", record.arn, by)
@@ -146,7 +159,9 @@ class DeletionService:
 
 
 def sweep_orphans(
-    deletion: DeletionService, secrets: SecretService, objects: list[dict[str, Any]],
+    deletion: DeletionService,
+    secrets: SecretService,
+    objects: list[dict[str, Any]],
     grace: timedelta = timedelta(minutes=2),
 ) -> int:
     """Schedule deletion of secrets whose ManagedSecret is gone without Kustos noticing
@@ -156,10 +171,14 @@ def sweep_orphans(
     now = secrets.clock()
     scheduled = 0
     for record in secrets.store.list_secrets():
-        if (record.object_name and record.deletion_date is None
-                and (record.namespace, record.object_name) not in present
-                and now - record.updated_at > grace):
-            deletion.schedule(record, now + timedelta(days=DEFAULT_RECOVERY_DAYS),
-                              by="kubectl (noticed late)")
+        if (
+            record.object_name
+            and record.deletion_date is None
+            and (record.namespace, record.object_name) not in present
+            and now - record.updated_at > grace
+        ):
+            deletion.schedule(
+                record, now + timedelta(days=DEFAULT_RECOVERY_DAYS), by="kubectl (noticed late)"
+            )
             scheduled += 1
     return scheduled

@@ -42,8 +42,7 @@ __all__ = ["KeyRotation", "KeyService", "SealedItem", "Skipped", "Usage"]
 Usage = Mapping[str, Mapping[str, int]]
 
 log = logging.getLogger(__name__)
-_WHAT = {"version": "secret versions", "access-key": "access keys",
-         "audit-digest": "audit digests"}  # fmt: skip
+_WHAT = {"version": "secret versions", "access-key": "access keys", "audit-digest": "audit digests"}
 
 
 @dataclass(frozen=True)
@@ -155,8 +154,11 @@ class KeyService:
             return keyring
         usage = self.usage()
         if any(usage.values()):
-            held = ", ".join(f"{_WHAT.get(kind, kind)} with keys {sorted(ids)}"
-                             for kind, ids in sorted(usage.items()) if ids)  # fmt: skip
+            held = ", ".join(
+                f"{_WHAT.get(kind, kind)} with keys {sorted(ids)}"
+                for kind, ids in sorted(usage.items())
+                if ids
+            )
             raise KeyringError(
                 f"keyring Secret {self._secret.ref} is missing, but the store holds {held}; "
                 "restore the keyring Secret (Kustos will not generate a new one over "
@@ -182,7 +184,9 @@ class KeyService:
             # the others report DecryptionFailed on their own status.
             log.error(
                 "keyring Secret %s lacks keys %s used by the store; what they sealed "
-                "cannot be read until the keys are restored", self._secret.ref, sorted(missing)
+                "cannot be read until the keys are restored",
+                self._secret.ref,
+                sorted(missing),
             )
 
     # -- changing the keyring --------------------------------------------------------------
@@ -237,8 +241,9 @@ class KeyService:
             )
         needed = {kind: ids[key_id] for kind, ids in self.usage().items() if ids.get(key_id)}
         if needed:
-            held = ", ".join(f"{count} {_WHAT.get(kind, kind)}"
-                             for kind, count in sorted(needed.items()))  # fmt: skip
+            held = ", ".join(
+                f"{count} {_WHAT.get(kind, kind)}" for kind, count in sorted(needed.items())
+            )
             raise InvalidRequestError(
                 f"key {key_id!r} is still needed by {held}; run `kustos keys rotate` and "
                 "resolve what it reports as skipped before retiring it"
@@ -261,14 +266,22 @@ class KeyService:
         for arn, version_id, sealed in list(self._store.iter_sealed()):
             target = targets.get(arn)
 
-            def skip(reason: str, arn: str = arn, version_id: str = version_id,
-                     key_id: str = sealed.key_id) -> None:  # fmt: skip
-                skipped.append(Skipped("version", key_id, reason, secret_arn=arn,
-                                       version_id=version_id))  # fmt: skip
+            def skip(
+                reason: str,
+                arn: str = arn,
+                version_id: str = version_id,
+                key_id: str = sealed.key_id,
+            ) -> None:
+                skipped.append(
+                    Skipped("version", key_id, reason, secret_arn=arn, version_id=version_id)
+                )
 
             if target is None:
-                skip("the secret's KmsKeyId names no key of the keyring" if arn in targets
-                     else "the secret's record is unreadable")  # fmt: skip
+                skip(
+                    "the secret's KmsKeyId names no key of the keyring"
+                    if arn in targets
+                    else "the secret's record is unreadable"
+                )
                 continue
             if sealed.key_id == target:
                 continue
@@ -291,16 +304,25 @@ class KeyService:
                 try:
                     item.store(rewrap(item.sealed, keyring, newest))
                 except (DecryptionFailure, KeyringError):
-                    skipped.append(Skipped(
-                        item.kind, item.sealed.key_id,
-                        f"cannot unwrap the data key with key {item.sealed.key_id!r}",
-                        ident=item.ident))  # fmt: skip
+                    skipped.append(
+                        Skipped(
+                            item.kind,
+                            item.sealed.key_id,
+                            f"cannot unwrap the data key with key {item.sealed.key_id!r}",
+                            ident=item.ident,
+                        )
+                    )
                     continue
                 rewrapped += 1
         for miss in skipped:
-            log.warning("rewrap skipped %s %s: %s", miss.kind,
-                        miss.ident or f"{miss.secret_arn} {miss.version_id}", miss.reason)
+            log.warning(
+                "rewrap skipped %s %s: %s",
+                miss.kind,
+                miss.ident or f"{miss.secret_arn} {miss.version_id}",
+                miss.reason,
+            )
         # Operators re-check every secret (a key that was missing may be back).
         self._store.note_change("*", "keys")
-        return KeyRotation(new_key_id=reported_key_id or newest, rewrapped=rewrapped,
-                           skipped_items=tuple(skipped))  # fmt: skip
+        return KeyRotation(
+            new_key_id=reported_key_id or newest, rewrapped=rewrapped, skipped_items=tuple(skipped)
+        )

@@ -46,9 +46,9 @@ def key_name(kms_key_id: str | None) -> str:
             raise unknown_key()
         text = parts[5]
         if text.startswith("key/"):
-            text = text[len("key/"):]
+            text = text[len("key/") :]
     if text.startswith("alias/"):
-        text = text[len("alias/"):]
+        text = text[len("alias/") :]
     return "" if not text or text in DEFAULT_ALIASES else text
 
 

@@ -10,6 +10,7 @@ __all__ = ["object_name_for"]
 #: Leaves room for the hash suffix within the 253 characters of a `metadata.name`.
 _OBJECT_NAME_MAX = 200
 
+
 def object_name_for(name: str, *, hashed: bool = False) -> str:
     """A DNS-1123 `metadata.name` for a secret name: `prod/payments/db` -> `prod-payments-db`.
 

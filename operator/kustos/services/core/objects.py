@@ -47,8 +47,11 @@ class ManagedObject:
         """From a ManagedSecret as the API server sends it."""
         meta = body["metadata"]
         return cls(
-            namespace=meta["namespace"], name=meta["name"], uid=meta.get("uid", ""),
-            generation=int(meta.get("generation") or 0), spec=dict(body.get("spec") or {}),
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            generation=int(meta.get("generation") or 0),
+            spec=dict(body.get("spec") or {}),
             status=dict(body.get("status") or {}),
             annotations=dict(meta.get("annotations") or {}),
             deleting=bool(meta.get("deletionTimestamp")),

@@ -107,7 +107,10 @@ class SecretService:
         return updated
 
     def apply_spec(
-        self, record: SecretRecord, generation: int, fields: dict[str, Any],
+        self,
+        record: SecretRecord,
+        generation: int,
+        fields: dict[str, Any],
         uid: str | None = None,
     ) -> bool:
         """Write spec-owned fields as of spec `generation` (compare-and-set; False when the
@@ -158,16 +161,20 @@ class SecretService:
         if version_id is None:
             found = self.store.get_version(record.arn, stage=stage or AWSCURRENT)
             if found is None:
-                raise ResourceNotFoundError("Secrets Manager can't find the specified secret "
-                                            f"value for staging label: {stage or AWSCURRENT}")
+                raise ResourceNotFoundError(
+                    "Secrets Manager can't find the specified secret "
+                    f"value for staging label: {stage or AWSCURRENT}"
+                )
             return found
         found = self.store.get_version(record.arn, version_id=version_id)
         if found is None:
-            raise ResourceNotFoundError("Secrets Manager can't find the specified secret "
-                                        f"value for VersionId: {version_id}")
+            raise ResourceNotFoundError(
+                f"Secrets Manager can't find the specified secret value for VersionId: {version_id}"
+            )
         if stage is not None and stage not in found.stages:
-            raise InvalidRequestError("You provided a VersionStage that is not associated to "
-                                      "the provided VersionId.")
+            raise InvalidRequestError(
+                "You provided a VersionStage that is not associated to the provided VersionId."
+            )
         return found
 
     def current(self, record: SecretRecord) -> VersionRecord | None:
@@ -179,7 +186,10 @@ class SecretService:
             # Sealed with a key added since we loaded the keyring (`kustos keys rotate`).
             keyring = self._reload()
         plaintext = open_sealed(
-            version.sealed, arn=version.arn, version_id=version.version_id, keyring=keyring,
+            version.sealed,
+            arn=version.arn,
+            version_id=version.version_id,
+            keyring=keyring,
         )
         return SecretValue(plaintext if version.sealed.binary else plaintext.decode("utf-8"))
 
@@ -218,7 +228,10 @@ class SecretService:
             except (DecryptionFailure, KeyringError):
                 continue
             moved += self.store.replace_wrapped_key(
-                record.arn, version.version_id, version.sealed.key_id, fresh.key_id,
+                record.arn,
+                version.version_id,
+                version.sealed.key_id,
+                fresh.key_id,
                 fresh.wrapped_key,
-            )  # fmt: skip
+            )
         return moved

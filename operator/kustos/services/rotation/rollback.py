@@ -64,9 +64,13 @@ def wanted(obj: ManagedObject, status: ManagedSecretStatus) -> str | None:
 
 class RollbackService:
     def __init__(
-        self, secrets: SecretService, store: RotationStore, gateway: SecretGateway,
-        events: EventSink, clock: Callable[[], datetime],
-    ) -> None:  # fmt: skip
+        self,
+        secrets: SecretService,
+        store: RotationStore,
+        gateway: SecretGateway,
+        events: EventSink,
+        clock: Callable[[], datetime],
+    ) -> None:
         self._secrets, self._store, self._gateway = secrets, store, gateway
         self._events, self._clock = events, clock
 
@@ -77,16 +81,29 @@ class RollbackService:
         try:
             moved_from, moved_to, message = self._roll_back(obj, request)
         except KustosError as error:
-            self._events.emit(obj.ref, Reason.ROLLBACK_FAILED,
-                              f"rollback {request!r} failed: {error.message}"
-                              + (" (will retry)" if error.retryable else ""),
-                              EventType.WARNING)  # fmt: skip
+            self._events.emit(
+                obj.ref,
+                Reason.ROLLBACK_FAILED,
+                f"rollback {request!r} failed: {error.message}"
+                + (" (will retry)" if error.retryable else ""),
+                EventType.WARNING,
+            )
             if not error.retryable:
-                status.rollback = {"request": request, "state": "Failed",
-                                   "message": error.message[:1024], "at": at}
+                status.rollback = {
+                    "request": request,
+                    "state": "Failed",
+                    "message": error.message[:1024],
+                    "at": at,
+                }
             return RollbackResult(error=error)
-        status.rollback = {"request": request, "state": "Succeeded", "fromVersion": moved_from,
-                           "toVersion": moved_to, "message": message, "at": at}
+        status.rollback = {
+            "request": request,
+            "state": "Succeeded",
+            "fromVersion": moved_from,
+            "toVersion": moved_to,
+            "message": message,
+            "at": at,
+        }
         self._events.emit(obj.ref, Reason.ROLLED_BACK, message)
         return RollbackResult(moved=moved_from != moved_to)
 
@@ -99,20 +116,30 @@ class RollbackService:
         if active is not None:
             raise InvalidRequestError(
                 f"rollback: rotation {active.token} is in progress (step {active.step}); "
-                "roll back once it has ended")
+                "roll back once it has ended"
+            )
         current = self._secrets.current(record)
         target = self._target(record, request.split("#", 1)[0].strip())
         if current is None:
             raise InvalidRequestError("rollback: the secret has no AWSCURRENT version")
         if target.version_id == current.version_id:
-            return current.version_id, current.version_id, (
-                f"version {current.version_id} is already AWSCURRENT; nothing to do")
+            return (
+                current.version_id,
+                current.version_id,
+                (f"version {current.version_id} is already AWSCURRENT; nothing to do"),
+            )
         did = self._make_target_accept(obj, record, current, target)
-        self._secrets.store.move_stage(record.arn, AWSCURRENT, to_version=target.version_id,
-                                       from_version=current.version_id)  # fmt: skip
-        return current.version_id, target.version_id, (
-            f"rolled back: version {target.version_id} is AWSCURRENT again (was "
-            f"{current.version_id}){did}")
+        self._secrets.store.move_stage(
+            record.arn, AWSCURRENT, to_version=target.version_id, from_version=current.version_id
+        )
+        return (
+            current.version_id,
+            target.version_id,
+            (
+                f"rolled back: version {target.version_id} is AWSCURRENT again (was "
+                f"{current.version_id}){did}"
+            ),
+        )
 
     def _target(self, record: SecretRecord, name: str) -> VersionRecord:
         if name.lower() in ("", "previous", "awsprevious"):
@@ -126,9 +153,12 @@ class RollbackService:
         return found
 
     def _make_target_accept(
-        self, obj: ManagedObject, record: SecretRecord, current: VersionRecord,
+        self,
+        obj: ManagedObject,
+        record: SecretRecord,
+        current: VersionRecord,
         target: VersionRecord,
-    ) -> str:  # fmt: skip
+    ) -> str:
         """setSecret + testSecret with `target` as the pending value; a clause for the
         message saying what was done ("" when the rotator has no target)."""
         rotation = parse_rotation_spec((obj.spec or {}).get("rotation"))
@@ -147,11 +177,16 @@ class RollbackService:
         config, master = resolve_refs(self._gateway, config, obj.namespace)
         previous = self._secrets.store.get_version(record.arn, stage=AWSPREVIOUS)
         values: dict[str, Any] = dict(
-            secret_arn=record.arn, secret_name=record.name, namespace=obj.namespace,
-            token=target.version_id, config=config, master=master,
-            current=self._secrets.open(current), pending=self._secrets.open(target),
+            secret_arn=record.arn,
+            secret_name=record.name,
+            namespace=obj.namespace,
+            token=target.version_id,
+            config=config,
+            master=master,
+            current=self._secrets.open(current),
+            pending=self._secrets.open(target),
             previous=self._secrets.open(previous) if previous is not None else None,
-        )  # fmt: skip
+        )
         set_message = rotator.set_secret(SetSecretRequest(**values)).message
         rotator.test_secret(TestSecretRequest(**values))
         return f"; {name} accepts it again ({set_message or 'setSecret done'}; testSecret passed)"

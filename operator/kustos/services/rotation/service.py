@@ -103,10 +103,16 @@ DEFAULT_ROLLOUT_TIMEOUT = 600
 
 class RotationService:
     def __init__(
-        self, secrets: SecretService, store: RotationStore, gateway: SecretGateway,
-        events: EventSink, engine: RotationEngine, limits: RotationLimits,
-        workloads: Workloads | None = None, hold_seconds: float = 3600.0,
-    ) -> None:  # fmt: skip
+        self,
+        secrets: SecretService,
+        store: RotationStore,
+        gateway: SecretGateway,
+        events: EventSink,
+        engine: RotationEngine,
+        limits: RotationLimits,
+        workloads: Workloads | None = None,
+        hold_seconds: float = 3600.0,
+    ) -> None:
         """`workloads`: where the consumers are read (None: no awaitRollout step);
         `hold_seconds`: how long a held rotation keeps the schedule from starting another."""
         self._secrets, self._store, self._gateway = secrets, store, gateway
@@ -120,12 +126,17 @@ class RotationService:
         self, obj: ManagedObject, status: ManagedSecretStatus, request: str
     ) -> RollbackResult:
         """Handle a `kustos.io/rollback` request (see services/rollback)."""
-        return RollbackService(self._secrets, self._store, self._gateway, self._events,
-                               self._now).handle(obj, status, request)
+        return RollbackService(
+            self._secrets, self._store, self._gateway, self._events, self._now
+        ).handle(obj, status, request)
 
     def tick(
-        self, obj: ManagedObject, status: ManagedSecretStatus | None = None, *,
-        rotate_now: str | None = None, force: str | None = None,
+        self,
+        obj: ManagedObject,
+        status: ManagedSecretStatus | None = None,
+        *,
+        rotate_now: str | None = None,
+        force: str | None = None,
     ) -> RotationTick:
         """One look at `obj`; fills in `status`. `rotate_now` is the `kustos.io/rotate-now`
         annotation's value (a value not seen before starts a rotation); `force` (a trigger
@@ -140,14 +151,26 @@ class RotationService:
         if result is not _NO_RECORD:  # the status was filled in: TLS_VERIFIED is ours too
             status.drop_condition(ConditionType.TLS_VERIFIED)
             for reason, message in checks:
-                set_condition(status, ConditionType.TLS_VERIFIED, False, reason, message,
-                              generation=obj.generation, now=self._now())
+                set_condition(
+                    status,
+                    ConditionType.TLS_VERIFIED,
+                    False,
+                    reason,
+                    message,
+                    generation=obj.generation,
+                    now=self._now(),
+                )
         return result
 
     def _tick(
-        self, obj: ManagedObject, status: ManagedSecretStatus, spec_rotation: Any,
-        checks: list[tuple[Reason, str]], rotate_now: str | None, force: str | None,
-    ) -> RotationTick:  # fmt: skip
+        self,
+        obj: ManagedObject,
+        status: ManagedSecretStatus,
+        spec_rotation: Any,
+        checks: list[tuple[Reason, str]],
+        rotate_now: str | None,
+        force: str | None,
+    ) -> RotationTick:
         record: SecretRecord | None = None
         try:
             spec = parse_spec(obj.spec)
@@ -158,8 +181,9 @@ class RotationService:
             active = self._store.active(record.arn)
             if rotation is None:
                 return self._disabled(obj, status, record, active)
-            schedule = parse_schedule(rotation.schedule, rotation.window) \
-                if rotation.schedule else None  # fmt: skip
+            schedule = (
+                parse_schedule(rotation.schedule, rotation.window) if rotation.schedule else None
+            )
             config = rotation.rotator_config()
             if rotation.generated is not None and "keys" not in config and spec.generate:
                 config["keys"] = list(spec.generate.keys)
@@ -169,7 +193,8 @@ class RotationService:
             get_rotator(rotation.rotator_name).validate(config)
             self._warn_unverified_tls(obj, rotation, config, checks)
             if active is not None and (active.rotator, _comparable(active.config, config)) != (
-                rotation.rotator_name, config
+                rotation.rotator_name,
+                config,
             ):
                 active = self._abandon_if_early(obj, active, "the rotation spec changed")
             enabled_at, _ = self._store.enabled_at(record.arn, self._now())
@@ -183,11 +208,15 @@ class RotationService:
                     self._status(status, obj, record, due, None, None)
                     return RotationTick(due=due)
                 active = self._begin(obj, record, rotation.rotator_name, config, trigger)
-            return self._advance(obj, status, record, active, config, schedule, due,
-                                 rotation.rollout_timeout_seconds)
+            return self._advance(
+                obj, status, record, active, config, schedule, due, rotation.rollout_timeout_seconds
+            )
         except KustosError as error:
-            reason = Reason.INVALID_SPEC if reason_for(error) is Reason.INVALID_SPEC \
-                else Reason.ROTATION_FAILED  # fmt: skip
+            reason = (
+                Reason.INVALID_SPEC
+                if reason_for(error) is Reason.INVALID_SPEC
+                else Reason.ROTATION_FAILED
+            )
             old = status.condition(ConditionType.ROTATION_FAILED)
             if old is None or (old.status, old.message) != ("True", error.message[:1024]):
                 self._events.emit(obj.ref, reason, error.message, EventType.WARNING)
@@ -207,9 +236,12 @@ class RotationService:
         return "verify-full"
 
     def _warn_unverified_tls(
-        self, obj: ManagedObject, rotation: RotationSpec, config: dict[str, Any],
+        self,
+        obj: ManagedObject,
+        rotation: RotationSpec,
+        config: dict[str, Any],
         checks: list[tuple[Reason, str]],
-    ) -> None:  # fmt: skip
+    ) -> None:
         if rotation.section not in DATABASE_ROTATORS:
             return
         tls = config.get("tls")
@@ -217,25 +249,39 @@ class RotationService:
         if mode == "verify-full":
             return
         if tls == LEGACY_TLS:
-            message = ("rotation: the database server's certificate is not verified (tls is not "
-                       "set, and this secret rotated before verify-full became the default); "
-                       "set tls.mode verify-full with tls.caSecretRef, or tls.mode require to "
-                       "keep this explicitly")
+            message = (
+                "rotation: the database server's certificate is not verified (tls is not "
+                "set, and this secret rotated before verify-full became the default); "
+                "set tls.mode verify-full with tls.caSecretRef, or tls.mode require to "
+                "keep this explicitly"
+            )
         else:
-            message = (f"rotation: tls.mode {mode}: the database server is not verified, so an "
-                       "impostor could collect the credentials the rotation logs in with; use "
-                       "verify-full with tls.caSecretRef")
-        old: dict[str, Any] = next((c for c in obj.status.get("conditions") or []
-                                    if c.get("type") == ConditionType.TLS_VERIFIED), {})
+            message = (
+                f"rotation: tls.mode {mode}: the database server is not verified, so an "
+                "impostor could collect the credentials the rotation logs in with; use "
+                "verify-full with tls.caSecretRef"
+            )
+        old: dict[str, Any] = next(
+            (
+                c
+                for c in obj.status.get("conditions") or []
+                if c.get("type") == ConditionType.TLS_VERIFIED
+            ),
+            {},
+        )
         if (old.get("status"), old.get("message")) != ("False", message):
             self._events.emit(obj.ref, Reason.TLS_NOT_VERIFIED, message, EventType.WARNING)
         checks.append((Reason.TLS_NOT_VERIFIED, message))
 
     # -- deciding ------------------------------------------------------------------------
     def _trigger(
-        self, record: SecretRecord, rotation: RotationSpec, rotate_now: str | None,
-        enabled_at: datetime, due: datetime | None,
-    ) -> str | None:  # fmt: skip
+        self,
+        record: SecretRecord,
+        rotation: RotationSpec,
+        rotate_now: str | None,
+        enabled_at: datetime,
+        due: datetime | None,
+    ) -> str | None:
         history = self._store.history(record.arn, limit=20)
         wanted = (rotate_now or "")[:64]
         if wanted and all(r.trigger != f"rotate-now:{wanted}" for r in history):
@@ -259,30 +305,43 @@ class RotationService:
         if touched:
             return active
         self._store.abandon(active.arn, active.token, self._now())
-        self._events.emit(obj.ref, Reason.ROTATION_ABANDONED,
-                          f"rotation {active.token} abandoned before setSecret: {why}",
-                          EventType.WARNING)  # fmt: skip
+        self._events.emit(
+            obj.ref,
+            Reason.ROTATION_ABANDONED,
+            f"rotation {active.token} abandoned before setSecret: {why}",
+            EventType.WARNING,
+        )
         return None
 
     def _begin(
-        self, obj: ManagedObject, record: SecretRecord, rotator: str, config: dict[str, Any],
+        self,
+        obj: ManagedObject,
+        record: SecretRecord,
+        rotator: str,
+        config: dict[str, Any],
         trigger: str,
-    ) -> RotationRecord:  # fmt: skip
+    ) -> RotationRecord:
         resolve_refs(self._gateway, config, obj.namespace)  # preflight: nothing written yet
         if self._secrets.current(record) is None:
             raise InvalidRequestError(f"secret {record.name} has no AWSCURRENT value to rotate")
         stray = self._secrets.store.get_version(record.arn, stage=AWSPENDING)
         if stray is not None and self._store.drop_stray_pending(record.arn, stray.version_id):
-            self._events.emit(obj.ref, Reason.ROTATION_ABANDONED,
-                              f"AWSPENDING removed from version {stray.version_id} left by an "
-                              "earlier, unfinished rotation (the version is kept)",
-                              EventType.WARNING)  # fmt: skip
+            self._events.emit(
+                obj.ref,
+                Reason.ROTATION_ABANDONED,
+                f"AWSPENDING removed from version {stray.version_id} left by an "
+                "earlier, unfinished rotation (the version is kept)",
+                EventType.WARNING,
+            )
         token = self._requested_token(record, trigger) or str(uuid.uuid4())
-        active = self._store.begin(record.arn, token, rotator=rotator, config=config,
-                                   trigger=trigger, now=self._now())  # fmt: skip
-        self._events.emit(obj.ref, Reason.ROTATION_STARTED,
-                          f"rotation {token} started ({trigger.split(':')[0]}) with rotator "
-                          f"{rotator}")  # fmt: skip
+        active = self._store.begin(
+            record.arn, token, rotator=rotator, config=config, trigger=trigger, now=self._now()
+        )
+        self._events.emit(
+            obj.ref,
+            Reason.ROTATION_STARTED,
+            f"rotation {token} started ({trigger.split(':')[0]}) with rotator {rotator}",
+        )
         return active
 
     def _requested_token(self, record: SecretRecord, trigger: str) -> str | None:
@@ -297,10 +356,16 @@ class RotationService:
 
     # -- running -------------------------------------------------------------------------
     def _advance(
-        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
-        active: RotationRecord, config: dict[str, Any], schedule: Schedule | None,
-        due: datetime | None, timeout: int = DEFAULT_ROLLOUT_TIMEOUT,
-    ) -> RotationTick:  # fmt: skip
+        self,
+        obj: ManagedObject,
+        status: ManagedSecretStatus,
+        record: SecretRecord,
+        active: RotationRecord,
+        config: dict[str, Any],
+        schedule: Schedule | None,
+        due: datetime | None,
+        timeout: int = DEFAULT_ROLLOUT_TIMEOUT,
+    ) -> RotationTick:
         if active.next_attempt_at is not None and active.next_attempt_at > self._now():
             self._status(status, obj, record, due, active, self._failure(active))
             return RotationTick(due=active.next_attempt_at)
@@ -310,45 +375,77 @@ class RotationService:
         current = self._secrets.current(record)
         consumers = self._consumers(obj) if self._engine.resume_point(active) <= 3 else []
         job = RotationJob(
-            arn=record.arn, name=record.name, namespace=obj.namespace, token=active.token,
-            rotator=get_rotator(active.rotator), config=config, master=master,
-            generate=self._generate(obj), vault=SecretVault(
-                self._secrets, record, current.fingerprint if current else ""),
+            arn=record.arn,
+            name=record.name,
+            namespace=obj.namespace,
+            token=active.token,
+            rotator=get_rotator(active.rotator),
+            config=config,
+            master=master,
+            generate=self._generate(obj),
+            vault=SecretVault(self._secrets, record, current.fingerprint if current else ""),
             await_rollout=bool(consumers),
-        )  # fmt: skip
+        )
         value = self._secrets.open(current).as_mapping() if current is not None else None
         with self._limits.slot(_host(config, value or {})) as free:
             if not free:  # deferred to the next tick
                 self._status(status, obj, record, due, active, self._failure(active))
                 return RotationTick(due=self._now())
-            result = self._engine.run(job, on_step=lambda step, msg: self._events.emit(
-                obj.ref, Reason.ROTATION_STEP,
-                f"{step} done for rotation {active.token}" + (f": {msg}" if msg else "")))
+            result = self._engine.run(
+                job,
+                on_step=lambda step, msg: self._events.emit(
+                    obj.ref,
+                    Reason.ROTATION_STEP,
+                    f"{step} done for rotation {active.token}" + (f": {msg}" if msg else ""),
+                ),
+            )
         after = self._store.get(record.arn, active.token) or active
         if not result.finished:
-            self._events.emit(obj.ref, Reason.ROTATION_FAILED,
-                              f"rotation {active.token} failed: {result.message}",
-                              EventType.WARNING)  # fmt: skip
+            self._events.emit(
+                obj.ref,
+                Reason.ROTATION_FAILED,
+                f"rotation {active.token} failed: {result.message}",
+                EventType.WARNING,
+            )
             self._status(status, obj, record, due, after, self._failure(after))
-            return RotationTick(error=result.error, token=active.token,
-                                due=after.next_attempt_at)  # fmt: skip
+            return RotationTick(error=result.error, token=active.token, due=after.next_attempt_at)
         version = self._secrets.current(record)
         if after.step == AWAIT and after.active:
-            names = ", ".join(str(ConsumerState(ref_of(w), RolloutState.NOT_RESTARTED))
-                              for w in consumers)
-            self._events.emit(obj.ref, Reason.AWAITING_ROLLOUT,
-                              f"rotation {active.token}: version {active.token} is AWSCURRENT; "
-                              f"waiting up to {timeout}s for {len(consumers)} workload(s) to "
-                              f"roll it out ({names}) before retiring the previous "
-                              "credentials")  # fmt: skip
-            self._status(status, obj, record, due, after, None, self._rollout_status(
-                after, [ConsumerState(ref_of(w), RolloutState.NOT_RESTARTED)
-                        for w in consumers], timeout))
-            return RotationTick(rotated=True, token=active.token,
-                                due=self._now() + timedelta(seconds=ROLLOUT_POLL_SECONDS))
-        self._events.emit(obj.ref, Reason.ROTATION_SUCCEEDED,
-                          f"rotation {active.token} succeeded: version "
-                          f"{version.version_id if version else active.token} is AWSCURRENT")
+            names = ", ".join(
+                str(ConsumerState(ref_of(w), RolloutState.NOT_RESTARTED)) for w in consumers
+            )
+            self._events.emit(
+                obj.ref,
+                Reason.AWAITING_ROLLOUT,
+                f"rotation {active.token}: version {active.token} is AWSCURRENT; "
+                f"waiting up to {timeout}s for {len(consumers)} workload(s) to "
+                f"roll it out ({names}) before retiring the previous "
+                "credentials",
+            )
+            self._status(
+                status,
+                obj,
+                record,
+                due,
+                after,
+                None,
+                self._rollout_status(
+                    after,
+                    [ConsumerState(ref_of(w), RolloutState.NOT_RESTARTED) for w in consumers],
+                    timeout,
+                ),
+            )
+            return RotationTick(
+                rotated=True,
+                token=active.token,
+                due=self._now() + timedelta(seconds=ROLLOUT_POLL_SECONDS),
+            )
+        self._events.emit(
+            obj.ref,
+            Reason.ROTATION_SUCCEEDED,
+            f"rotation {active.token} succeeded: version "
+            f"{version.version_id if version else active.token} is AWSCURRENT",
+        )
         now = self._now()
         nxt = schedule.next_rotation(base=now, now=now) if schedule is not None else None
         self._status(status, obj, record, nxt, after, None)
@@ -365,79 +462,133 @@ class RotationService:
         try:
             found = self._workloads.list(obj.namespace)
         except KustosError as error:
-            _log.warning("rotation of %s/%s: cannot read its consumers, not awaiting them: %s",
-                         obj.namespace, obj.name, error.message)  # fmt: skip
+            _log.warning(
+                "rotation of %s/%s: cannot read its consumers, not awaiting them: %s",
+                obj.namespace,
+                obj.name,
+                error.message,
+            )
             return []
         return [dict(w) for w in consumers_of(found, spec.target_name(obj.name), named)]
 
     def _await_rollout(
-        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
-        active: RotationRecord, config: dict[str, Any], schedule: Schedule | None,
+        self,
+        obj: ManagedObject,
+        status: ManagedSecretStatus,
+        record: SecretRecord,
+        active: RotationRecord,
+        config: dict[str, Any],
+        schedule: Schedule | None,
         timeout: int,
-    ) -> RotationTick:  # fmt: skip
+    ) -> RotationTick:
         now, token = self._now(), active.token
         target = parse_spec(obj.spec).target_name(obj.name)
-        states = [ConsumerState(ref_of(w), rollout_state(w, target, token))
-                  for w in self._consumers(obj)]  # fmt: skip
+        states = [
+            ConsumerState(ref_of(w), rollout_state(w, target, token)) for w in self._consumers(obj)
+        ]
         deadline = (active.finished_at or active.updated_at) + timedelta(seconds=timeout)
         if all(c.state is RolloutState.DONE for c in states):
             message = self._retire(obj, record, active, config)
             self._store.close(record.arn, token, now)
             after = self._store.get(record.arn, token) or active
-            self._events.emit(obj.ref, Reason.CREDENTIALS_RETIRED,
-                              f"rotation {token}: {len(states)} workload(s) rolled out version "
-                              f"{token}; {message}")  # fmt: skip
-            self._events.emit(obj.ref, Reason.ROTATION_SUCCEEDED,
-                              f"rotation {token} succeeded: version {token} is AWSCURRENT")
+            self._events.emit(
+                obj.ref,
+                Reason.CREDENTIALS_RETIRED,
+                f"rotation {token}: {len(states)} workload(s) rolled out version "
+                f"{token}; {message}",
+            )
+            self._events.emit(
+                obj.ref,
+                Reason.ROTATION_SUCCEEDED,
+                f"rotation {token} succeeded: version {token} is AWSCURRENT",
+            )
             nxt = schedule.next_rotation(base=now, now=now) if schedule is not None else None
-            self._status(status, obj, record, nxt, after, None,
-                         self._rollout_status(after, states, timeout))
+            self._status(
+                status, obj, record, nxt, after, None, self._rollout_status(after, states, timeout)
+            )
             return RotationTick(token=token, due=nxt)
         if now < deadline:
-            self._status(status, obj, record, None, active, None,
-                         self._rollout_status(active, states, timeout))
+            self._status(
+                status,
+                obj,
+                record,
+                None,
+                active,
+                None,
+                self._rollout_status(active, states, timeout),
+            )
             poll = now + timedelta(seconds=ROLLOUT_POLL_SECONDS)
             return RotationTick(token=token, due=min(poll, deadline))
         return self._hold(obj, status, record, active, states, timeout)
 
     def _retire(
-        self, obj: ManagedObject, record: SecretRecord, active: RotationRecord,
+        self,
+        obj: ManagedObject,
+        record: SecretRecord,
+        active: RotationRecord,
         config: dict[str, Any],
-    ) -> str:  # fmt: skip
+    ) -> str:
         rotator = get_rotator(active.rotator)
         if not isinstance(rotator, RetiringRotator):
             return "nothing to retire"
         config, master = resolve_refs(self._gateway, config, obj.namespace)
-        current, previous = self._secrets.current(record), self._secrets.store.get_version(
-            record.arn, stage=AWSPREVIOUS)
+        current, previous = (
+            self._secrets.current(record),
+            self._secrets.store.get_version(record.arn, stage=AWSPREVIOUS),
+        )
         req = RetireSecretRequest(
-            secret_arn=record.arn, secret_name=record.name, namespace=obj.namespace,
-            token=active.token, config=config, master=master, generate=self._generate(obj),
+            secret_arn=record.arn,
+            secret_name=record.name,
+            namespace=obj.namespace,
+            token=active.token,
+            config=config,
+            master=master,
+            generate=self._generate(obj),
             current=self._secrets.open(current) if current is not None else None,
             previous=self._secrets.open(previous) if previous is not None else None,
-        )  # fmt: skip
+        )
         return rotator.retire_secret(req).message or "previous credentials retired"
 
     def _hold(
-        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
-        active: RotationRecord, states: list[ConsumerState], timeout: int,
-    ) -> RotationTick:  # fmt: skip
+        self,
+        obj: ManagedObject,
+        status: ManagedSecretStatus,
+        record: SecretRecord,
+        active: RotationRecord,
+        states: list[ConsumerState],
+        timeout: int,
+    ) -> RotationTick:
         now, token = self._now(), active.token
         late = [c for c in states if c.state is not RolloutState.DONE]
         previous = self._secrets.store.get_version(record.arn, stage=AWSPREVIOUS)
         if previous is None:
             raise InvalidRequestError(f"rotation {token}: no AWSPREVIOUS version to go back to")
-        why = (f"rotation {token} held: {', '.join(f'{c} ({c.state})' for c in late)} did not "
-               f"roll out version {token} within {timeout}s; AWSCURRENT is back on version "
-               f"{previous.version_id}, the workloads roll back to it, and no scheduled "
-               f"rotation starts before "
-               f"{_iso(now + timedelta(seconds=self._hold_seconds))}")
-        self._store.hold(record.arn, token, back_to=previous.version_id, error=why, now=now,
-                         next_attempt_at=now + timedelta(seconds=self._hold_seconds))
+        why = (
+            f"rotation {token} held: {', '.join(f'{c} ({c.state})' for c in late)} did not "
+            f"roll out version {token} within {timeout}s; AWSCURRENT is back on version "
+            f"{previous.version_id}, the workloads roll back to it, and no scheduled "
+            f"rotation starts before "
+            f"{_iso(now + timedelta(seconds=self._hold_seconds))}"
+        )
+        self._store.hold(
+            record.arn,
+            token,
+            back_to=previous.version_id,
+            error=why,
+            now=now,
+            next_attempt_at=now + timedelta(seconds=self._hold_seconds),
+        )
         after = self._store.get(record.arn, token) or active
         self._events.emit(obj.ref, Reason.ROTATION_HELD, why, EventType.WARNING)
-        self._status(status, obj, record, after.next_attempt_at, after, None,
-                     self._rollout_status(after, states, timeout))
+        self._status(
+            status,
+            obj,
+            record,
+            after.next_attempt_at,
+            after,
+            None,
+            self._rollout_status(after, states, timeout),
+        )
         return RotationTick(rotated=True, token=token, due=after.next_attempt_at)
 
     @staticmethod
@@ -447,16 +598,20 @@ class RotationService:
         moved = active.finished_at or active.updated_at
         return {
             "rolloutDeadline": _iso(moved + timedelta(seconds=timeout)),
-            "consumers": [{"kind": c.ref.kind, "name": c.ref.name, "state": str(c.state)}
-                          for c in states[:64]],
-        }  # fmt: skip
+            "consumers": [
+                {"kind": c.ref.kind, "name": c.ref.name, "state": str(c.state)} for c in states[:64]
+            ],
+        }
 
     def _generate(self, obj: ManagedObject) -> dict[str, Any]:
         spec = parse_spec(obj.spec)
         return spec.generate.aws_parameters() if spec.generate is not None else {}
 
     def _disabled(
-        self, obj: ManagedObject, status: ManagedSecretStatus, record: SecretRecord,
+        self,
+        obj: ManagedObject,
+        status: ManagedSecretStatus,
+        record: SecretRecord,
         active: RotationRecord | None,
     ) -> RotationTick:
         if active is not None:
@@ -497,10 +652,15 @@ class RotationService:
         return Reason.ROTATION_FAILED, f"rotation {active.token}: {active.last_error}"
 
     def _status(
-        self, status: ManagedSecretStatus, obj: ManagedObject, record: SecretRecord | None,
-        due: datetime | None, active: RotationRecord | None,
-        failure: tuple[Reason, str] | None, rollout: dict[str, Any] | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        status: ManagedSecretStatus,
+        obj: ManagedObject,
+        record: SecretRecord | None,
+        due: datetime | None,
+        active: RotationRecord | None,
+        failure: tuple[Reason, str] | None,
+        rollout: dict[str, Any] | None = None,
+    ) -> None:
         last = self._store.last_success(record.arn) if record is not None else None
         status.last_rotated_at = _iso(last.finished_at) if last and last.finished_at else None
         status.next_rotation_at = _iso(due) if due is not None else None
@@ -508,13 +668,17 @@ class RotationService:
             active = next(iter(self._store.history(record.arn, limit=1)), None)
         if active is not None:
             rotation = {
-                "token": active.token, "rotator": active.rotator, "step": active.step,
-                "phase": active.phase, "state": active.status, "attempts": active.attempts,
-                "trigger": active.trigger.split(":")[0], "lastError": active.last_error,
-                "nextAttemptAt": _iso(active.next_attempt_at) if active.next_attempt_at
-                else None,
+                "token": active.token,
+                "rotator": active.rotator,
+                "step": active.step,
+                "phase": active.phase,
+                "state": active.status,
+                "attempts": active.attempts,
+                "trigger": active.trigger.split(":")[0],
+                "lastError": active.last_error,
+                "nextAttemptAt": _iso(active.next_attempt_at) if active.next_attempt_at else None,
                 **(rollout or {}),
-            }  # fmt: skip
+            }
             # A merge patch drops null fields: leave them out, or every tick differs.
             status.rotation = {k: v for k, v in rotation.items() if v is not None}
             if failure is None and active.status == HELD:  # held until a rotation succeeds
@@ -522,13 +686,25 @@ class RotationService:
         old = status.condition(ConditionType.ROTATION_FAILED)
         now, generation = self._now(), obj.generation
         if failure is not None:
-            set_condition(status, ConditionType.ROTATION_FAILED, True, failure[0], failure[1],
-                          generation=generation, now=now)
+            set_condition(
+                status,
+                ConditionType.ROTATION_FAILED,
+                True,
+                failure[0],
+                failure[1],
+                generation=generation,
+                now=now,
+            )
         elif (active is not None and not active.active) or old is not None:
-            set_condition(status, ConditionType.ROTATION_FAILED, False,
-                          Reason.ROTATION_SUCCEEDED, "the last rotation succeeded"
-                          if last else "no rotation has failed", generation=generation,
-                          now=now)
+            set_condition(
+                status,
+                ConditionType.ROTATION_FAILED,
+                False,
+                Reason.ROTATION_SUCCEEDED,
+                "the last rotation succeeded" if last else "no rotation has failed",
+                generation=generation,
+                now=now,
+            )
 
 
 def _comparable(stored: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:

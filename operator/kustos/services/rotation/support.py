@@ -43,16 +43,22 @@ class SecretVault:
     def read(
         self, *, version_id: str | None = None, stage: str | None = None
     ) -> SecretValue | None:
-        found = self._secrets.store.get_version(self._record.arn, version_id=version_id,
-                                                stage=stage)  # fmt: skip
+        found = self._secrets.store.get_version(
+            self._record.arn, version_id=version_id, stage=stage
+        )
         return None if found is None else self._secrets.open(found)
 
     def add_pending(self, version_id: str, value: SecretValue) -> None:
         try:
             # The current version's fingerprint travels on, so the declared value source
             # is not mistaken for changed once this version becomes AWSCURRENT.
-            self._secrets.add_version(self._record, value, stages=(AWSPENDING,),
-                                      version_id=version_id, fingerprint=self._fingerprint)
+            self._secrets.add_version(
+                self._record,
+                value,
+                stages=(AWSPENDING,),
+                version_id=version_id,
+                fingerprint=self._fingerprint,
+            )
         except ResourceExistsError:  # a concurrent run of the same step stored it first
             self.label_pending(version_id)
 
@@ -60,8 +66,9 @@ class SecretVault:
         found = self._secrets.store.get_version(self._record.arn, stage=AWSPENDING)
         holder = found.version_id if found is not None else None
         if holder != version_id:
-            self._secrets.store.move_stage(self._record.arn, AWSPENDING, to_version=version_id,
-                                           from_version=holder)  # fmt: skip
+            self._secrets.store.move_stage(
+                self._record.arn, AWSPENDING, to_version=version_id, from_version=holder
+            )
 
 
 def _secret_data(gateway: SecretGateway, namespace: str, name: str, what: str) -> dict[str, str]:
@@ -88,7 +95,8 @@ def check_refs(config: Mapping[str, Any], namespace: str) -> None:
     tls = config.get("tls")
     if isinstance(tls, Mapping) and "caSecretRef" in tls:
         parse_ref(tls["caSecretRef"], "tls.caSecretRef").check_namespace(
-            namespace, "tls.caSecretRef")
+            namespace, "tls.caSecretRef"
+        )
 
 
 def resolve_refs(
@@ -110,10 +118,12 @@ def resolve_refs(
                 f"rotation masterSecretRef: Secret {namespace}/{ref.name} lacks keys {missing} "
                 "(it needs username and password)"
             )
-        master = SecretValue.from_mapping({
-            k: _decode(data, k, namespace, ref.name, "masterSecretRef")
-            for k in ("username", "password")
-        })  # fmt: skip
+        master = SecretValue.from_mapping(
+            {
+                k: _decode(data, k, namespace, ref.name, "masterSecretRef")
+                for k in ("username", "password")
+            }
+        )
     if "signingKeySecretRef" in config:
         ref = parse_ref(config["signingKeySecretRef"], "signingKeySecretRef")
         data = _secret_data(gateway, namespace, ref.name, "signingKeySecretRef")
@@ -136,8 +146,10 @@ def resolve_refs(
             )
         ca = _decode(data, key, namespace, ref.name, "tls.caSecretRef")
         if "BEGIN CERTIFICATE" not in ca:
-            raise SourceError(f"rotation tls.caSecretRef: key {key!r} of Secret "
-                              f"{namespace}/{ref.name} holds no PEM certificate")  # fmt: skip
+            raise SourceError(
+                f"rotation tls.caSecretRef: key {key!r} of Secret "
+                f"{namespace}/{ref.name} holds no PEM certificate"
+            )
         resolved["tls"] = {**{k: v for k, v in tls.items() if k != "caSecretRef"}, "caData": ca}
     return resolved, master
 

@@ -18,8 +18,12 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "audit_log",
-        sa.Column("seq", sa.BigInteger().with_variant(sa.Integer, "sqlite"), nullable=False,
-                  autoincrement=False),
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+            nullable=False,
+            autoincrement=False,
+        ),
         sa.Column("event_id", sa.Text, nullable=False),
         sa.Column("event_time", sa.Text, nullable=False),
         sa.Column("event_name", sa.Text, nullable=False),
@@ -38,8 +42,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("event_id", name="uq_audit_log_event_id"),
     )
     for columns in (
-        ["event_time"], ["secret_arn", "seq"], ["namespace", "secret_name", "seq"],
-        ["event_name", "seq"], ["principal_arn", "seq"], ["user_name", "seq"],
+        ["event_time"],
+        ["secret_arn", "seq"],
+        ["namespace", "secret_name", "seq"],
+        ["event_name", "seq"],
+        ["principal_arn", "seq"],
+        ["user_name", "seq"],
         ["denied", "seq"],
     ):
         op.create_index(f"ix_audit_log_{'_'.join(columns)}", "audit_log", columns)

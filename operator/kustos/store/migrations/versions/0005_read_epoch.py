@@ -37,8 +37,10 @@ def upgrade() -> None:
     for table in _TABLES:
         for event in _EVENTS:
             name = f"kustos_epoch_{table}_{event.lower()}"
-            op.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN "  # noqa: S608
-                       "UPDATE kustos_read_epoch SET n = n + 1 WHERE id = 1; END")
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON {table} BEGIN "  # noqa: S608
+                "UPDATE kustos_read_epoch SET n = n + 1 WHERE id = 1; END"
+            )
 
 
 def downgrade() -> None:

@@ -28,8 +28,9 @@ depends_on = None
 def upgrade() -> None:
     # Plain ADD COLUMN (not batch mode): SQLite's batch rebuild would drop the read-epoch
     # triggers of 0005 along with the old table.
-    op.add_column("secrets", sa.Column("spec_generation", sa.Integer, nullable=False,
-                                       server_default="0"))
+    op.add_column(
+        "secrets", sa.Column("spec_generation", sa.Integer, nullable=False, server_default="0")
+    )
     op.add_column("secrets", sa.Column("spec_uid", sa.Text))
     op.create_table(
         "changes",
