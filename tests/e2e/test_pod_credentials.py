@@ -260,6 +260,23 @@ def test_with_kustos_down_pods_without_the_annotation_still_schedule(kustos: Any
             return not any(s.get("addresses") for s in eps.get("subsets") or [])
 
         wait_for(no_endpoints, timeout=120, what="kustos-api without endpoints")
+
+        def no_pods() -> bool:
+            # Out of the endpoints is not down: a terminating replica drains (serves for
+            # KUSTOS_API_DRAIN_SECONDS after readiness goes false), webhook calls included.
+            names = kustos.kubectl(
+                "-n",
+                SYSTEM,
+                "get",
+                "pods",
+                "-l",
+                "app.kubernetes.io/name=kustos-operator",
+                "-o",
+                "name",
+            ).stdout
+            return not names.strip()
+
+        wait_for(no_pods, timeout=180, what="no Kustos pod left")
         kustos.kubectl("apply", "-n", ns, "-f", "-", input=_plain_pod("plain", kustos.base_image))
         kustos.kubectl(
             "-n", ns, "wait", "--for=condition=Ready", "pod/plain", "--timeout=120s", timeout=130
