@@ -300,6 +300,8 @@ def serve_in_operator() -> None:
 
     @kopf.on.startup()
     async def start_api(memo: kopf.Memo, **_: Any) -> None:
+        if memo.get("startup_failed"):
+            return  # nothing to serve; Kopf stops on the failed startup handler
         if "services" not in memo:
             raise kopf.TemporaryError("waiting for the services", delay=0.5)
         services: Services = memo["services"]

@@ -55,6 +55,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     except KustosError as exc:
         services.close()
         log.error("cannot start: %s", exc.message)
+        memo["startup_failed"] = True  # the API's startup handler stops waiting for services
         raise kopf.PermanentError(exc.message) from None
     memo["services"] = services
     services.audit.start_maintenance()  # signed digests, retention
