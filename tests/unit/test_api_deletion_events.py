@@ -64,3 +64,38 @@ def test_delete_and_restore_through_the_api_post_lifecycle_events(store: SqlStor
     sm.call("RestoreSecret", {"SecretId": "svc/key"}, CALLER, META)
     assert [e[:2] for e in events.emitted][-1] == ("svc-key", "Restored")
     assert ("team", "svc-key") in objects.objects
+
+
+def test_a_late_deleted_event_for_the_removed_object_does_not_undo_a_restore(
+    store: SqlStore,
+) -> None:
+    """The operator's watch may deliver DELETED for the object DeleteSecret removed only
+    after RestoreSecret recreated it (same name, new uid): that event changes nothing, while
+    a later `kubectl delete` of the new object still schedules deletion."""
+    secrets = SecretService(store, lambda: KEYRING, "c")
+    objects, events = FakeObjects(), FakeEvents()
+    deletion = DeletionService(secrets, objects, FakeSecrets(), events)  # type: ignore[arg-type]
+    sm = SecretsApi(
+        secrets,
+        objects,
+        FakeSecrets(),
+        AllowAll(),
+        Audit(),  # type: ignore[arg-type]
+        deletion,
+    )
+    sm.call("CreateSecret", {"Name": "svc/key", "SecretString": "k1"}, CALLER, META)
+    removed = objects.get("team", "svc-key")
+    assert removed is not None
+    sm.call("DeleteSecret", {"SecretId": "svc/key", "RecoveryWindowInDays": 7}, CALLER, META)
+    sm.call("RestoreSecret", {"SecretId": "svc/key"}, CALLER, META)
+    recreated = objects.get("team", "svc-key")
+    assert recreated is not None
+    assert recreated["metadata"]["uid"] != removed["metadata"]["uid"]
+
+    assert deletion.object_deleted(removed) is None  # the late event
+    got = sm.call("GetSecretValue", {"SecretId": "svc/key"}, CALLER, META)
+    assert got["SecretString"] == "k1"
+    assert ("team", "svc-key") in objects.objects
+
+    scheduled = deletion.object_deleted(recreated)  # kubectl delete of the new incarnation
+    assert scheduled is not None and scheduled.deletion_date is not None

@@ -1,29 +1,58 @@
-"""Entry point of the `kustos` console script."""
+"""Entry point of the `kustos` console script.
+
+The Secrets Manager verbs (`kustos get-secret-value`, ...) are registered at once; every
+other command's module is imported only when that command runs (`LazyGroup`), so a verb does
+not pay for the store, the Kubernetes client and the services it never uses.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
 import click
 
-from kustos.cli import access as access_cli
-from kustos.cli import api_cmd
-from kustos.cli import audit as audit_cli
-from kustos.cli import crds as crds_cli
-from kustos.cli import credentials_proxy as proxy_cli
-from kustos.cli import keys as keys_cli
-from kustos.cli import policy as policy_cli
-from kustos.cli import rollback as rollback_cli
 from kustos.cli import sm as sm_cli
-from kustos.cli import snippet as snippet_cli
-from kustos.config import Settings
 from kustos.errors import KustosError
 
 __all__ = ["main"]
 
+#: command name -> "module:attribute" of its click command, imported on first use.
+LAZY_COMMANDS = {
+    "api": "kustos.cli.api_cmd:api",
+    "keys": "kustos.cli.keys:keys",
+    "audit": "kustos.cli.audit:audit",
+    "usage": "kustos.cli.audit:usage",
+    "access-key": "kustos.cli.access:access_key",
+    "access": "kustos.cli.access:access",
+    "policy": "kustos.cli.policy:policy",
+    "snippet": "kustos.cli.snippet:snippet",
+    "crds": "kustos.cli.crds:crds",
+    "install": "kustos.cli.crds:install",
+    "rollback": "kustos.cli.rollback:rollback",
+    "credentials-proxy": "kustos.cli.credentials_proxy:credentials_proxy",
+}
 
-@click.group()
+
+class LazyGroup(click.Group):
+    """A click group that imports a command's module when the command is looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attribute = target.partition(":")
+        command = getattr(importlib.import_module(module), attribute)
+        if not isinstance(command, click.Command) or command.name != cmd_name:
+            raise TypeError(f"{target} is not the click command {cmd_name!r}")
+        return command
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="kustos")
 def cli() -> None:
     """Kustos: AWS Secrets Manager for Kubernetes."""
@@ -44,6 +73,8 @@ def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
 
     import kustos.operator.handlers
     import kustos.operator.policies  # noqa: F401  (access policy status)
+    from kustos.cli import api_cmd
+    from kustos.config import Settings
 
     api_cmd.serve_in_operator()  # the Secrets Manager API on Kopf's loop ($KUSTOS_API_PORT, 0: off)
     kopf.configure(verbose=verbose)
@@ -58,18 +89,6 @@ def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
     )  # tests only
 
 
-cli.add_command(api_cmd.api)
-cli.add_command(keys_cli.keys)
-cli.add_command(audit_cli.audit)
-cli.add_command(audit_cli.usage)
-cli.add_command(access_cli.access_key)
-cli.add_command(access_cli.access)
-cli.add_command(policy_cli.policy)
-cli.add_command(snippet_cli.snippet)
-cli.add_command(crds_cli.crds)
-cli.add_command(crds_cli.install)
-cli.add_command(rollback_cli.rollback)
-cli.add_command(proxy_cli.credentials_proxy)
 sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process
 
 

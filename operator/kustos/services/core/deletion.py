@@ -4,8 +4,10 @@ Both ways in end in the same state: `DeleteSecret` and `kubectl delete ms` set t
 `deletion_date` (the end of the recovery window), keep the object's spec in the record, and
 remove the ManagedSecret and its projected Secret. `restore` clears the date and recreates
 the object when it is gone. `purge_due` removes, for good, the versions of every secret
-whose window has passed (the operator calls it periodically). A ManagedSecret deleted *by*
-the API is recognised by the date already being set, so it is never handled twice.
+whose window has passed (the operator calls it periodically). The incarnation (uid) of the
+object Kustos removed is kept in the record, so the operator's DELETED event for it is never
+handled as a `kubectl delete`, however late it arrives: not even after a RestoreSecret that
+came first.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 DEFAULT_RECOVERY_DAYS = 30
 _API_VERSION, _KIND = "kustos.io/v1alpha1", "ManagedSecret"
+#: `SecretRecord.extra` key: the uid of the ManagedSecret that `schedule` removed.
+REMOVED_UID = "removed_object_uid"
 
 
 def _ref(obj: dict[str, Any]) -> ObjectRef:
@@ -71,6 +75,7 @@ class DeletionService:
         extra = dict(record.extra, deleted_by=by)
         if obj is not None:
             extra["object_spec"] = dict(obj.get("spec") or {})
+            extra[REMOVED_UID] = obj["metadata"].get("uid", "")
         record = self._secrets.update(record.evolve(deletion_date=when, extra=extra))
         self._emit(
             obj,
@@ -119,6 +124,8 @@ class DeletionService:
         record = self._secrets.find(meta["namespace"], spec.get("name") or meta["name"])
         if record is None or record.object_name != meta["name"]:
             return None
+        if meta.get("uid") and record.extra.get(REMOVED_UID) == meta["uid"]:
+            return None  # the incarnation Kustos removed itself (and perhaps restored since)
         if record.deletion_date is not None:
             return None  # deleted through the API, or handled already
         days = spec.get("recoveryWindowInDays")
