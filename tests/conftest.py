@@ -1,5 +1,23 @@
-"""Shared fixtures: the real control plane, the real operator process, real databases."""
+"""Shared fixtures: the real control plane, the real operator process, real databases.
+
+Run in parallel (`pytest -n N --dist loadgroup`, as `make test` does), every module is one
+unit of work, so its module-scoped fixtures (an operator, an API server) start once; every
+e2e module shares one unit, because the node is machine-wide and the first e2e module to
+ask for it keeps it for the session (tests/cluster_fixture.py).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 pytest_plugins = ["tests.cluster_fixture", "tests.operator_fixture", "tests.db_fixture"]
+
+_E2E = Path(__file__).parent / "e2e"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        group = "node" if _E2E in Path(item.path).parents else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
