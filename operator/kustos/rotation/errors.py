@@ -9,7 +9,8 @@
     ├── TargetUserMissingError     the database user to rotate does not exist (retried slowly)
     └── WebhookRejectedError       the webhook answered 4xx (retried slowly)
 
-Messages name hosts, ports, users, steps and error codes, never values. Driver messages are
+Messages name hosts, ports, users, steps and error codes, never values; a `TargetError`
+also carries the driver's code as `driver_code`, for callers that branch on it. Driver messages are
 passed through `sanitize`, which removes every secret the rotator held, because drivers
 sometimes echo connection strings. Raise these `from None` so that the driver's exception
 (and whatever it captured) does not ride along as `__cause__`.
@@ -40,6 +41,19 @@ class TargetUnreachableError(ServerError):
 
 class TargetError(ServerError):
     retry_delay = 60.0
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        driver_code: int | str | None = None,
+        retry_delay: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_delay=retry_delay)
+        #: The driver's own code for the failure, when a database answered with one: MySQL's
+        #: error number (``1141``), PostgreSQL's SQLSTATE (``"42501"``). Decide by this,
+        #: never by the message, whose wording belongs to the server and its version.
+        self.driver_code = driver_code
 
 
 class CredentialsRejectedError(ClientError):

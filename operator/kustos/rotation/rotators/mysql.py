@@ -110,7 +110,9 @@ class _MySession:
             detail = sanitize(str(exc.args[1] if len(exc.args) > 1 else exc), [self.password, new])
             if code in _UNREACHABLE:
                 raise TargetUnreachableError(f"MySQL {self.target}: {detail}") from None
-            raise TargetError(f"MySQL {self.target} failed (error {code}): {detail}") from None
+            raise TargetError(
+                f"MySQL {self.target} failed (error {code}): {detail}", driver_code=code
+            ) from None
 
     def probe(self) -> None:
         self._run("SELECT 1")
@@ -133,7 +135,7 @@ class _MySession:
         try:
             return [row[0] for row in self._run("SHOW GRANTS FOR %s@%s", (username, self.host))]
         except TargetError as exc:
-            if f"error {_NO_SUCH_GRANT})" in exc.message:
+            if exc.driver_code == _NO_SUCH_GRANT:
                 return None
             raise
 

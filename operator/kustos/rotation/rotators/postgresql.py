@@ -39,6 +39,9 @@ from kustos.rotation.rotators._database import DatabaseRotator, Target
 __all__ = ["PostgresRotator", "scram_sha256_verifier"]
 
 SCRAM_ITERATIONS = 4096
+#: How a refused login reads. The one place this module goes by message text: libpq keeps
+#: no SQLSTATE for a connection that failed (psycopg's error then has `sqlstate` None), so
+#: the server's words are all there is. Statements on an open connection go by SQLSTATE.
 _AUTH_MARKERS = (
     "password authentication failed",
     "no pg_hba.conf entry",
@@ -86,11 +89,12 @@ class _PgSession:
                 return cur.fetchall() if cur.description else []
         except psycopg.Error as exc:
             detail = sanitize(str(exc), [self.password, new])
-            code = getattr(exc, "sqlstate", None) or "unknown"
+            sqlstate = getattr(exc, "sqlstate", None)
+            code = sqlstate or "unknown"
             if isinstance(exc, psycopg.OperationalError) and code.startswith("08"):
                 raise TargetUnreachableError(f"PostgreSQL {self.target}: {detail}") from None
             raise TargetError(
-                f"PostgreSQL {self.target} failed (SQLSTATE {code}): {detail}"
+                f"PostgreSQL {self.target} failed (SQLSTATE {code}): {detail}", driver_code=sqlstate
             ) from None
 
     def probe(self) -> None:

@@ -146,6 +146,8 @@ class TokenAuthenticator:
         self.reviews += 1
         result = self._reviewer.review_token(token, [self.audience])
         if not result.authenticated:
+            # TokenReview's status.error is free text (the API has no code for it), so this
+            # goes by its words; a JWT past its `exp` never gets here (`authenticate`).
             raise _expired() if "expired" in result.error.lower() else _invalid()
         if self.audience not in result.audiences or not result.username:
             raise _invalid()
