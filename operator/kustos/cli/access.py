@@ -119,14 +119,10 @@ def revoke(principal: str, reason: str) -> None:
     issued until now stops working on every API replica within 10 seconds."""
     from kustos.models.audit import AuditEvent
     from kustos.services.access.revocations import BOUND_SECONDS, RevocationService
-    from kustos.store.revocations import RevocationStore
-    from kustos.store.sql import SqlStore
 
     with services_from_env() as services:
-        if not isinstance(services.store, SqlStore):
-            raise InvalidParameterError("revocation needs the SQL store")
         caller = cli_principal(services)
-        revocation, deactivated = RevocationService(RevocationStore(services.store.engine)).revoke(
+        revocation, deactivated = RevocationService(services.store.revocations).revoke(
             principal, by=caller.arn, reason=reason
         )
         services.audit.record(
@@ -158,13 +154,9 @@ def revoke(principal: str, reason: str) -> None:
 def revocations() -> None:
     """List revoked principals."""
     from kustos.services.access.revocations import RevocationService
-    from kustos.store.revocations import RevocationStore
-    from kustos.store.sql import SqlStore
 
     with services_from_env() as services:
-        if not isinstance(services.store, SqlStore):
-            raise InvalidParameterError("revocation needs the SQL store")
-        rows = RevocationService(RevocationStore(services.store.engine)).list()
+        rows = RevocationService(services.store.revocations).list()
     click.echo(
         json.dumps(
             {

@@ -21,8 +21,8 @@ from kustos.services.audit.anchor import Anchor, anchor_of, read_file_witness
 from kustos.services.audit.event import parse_when, time_text
 from kustos.services.audit.service import AuditService
 from kustos.services.audit.usage import usage_by_namespace
-from kustos.store import SqlStore, open_store
-from kustos.store.audit import AuditQuery, AuditStore
+from kustos.store import Store, open_store
+from kustos.store.audit import AuditQuery
 
 __all__ = ["audit", "usage"]
 
@@ -42,11 +42,10 @@ class _When(click.ParamType):  # type: ignore[type-arg]
 WHEN = _When()
 
 
-def _open() -> tuple[SqlStore, AuditService, Settings]:
+def _open() -> tuple[Store, AuditService, Settings]:
     settings = Settings.from_env()
     store = open_store(settings.store_url)
-    assert isinstance(store, SqlStore)
-    return store, AuditService(AuditStore(store.engine), settings.cluster_name), settings
+    return store, AuditService(store.audit, settings.cluster_name), settings
 
 
 def _keyring(settings: Settings) -> Keyring:
@@ -290,7 +289,7 @@ def prune(older_than: datetime) -> None:
     """Delete older records, keeping a signed checkpoint so the rest still verifies."""
     store, _, settings = _open()
     keyring = _keyring(settings)
-    service = AuditService(AuditStore(store.engine), settings.cluster_name, lambda: keyring)
+    service = AuditService(store.audit, settings.cluster_name, lambda: keyring)
     try:
         click.echo(json.dumps({"Pruned": service.prune(older_than)}))
     finally:

@@ -38,12 +38,9 @@ from kustos.services.core.keys import KeyService, SealedItem
 from kustos.services.core.secrets import SecretService
 from kustos.services.rotation.service import RotationService
 from kustos.services.rotation.support import RotationLimits
-from kustos.store import SqlStore, open_store
+from kustos.store import open_store
 from kustos.store.access_keys import AccessKeyStore
-from kustos.store.audit import AuditStore
 from kustos.store.base import Store
-from kustos.store.key_usage import KeyUsage
-from kustos.store.rotations import RotationStore
 
 __all__ = ["Services"]
 
@@ -68,10 +65,8 @@ class Services:
         api = api_client(settings.kubeconfig)
         store = open_store(settings.store_url)
         keyring_secret = KeyringSecret(api, settings.namespace, settings.keyring_secret)
-        usage = KeyUsage(store.engine).counts if isinstance(store, SqlStore) else None
-        keys = KeyService(store, keyring_secret, usage=usage)
-        if isinstance(store, SqlStore):
-            keys.add_sealed_source(_access_key_payloads(AccessKeyStore(store.engine)))
+        keys = KeyService(store, keyring_secret, usage=store.key_usage.counts)
+        keys.add_sealed_source(_access_key_payloads(store.access_keys))
         secrets = SecretService(store, keys.keyring, settings.cluster_name, reload=keys.reload)
         gateway = SecretGateway(api)
         events = EventRecorder(api)
@@ -114,7 +109,6 @@ class Services:
     @cached_property
     def secrets_api(self) -> SecretsApi:
         """The Secrets Manager operations, authorized by `access`, audited by `audit`."""
-        rotations = RotationStore(self.store.engine) if isinstance(self.store, SqlStore) else None
         api = SecretsApi(
             self.secrets,
             self.managed_objects,
@@ -123,7 +117,7 @@ class Services:
             self.audit,
             self.deletion,
             self.reads,
-            rotations=rotations,
+            rotations=self.store.rotations,
         )
         self.audit.add_flusher(lambda final: api.flush_refusals(everything=final))
         return api
@@ -157,10 +151,8 @@ def build_audit(
 ) -> tuple[AuditService, Notifier | None]:
     """The audit log on the store's database, anchored in an AuditAnchor object (plus the
     configured witnesses), with webhook notifications if configured."""
-    if not isinstance(store, SqlStore):
-        raise TypeError("the audit log needs the SQL store")
     audit_settings = settings.audit
-    audit_store = AuditStore(store.engine)
+    audit_store = store.audit
     witnesses: list[Witness] = []
     if audit_settings.anchor_file:
         witnesses.append(FileWitness(audit_settings.anchor_file))
@@ -185,11 +177,9 @@ def build_audit(
 
 def build_rotation(services: Services) -> RotationService:
     store, settings = services.store, services.settings
-    if not isinstance(store, SqlStore):
-        raise TypeError("rotation needs the SQL store")
     base, cap = settings.rotation_backoff_seconds, settings.rotation_backoff_max_seconds
     engine = RotationEngine(
-        RotationStore(store.engine),
+        store.rotations,
         clock=services.secrets.clock,
         backoff=lambda attempt, _error: min(cap, base * 2 ** max(0, attempt - 1)),
         hook=services.step_hook,
@@ -198,7 +188,7 @@ def build_rotation(services: Services) -> RotationService:
     events = AuditingEventSink(services.events, services.audit, _object_resolver(store))
     return RotationService(
         services.secrets,
-        RotationStore(store.engine),
+        store.rotations,
         SecretGateway(services.api),
         events,
         engine,

@@ -1,9 +1,13 @@
 """The `Store` interface: everything Kustos persists, behind one protocol.
 
-Implementations (SQLite embedded, PostgreSQL) live beside this module and share schema
-migrations. The store never sees plaintext: versions arrive sealed. Versions are immutable;
-only their staging labels move, and every label move happens in the same transaction as the
-change that causes it, so AWSCURRENT is always on exactly one version.
+Secrets, their versions, labels and the change feed are methods of `Store` itself; the rest
+of what Kustos persists lives in the store's parts, one object each on the same database
+(`rotations`, `audit`, `access_keys`, `revocations`, `key_usage`), so a caller holding a
+`Store` reaches all of it without knowing the implementation. Implementations (SQLite
+embedded, PostgreSQL) live beside this module and share schema migrations. The store never
+sees plaintext: versions arrive sealed. Versions are immutable; only their staging labels
+move, and every label move happens in the same transaction as the change that causes it, so
+AWSCURRENT is always on exactly one version.
 """
 
 from __future__ import annotations
@@ -13,11 +17,37 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from kustos.models.records import SealedPayload, SecretRecord, VersionRecord
+from kustos.store.access_keys import AccessKeyStore
+from kustos.store.audit import AuditStore
+from kustos.store.key_usage import KeyUsage
+from kustos.store.revocations import RevocationStore
+from kustos.store.rotations import RotationStore
 
 __all__ = ["Store"]
 
 
 class Store(Protocol):
+    # -- parts: one each, made when the store opens, sharing its database -----------------
+    @property
+    def rotations(self) -> RotationStore:
+        """The rotation state machine's rows and the rotation schedules."""
+
+    @property
+    def audit(self) -> AuditStore:
+        """The hash-chained audit log and its digests (closed with the store)."""
+
+    @property
+    def access_keys(self) -> AccessKeyStore:
+        """Issued access keys, their secrets sealed."""
+
+    @property
+    def revocations(self) -> RevocationStore:
+        """Revoked principals."""
+
+    @property
+    def key_usage(self) -> KeyUsage:
+        """How many rows each key-encryption key seals or signs (before retiring a key)."""
+
     # -- secrets ------------------------------------------------------------------------
     def create_secret(self, record: SecretRecord) -> None:
         """Insert a new secret. ResourceExistsError if (namespace, name) or the ARN is taken."""

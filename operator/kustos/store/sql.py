@@ -34,8 +34,13 @@ from kustos.models.records import (
     VersionRecord,
 )
 from kustos.store import migrate
+from kustos.store.access_keys import AccessKeyStore
+from kustos.store.audit import AuditStore
+from kustos.store.key_usage import KeyUsage
 from kustos.store.labels import attach, holder_of, lock_secret, version_exists
 from kustos.store.read_cache import ReadCache
+from kustos.store.revocations import RevocationStore
+from kustos.store.rotations import RotationStore
 from kustos.store.rows import (
     secret_from_row,
     secret_to_row,
@@ -100,19 +105,46 @@ class SqlStore(Tables):
         except DBAPIError as exc:
             self._engine.dispose()
             raise StoreError(f"cannot open the store: {exc.orig}") from None
+        # The parts, on this engine (making them runs no SQL and opens nothing).
+        self._rotations = RotationStore(self._engine)
+        self._audit = AuditStore(self._engine)
+        self._access_keys = AccessKeyStore(self._engine)
+        self._revocations = RevocationStore(self._engine)
+        self._key_usage = KeyUsage(self._engine)
 
     def __repr__(self) -> str:
         return f"SqlStore({self._engine.url.render_as_string(hide_password=True)!r})"
 
     @property
     def engine(self) -> sa.engine.Engine:
-        """The engine, for store modules that own their own tables (e.g. access keys)."""
+        """The engine, for the store's own modules and tests (not part of `Store`)."""
         return self._engine
+
+    @property
+    def rotations(self) -> RotationStore:
+        return self._rotations
+
+    @property
+    def audit(self) -> AuditStore:
+        return self._audit
+
+    @property
+    def access_keys(self) -> AccessKeyStore:
+        return self._access_keys
+
+    @property
+    def revocations(self) -> RevocationStore:
+        return self._revocations
+
+    @property
+    def key_usage(self) -> KeyUsage:
+        return self._key_usage
 
     def schema_version(self) -> str | None:
         return migrate.schema_version(self._engine)
 
     def close(self) -> None:
+        self._audit.close()  # its raw append connection and lock file; idempotent
         if self.read_cache is not None:
             self.read_cache.close()
         self._engine.dispose()

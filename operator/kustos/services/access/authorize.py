@@ -55,10 +55,7 @@ from kustos.services.access.revocations import RevocationList, jwt_issued_at
 from kustos.services.access.sigv4 import check_scope, parse_authorization, verify_signature
 from kustos.services.access.sigv4_keys import SigningKeys
 from kustos.services.access.tokens import TokenAuthenticator, jwt_expiry
-from kustos.store.access_keys import AccessKeyStore
 from kustos.store.base import Store
-from kustos.store.revocations import RevocationStore
-from kustos.store.sql import SqlStore
 
 __all__ = ["AccessService", "build_access_service"]
 
@@ -315,14 +312,12 @@ class AccessService:
 def build_access_service(
     api: ApiClient, store: Store, keyring: Callable[[], Keyring], events: EventSink, region: str
 ) -> AccessService:
-    """The AccessService on the cluster at `api` and the SQL store `store`."""
-    if not isinstance(store, SqlStore):
-        raise TypeError("access keys need the SQL store")
+    """The AccessService on the cluster at `api` and the store `store`."""
     gateway = AccessGateway(api)
-    revocations = RevocationList(RevocationStore(store.engine).all)
+    revocations = RevocationList(store.revocations.all)
     return AccessService(
         TokenAuthenticator(gateway),
-        AccessKeyService(AccessKeyStore(store.engine), keyring, revocations=revocations),
+        AccessKeyService(store.access_keys, keyring, revocations=revocations),
         PolicyIndex(gateway.list_policies),
         region=region,
         denials=DenialEvents(events, gateway.managed_secret_uid),
