@@ -41,6 +41,10 @@ from tests.unit.test_store import (  # noqa: F401  (rerun here with the PostgreS
     test_secret_roundtrip_keeps_every_field,
     test_update_secret,
 )
+from tests.unit.test_store_protocol import (  # noqa: F401  (the parts, on PostgreSQL)
+    test_each_part_is_made_once,
+    test_the_parts_work_on_the_stores_database,
+)
 
 from kustos.store import SqlStore
 from kustos.store.migrate import VERSION_TABLE, head_revision, make_engine
