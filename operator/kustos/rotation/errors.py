@@ -10,10 +10,10 @@
     └── WebhookRejectedError       the webhook answered 4xx (retried slowly)
 
 Messages name hosts, ports, users, steps and error codes, never values; a `TargetError`
-also carries the driver's code as `driver_code`, for callers that branch on it. Driver messages are
-passed through `sanitize`, which removes every secret the rotator held, because drivers
-sometimes echo connection strings. Raise these `from None` so that the driver's exception
-(and whatever it captured) does not ride along as `__cause__`.
+also carries the driver's code as `driver_code`, for callers that branch on it. Driver
+messages are passed through `sanitize`, which removes every secret the rotator held, because
+drivers sometimes echo connection strings. Raise these `from None` so that the driver's
+exception (and whatever it captured) does not ride along as `__cause__`.
 """
 
 from __future__ import annotations
