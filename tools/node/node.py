@@ -251,9 +251,13 @@ def _cgroup_pids() -> list[int]:
         base = hierarchy / KUBEPODS
         if not base.is_dir():
             continue
-        for procs in base.rglob("cgroup.procs"):
-            with contextlib.suppress(OSError, ValueError):
-                pids += [int(p) for p in procs.read_text().split()]
+        # os.walk, not rglob: pod cgroups vanish while we walk (the kubelet and containerd
+        # remove them as pods die), and os.walk skips a directory that is gone.
+        for directory, _dirs, files in os.walk(base):
+            if "cgroup.procs" in files:
+                with contextlib.suppress(OSError, ValueError):
+                    text = (Path(directory) / "cgroup.procs").read_text()
+                    pids += [int(p) for p in text.split()]
     return pids
 
 
