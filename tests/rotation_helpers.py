@@ -140,6 +140,9 @@ def create_db_managed_secret(
             f"--from-literal=username={admin[0]}",
             f"--from-literal=password={admin[1]}",
         )
+        cluster.kubectl(  # the master Secret consents to serve this ManagedSecret
+            "annotate", "secret", f"{name}-master", "-n", ns, f"kustos.io/allow-import-by={name}"
+        )
         config["masterSecretRef"] = {"name": f"{name}-master"}
     spec = {
         "valueFrom": {"secretRef": {"name": f"{name}-initial"}},

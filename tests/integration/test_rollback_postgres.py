@@ -52,7 +52,7 @@ def world(pg_server: Any) -> Iterator[tuple[World, Any]]:
         _secret(
             "db-master",
             {"username": pg_server.admin_user, "password": pg_server.admin_password},
-            {},
+            {"kustos.io/allow-import-by": "db"},
         ),
     )
     kube.create("team-a", _secret("db-ca", {"ca.crt": pg_server.ca_path.read_text()}, {}))

@@ -96,6 +96,19 @@ def test_reported_in_status_and_nothing_rotated(cluster: Any, operator_factory: 
     cluster.kubectl(
         "create", "secret", "generic", "half-master", "-n", ns, "--from-literal=username=admin"
     )
+    cluster.kubectl(
+        "annotate", "secret", "half-master", "-n", ns, "kustos.io/allow-import-by=halfmaster"
+    )
+    cluster.kubectl(  # complete, but it never consented to serve a ManagedSecret
+        "create",
+        "secret",
+        "generic",
+        "quiet-master",
+        "-n",
+        ns,
+        "--from-literal=username=admin",
+        "--from-literal=password=master-canary-91c2",
+    )
     cases = {
         "window": (
             {"schedule": "rate(1 hour)", "window": "2h", "generated": {}},
@@ -130,6 +143,14 @@ def test_reported_in_status_and_nothing_rotated(cluster: Any, operator_factory: 
             },
             "RotationFailed",
             "lacks keys ['password']",
+        ),
+        "unconsented": (
+            {
+                "postgresql": {**PG, "masterSecretRef": {"name": "quiet-master"}},
+                "rotateImmediately": True,
+            },
+            "RotationFailed",
+            "Secret {ns}/quiet-master does not allow use by ManagedSecret unconsented",
         ),
         "nomaster": (
             {

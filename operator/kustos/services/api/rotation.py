@@ -46,6 +46,7 @@ from kustos.services.api.call import Call, Deps
 from kustos.services.api.ids import find, not_deleted
 from kustos.services.core.spec_fields import record_fields
 from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
+from kustos.services.rotation.support import FUNCTION_LABEL, FUNCTION_WEBHOOK
 
 __all__ = [
     "WEBHOOK_LABEL",
@@ -66,8 +67,9 @@ _FUNCTION = re.compile(
 )
 _FUNCTION_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,253}$")
 _K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-#: The label that registers a Secret as a rotation webhook (a rotation function) of its namespace.
-WEBHOOK_LABEL = "kustos.io/rotation-function"
+#: The label that registers a Secret as a rotation webhook (a rotation function) of its
+#: namespace (the signing key of such a Secret serves every ManagedSecret there).
+WEBHOOK_LABEL = FUNCTION_LABEL
 #: AWS's answer when it cannot invoke the rotation function an ARN names.
 _CANNOT_INVOKE = (
     "Secrets Manager cannot invoke the specified Lambda function. Ensure that the "
@@ -121,7 +123,7 @@ def _registered_webhook(
     """The `spec.rotation` section of the webhook Secret `name` registers, or None."""
     obj = projected.get(namespace, name) if _K8S_NAME.match(name) else None
     labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
-    if obj is None or labels.get(WEBHOOK_LABEL) != "webhook":
+    if obj is None or labels.get(WEBHOOK_LABEL) != FUNCTION_WEBHOOK:
         return None
     data = obj.get("data") or {}
 

@@ -7,10 +7,9 @@ refused.
 The operator may read every Secret it is pointed at, and the author of a ManagedSecret may
 not (creating a ManagedSecret is a weaker right than reading Secrets). So that a ManagedSecret
 cannot be used to copy, and then read through its projection or the API, a Secret its author
-could not read (a confused deputy), the source Secret must opt in: its annotation
-`kustos.io/allow-import-by` lists the ManagedSecrets (names in the same namespace, comma
-separated, or `*` for all) allowed to import it. Only someone who may write that Secret can
-set it. An import that was made before this rule (the record already holds a version from
+could not read (a confused deputy), the source Secret must opt in (`kustos.services.core.
+opt_in`: its annotation `kustos.io/allow-import-by` lists the ManagedSecrets allowed to
+import it). An import that was made before this rule (the record already holds a version from
 this source) keeps working; `inspect` reports it as not opted in, and the controller warns.
 """
 
@@ -18,9 +17,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from kustos.errors import (
     InvalidParameterError,
@@ -32,6 +29,7 @@ from kustos.kube.secrets import SecretGateway
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import GenerateSpec, ManagedSecretSpec, SecretKeySelector
 from kustos.rotation.passwords import PasswordParams, generate_password
+from kustos.services.core.opt_in import ANNOTATION_ALLOW_IMPORT, import_allowed, opt_in_command
 
 __all__ = [
     "ANNOTATION_ALLOW_IMPORT",
@@ -44,9 +42,6 @@ __all__ = [
     "import_allowed",
     "not_allowed_message",
 ]
-
-#: On a source Secret: the ManagedSecrets (comma-separated names, or `*`) that may import it.
-ANNOTATION_ALLOW_IMPORT = "kustos.io/allow-import-by"
 
 
 @dataclass(frozen=True)
@@ -66,18 +61,11 @@ class SourceState:
     opted_in: bool
 
 
-def import_allowed(secret: Mapping[str, Any], importer: str) -> bool:
-    """Whether the Secret's opt-in annotation names ManagedSecret `importer` (or `*`)."""
-    annotations = (secret.get("metadata") or {}).get("annotations") or {}
-    names = {n.strip() for n in str(annotations.get(ANNOTATION_ALLOW_IMPORT, "")).split(",")}
-    return importer in names or "*" in names
-
-
 def not_allowed_message(namespace: str, source: str, importer: str) -> str:
     return (
         f"valueFrom.secretRef: Secret {namespace}/{source} does not allow import by "
         f"ManagedSecret {importer}; whoever may write that Secret opts in with "
-        f"kubectl annotate secret {source} {ANNOTATION_ALLOW_IMPORT}={importer}"
+        f"{opt_in_command(source, importer)}"
     )
 
 

@@ -174,7 +174,7 @@ class RollbackService:
         if name in _NO_TARGET:
             return ""
         rotator = get_rotator(name)
-        config, master = resolve_refs(self._gateway, config, obj.namespace)
+        config, master = resolve_refs(self._gateway, config, obj.namespace, obj.name)
         previous = self._secrets.store.get_version(record.arn, stage=AWSPREVIOUS)
         values: dict[str, Any] = dict(
             secret_arn=record.arn,

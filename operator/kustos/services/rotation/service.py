@@ -321,7 +321,8 @@ class RotationService:
         config: dict[str, Any],
         trigger: str,
     ) -> RotationRecord:
-        resolve_refs(self._gateway, config, obj.namespace)  # preflight: nothing written yet
+        # preflight: nothing written yet
+        resolve_refs(self._gateway, config, obj.namespace, obj.name)
         if self._secrets.current(record) is None:
             raise InvalidRequestError(f"secret {record.name} has no AWSCURRENT value to rotate")
         stray = self._secrets.store.get_version(record.arn, stage=AWSPENDING)
@@ -371,7 +372,7 @@ class RotationService:
             return RotationTick(due=active.next_attempt_at)
         if active.step == AWAIT:
             return self._await_rollout(obj, status, record, active, config, schedule, timeout)
-        config, master = resolve_refs(self._gateway, config, obj.namespace)
+        config, master = resolve_refs(self._gateway, config, obj.namespace, obj.name)
         current = self._secrets.current(record)
         consumers = self._consumers(obj) if self._engine.resume_point(active) <= 3 else []
         job = RotationJob(
@@ -531,7 +532,7 @@ class RotationService:
         rotator = get_rotator(active.rotator)
         if not isinstance(rotator, RetiringRotator):
             return "nothing to retire"
-        config, master = resolve_refs(self._gateway, config, obj.namespace)
+        config, master = resolve_refs(self._gateway, config, obj.namespace, obj.name)
         current, previous = (
             self._secrets.current(record),
             self._secrets.store.get_version(record.arn, stage=AWSPREVIOUS),

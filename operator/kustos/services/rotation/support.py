@@ -3,8 +3,13 @@ Secret references resolved in the ManagedSecret's own namespace, and concurrency
 
 References never leave their namespace: a `masterSecretRef`, `signingKeySecretRef` or
 `tls.caSecretRef` naming another namespace is refused (the ManagedSecret's author must not be
-able to make Kustos read a Secret they could not read themselves). Resolved values are
-`SecretValue`s and are never stored: the rotation row keeps only the references.
+able to make Kustos read a Secret they could not read themselves). For the same reason the
+Secrets holding credentials — the master user's and the webhook's signing key — must consent
+to serve this ManagedSecret (`kustos.services.core.opt_in`); a signing key Secret registered
+as a rotation function of its namespace (label `kustos.io/rotation-function=webhook`, set by
+whoever may write it) serves every ManagedSecret there. A CA certificate is public and needs
+no consent. Resolved values are `SecretValue`s and are never stored: the rotation row keeps
+only the references.
 """
 
 from __future__ import annotations
@@ -20,18 +25,23 @@ from kustos.errors import (
     InvalidParameterError,
     ResourceExistsError,
     SourceError,
+    SourceNotAllowedError,
     SourceNotFoundError,
 )
 from kustos.kube.secrets import SecretGateway
 from kustos.models.records import AWSPENDING, SecretRecord
 from kustos.models.rotation_spec import parse_ref
 from kustos.models.sensitive import SecretValue
+from kustos.services.core.opt_in import import_allowed, opt_in_command
 from kustos.services.core.secrets import SecretService
 
 __all__ = ["REF_KEYS", "RotationLimits", "SecretVault", "resolve_refs"]
 
 #: Config keys holding Secret references, resolved before a rotation runs.
 REF_KEYS = ("masterSecretRef", "signingKeySecretRef")
+#: The label registering a Secret as a rotation webhook of its namespace (see
+#: `kustos.services.api.rotation`): such a signing key serves every ManagedSecret there.
+FUNCTION_LABEL, FUNCTION_WEBHOOK = "kustos.io/rotation-function", "webhook"
 
 
 class SecretVault:
@@ -71,11 +81,27 @@ class SecretVault:
             )
 
 
-def _secret_data(gateway: SecretGateway, namespace: str, name: str, what: str) -> dict[str, str]:
+def _secret_data(
+    gateway: SecretGateway, namespace: str, name: str, what: str, importer: str | None = None
+) -> dict[str, str]:
+    """The Secret's data; with `importer`, only when the Secret consents to serve it."""
     obj = gateway.get(namespace, name)
     if obj is None:
         raise SourceNotFoundError(f"rotation {what}: Secret {namespace}/{name} not found")
+    if importer is not None and not _serves(obj, importer, what):
+        raise SourceNotAllowedError(
+            f"rotation {what}: Secret {namespace}/{name} does not allow use by ManagedSecret "
+            f"{importer}; whoever may write that Secret opts in with "
+            f"{opt_in_command(name, importer)}"
+        )
     return dict(obj.get("data") or {})
+
+
+def _serves(secret: Mapping[str, Any], importer: str, what: str) -> bool:
+    if import_allowed(secret, importer):
+        return True
+    labels = (secret.get("metadata") or {}).get("labels") or {}
+    return what == "signingKeySecretRef" and labels.get(FUNCTION_LABEL) == FUNCTION_WEBHOOK
 
 
 def _decode(data: dict[str, str], key: str, namespace: str, name: str, what: str) -> str:
@@ -100,18 +126,20 @@ def check_refs(config: Mapping[str, Any], namespace: str) -> None:
 
 
 def resolve_refs(
-    gateway: SecretGateway, config: Mapping[str, Any], namespace: str
+    gateway: SecretGateway, config: Mapping[str, Any], namespace: str, importer: str
 ) -> tuple[dict[str, Any], SecretValue | None]:
-    """(config with `signingKey` resolved, master credentials) for a rotation in `namespace`.
+    """(config with `signingKey` resolved, master credentials) for a rotation of the
+    ManagedSecret `importer` in `namespace`.
 
-    The master Secret must hold keys `username` and `password` (kubernetes.io/basic-auth).
+    The master Secret must hold keys `username` and `password` (kubernetes.io/basic-auth);
+    it and the signing key Secret must consent to serve `importer` (SourceNotAllowedError).
     """
     check_refs(config, namespace)
     resolved = dict(config)
     master = None
     if "masterSecretRef" in config:
         ref = parse_ref(config["masterSecretRef"], "masterSecretRef")
-        data = _secret_data(gateway, namespace, ref.name, "masterSecretRef")
+        data = _secret_data(gateway, namespace, ref.name, "masterSecretRef", importer)
         missing = [k for k in ("username", "password") if k not in data]
         if missing:
             raise SourceError(
@@ -126,7 +154,7 @@ def resolve_refs(
         )
     if "signingKeySecretRef" in config:
         ref = parse_ref(config["signingKeySecretRef"], "signingKeySecretRef")
-        data = _secret_data(gateway, namespace, ref.name, "signingKeySecretRef")
+        data = _secret_data(gateway, namespace, ref.name, "signingKeySecretRef", importer)
         key = ref.key or "signingKey"
         if key not in data:
             raise SourceError(
