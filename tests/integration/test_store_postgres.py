@@ -131,3 +131,35 @@ def test_audit_appends_chain_on_postgres(store: SqlStore) -> None:
         assert digest == chain_hash(prev, seq, columns, record)
         prev = digest
     assert prev == second[-1][1]
+
+
+def test_the_feed_cursor_sees_a_change_that_commits_after_a_later_one(store: SqlStore) -> None:
+    """Two writers take seq n and n+1 and commit as n+1, n: the operator's cursor over the
+    change feed handles both (it asks again for the gap it saw)."""
+    from datetime import UTC, datetime
+
+    from kustos.operator.feed import FeedCursor
+    from kustos.store.schema import changes
+
+    def note(conn: sa.Connection, arn: str) -> None:
+        conn.execute(sa.insert(changes).values(arn=arn, kind="version", at=datetime.now(UTC)))
+
+    cursor = FeedCursor(store.last_change(), lambda: 0.0)
+
+    def read() -> list[str]:
+        gap = cursor.gap_read()
+        late = store.changes_since(*gap) if gap is not None else []
+        return [arn for _, arn, _ in cursor.take([*late, *store.changes_since(cursor.seq)])]
+
+    slow = store.engine.connect()
+    slow_tx = slow.begin()
+    note(slow, "arn-slow")  # takes its seq first, commits last
+    with store.engine.begin() as fast:
+        note(fast, "arn-fast")
+    assert read() == ["arn-fast"]
+    assert len(cursor.gaps) == 1
+    slow_tx.commit()
+    slow.close()
+    assert read() == ["arn-slow"]
+    assert not cursor.gaps
+    assert read() == []

@@ -38,6 +38,7 @@ from typing import Any
 from kustos.config import Settings
 from kustos.errors import KustosError
 from kustos.models.fencing import Fence, fenced
+from kustos.operator.feed import FeedCursor
 from kustos.operator.queue import ObjectQueue, jittered
 from kustos.services.controller.controller import ManagedSecretController, Outcome, Trigger
 from kustos.services.core.deletion import sweep_orphans
@@ -84,7 +85,7 @@ class OperatorRuntime:
         self._seen_at: dict[Key, float] = {}  # when the watch last delivered each object
         self._stop = threading.Event()
         self._started = False
-        self._feed_seq = 0
+        self._feed = FeedCursor(0, self._clock)
         self._next_verify = 0.0
         self._threads = [
             threading.Thread(target=self._tail_feed, name="kustos-feed", daemon=True),
@@ -95,7 +96,7 @@ class OperatorRuntime:
     def start(self) -> None:
         # Everything written before now is covered by the watch's initial listing.
         self._started = True
-        self._feed_seq = self._services.store.last_change()
+        self._feed = FeedCursor(self._services.store.last_change(), self._clock)
         self.queue.start()
         for thread in self._threads:
             thread.start()
@@ -219,10 +220,12 @@ class OperatorRuntime:
         store = self._services.store
         while not self._stop.wait(jittered(self._settings.feed_poll_seconds, 0.1)):
             try:
-                entries = store.changes_since(self._feed_seq)
+                cursor = self._feed
+                gap = cursor.gap_read()
+                late = store.changes_since(*gap) if gap is not None else []
+                entries = cursor.take([*late, *store.changes_since(cursor.seq)])
                 if not entries:
                     continue
-                self._feed_seq = entries[-1][0]
                 arns = dict.fromkeys(arn for _, arn, _ in entries)
                 if "*" in arns:  # e.g. a key change: every secret may read differently now
                     for key in self.keys():
