@@ -7,7 +7,7 @@ are reused (started if they are down) and left running.
 
 Use from `tests/conftest.py`:
 
-    from db_fixture import mariadb_server, pg_server  # noqa: F401  (fixtures)
+    from tests.db_fixture import mariadb_server, pg_server  # noqa: F401  (fixtures)
 
 Every import of this module (as `tests.db_fixture` or `db_fixture`) shares one server per
 kind: the registry lives on the one loaded copy of dbctl.

@@ -12,16 +12,12 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for db_fixture
-
 from tests.crash_operator import reached
+from tests.db_fixture import pg_server  # noqa: F401
 from tests.kube_helpers import apply, get, managed_secret, new_namespace, wait_for
 from tests.operator_fixture import OperatorRunner
 from tests.rotation_helpers import (
@@ -31,8 +27,6 @@ from tests.rotation_helpers import (
     store_labels,
     wait_rotated,
 )
-
-from db_fixture import pg_server  # noqa: F401
 
 # Three operator starts and a rotation on a loaded 2-CPU machine can take minutes.
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]

@@ -14,13 +14,10 @@ import json
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for db_fixture
-
+from tests.db_fixture import mariadb_server, pg_server  # noqa: F401
 from tests.kube_helpers import (
     apply,
     condition,
@@ -41,8 +38,6 @@ from tests.rotation_helpers import (
     store_labels,
     wait_rotated,
 )
-
-from db_fixture import mariadb_server, pg_server  # noqa: F401
 
 pytestmark = pytest.mark.cluster
 

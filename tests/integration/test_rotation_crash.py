@@ -8,15 +8,11 @@ no rotation is stuck."""
 from __future__ import annotations
 
 import signal
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for db_fixture
-
 from tests.crash_operator import reached
+from tests.db_fixture import mariadb_server, pg_server  # noqa: F401
 from tests.kube_helpers import new_namespace, wait_for
 from tests.rotation_helpers import (
     FAST,
@@ -27,8 +23,6 @@ from tests.rotation_helpers import (
     store_labels,
     wait_rotated,
 )
-
-from db_fixture import mariadb_server, pg_server  # noqa: F401
 
 pytestmark = [pytest.mark.cluster, pytest.mark.db, pytest.mark.slow]
 

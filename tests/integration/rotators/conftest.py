@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for db_fixture
-
-from rotation_harness import ALL_CASES, DB_CASES, Engine, RotationCase, build_case
-from webhook_server import WebhookServer, make_cert
-
-from db_fixture import mariadb_server, pg_server  # noqa: F401
+from tests.db_fixture import mariadb_server, pg_server  # noqa: F401
+from tests.integration.rotators.rotation_harness import (
+    ALL_CASES,
+    DB_CASES,
+    Engine,
+    RotationCase,
+    build_case,
+)
+from tests.integration.rotators.webhook_server import WebhookServer, make_cert
 
 
 @pytest.fixture(scope="session")

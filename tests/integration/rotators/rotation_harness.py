@@ -8,20 +8,15 @@ database user, fresh webhook state) for a test.
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.db_fixture import DbServer
+from tests.integration.rotators.webhook_server import SIGNING_KEY, WebhookServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests/, for db_fixture
-
-from webhook_server import SIGNING_KEY, WebhookServer
-
-from db_fixture import DbServer
 from kustos.models import SecretValue
 from kustos.rotation import (
     CreateSecretRequest,

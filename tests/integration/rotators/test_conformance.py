@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from rotation_harness import Engine, RotationCase
+from tests.integration.rotators.rotation_harness import Engine, RotationCase
 
 from kustos.errors import InvalidParameterError
 from kustos.rotation import (

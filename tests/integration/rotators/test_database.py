@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
-from rotation_harness import Engine, RotationCase, build_case
+from tests.integration.rotators.rotation_harness import Engine, RotationCase, build_case
 
 from kustos.errors import ClientError, ServerError
 from kustos.models import SecretValue

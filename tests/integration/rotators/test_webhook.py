@@ -8,8 +8,8 @@ import json
 import uuid
 
 import pytest
-from rotation_harness import Engine, RotationCase, build_case
-from webhook_server import SIGNING_KEY, WebhookServer
+from tests.integration.rotators.rotation_harness import Engine, RotationCase, build_case
+from tests.integration.rotators.webhook_server import SIGNING_KEY, WebhookServer
 
 from kustos.errors import InvalidParameterError, ServerError
 from kustos.models import SecretValue
