@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.unit.fakes import stand_in
+
 from kustos.crypto import Keyring
 from kustos.kube.events import ObjectRef
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
 from kustos.models.reasons import EventType, Reason
 from kustos.rotation.engine import RotationEngine
 from kustos.services.controller.controller import ManagedSecretController
@@ -138,18 +142,19 @@ def build_world() -> World:
     store = SqlStore("sqlite://")
     secrets = SecretService(store, lambda: KEYRING, "test", clock=lambda: datetime.now(UTC))
     kube, objects, events = FakeSecrets(), FakeObjects(), FakeEvents()
+    gateway = stand_in(SecretGateway, kube)
     managed_service = ManagedSecretService(
-        secrets, SourceService(kube), ProjectionService(kube), events
-    )  # type: ignore[arg-type]
+        secrets, SourceService(gateway), ProjectionService(gateway), events
+    )
     rotations = RotationStore(store.engine)
     rotation = RotationService(
         secrets,
         rotations,
-        kube,
-        events,  # type: ignore[arg-type]
+        gateway,
+        events,
         RotationEngine(rotations, clock=secrets.clock),
         RotationLimits(4, 2),
     )
-    deletion = DeletionService(secrets, objects, kube, events)  # type: ignore[arg-type]
+    deletion = DeletionService(secrets, stand_in(ManagedObjectGateway, objects), gateway, events)
     controller = ManagedSecretController(managed_service, lambda: rotation, lambda: deletion)
     return World(store, secrets, kube, objects, events, controller)

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from kustos.kube.events import ObjectRef
 from kustos.models.reasons import EventType, Reason
+
+T = TypeVar("T")
+
+
+def stand_in(kind: type[T], fake: object) -> T:
+    """`fake` typed as the `kind` a service takes: the services are typed with the concrete
+    gateways, which a fake matches only by duck typing. `None` for a dependency the test
+    never reaches."""
+    return cast(T, fake)
 
 
 class FakeEvents:

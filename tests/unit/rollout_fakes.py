@@ -9,7 +9,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tests.unit.controller_fakes import KEYRING, FakeEvents, FakeObjects, FakeSecrets, managed
+from tests.unit.fakes import stand_in
 
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
+from kustos.models.records import SecretRecord
 from kustos.rotation.engine import RotationEngine
 from kustos.services.consumers.rollouts import RolloutCoordinator, RolloutLimits
 from kustos.services.controller.controller import ManagedSecretController, Outcome, Trigger
@@ -21,7 +25,7 @@ from kustos.services.core.secrets import SecretService
 from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW, RotationService
 from kustos.services.rotation.support import RotationLimits
 from kustos.store import SqlStore
-from kustos.store.rotations import RotationStore
+from kustos.store.rotations import RotationRecord, RotationStore
 
 SPEC = {
     "name": "prod/db",
@@ -119,18 +123,19 @@ class World:
                 p.owner.namespace, p.target_name, p.version_id, p.restart_on_change, owner=p.owner
             )
 
+        kube = stand_in(SecretGateway, self.kube)
         managed_service = ManagedSecretService(
             self.secrets,
-            SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube, on_change=changed),
+            SourceService(kube),
+            ProjectionService(kube, on_change=changed),
             self.events,
-        )  # type: ignore[arg-type]
+        )
         self.rotations = RotationStore(self.store.engine)
         rotation = RotationService(
             self.secrets,
             self.rotations,
-            self.kube,
-            self.events,  # type: ignore[arg-type]
+            kube,
+            self.events,
             RotationEngine(self.rotations, clock=self.clock),
             RotationLimits(4, 2),
             workloads=self.workloads,
@@ -138,8 +143,8 @@ class World:
         )
         deletion = DeletionService(
             self.secrets,
-            FakeObjects(),
-            self.kube,  # type: ignore[arg-type]
+            stand_in(ManagedObjectGateway, FakeObjects()),
+            kube,
             self.events,
         )
         self.controller = ManagedSecretController(
@@ -165,11 +170,24 @@ class World:
         self.mono[0] += 11
         self.rollouts.flush()
 
+    def record(self) -> SecretRecord:
+        found = self.store.get_secret("team-a", "prod/db")
+        assert found is not None
+        return found
+
     def arn(self) -> str:
-        return str(self.store.get_secret("team-a", "prod/db").arn)
+        return str(self.record().arn)
 
     def current(self) -> str:
-        return str(self.secrets.current(self.store.get_secret("team-a", "prod/db")).version_id)
+        current = self.secrets.current(self.record())
+        assert current is not None
+        return str(current.version_id)
+
+    def row(self, token: str) -> RotationRecord:
+        """The store's rotation row for `token` (there must be one)."""
+        found = self.rotations.get(self.arn(), token)
+        assert found is not None
+        return found
 
     def projected_version(self) -> str:
         return str(

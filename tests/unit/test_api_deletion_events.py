@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.fakes import FakeEvents, FakeObjects, FakeSecrets
+from tests.unit.fakes import FakeEvents, FakeObjects, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
 from kustos.services.api.call import CallMeta
@@ -47,13 +49,14 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
 def test_delete_and_restore_through_the_api_post_lifecycle_events(store: SqlStore) -> None:
     secrets = SecretService(store, lambda: KEYRING, "c")
     objects, events = FakeObjects(), FakeEvents()
-    deletion = DeletionService(secrets, objects, FakeSecrets(), events)  # type: ignore[arg-type]
+    gateway = stand_in(ManagedObjectGateway, objects)
+    deletion = DeletionService(secrets, gateway, stand_in(SecretGateway, FakeSecrets()), events)
     sm = SecretsApi(
         secrets,
-        objects,
-        FakeSecrets(),
+        gateway,
+        stand_in(SecretGateway, FakeSecrets()),
         AllowAll(),
-        Audit(),  # type: ignore[arg-type]
+        Audit(),
         deletion,
     )
     sm.call("CreateSecret", {"Name": "svc/key", "SecretString": "k1"}, CALLER, META)
@@ -74,13 +77,14 @@ def test_a_late_deleted_event_for_the_removed_object_does_not_undo_a_restore(
     a later `kubectl delete` of the new object still schedules deletion."""
     secrets = SecretService(store, lambda: KEYRING, "c")
     objects, events = FakeObjects(), FakeEvents()
-    deletion = DeletionService(secrets, objects, FakeSecrets(), events)  # type: ignore[arg-type]
+    gateway = stand_in(ManagedObjectGateway, objects)
+    deletion = DeletionService(secrets, gateway, stand_in(SecretGateway, FakeSecrets()), events)
     sm = SecretsApi(
         secrets,
-        objects,
-        FakeSecrets(),
+        gateway,
+        stand_in(SecretGateway, FakeSecrets()),
         AllowAll(),
-        Audit(),  # type: ignore[arg-type]
+        Audit(),
         deletion,
     )
     sm.call("CreateSecret", {"Name": "svc/key", "SecretString": "k1"}, CALLER, META)

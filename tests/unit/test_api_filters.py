@@ -88,7 +88,7 @@ def test_values_are_ored_and_filters_anded() -> None:
 )
 def test_bad_filters(raw: list[dict[str, object]], message: str) -> None:
     with pytest.raises(InvalidParameterError) as exc:
-        parse_filters(raw)  # type: ignore[arg-type]
+        parse_filters(raw)
     assert exc.value.message == message
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.fakes import stand_in
 
 from kustos.api.errors_map import error_of
 from kustos.api.protocol import (
@@ -26,6 +27,8 @@ from kustos.errors import (
     KustosError,
     ValidationError,
 )
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
 from kustos.services.api.call import CallMeta
@@ -226,11 +229,12 @@ def api(
     keyring = Keyring.generate()
     objects = Objects()
     secrets = SecretService(store, lambda: keyring, "c")
-    deletion = DeletionService(secrets, objects, None)  # type: ignore[arg-type]
+    gateway = stand_in(ManagedObjectGateway, objects)
+    deletion = DeletionService(secrets, gateway, stand_in(SecretGateway, None))
     return SecretsApi(
         secrets,
-        objects,
-        None,  # type: ignore[arg-type]
+        gateway,
+        stand_in(SecretGateway, None),
         authorizer or Authorizer(),
         audit,
         deletion,

@@ -241,7 +241,8 @@ def test_a_conflicting_write_is_retried(audit: AuditService, gateway: FakeGatewa
     real = gateway.write_status
     calls: list[int] = []
 
-    def racing(status: dict[str, Any], rv: str) -> None:
+    def racing(status: dict[str, Any], resource_version: str) -> None:
+        rv = resource_version
         calls.append(1)
         if len(calls) == 1:  # another replica wrote between our read and our write
             assert gateway.obj is not None

@@ -15,14 +15,18 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tests.unit.fakes import stand_in
 
 from kustos.crypto import Keyring
 from kustos.errors import AuditUnavailableError
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
 from kustos.services.api.call import CallMeta
 from kustos.services.api.service import SecretsApi
 from kustos.services.audit.service import AuditService, AuditSettings
+from kustos.services.core.deletion import DeletionService
 from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore
@@ -213,11 +217,11 @@ def test_a_read_is_refused_fast_when_the_store_is_locked(store: SqlStore, db: Pa
 
     api = SecretsApi(
         SecretService(store, lambda: keyring, "c"),
-        Objects(),
-        None,  # type: ignore[arg-type]
+        stand_in(ManagedObjectGateway, Objects()),
+        stand_in(SecretGateway, None),
         Allow(),
         audit,
-        None,
+        stand_in(DeletionService, None),
     )
     meta = CallMeta(request_id="r1")
     api.call("CreateSecret", {"Name": "db", "SecretString": "v"}, WHO, meta)

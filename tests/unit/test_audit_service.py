@@ -15,10 +15,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tests.unit.fakes import stand_in
 
 from kustos.crypto import Keyring
 from kustos.errors import AuditUnavailableError
 from kustos.kube.events import ObjectRef
+from kustos.kube.secrets import SecretGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import KUSTOS_SYSTEM, Principal
 from kustos.models.reasons import EventType, Reason
@@ -164,9 +166,12 @@ def test_group_commit_under_16_threads(
 ) -> None:
     batches: list[int] = []
     real = audit.store.append
-    monkeypatch.setattr(
-        audit.store, "append", lambda rows, **kw: (batches.append(len(rows)), real(rows, **kw))[1]
-    )
+
+    def counted(rows: Any, **kw: Any) -> Any:
+        batches.append(len(rows))
+        return real(rows, **kw)
+
+    monkeypatch.setattr(audit.store, "append", counted)
     ids: list[list[str]] = [[] for _ in range(16)]
     errors: list[BaseException] = []
 
@@ -210,7 +215,10 @@ def test_lookup_filters_and_export(audit: AuditService) -> None:
             ),
         ]
     )
-    names = lambda q: [json.loads(t)["eventName"] for _, t in audit.lookup(q)]  # noqa: E731
+
+    def names(q: AuditQuery) -> list[str]:
+        return [json.loads(t)["eventName"] for _, t in audit.lookup(q)]
+
     assert names(AuditQuery(event_name="PutSecretValue")) == ["PutSecretValue"]
     assert names(AuditQuery(user="alice")) == ["PutSecretValue"]
     assert names(AuditQuery(user="arn:kustos:iam::cluster:user/alice")) == ["PutSecretValue"]
@@ -336,10 +344,10 @@ def test_lifecycle_is_audited_and_the_canary_never_is(
     )
     managed = ManagedSecretService(
         secrets,
-        SourceService(kube),  # type: ignore[arg-type]
-        ProjectionService(kube),
+        SourceService(stand_in(SecretGateway, kube)),
+        ProjectionService(stand_in(SecretGateway, kube)),
         sink,
-    )  # type: ignore[arg-type]
+    )
     obj = ManagedObject(
         "team-a",
         "orders-db",

@@ -119,6 +119,7 @@ def test_rotate_now_rotates_then_reprojects_in_the_same_step(world: World) -> No
     after = projected(world)["password"]
     assert after != before and len(after) == 12
     current = world.secrets.current(world.record("prod/db"))
+    assert current is not None
     assert body["status"]["currentVersionId"] == current.version_id
     assert body["status"]["lastRotatedAt"]
     failed = [c for c in body["status"]["conditions"] if c["type"] == "RotationFailed"]

@@ -24,7 +24,7 @@ def _repo_crds() -> list[dict[str, object]]:
 def test_the_package_holds_every_crd_of_the_repository() -> None:
     docs = crd_documents()
     assert docs == _repo_crds()
-    assert {d["spec"]["names"]["kind"] for d in docs} >= {  # type: ignore[index]
+    assert {d["spec"]["names"]["kind"] for d in docs} >= {
         "ManagedSecret",
         "SecretAccessPolicy",
         "ClusterSecretAccessPolicy",

@@ -7,6 +7,7 @@ import dataclasses
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,7 +98,8 @@ def _fails(sealed: SealedPayload, keyring: Keyring, arn: str = ARN, vid: str = V
 def test_tampered_bytes_fail(keyring: Keyring, field: str, where: int) -> None:
     sealed = seal(CANARY, arn=ARN, version_id=VID, keyring=keyring)
     value = getattr(sealed, field)
-    _fails(dataclasses.replace(sealed, **{field: _flip(value, where % len(value))}), keyring)
+    changes: dict[str, Any] = {field: _flip(value, where % len(value))}
+    _fails(dataclasses.replace(sealed, **changes), keyring)
 
 
 @pytest.mark.parametrize("field", ["ciphertext", "nonce", "wrapped_key"])

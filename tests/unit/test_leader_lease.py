@@ -80,7 +80,7 @@ class Replica:
             leases,
             "kustos-system",
             "kustos-operator",
-            name,  # type: ignore[arg-type]
+            name,
             on_started=lambda: self.events.append("started"),
             on_stopped=lambda: self.events.append("stopped"),
             floor=lambda: floor,
@@ -205,7 +205,7 @@ def test_timings_must_be_ordered() -> None:
             FakeLeases(),
             "ns",
             "l",
-            "x",  # type: ignore[arg-type]
+            "x",
             on_started=lambda: None,
             on_stopped=lambda: None,
             lease=4.0,
@@ -271,7 +271,7 @@ def test_kubernetes_writes_check_the_fence_before_sending() -> None:
             raise AssertionError("must not be sent")
 
     gateway = SecretGateway.__new__(SecretGateway)
-    gateway._core = Core()  # type: ignore[assignment]
+    gateway._core = Core()
     with fenced(Token(1, valid=False)), pytest.raises(FencedError):
         gateway.create("ns", {"metadata": {"name": "s"}})
     assert sent == []

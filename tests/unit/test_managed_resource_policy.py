@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.fakes import FakeEvents, FakeSecrets
+from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
+from kustos.kube.secrets import SecretGateway
 from kustos.models.records import SecretRecord
 from kustos.policy import Request, evaluate, parse_policy
 from kustos.policy.model import PolicyKind
@@ -49,10 +50,10 @@ class Harness:
         self.secrets = SecretService(store, lambda: KEYRING, "test")
         self.managed = ManagedSecretService(
             self.secrets,
-            SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube),
+            SourceService(stand_in(SecretGateway, self.kube)),
+            ProjectionService(stand_in(SecretGateway, self.kube)),
             self.events,
-        )  # type: ignore[arg-type]
+        )
         self.status: dict[str, Any] = {}
         self.generation = 0
 

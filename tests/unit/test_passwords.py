@@ -105,5 +105,5 @@ def test_only_space() -> None:
 
 
 def test_max_length_and_uniqueness() -> None:
-    assert len(generate_password(PasswordParams(PasswordLength=4096))) == 4096
+    assert len(generate_password(PasswordParams(password_length=4096))) == 4096
     assert len({generate_password() for _ in range(200)}) == 200

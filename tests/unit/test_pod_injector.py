@@ -45,7 +45,7 @@ def _pod(annotated: bool = True, **spec: Any) -> dict[str, Any]:
 
 def _apply(pod: dict[str, Any], ops: list[dict[str, Any]]) -> dict[str, Any]:
     """RFC 6902 as the API server applies it (a small interpreter for add)."""
-    doc = json.loads(json.dumps(pod))
+    doc: dict[str, Any] = json.loads(json.dumps(pod))
     for op in ops:
         assert op["op"] == "add", op
         *parents, last = op["path"].lstrip("/").split("/")
@@ -137,7 +137,7 @@ def test_pods_that_cannot_have_it_are_refused(spec: dict[str, Any], message: str
 
 
 def test_review_answers_with_a_base64_json_patch_and_fails_closed() -> None:
-    review = {
+    review: dict[str, Any] = {
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {"uid": "u2", "kind": {"kind": "Pod"}, "object": _pod()},

@@ -190,8 +190,9 @@ def test_a_clock_variable_also_counts_as_reading_the_clock(world: World) -> None
     assert not world.allowed()
     assert not world.allowed()
     assert world.hits == 0
-    assert world.index.policies()[0].policy is not None
-    assert world.index.policies()[0].policy.reads_clock
+    compiled = world.index.policies()[0].policy
+    assert compiled is not None
+    assert compiled.reads_clock
 
 
 def test_a_cached_denial_is_still_reported_as_a_denial(world: World) -> None:

@@ -383,8 +383,8 @@ def test_users_and_groups_have_no_principal_account() -> None:
             "Condition": {"StringNotEquals": {"aws:PrincipalAccount": "prod"}},
         },
     )
-    user = Request(user_arn("alice"), GET, PROD_DB, principal_namespace="prod")
-    assert evaluate(user, [], fence).kind is DecisionKind.EXPLICIT_DENY
+    alice = Request(user_arn("alice"), GET, PROD_DB, principal_namespace="prod")
+    assert evaluate(alice, [], fence).kind is DecisionKind.EXPLICIT_DENY
     assert evaluate(Request(PROD_APP, GET, PROD_DB), [], fence).allowed
 
 

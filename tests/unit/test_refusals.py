@@ -9,21 +9,25 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from multidict import CIMultiDict
+from tests.unit.fakes import stand_in
 
 from kustos.api.server import ApiBackend, handle
 from kustos.crypto import Keyring
 from kustos.errors import AuthenticationError
 from kustos.kube.access import TokenReviewResult
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
 from kustos.models.request import RequestView
 from kustos.services.access.refusals import OTHER_SOURCES, RefusalBudget
 from kustos.services.access.tokens import TokenAuthenticator
-from kustos.services.api.call import CallMeta
+from kustos.services.api.call import Authorizer, CallMeta
 from kustos.services.api.service import SecretsApi
 from kustos.services.audit.service import AuditService
+from kustos.services.core.deletion import DeletionService
 from kustos.services.core.secrets import SecretService
 from kustos.store import SqlStore
 from kustos.store.audit import AuditStore
@@ -117,13 +121,13 @@ def test_a_flood_costs_a_bounded_number_of_writes_and_reviews(store: SqlStore) -
     keyring = Keyring.generate()
     api = SecretsApi(
         SecretService(store, lambda: keyring, "test"),
-        None,
-        None,  # type: ignore[arg-type]
-        None,
+        stand_in(ManagedObjectGateway, None),
+        stand_in(SecretGateway, None),
+        cast(Authorizer, None),
         audit,
-        None,
+        stand_in(DeletionService, None),
         refusals=RefusalBudget(limit=5, interval=10.0, clock=clock),
-    )  # type: ignore[arg-type]
+    )
     reviewer = JunkReviewer()
     tokens = TokenAuthenticator(reviewer, budget=RefusalBudget(limit=5, interval=10.0, clock=clock))
     backend = ApiBackend(BearerOnly(tokens), api)
@@ -161,13 +165,13 @@ def test_the_last_tallies_are_written_at_close(store: SqlStore) -> None:
     keyring = Keyring.generate()
     api = SecretsApi(
         SecretService(store, lambda: keyring, "test"),
-        None,
-        None,  # type: ignore[arg-type]
-        None,
+        stand_in(ManagedObjectGateway, None),
+        stand_in(SecretGateway, None),
+        cast(Authorizer, None),
         audit,
-        None,
+        stand_in(DeletionService, None),
         refusals=RefusalBudget(limit=1, interval=3600),
-    )  # type: ignore[arg-type]
+    )
     audit.add_flusher(lambda final: api.flush_refusals(everything=final))
     for i in range(4):
         api.reject("GetSecretValue", AuthenticationError("no"), CallMeta(f"r{i}", "10.1.1.1"))

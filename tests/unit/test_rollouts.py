@@ -217,10 +217,10 @@ def test_a_failed_patch_is_retried_not_lost() -> None:
     failures = [ServerError("apiserver unavailable")]
     original = fake.annotate_pod_template
 
-    def flaky(*args: Any) -> None:
+    def flaky(namespace: str, kind: str, name: str, annotations: dict[str, str]) -> None:
         if failures:
             raise failures.pop()
-        original(*args)
+        original(namespace, kind, name, annotations)
 
     fake.annotate_pod_template = flaky  # type: ignore[method-assign]
     c.secret_changed("shop", "db", "v2")
@@ -241,14 +241,16 @@ def test_the_marker_is_the_version_id_never_the_value() -> None:
 
 # -- the projection tells only about new data ---------------------------------------------
 def test_the_projection_reports_only_projections_that_changed_the_data() -> None:
-    from tests.unit.fakes import FakeSecrets
+    from tests.unit.fakes import FakeSecrets, stand_in
 
     from kustos.kube.events import ObjectRef
+    from kustos.kube.secrets import SecretGateway
     from kustos.models.sensitive import SecretValue
     from kustos.services.controller.projection import Projection, ProjectionService
 
-    kube, told = FakeSecrets(), []
-    service = ProjectionService(kube, on_change=told.append)  # type: ignore[arg-type]
+    kube = FakeSecrets()
+    told: list[Projection] = []
+    service = ProjectionService(stand_in(SecretGateway, kube), on_change=told.append)
     owner = ObjectRef("kustos.io/v1alpha1", "ManagedSecret", "shop", "db", "uid-db")
 
     def project(version: str, value: str) -> None:

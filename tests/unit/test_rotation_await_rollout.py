@@ -12,13 +12,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from tests.unit.fakes import stand_in
 from tests.unit.rollout_fakes import World, deployment
 
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
 from kustos.models.reasons import Reason
 from kustos.rotation.engine import AWAIT
 from kustos.services.consumers.health import RolloutState, rollout_state
 from kustos.services.consumers.rollouts import MARKER
 from kustos.services.controller.controller import Trigger
+from kustos.services.core.deletion import DeletionService
 from kustos.store.rotations import HELD, IN_PROGRESS, SUCCEEDED
 
 
@@ -37,7 +41,7 @@ def test_rotation_stays_open_until_every_consumer_rolled_out(world: World) -> No
     token = world.body["status"]["rotation"]["token"]
     assert world.current() == token != first  # finishSecret moved AWSCURRENT...
     assert world.projected_version() == token  # ...and the new value is projected
-    row = world.rotations.get(world.arn(), token)
+    row = world.row(token)
     assert (row.step, row.status) == (AWAIT, IN_PROGRESS)  # persisted, not in memory
     rotation = world.body["status"]["rotation"]
     assert (rotation["step"], rotation["state"]) == ("awaitRollout", "InProgress")
@@ -55,10 +59,10 @@ def test_rotation_stays_open_until_every_consumer_rolled_out(world: World) -> No
     assert {c["state"] for c in world.body["status"]["rotation"]["consumers"]} == {"Rolling"}
     world.workloads.roll_out("web")
     world.tick(5)
-    assert world.rotations.get(world.arn(), token).status == IN_PROGRESS  # worker still rolls
+    assert world.row(token).status == IN_PROGRESS  # worker still rolls
     world.workloads.roll_out("worker")
     world.tick(5)
-    row = world.rotations.get(world.arn(), token)
+    row = world.row(token)
     assert row.status == SUCCEEDED and world.rotations.active(world.arn()) is None
     assert world.body["status"]["rotation"]["state"] == "Succeeded"
     reasons = world.events.reasons()
@@ -73,15 +77,12 @@ def test_a_rollout_that_does_not_finish_in_time_holds_and_rolls_back(world: Worl
     world.flush_restarts()
     world.workloads.roll_out("worker")  # web's new pods never become available
     world.tick(30)
-    assert world.rotations.get(world.arn(), token).status == IN_PROGRESS
+    assert world.row(token).status == IN_PROGRESS
     world.tick(31)  # past rolloutTimeoutSeconds (60) after finishSecret
-    row = world.rotations.get(world.arn(), token)
+    row = world.row(token)
     assert row.status == HELD and world.rotations.active(world.arn()) is None
     assert world.current() == first  # AWSCURRENT is back on the version it came from
-    versions = {
-        v.version_id: v.stages
-        for v in world.secrets.versions(world.store.get_secret("team-a", "prod/db"))
-    }
+    versions = {v.version_id: v.stages for v in world.secrets.versions(world.record())}
     assert "AWSPREVIOUS" in versions[token]
     assert world.projected_version() == first  # re-projected...
     world.flush_restarts()  # ...and the workloads restarted for the old version
@@ -112,14 +113,14 @@ def test_an_operator_restart_resumes_the_wait_from_the_store(world: World) -> No
     world.workloads.roll_out("web")
     world.workloads.roll_out("worker")
     world.tick(1)
-    assert world.rotations.get(world.arn(), token).status == SUCCEEDED
+    assert world.row(token).status == SUCCEEDED
 
 
 def test_without_consumers_the_rotation_closes_at_finish_secret() -> None:
     world = World(deployment("other", uses="unrelated"))
     try:
         world.rotate("r1")
-        row = world.rotations.get(world.arn(), world.current())
+        row = world.row(world.current())
         assert (row.step, row.status) == ("finishSecret", SUCCEEDED)
         assert Reason.AWAITING_ROLLOUT not in world.events.reasons()
     finally:
@@ -214,15 +215,13 @@ def test_describe_secret_shows_await_rollout_and_a_hold(world: World) -> None:
     def described() -> dict[str, Any]:
         deps = Deps(
             world.secrets,
-            None,
-            None,
+            stand_in(ManagedObjectGateway, None),
+            stand_in(SecretGateway, None),
             "test",
-            None,  # type: ignore[arg-type]
+            stand_in(DeletionService, None),
             rotations=world.rotations,
         )
-        return _describe(
-            deps, world.store.get_secret("team-a", "prod/db"), versions_key="VersionIdsToStages"
-        )
+        return _describe(deps, world.record(), versions_key="VersionIdsToStages")
 
     assert "KustosRotation" not in described()
     world.rotate("r1")

@@ -150,7 +150,8 @@ def labels(env: dict[str, Any]) -> dict[str, str]:
 
 def value(env: dict[str, Any], stage: str) -> str:
     found = env["store"].get_version(env["record"].arn, stage=stage)
-    return env["secrets"].open(found).reveal()
+    revealed: str = env["secrets"].open(found).reveal()
+    return revealed
 
 
 def test_happy_path_moves_labels_once(env: dict[str, Any]) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.fakes import FakeEvents, FakeSecrets
+from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
+from kustos.kube.secrets import SecretGateway
 from kustos.models.sensitive import SecretValue
 from kustos.models.status import ManagedSecretStatus
 from kustos.rotation.engine import RotationEngine
@@ -36,8 +37,8 @@ class Harness:
         self.service = RotationService(
             self.secrets,
             self.rotations,
-            FakeSecrets(),
-            self.events,  # type: ignore[arg-type]
+            stand_in(SecretGateway, FakeSecrets()),
+            self.events,
             RotationEngine(self.rotations),
             RotationLimits(4, 2),
         )

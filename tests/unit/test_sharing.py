@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 from tests.unit.controller_fakes import KEYRING, FakeEvents, FakeObjects, FakeSecrets, managed
+from tests.unit.fakes import stand_in
 
+from kustos.kube.managed_objects import ManagedObjectGateway
+from kustos.kube.secrets import SecretGateway
 from kustos.models.reasons import Reason
 from kustos.models.sensitive import SecretValue
 from kustos.rotation.engine import RotationEngine
@@ -39,15 +42,18 @@ class FakeNamespaces:
     def get(self, name: str) -> dict[str, Any] | None:
         if name not in self.labels:
             return None
-        return {"metadata": {"name": name, "labels": dict(self.labels[name])}}
+        return self._body(name)
 
     def list(self, selector: str) -> list[dict[str, Any]]:
         want = dict(part.split("=", 1) for part in selector.split(","))
         return [
-            self.get(n)
-            for n, labels in sorted(self.labels.items())  # type: ignore[misc]
+            self._body(n)
+            for n, labels in sorted(self.labels.items())
             if all(labels.get(k) == v for k, v in want.items())
         ]
+
+    def _body(self, name: str) -> dict[str, Any]:
+        return {"metadata": {"name": name, "labels": dict(self.labels[name])}}
 
 
 class World:
@@ -57,26 +63,27 @@ class World:
             self.store, lambda: KEYRING, "test", clock=lambda: datetime.now(UTC)
         )
         self.kube, self.events, self.ns = FakeSecrets(), FakeEvents(), FakeNamespaces()
+        kube = stand_in(SecretGateway, self.kube)
         managed_service = ManagedSecretService(
             self.secrets,
-            SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube),
-            self.events,  # type: ignore[arg-type]
+            SourceService(kube),
+            ProjectionService(kube),
+            self.events,
             sharing=SharingService(self.kube, self.ns),
-        )  # type: ignore[arg-type]
+        )
         rotations = RotationStore(self.store.engine)
         rotation = RotationService(
             self.secrets,
             rotations,
-            self.kube,  # type: ignore[arg-type]
+            kube,
             self.events,
             RotationEngine(rotations),
             RotationLimits(4, 2),
         )
         deletion = DeletionService(
             self.secrets,
-            FakeObjects(),
-            self.kube,  # type: ignore[arg-type]
+            stand_in(ManagedObjectGateway, FakeObjects()),
+            kube,
             self.events,
         )
         self.controller = ManagedSecretController(
@@ -159,9 +166,12 @@ def test_copies_follow_new_versions_and_go_with_the_managed_secret(world: World)
     world.apply(spec)
     assert world.copy_in("team-b") is not None and world.copy_in("team-c") is None
     record = world.store.get_secret("team-a", "prod/db")
+    assert record is not None
     world.secrets.add_version(record, SecretValue.from_mapping({"password": "next"}))
     world.apply(triggers=frozenset({Trigger.VALUE_CHANGED}))
-    assert world.copy_in("team-b")["data"] == world.kube.objects[("team-a", "db")]["data"]
+    copied = world.copy_in("team-b")
+    assert copied is not None
+    assert copied["data"] == world.kube.objects[("team-a", "db")]["data"]
     world.controller.handle(world.body, frozenset({Trigger.DELETED}))
     assert world.copy_in("team-b") is None
 
@@ -170,8 +180,12 @@ def test_a_foreign_secret_in_the_target_namespace_is_left_alone(world: World) ->
     world.ns.labels["team-b"] = {CONSENT: "accept"}
     world.kube.create("team-b", {"metadata": {"name": "db"}, "data": {"mine": "eA=="}})
     world.apply(SPEC)
-    assert world.copy_in("team-b")["data"] == {"mine": "eA=="}
+    foreign = world.copy_in("team-b")
+    assert foreign is not None
+    assert foreign["data"] == {"mine": "eA=="}
     assert world.body["status"]["sharing"]["conflicts"] == ["team-b"]
     assert Reason.TARGET_CONFLICT in world.events.reasons()
     world.apply({k: v for k, v in SPEC.items() if k != "target"})
-    assert world.copy_in("team-b")["data"] == {"mine": "eA=="}  # never deleted either
+    foreign = world.copy_in("team-b")
+    assert foreign is not None
+    assert foreign["data"] == {"mine": "eA=="}  # never deleted either

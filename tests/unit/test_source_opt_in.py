@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.fakes import FakeEvents, FakeSecrets
+from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
+from kustos.kube.secrets import SecretGateway
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import ManagedSecretSpec
 from kustos.models.status import ManagedSecretStatus
@@ -35,10 +36,10 @@ class Harness:
         self.secrets = SecretService(store, lambda: KEYRING, "test")
         self.managed = ManagedSecretService(
             self.secrets,
-            SourceService(self.kube),  # type: ignore[arg-type]
-            ProjectionService(self.kube),
+            SourceService(stand_in(SecretGateway, self.kube)),
+            ProjectionService(stand_in(SecretGateway, self.kube)),
             self.events,
-        )  # type: ignore[arg-type]
+        )
         self.status: dict[str, Any] = {}
 
     def source(self, value: str = CANARY, allow: str | None = None) -> None:

@@ -116,7 +116,7 @@ def test_merge_keeps_the_secrets_keys_replace_does_not(renderer: TemplateRendere
     assert sorted(replace) == ["URL"]
     merged = template_data(
         renderer,
-        TemplateSpec(data={"URL": DATABASE_URL, "host": "x"}, mergePolicy="Merge"),
+        TemplateSpec(data={"URL": DATABASE_URL, "host": "x"}, merge_policy="Merge"),
         value,
         STATIC,
         plain,
@@ -257,7 +257,7 @@ def test_the_spec_refuses_bad_keys_and_oversized_templates() -> None:
     with pytest.raises(pydantic.ValidationError):
         TemplateSpec(data={})
     with pytest.raises(pydantic.ValidationError):
-        TemplateSpec(data={"a": "x"}, mergePolicy="Append")  # type: ignore[arg-type]
+        TemplateSpec.model_validate({"data": {"a": "x"}, "mergePolicy": "Append"})
     spec = ManagedSecretSpec.model_validate(
         {"target": {"template": {"data": {"DATABASE_URL": DATABASE_URL}}}}
     )
