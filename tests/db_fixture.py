@@ -46,7 +46,7 @@ def _dbctl() -> ModuleType:
         )
         assert spec
         assert spec.loader
-        module = importlib.util.module_from_spec(spec)
+        module: Any = importlib.util.module_from_spec(spec)  # gains the fixture registry
         sys.modules["kustos_dbctl"] = module
         spec.loader.exec_module(module)
         module.fixture_servers = {}  # kind -> DbServer, shared by every copy of this module

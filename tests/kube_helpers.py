@@ -22,14 +22,21 @@ def wait_for(
     last: Any = None
     while time.monotonic() < deadline:
         try:
-            last = probe()
+            found = probe()
         except AssertionError as exc:
             last = exc
         else:
-            if last:
-                return last
+            last = found
+            if found:
+                return found
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+def present(value: T | None) -> T:
+    """`value`, which the caller knows is there (a failed assertion if it is not)."""
+    assert value is not None
+    return value
 
 
 def get(cluster: Any, kind: str, name: str, ns: str) -> dict[str, Any] | None:
@@ -38,7 +45,8 @@ def get(cluster: Any, kind: str, name: str, ns: str) -> dict[str, Any] | None:
         if "NotFound" in proc.stderr:
             return None
         raise AssertionError(proc.stderr)
-    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+    found: dict[str, Any] = json.loads(proc.stdout)
+    return found
 
 
 def apply(cluster: Any, manifest: dict[str, Any] | str) -> None:

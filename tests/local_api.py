@@ -29,7 +29,7 @@ from typing import Any
 
 TOKEN = "bench-token-" + "x" * 40  # a stand-in the fake reviewer accepts
 NAMESPACE = "bench"
-POLICY = {
+POLICY: dict[str, Any] = {
     "metadata": {"name": "all", "namespace": NAMESPACE, "uid": "u1", "resourceVersion": "1"},
     "spec": {
         "subjects": [{"kind": "ServiceAccount", "name": "app"}],

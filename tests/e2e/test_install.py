@@ -95,7 +95,7 @@ def test_03_app_reads_the_mounted_secret_and_sees_its_rotation(installed: Any) -
         "--overwrite",
     )
     second = wait_for(
-        lambda: (p := _password(installed, ns)) != first and p,
+        lambda: p if (p := _password(installed, ns)) != first else None,
         timeout=120,
         what="the projected Secret rotated",
     )

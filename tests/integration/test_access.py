@@ -207,8 +207,10 @@ def test_bearer_tokens_from_token_request(env: Env) -> None:
     token = env.token(ns, "app")
     status, body = wait_for(
         lambda: (
-            (r := env.call("GetSecretValue", {"SecretId": "My_Test_Secret/MySQL"}, token))[0] == 200
-            and r
+            r
+            if (r := env.call("GetSecretValue", {"SecretId": "My_Test_Secret/MySQL"}, token))[0]
+            == 200
+            else None
         ),
         what="policy in force",
     )
@@ -688,8 +690,10 @@ def test_invalid_policies_are_reported_by_the_operator(env: Env, operator_factor
     token = env.token(ns, "app")
     status, body = wait_for(
         lambda: (
-            (r := env.call("GetSecretValue", {"SecretId": "My_Test_Secret/MySQL"}, token))[0] == 200
-            and r
+            r
+            if (r := env.call("GetSecretValue", {"SecretId": "My_Test_Secret/MySQL"}, token))[0]
+            == 200
+            else None
         ),
         what="good policy in force",
     )

@@ -203,7 +203,8 @@ def test_the_operators_role_reaches_anchors_in_its_namespace_only(cluster: Any) 
         out = cluster.kubectl(
             "auth", "can-i", verb, "auditanchors.kustos.io", *sub, "-n", ns, who, check=False
         )
-        return out.stdout.strip() == "yes"
+        answer: str = out.stdout.strip()
+        return answer == "yes"
 
     assert can("create", "kustos-system") and can("get", "kustos-system")
     assert can("patch", "kustos-system", "--subresource=status")

@@ -129,12 +129,13 @@ def test_wrong_key_reports_and_overwrites_nothing(cluster: Any, operator_factory
     runner.start()
     obj = wait_for(
         lambda: (
-            (o := get(cluster, "ms", "locked", ns))
-            and condition(o)
-            and condition(o)["reason"] == "DecryptionFailed"
-            and o
+            o
+            if (o := get(cluster, "ms", "locked", ns))
+            and (c := condition(o))
+            and c["reason"] == "DecryptionFailed"
+            else None
         )
-    )  # type: ignore[index]
+    )
     assert condition(obj)["status"] == "False"  # type: ignore[index]
     assert get(cluster, "secret", "locked", ns) is None  # nothing projected from garbage
     # No new version was made to "fix" it.

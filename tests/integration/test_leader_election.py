@@ -135,9 +135,10 @@ def test_leader_killed_mid_rotation_the_successor_completes_it_exactly_once(
     user, password, dbname = create_db_managed_secret(
         cluster, ns, "crashy", pg_server, "single-user"
     )
-    assert a.proc is not None
-    wait_for(lambda: a.proc.poll() is not None, timeout=60, what="the crash in setSecret")
-    assert a.proc.returncode == -signal.SIGKILL
+    proc = a.proc  # set by start(), which nothing calls meanwhile
+    assert proc is not None
+    wait_for(lambda: proc.poll() is not None, timeout=60, what="the crash in setSecret")
+    assert proc.returncode == -signal.SIGKILL
     assert reached("setSecret:mid") in a.log()
 
     obj = wait_rotated(cluster, "crashy", ns, timeout=90)

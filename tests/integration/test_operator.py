@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from tests.kube_helpers import (
     get,
     managed_secret,
     new_namespace,
+    present,
     ready,
     secret_data,
     wait_for,
@@ -135,7 +137,9 @@ def test_source_change_adds_version_and_moves_labels(cluster: Any, operator: Any
     assert stages[obj["status"]["currentVersionId"]] == ["AWSCURRENT"]
     secret = wait_for(
         lambda: (
-            (s := get(cluster, "secret", "app", ns)) and len(secret_data(s)["password"]) == 40 and s
+            s
+            if (s := get(cluster, "secret", "app", ns)) and len(secret_data(s)["password"]) == 40
+            else None
         )
     )
     assert secret_data(secret)["password"] != old_password
@@ -185,12 +189,13 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
     apply(cluster, managed_secret("from-ref", ns, spec))
     obj = wait_for(
         lambda: (
-            (o := get(cluster, "ms", "from-ref", ns))
-            and condition(o)
-            and condition(o)["reason"] == "SourceNotFound"
-            and o
+            o
+            if (o := get(cluster, "ms", "from-ref", ns))
+            and (c := condition(o))
+            and c["reason"] == "SourceNotFound"
+            else None
         )
-    )  # type: ignore[index]
+    )
     assert condition(obj)["status"] == "False"  # type: ignore[index]
 
     cluster.kubectl(
@@ -206,12 +211,13 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
     # The source has not opted in: nothing is copied.
     obj = wait_for(
         lambda: (
-            (o := get(cluster, "ms", "from-ref", ns))
-            and condition(o)
-            and condition(o)["reason"] == "SourceNotAllowed"
-            and o
+            o
+            if (o := get(cluster, "ms", "from-ref", ns))
+            and (c := condition(o))
+            and c["reason"] == "SourceNotAllowed"
+            else None
         )
-    )  # type: ignore[index]
+    )
     assert "kustos.io/allow-import-by=from-ref" in condition(obj)["message"]  # type: ignore[index]
     assert get(cluster, "secret", "copied", ns) is None
     cluster.kubectl("annotate", "secret", "src", "-n", ns, "kustos.io/allow-import-by=from-ref")
@@ -315,7 +321,7 @@ def test_restart_creates_nothing_and_writes_nothing(cluster: Any, operator: Any)
     ns = new_namespace(cluster)
     for i in range(3):
         apply(cluster, managed_secret(f"r{i}", ns, GENERATE))
-    before = {i: wait_for(lambda i=i: ready(cluster, f"r{i}", ns)) for i in range(3)}
+    before = {i: wait_for(partial(ready, cluster, f"r{i}", ns)) for i in range(3)}
     secrets_before = {i: get(cluster, "secret", f"r{i}", ns) for i in range(3)}
     operator.stop()
     operator.start()
@@ -330,5 +336,5 @@ def test_restart_creates_nothing_and_writes_nothing(cluster: Any, operator: Any)
         secret = get(cluster, "secret", f"r{i}", ns) or {}
         assert (
             secret["metadata"]["resourceVersion"]
-            == secrets_before[i]["metadata"]["resourceVersion"]
-        )  # type: ignore[index]
+            == present(secrets_before[i])["metadata"]["resourceVersion"]
+        )

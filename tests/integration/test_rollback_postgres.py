@@ -76,7 +76,9 @@ def world(pg_server: Any) -> Iterator[tuple[World, Any]]:
 
 def _creds(world: World, version_id: str) -> dict[str, Any]:
     record = world.store.get_secret("team-a", "prod/db")
+    assert record is not None
     found = world.store.get_version(record.arn, version_id=version_id)
+    assert found is not None
     return dict(world.secrets.open(found).as_mapping() or {})
 
 

@@ -6,6 +6,7 @@ with both new version ids; a Deployment that did not opt in is not touched."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
@@ -69,7 +70,7 @@ def test_two_secrets_changed_together_restart_the_deployment_once(
     apply(cluster, deployment("web", ns, ["db", "cache"], opt_in=True))
     apply(cluster, deployment("batch", ns, ["db"], opt_in=False))
     for name in ("db", "cache"):
-        wait_for(lambda n=name: ready(cluster, n, ns), what=f"{name} Ready")
+        wait_for(partial(ready, cluster, name, ns), what=f"{name} Ready")
     before = {n: get(cluster, "deployment", n, ns) or {} for n in ("web", "batch")}
 
     # One change, and once it is projected (the window is open) the other: without the
@@ -109,7 +110,8 @@ def test_two_secrets_changed_together_restart_the_deployment_once(
         secret = get(cluster, "secret", name, ns) or {}
         assert secret["data"]["password"] not in json.dumps(web)
     for name in ("db", "cache"):  # kubectl describe ms tells the restart
-        wait_for(
-            lambda n=name: "WorkloadRestarted" in event_reasons(cluster, n, ns),
-            what=f"{name}'s WorkloadRestarted Event",
-        )
+
+        def restarted(n: str = name) -> bool:
+            return "WorkloadRestarted" in event_reasons(cluster, n, ns)
+
+        wait_for(restarted, what=f"{name}'s WorkloadRestarted Event")

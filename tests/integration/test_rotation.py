@@ -26,6 +26,7 @@ from tests.kube_helpers import (
     get,
     managed_secret,
     new_namespace,
+    present,
     ready,
     secret_data,
     wait_for,
@@ -100,7 +101,7 @@ def test_generated_rotation_on_rate_schedule_and_on_demand(cluster: Any, operato
     assert obj["status"]["rotation"]["trigger"] == "rotate-now"
     token = obj["status"]["rotation"]["token"]
     time.sleep(3)
-    assert get(cluster, "ms", "gen", ns)["status"]["rotation"]["token"] == token
+    assert present(get(cluster, "ms", "gen", ns))["status"]["rotation"]["token"] == token
     reasons = event_reasons(cluster, "gen", ns)
     for reason in ("RotationStarted", "RotationStep", "RotationSucceeded"):
         assert reason in reasons
@@ -190,7 +191,7 @@ def test_database_unreachable_then_back(cluster: Any, operator: Any, pg_server: 
             what="RotationFailed",
             timeout=60,
         )
-        cond = condition(obj, "RotationFailed")
+        cond = present(condition(obj, "RotationFailed"))
         assert cond["reason"] == "RotationFailed"
         assert password not in json.dumps(obj)
         rotation = obj["status"]["rotation"]
@@ -199,12 +200,12 @@ def test_database_unreachable_then_back(cluster: Any, operator: Any, pg_server: 
         assert projected_creds(cluster, "down", ns)["password"] == password
         assert "RotationFailed" in event_reasons(cluster, "down", ns)
         time.sleep(4)
-        attempts = get(cluster, "ms", "down", ns)["status"]["rotation"]["attempts"]
+        attempts = present(get(cluster, "ms", "down", ns))["status"]["rotation"]["attempts"]
         assert attempts >= 2  # retried with backoff
     obj = wait_rotated(cluster, "down", ns, timeout=60)
     creds = projected_creds(cluster, "down", ns)
     assert creds["password"] != password and reads_42(pg_server, user, creds["password"], dbname)
-    assert condition(obj, "RotationFailed")["status"] == "False"
+    assert present(condition(obj, "RotationFailed"))["status"] == "False"
 
 
 @pytest.mark.db
@@ -226,7 +227,7 @@ def test_tls_verifies_by_default_and_opting_out_warns(
         what="RotationFailed",
         timeout=60,
     )
-    assert "certificate" in condition(obj, "RotationFailed")["message"]
+    assert "certificate" in present(condition(obj, "RotationFailed"))["message"]
     assert condition(obj, "TLSVerified") is None
     # the explicit opt-out works, and says what it costs
     user, _, dbname = create_db_managed_secret(
@@ -267,7 +268,7 @@ def test_wrong_master_credentials(cluster: Any, operator: Any, mariadb_server: A
         what="RotationFailed",
         timeout=60,
     )
-    assert "refused" in condition(obj, "RotationFailed")["message"]
+    assert "refused" in present(condition(obj, "RotationFailed"))["message"]
     assert "wrong-master-password" not in json.dumps(obj)
     assert projected_creds(cluster, "badmaster", ns)["password"] == password
     assert reads_42(mariadb_server, user, password, dbname)

@@ -58,7 +58,8 @@ class App:
     """One Deployment's pods; `restart` is a rolling update with maxSurge 1."""
 
     def __init__(self, kube: FakeSecrets) -> None:
-        self.kube, self.failures, self.restarts = kube, [], 0
+        self.kube, self.restarts = kube, 0
+        self.failures: list[str] = []
         self.pod = self._start()
 
     def _start(self) -> Pod:

@@ -5,10 +5,19 @@ nothing rotated and nothing lost."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 import pytest
-from tests.kube_helpers import condition, get, managed_secret, new_namespace, ready, wait_for
+from tests.kube_helpers import (
+    condition,
+    get,
+    managed_secret,
+    new_namespace,
+    present,
+    ready,
+    wait_for,
+)
 from tests.rotation_helpers import FAST
 
 pytestmark = pytest.mark.cluster
@@ -109,7 +118,7 @@ def test_reported_in_status_and_nothing_rotated(cluster: Any, operator_factory: 
         "--from-literal=username=admin",
         "--from-literal=password=master-canary-91c2",
     )
-    cases = {
+    cases: dict[str, tuple[dict[str, Any], str, str]] = {
         "window": (
             {"schedule": "rate(1 hour)", "window": "2h", "generated": {}},
             "InvalidSpec",
@@ -164,21 +173,18 @@ def test_reported_in_status_and_nothing_rotated(cluster: Any, operator_factory: 
     for name, (rotation, _reason, _message) in cases.items():
         assert try_apply(cluster, ns, name, rotation).returncode == 0
     for name, (_rotation, reason, message) in cases.items():
-        obj = wait_for(
-            lambda n=name: (
-                (o := get(cluster, "ms", n, ns))
-                and (c := condition(o, "RotationFailed"))
-                and c["status"] == "True"
-                and o
-            ),
-            what=f"RotationFailed on {name}",
-            timeout=60,
-        )
-        cond = condition(obj, "RotationFailed")
+
+        def failed(n: str = name) -> dict[str, Any] | None:
+            o = get(cluster, "ms", n, ns)
+            c = condition(o, "RotationFailed") if o else None
+            return o if c and c["status"] == "True" else None
+
+        obj = wait_for(failed, what=f"RotationFailed on {name}", timeout=60)
+        cond = present(condition(obj, "RotationFailed"))
         assert cond["reason"] == reason, (name, cond)
         assert message.format(ns=ns) in cond["message"], (name, cond)
         # The value and its projection are fine; nothing was rotated.
-        obj = wait_for(lambda n=name: ready(cluster, n, ns), what=f"{name} Ready")
+        obj = wait_for(partial(ready, cluster, name, ns), what=f"{name} Ready")
         assert [v["stages"] for v in obj["status"]["versions"]] == [["AWSCURRENT"]]
         assert not obj["status"].get("rotation")
         assert not obj["status"].get("lastRotatedAt")

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from functools import partial
 from typing import Any
 
 import botocore.exceptions
@@ -211,7 +212,7 @@ def test_revoke_stops_a_principal_on_two_api_servers_within_the_bound(
                 return None
 
         for client in clients:
-            assert wait_for(lambda c=client: answers(c), what="API up")["SecretString"] == CANARY
+            assert wait_for(partial(answers, client), what="API up")["SecretString"] == CANARY
 
         principal = f"arn:kustos:iam::{ns}:serviceaccount/{ident.service_account}"
         out = json.loads(
@@ -228,7 +229,7 @@ def test_revoke_stops_a_principal_on_two_api_servers_within_the_bound(
             return False
 
         for client in clients:
-            wait_for(lambda c=client: refused(c), timeout=12, interval=0.2, what="refused")
+            wait_for(partial(refused, client), timeout=12, interval=0.2, what="refused")
         elapsed = time.monotonic() - revoked
         assert elapsed <= 10.0, f"in force after {elapsed:.1f} s"
         listed = json.loads(world.kustos("access", "revocations").stdout)["Revocations"]

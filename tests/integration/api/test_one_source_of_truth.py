@@ -134,7 +134,8 @@ def test_kubectl_delete_schedules_deletion_and_restore_recreates(
         try:
             sm.get_secret_value(SecretId="legacy/db")
         except ClientError as exc:
-            return exc.response["Error"]["Code"] == "InvalidRequestException"
+            code: str = exc.response["Error"]["Code"]
+            return code == "InvalidRequestException"
         return False
 
     wait_for(scheduled, what="deletion scheduled")

@@ -75,7 +75,7 @@ def api_pair(world: ApiWorld, ident: Identity) -> Iterator[tuple[Any, Any]]:
         )
         clients.append(ApiWorld(world.cluster, world.runner, port, world.ca_path).client(ident))
     for client in clients:
-        wait_for(lambda c=client: _answers(c), timeout=240, what="kustos api answering")
+        wait_for(partial(_answers, client), timeout=240, what="kustos api answering")
     yield clients[0], clients[1]
     for proc in procs:
         proc.terminate()
@@ -118,10 +118,11 @@ def test_concurrent_api_and_kubectl_writers_lose_nothing(
         one.create_secret(Name=name, SecretString="v0", Tags=[{"Key": "api", "Value": "t0"}])
         objects[name] = name.replace("/", "-")
     for name in names:
-        wait_for(
-            lambda n=name: secret_data(get(cluster, "secret", objects[n], ns) or {}),
-            what="first projection",
-        )
+
+        def projected(n: str = name) -> dict[str, str]:
+            return secret_data(get(cluster, "secret", objects[n], ns) or {})
+
+        wait_for(projected, what="first projection")
     tally = Tally()
     kube = Kube(cluster.api_client(), ns)
     for rnd in range(ROUNDS):

@@ -84,11 +84,12 @@ class Engine:
         return resp.pending
 
     def step(self, cls: type[StepRequest], token: str, **overrides: Any) -> Any:
-        method = {
+        methods: dict[type[StepRequest], str] = {
             SetSecretRequest: "set_secret",
             TestSecretRequest: "test_secret",
             FinishSecretRequest: "finish_secret",
-        }[cls]
+        }
+        method = methods[cls]
         return getattr(self.case.rotator, method)(self.case.request(cls, self, token, **overrides))
 
     def rotate(self) -> SecretValue:
