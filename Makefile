@@ -118,10 +118,11 @@ db-down: ## Stop the local databases
 	@if [ -x $(VENV)/bin/python ]; then $(DB) down; fi
 
 .PHONY: lint
-lint: $(VENV_STAMP) ## ruff (check and format), mypy --strict and the layer contracts (import-linter)
+lint: $(VENV_STAMP) ## ruff (check and format), mypy --strict (kustos and tests) and the layer contracts (import-linter)
 	$(VENV)/bin/ruff check operator tests tools bench
 	$(VENV)/bin/ruff format --check operator tests tools bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests
 	$(VENV)/bin/lint-imports
 
 .PHONY: test-unit
