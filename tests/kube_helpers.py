@@ -1,4 +1,5 @@
-"""Small helpers for integration tests: JSON from kubectl, waiting, decoding Secrets."""
+"""Small helpers for integration tests: JSON from kubectl, waiting, decoding Secrets; and
+`present`, which narrows an Optional in any tier."""
 
 from __future__ import annotations
 
@@ -97,7 +98,8 @@ def events(cluster: Any, name: str, ns: str) -> list[dict[str, Any]]:
     proc = cluster.kubectl(
         "get", "events", "-n", ns, "-o", "json", f"--field-selector=involvedObject.name={name}"
     )
-    return json.loads(proc.stdout)["items"]  # type: ignore[no-any-return]
+    found: list[dict[str, Any]] = json.loads(proc.stdout)["items"]
+    return found
 
 
 def event_reasons(cluster: Any, name: str, ns: str) -> list[str]:

@@ -25,7 +25,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 TOKEN = "bench-token-" + "x" * 40  # a stand-in the fake reviewer accepts
 NAMESPACE = "bench"
@@ -46,6 +46,8 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
     from kustos.api.server import ApiBackend
     from kustos.crypto import Keyring
     from kustos.kube.access import TokenReviewResult
+    from kustos.kube.managed_objects import ManagedObjectGateway
+    from kustos.kube.secrets import SecretGateway
     from kustos.services.access.authorize import AccessService
     from kustos.services.access.keys import AccessKeyService
     from kustos.services.access.policies import PolicyIndex
@@ -53,6 +55,7 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
     from kustos.services.access.tokens import TokenAuthenticator
     from kustos.services.api.service import SecretsApi
     from kustos.services.audit.service import AuditService
+    from kustos.services.core.deletion import DeletionService
     from kustos.services.core.secrets import SecretService
     from kustos.store import SqlStore
     from kustos.store.access_keys import AccessKeyStore
@@ -106,7 +109,14 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
     sink: Any = (
         AuditService(AuditStore(store.engine), "test", lambda: keyring) if audit else NoAudit()
     )
-    api = SecretsApi(secrets, None, None, access, sink, None)  # type: ignore[arg-type]
+    api = SecretsApi(
+        secrets,
+        cast(ManagedObjectGateway, None),  # absent: API writes are not served
+        cast(SecretGateway, None),
+        access,
+        sink,
+        cast(DeletionService, None),
+    )
     return ApiBackend(access, api), {
         "store": store,
         "keys": keys,

@@ -56,7 +56,8 @@ def _pod(cluster: Any, ns: str, selector: str) -> dict[str, Any]:
         cluster.kubectl("-n", ns, "get", "pods", "-l", selector, "-o", "json").stdout
     )["items"]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
-    return pods[0]  # type: ignore[no-any-return]
+    found: dict[str, Any] = pods[0]
+    return found
 
 
 def _logs(cluster: Any, ns: str, pod: str, container: str = "app") -> str:

@@ -18,6 +18,7 @@ from tests.kube_helpers import (
     get,
     managed_secret,
     new_namespace,
+    present,
     ready,
     secret_data,
     wait_for,
@@ -48,7 +49,8 @@ def kustos_cli(runner: Any, *args: str) -> subprocess.CompletedProcess[str]:
 def keyring(cluster: Any, runner: Any) -> dict[str, str]:
     secret = get(cluster, "secret", "kustos-keyring", runner.namespace)
     assert secret is not None
-    return secret["data"]  # type: ignore[no-any-return]
+    found: dict[str, str] = secret["data"]
+    return found
 
 
 def test_keyring_generated_once_and_rotated_without_loss(
@@ -136,7 +138,7 @@ def test_wrong_key_reports_and_overwrites_nothing(cluster: Any, operator_factory
             else None
         )
     )
-    assert condition(obj)["status"] == "False"  # type: ignore[index]
+    assert present(condition(obj))["status"] == "False"
     assert get(cluster, "secret", "locked", ns) is None  # nothing projected from garbage
     # No new version was made to "fix" it.
     assert len(obj["status"]["versions"]) == 1

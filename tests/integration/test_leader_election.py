@@ -65,7 +65,8 @@ def leads(runner: OperatorRunner) -> tuple[str, int] | None:
 def lease(cluster: Any, ns: str) -> dict[str, Any]:
     obj = get(cluster, "lease", "kustos-operator", ns)
     assert obj is not None
-    return obj["spec"]  # type: ignore[no-any-return]
+    found: dict[str, Any] = obj["spec"]
+    return found
 
 
 def projected(cluster: Any, name: str, ns: str) -> dict[str, Any] | None:

@@ -196,7 +196,7 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
             else None
         )
     )
-    assert condition(obj)["status"] == "False"  # type: ignore[index]
+    assert present(condition(obj))["status"] == "False"
 
     cluster.kubectl(
         "create",
@@ -218,7 +218,7 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
             else None
         )
     )
-    assert "kustos.io/allow-import-by=from-ref" in condition(obj)["message"]  # type: ignore[index]
+    assert "kustos.io/allow-import-by=from-ref" in present(condition(obj))["message"]
     assert get(cluster, "secret", "copied", ns) is None
     cluster.kubectl("annotate", "secret", "src", "-n", ns, "kustos.io/allow-import-by=from-ref")
     wait_for(lambda: ready(cluster, "from-ref", ns), timeout=90)
@@ -249,7 +249,7 @@ def test_value_from_secret_ref(cluster: Any, operator: Any) -> None:
         ),
     )
     obj = wait_for(lambda: (o := get(cluster, "ms", "sneaky", ns)) and condition(o) and o)
-    assert condition(obj)["reason"] == "SourceInvalid"  # type: ignore[index]
+    assert present(condition(obj))["reason"] == "SourceInvalid"
     assert get(cluster, "secret", "sneaky", ns) is None
 
 
@@ -259,7 +259,7 @@ def test_target_collision_never_overwrites(cluster: Any, operator: Any) -> None:
     apply(cluster, managed_secret("collide", ns, {**GENERATE, "target": {"name": "taken"}}))
     apply(cluster, managed_secret("fine", ns, GENERATE))
     obj = wait_for(lambda: (o := get(cluster, "ms", "collide", ns)) and condition(o) and o)
-    assert condition(obj)["reason"] == "TargetConflict"  # type: ignore[index]
+    assert present(condition(obj))["reason"] == "TargetConflict"
     assert secret_data(get(cluster, "secret", "taken", ns) or {}) == {"mine": "1"}
     # The broken one does not stop the others.
     wait_for(lambda: ready(cluster, "fine", ns))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from kustos.kube.events import ObjectRef
@@ -11,10 +12,10 @@ from kustos.models.reasons import EventType, Reason
 T = TypeVar("T")
 
 
-def stand_in(kind: type[T], fake: object) -> T:
-    """`fake` typed as the `kind` a service takes: the services are typed with the concrete
-    gateways, which a fake matches only by duck typing. `None` for a dependency the test
-    never reaches."""
+def stand_in(kind: Callable[..., T], fake: object) -> T:
+    """`fake` typed as the `kind` (a class or a Protocol) a service takes: the services are
+    typed with the concrete gateways, which a fake matches only by duck typing. `None` for a
+    dependency the test never reaches."""
     return cast(T, fake)
 
 

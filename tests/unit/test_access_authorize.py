@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from tests.unit.fakes import stand_in
 
 from kustos.errors import AccessDeniedError
 from kustos.kube.events import ObjectRef
@@ -21,8 +22,9 @@ from kustos.operator.policies import announce, policy_status
 from kustos.policy import DecisionKind
 from kustos.services.access.authorize import AccessService
 from kustos.services.access.denials import DenialEvents
+from kustos.services.access.keys import AccessKeyService
 from kustos.services.access.policies import PolicyIndex
-from kustos.services.access.tokens import TokenAuthenticator
+from kustos.services.access.tokens import TokenAuthenticator, TokenReviewer
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 APP = Principal.service_account(
@@ -114,8 +116,8 @@ class World:
         self.sink = Sink()
         self.denials = DenialEvents(self.sink, lambda ns, name: f"uid-{ns}-{name}")
         self.access = AccessService(
-            TokenAuthenticator(None),  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
+            TokenAuthenticator(stand_in(TokenReviewer, None)),
+            stand_in(AccessKeyService, None),
             PolicyIndex(lambda: (self.namespaced, self.cluster), ttl=0),
             region="test",
             denials=self.denials,

@@ -12,9 +12,12 @@ import threading
 import time
 from typing import Any
 
+from tests.unit.fakes import stand_in
+
 from kustos.api.server import ApiBackend, build_app
 from kustos.cli.api_cmd import drain, start_site
 from kustos.errors import AccessDeniedError
+from kustos.services.api.service import SecretsApi
 
 
 class _SlowDenier:
@@ -62,7 +65,7 @@ def test_drain_turns_unready_serves_on_then_finishes_in_flight_and_stops() -> No
         results["slow"] = _request(port, "POST", "/")
 
     async def scenario() -> None:
-        backend = ApiBackend(slow, slow)  # type: ignore[arg-type]
+        backend = ApiBackend(slow, stand_in(SecretsApi, slow))
         runner = await start_site(build_app(backend), "127.0.0.1", port, None)
         assert (await asyncio.to_thread(_request, port, "GET", "/readyz"))[0] == 200
         flying = threading.Thread(target=in_flight)

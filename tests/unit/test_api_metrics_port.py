@@ -8,9 +8,11 @@ import urllib.request
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
+from tests.unit.fakes import stand_in
 
 from kustos import metrics
 from kustos.api.server import ApiBackend, build_app
+from kustos.services.api.service import SecretsApi
 
 
 class _Nobody:
@@ -22,7 +24,7 @@ class _Nobody:
 
 def _get(path: str) -> tuple[int, str]:
     async def go() -> tuple[int, str]:
-        backend = ApiBackend(_Nobody(), _Nobody())  # type: ignore[arg-type]
+        backend = ApiBackend(_Nobody(), stand_in(SecretsApi, _Nobody()))
         async with TestClient(TestServer(build_app(backend))) as client:
             resp = await client.get(path)
             return resp.status, await resp.text()

@@ -8,8 +8,10 @@ import base64
 from typing import Any
 
 import pytest
+from tests.unit.fakes import stand_in
 
 from kustos.errors import AccessDeniedError, InvalidRequestError
+from kustos.kube.secrets import SecretGateway
 from kustos.services.api.rotation import WEBHOOK_LABEL, rotator_of_arn
 
 
@@ -48,7 +50,7 @@ GATEWAY = FakeSecrets(
 
 
 def resolve(arn: str) -> tuple[str, dict[str, Any] | None]:
-    return rotator_of_arn(arn, "prod", "team", GATEWAY)  # type: ignore[arg-type]
+    return rotator_of_arn(arn, "prod", "team", stand_in(SecretGateway, GATEWAY))
 
 
 @pytest.mark.parametrize(

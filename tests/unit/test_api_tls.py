@@ -15,10 +15,12 @@ from typing import Any
 
 from aiohttp import web
 from cryptography import x509
+from tests.unit.fakes import stand_in
 
 from kustos.api.tls import GENERATED_LABEL, ServingTls
 from kustos.crypto.certs import issue_serving_cert, needs_renewal, not_after
 from kustos.errors import ServerError
+from kustos.kube.secrets import SecretGateway
 
 HOSTS = ["localhost", "127.0.0.1"]
 NS, NAME = "kustos-system", "kustos-api-tls"
@@ -100,7 +102,7 @@ def test_a_generated_certificate_near_its_end_is_renewed_and_served_without_a_re
     assert needs_renewal(old.cert_pem)
     cafile = tmp_path / "ca.crt"
     cafile.write_bytes(old.ca_pem)  # what clients trust, fetched once
-    tls = ServingTls(secrets, NS, NAME, HOSTS)  # type: ignore[arg-type]
+    tls = ServingTls(stand_in(SecretGateway, secrets), NS, NAME, HOSTS)
     tls.start()
 
     async def scenario(port: int) -> tuple[x509.Certificate, x509.Certificate]:
@@ -138,7 +140,7 @@ def test_a_supplied_certificate_is_never_renewed_but_reloaded_when_it_changes(
             },
         },
     )
-    tls = ServingTls(secrets, NS, NAME, HOSTS)  # type: ignore[arg-type]
+    tls = ServingTls(stand_in(SecretGateway, secrets), NS, NAME, HOSTS)
     tls.start()
     assert tls.refresh() is None  # near its end, but not ours to renew
     assert secrets.version == 1
@@ -183,7 +185,7 @@ def test_a_generated_secret_without_its_ca_key_gets_a_new_ca_beside_the_old() ->
             },
         },
     )
-    tls = ServingTls(secrets, NS, NAME, HOSTS)  # type: ignore[arg-type]
+    tls = ServingTls(stand_in(SecretGateway, secrets), NS, NAME, HOSTS)
     tls.start()
     assert tls.refresh() is not None
     stored = secrets.get(NS, NAME)

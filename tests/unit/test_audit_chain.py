@@ -8,6 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,8 +25,8 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 WHO = Principal.service_account("team-a", "app")
 
 
-def event(i: int, **kw: object) -> AuditEvent:
-    fields: dict[str, object] = dict(
+def event(i: int, **kw: Any) -> AuditEvent:
+    fields: dict[str, Any] = dict(
         event_name="GetSecretValue",
         principal=WHO,
         read_only=True,
@@ -37,7 +38,7 @@ def event(i: int, **kw: object) -> AuditEvent:
         request_parameters={"SecretId": f"db{i % 3}"},
     )
     fields.update(kw)
-    return AuditEvent(**fields)  # type: ignore[arg-type]
+    return AuditEvent(**fields)
 
 
 @pytest.fixture

@@ -52,7 +52,8 @@ def schema_of(part: str) -> dict[str, Any]:
     crd = yaml.safe_load(CRD_FILE.read_text())
     (version,) = crd["spec"]["versions"]
     root: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return root["properties"][part]  # type: ignore[no-any-return]
+    found: dict[str, Any] = root["properties"][part]
+    return found
 
 
 def _optional(annotation: Any) -> list[Any]:
@@ -113,6 +114,7 @@ def _bounds(info: FieldInfo, kind: str | None) -> dict[str, float]:
             found[low] = item.min_length
         elif isinstance(item, at.MaxLen) and high:
             found[high] = item.max_length
+        # annotated_types types each bound as a comparable (SupportsGe...), not a number
         elif isinstance(item, at.Ge):
             found["minimum"] = float(item.ge)  # type: ignore[arg-type]
         elif isinstance(item, at.Gt):

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.kube_helpers import present
+from tests.unit.fakes import stand_in
 
 from kustos.crypto import Keyring
 from kustos.errors import (
@@ -15,7 +17,7 @@ from kustos.errors import (
     ResourceExistsError,
     ResourceNotFoundError,
 )
-from kustos.kube.keyring_secret import StoredKeyring
+from kustos.kube.keyring_secret import KeyringSecret, StoredKeyring
 from kustos.models.sensitive import SecretValue
 from kustos.services.access.keys import AccessKeyService
 from kustos.services.core.keys import KeyService
@@ -58,7 +60,7 @@ def store(tmp_path: Path) -> SqlStore:
 
 def test_rotate_rewraps_versions_and_access_keys(store: SqlStore) -> None:
     secret = MemoryKeyringSecret()
-    keys = KeyService(store, secret)  # type: ignore[arg-type]
+    keys = KeyService(store, stand_in(KeyringSecret, secret))
     access_store = AccessKeyStore(store.engine)
     keys.add_sealed_source(_access_key_payloads(access_store))
     secrets = SecretService(store, keys.keyring, "test", reload=keys.reload)
@@ -77,7 +79,7 @@ def test_rotate_rewraps_versions_and_access_keys(store: SqlStore) -> None:
     assert after.sealed.key_id == result.new_key_id
     assert after.sealed.ciphertext == ciphertext_before.sealed.ciphertext  # payload untouched
     assert secrets.open(after) == SecretValue("v1-value")
-    assert access_store.get(issued.record.access_key_id).sealed.key_id == result.new_key_id  # type: ignore[union-attr]
+    assert present(access_store.get(issued.record.access_key_id)).sealed.key_id == result.new_key_id
     # Even with the old key gone, both still open: nothing depends on k1 any more.
     keyring = Keyring.from_secret_data(secret.data or {}).without_key("k1")
     from kustos.crypto import open_sealed
@@ -93,12 +95,12 @@ def test_rotate_rewraps_versions_and_access_keys(store: SqlStore) -> None:
 
 
 def test_no_keyring_generated_over_existing_data(store: SqlStore) -> None:
-    first = KeyService(store, MemoryKeyringSecret())  # type: ignore[arg-type]
+    first = KeyService(store, stand_in(KeyringSecret, MemoryKeyringSecret()))
     secrets = SecretService(store, first.keyring, "test")
     secrets.add_version(secrets.create("ns", "x"), SecretValue("data"))
     lost = MemoryKeyringSecret()  # the keyring Secret is gone
     with pytest.raises(KeyringError, match="restore the keyring Secret"):
-        KeyService(store, lost).keyring()  # type: ignore[arg-type]
+        KeyService(store, stand_in(KeyringSecret, lost)).keyring()
     assert lost.data is None
 
 
@@ -107,7 +109,7 @@ def _service(
 ) -> tuple[KeyService, SecretService, AccessKeyStore]:
     from kustos.store.key_usage import KeyUsage
 
-    keys = KeyService(store, secret, usage=KeyUsage(store.engine).counts)  # type: ignore[arg-type]
+    keys = KeyService(store, stand_in(KeyringSecret, secret), usage=KeyUsage(store.engine).counts)
     access_store = AccessKeyStore(store.engine)
     keys.add_sealed_source(_access_key_payloads(access_store))
     return keys, SecretService(store, keys.keyring, "test", reload=keys.reload), access_store
@@ -234,7 +236,7 @@ def test_each_secret_is_sealed_and_rotated_with_its_own_key(store: SqlStore) -> 
         "own": "payments.2",
         "by-arn": "payments.2",
     }
-    assert secrets.open(got["own"]) == SecretValue("o")  # type: ignore[arg-type]
+    assert secrets.open(present(got["own"])) == SecretValue("o")
     with pytest.raises(ResourceNotFoundError):
         keys.rotate(key="orders")
 

@@ -189,11 +189,11 @@ def test_two_replicas_racing_for_a_released_lease_only_one_wins(
     original = leases.replace_namespaced_lease
 
     def b_first(name: str, namespace: str, body: client.V1Lease) -> client.V1Lease:
-        leases.replace_namespaced_lease = original  # type: ignore[method-assign]
+        leases.replace_namespaced_lease = original  # type: ignore[method-assign]  # unpatched
         b.elector.step()  # b writes between c's read and c's write
         return original(name, namespace, body)
 
-    leases.replace_namespaced_lease = b_first  # type: ignore[method-assign]
+    leases.replace_namespaced_lease = b_first  # type: ignore[method-assign]  # patched for this test
     c.elector.step()
     assert b.events == ["started"] and c.events == []
     assert leases.holder() == "b"

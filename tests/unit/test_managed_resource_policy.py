@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.kube_helpers import present
 from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
@@ -116,8 +117,8 @@ def test_the_specs_policy_is_put_in_force_and_decides(h: Harness) -> None:
     status = h.apply(share())
     assert json.loads(h.record().resource_policy or "") == share()
     assert h.allowed()
-    assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
-    assert condition(status, "ResourcePolicyInForce")["status"] == "True"  # type: ignore[index]
+    assert present(condition(status, "Ready"))["status"] == "True"
+    assert present(condition(status, "ResourcePolicyInForce"))["status"] == "True"
     assert "PolicyChanged" in h.events.reasons()
 
 
@@ -188,8 +189,8 @@ def test_an_invalid_or_public_spec_keeps_the_last_valid_policy(
     h.apply(bad)  # a resync: no second Warning for the same problem
     assert len([e for e in h.events.emitted if e[1] == "ResourcePolicyRejected"]) == 1
     status = h.apply(share())  # fixed
-    assert condition(status, "Ready")["status"] == "True"  # type: ignore[index]
-    assert condition(status, "ResourcePolicyInForce")["status"] == "True"  # type: ignore[index]
+    assert present(condition(status, "Ready"))["status"] == "True"
+    assert present(condition(status, "ResourcePolicyInForce"))["status"] == "True"
 
 
 def test_removing_the_spec_policy_removes_it_from_force(h: Harness) -> None:

@@ -78,7 +78,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[OperatorRuntime, Recorder, SqlStore, l
     )
     runtime = OperatorRuntime(services, settings)
     recorder = Recorder()
-    runtime.controller = recorder  # type: ignore[assignment]
+    runtime.controller = recorder  # type: ignore[assignment]  # records instead of acting
     runtime.start()
     yield runtime, recorder, store, patches
     runtime.stop()

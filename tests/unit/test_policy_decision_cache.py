@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from tests.unit.fakes import stand_in
 from tests.unit.test_access_authorize import APP, SA_APP, sap, secret
 
 from kustos.errors import AccessDeniedError
 from kustos.services.access.authorize import AccessService
+from kustos.services.access.keys import AccessKeyService
 from kustos.services.access.policies import PolicyIndex
-from kustos.services.access.tokens import TokenAuthenticator
+from kustos.services.access.tokens import TokenAuthenticator, TokenReviewer
 
 TTL = 3.0
 ALLOW_ALL = {
@@ -36,8 +38,8 @@ class World:
             lambda: (self.namespaced, []), ttl=TTL, clock=lambda: self.monotonic
         )
         self.access = AccessService(
-            TokenAuthenticator(None),  # type: ignore[arg-type]
-            None,  # type: ignore[arg-type]
+            TokenAuthenticator(stand_in(TokenReviewer, None)),
+            stand_in(AccessKeyService, None),
             self.index,
             region="test",
             clock=lambda: self.now,

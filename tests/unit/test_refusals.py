@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 from multidict import CIMultiDict
@@ -123,7 +123,7 @@ def test_a_flood_costs_a_bounded_number_of_writes_and_reviews(store: SqlStore) -
         SecretService(store, lambda: keyring, "test"),
         stand_in(ManagedObjectGateway, None),
         stand_in(SecretGateway, None),
-        cast(Authorizer, None),
+        stand_in(Authorizer, None),
         audit,
         stand_in(DeletionService, None),
         refusals=RefusalBudget(limit=5, interval=10.0, clock=clock),
@@ -167,7 +167,7 @@ def test_the_last_tallies_are_written_at_close(store: SqlStore) -> None:
         SecretService(store, lambda: keyring, "test"),
         stand_in(ManagedObjectGateway, None),
         stand_in(SecretGateway, None),
-        cast(Authorizer, None),
+        stand_in(Authorizer, None),
         audit,
         stand_in(DeletionService, None),
         refusals=RefusalBudget(limit=1, interval=3600),

@@ -70,7 +70,8 @@ class FakeWorkloads:
         self.patches: list[tuple[str, str, dict[str, str]]] = []
 
     def list(self, namespace: str) -> list[dict[str, Any]]:
-        return json.loads(json.dumps(self.items))  # type: ignore[no-any-return]
+        found: list[dict[str, Any]] = json.loads(json.dumps(self.items))
+        return found
 
     def annotate_pod_template(
         self, namespace: str, kind: str, name: str, annotations: dict[str, str]
@@ -222,7 +223,7 @@ def test_a_failed_patch_is_retried_not_lost() -> None:
             raise failures.pop()
         original(namespace, kind, name, annotations)
 
-    fake.annotate_pod_template = flaky  # type: ignore[method-assign]
+    fake.annotate_pod_template = flaky  # type: ignore[method-assign]  # patched for this test
     c.secret_changed("shop", "db", "v2")
     clock.now += 10
     assert c.flush() == []

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.kube_helpers import present
 from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
@@ -79,7 +80,8 @@ def h(tmp_path: Path) -> Iterator[Harness]:
 
 def test_a_new_spec_without_tls_verifies_and_warns_of_nothing(h: Harness) -> None:
     assert tls_condition(h.tick()) is None
-    assert h.service._default_tls(h.secrets.store.get_secret_by_arn(h.arn)) == "verify-full"  # type: ignore[arg-type]
+    record = present(h.secrets.store.get_secret_by_arn(h.arn))
+    assert h.service._default_tls(record) == "verify-full"
     assert tls_condition(h.tick("verify-full")) is None
 
 

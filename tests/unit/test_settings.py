@@ -71,7 +71,7 @@ def test_the_environment_snapshot_is_never_printed(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("HOOK_TOKEN", "changed later")
     assert s.environ["HOOK_TOKEN"] == CANARY  # read once
     with pytest.raises(TypeError):
-        s.environ["HOOK_TOKEN"] = "x"  # type: ignore[index]
+        s.environ["HOOK_TOKEN"] = "x"  # type: ignore[index]  # what the test shows fails
 
 
 def test_client_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.kube_helpers import present
 from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
@@ -93,7 +94,7 @@ def test_a_source_that_names_the_importer_is_imported(h: Harness, allow: str) ->
     result = h.reconcile()
     assert result.error is None
     assert h.projected() == CANARY
-    assert cond(result.status, "Ready")["status"] == "True"  # type: ignore[index]
+    assert present(cond(result.status, "Ready"))["status"] == "True"
     assert cond(result.status, "SourceOptedIn") is None
 
 
@@ -113,7 +114,7 @@ def test_an_import_made_before_the_rule_keeps_working_with_a_warning(h: Harness)
     )
     result = h.reconcile()
     assert result.error is None and h.projected() == CANARY
-    assert cond(result.status, "Ready")["status"] == "True"  # type: ignore[index]
+    assert present(cond(result.status, "Ready"))["status"] == "True"
     warned = cond(result.status, "SourceOptedIn")
     assert warned is not None and (warned["status"], warned["reason"]) == (
         "False",
@@ -149,5 +150,5 @@ def test_another_managed_secret_cannot_ride_on_an_old_import(h: Harness) -> None
     )
     result = h.managed.reconcile(obj)
     assert result.error is not None
-    assert cond(result.status, "Ready")["reason"] == "SourceNotAllowed"  # type: ignore[index]
+    assert present(cond(result.status, "Ready"))["reason"] == "SourceNotAllowed"
     assert h.projected("copycat") is None

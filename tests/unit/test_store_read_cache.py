@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from tests.kube_helpers import present
 
 from kustos.crypto import Keyring, seal
 from kustos.models.records import AWSCURRENT, AWSPREVIOUS, SecretRecord
@@ -74,12 +75,14 @@ def test_a_new_version_written_by_another_replica_is_read_at_once(
     replicas: tuple[SqlStore, SqlStore],
 ) -> None:
     a, b = replicas
-    assert b.get_version(ARN, stage=AWSCURRENT).version_id == "v1"  # type: ignore[union-attr]
+    assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v1"
     _add(a, "v2")
     current = b.get_version(ARN, stage=AWSCURRENT)
     assert current is not None and current.version_id == "v2"
-    assert current.sealed.ciphertext != b.get_version(ARN, version_id="v1").sealed.ciphertext  # type: ignore[union-attr]
-    assert b.get_version(ARN, version_id="v1").stages == (AWSPREVIOUS,)  # type: ignore[union-attr]
+    assert (
+        current.sealed.ciphertext != present(b.get_version(ARN, version_id="v1")).sealed.ciphertext
+    )
+    assert present(b.get_version(ARN, version_id="v1")).stages == (AWSPREVIOUS,)
 
 
 def test_label_moves_updates_and_deletes_by_another_replica_are_seen(
@@ -87,9 +90,9 @@ def test_label_moves_updates_and_deletes_by_another_replica_are_seen(
 ) -> None:
     a, b = replicas
     _add(a, "v2")
-    assert b.get_version(ARN, stage=AWSCURRENT).version_id == "v2"  # type: ignore[union-attr]
+    assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v2"
     a.move_stage(ARN, AWSCURRENT, to_version="v1", from_version="v2")
-    assert b.get_version(ARN, stage=AWSCURRENT).version_id == "v1"  # type: ignore[union-attr]
+    assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v1"
 
     record = b.get_secret_by_arn(ARN)
     assert record is not None and record.tags == {"team": "a"}
@@ -99,7 +102,7 @@ def test_label_moves_updates_and_deletes_by_another_replica_are_seen(
     a.apply_spec(ARN, 1, {"tags": {"team": "b"}}, T0)  # spec-owned fields: compare-and-set
     again = b.get_secret_by_arn(ARN)
     assert again is not None and again.tags == {"team": "b"}
-    assert b.get_secret("team-a", "prod/db").deletion_date == T0  # type: ignore[union-attr]
+    assert present(b.get_secret("team-a", "prod/db")).deletion_date == T0
 
     a.purge_secret(ARN)
     assert b.get_secret_by_arn(ARN) is None

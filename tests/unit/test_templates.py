@@ -12,9 +12,10 @@ from typing import Any
 
 import pydantic
 import pytest
-from tests.unit.fakes import FakeEvents, FakeSecrets
+from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
+from kustos.kube.secrets import SecretGateway
 from kustos.models.sensitive import SecretValue
 from kustos.models.spec import ManagedSecretSpec, TemplateSpec
 from kustos.services.consumers.templates import (
@@ -284,8 +285,8 @@ def test_a_broken_template_keeps_the_last_good_secret(tmp_path: Path) -> None:
     renderer = TemplateRenderer()
     managed = ManagedSecretService(
         secrets,
-        SourceService(kube),  # type: ignore[arg-type]
-        ProjectionService(kube, renderer),  # type: ignore[arg-type]
+        SourceService(stand_in(SecretGateway, kube)),
+        ProjectionService(stand_in(SecretGateway, kube), renderer),
         events,
     )
     spec: dict[str, Any] = {

@@ -119,7 +119,7 @@ def test_rotation_goes_on_past_a_damaged_version_and_names_it(world: ApiWorld, s
     assert again["Skipped"] == 0
 
 
-class _LeavesOutTarget(SigV4Auth):  # type: ignore[misc]
+class _LeavesOutTarget(SigV4Auth):  # type: ignore[misc]  # botocore is untyped (Any)
     def headers_to_sign(self, request: AWSRequest) -> Any:
         headers = super().headers_to_sign(request)
         del headers["x-amz-target"]

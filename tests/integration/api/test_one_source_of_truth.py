@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-from tests.kube_helpers import apply, events, get, managed_secret, ready, secret_data, wait_for
+from tests.kube_helpers import (
+    apply,
+    events,
+    get,
+    managed_secret,
+    present,
+    ready,
+    secret_data,
+    wait_for,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -40,7 +49,7 @@ def test_api_created_secret_is_a_managed_secret(world: Any, sm: Any, ns: str) ->
         ),
         what="new value projected",
     )
-    spec = get(world.cluster, "ms", "prod-payments-db", ns)["spec"]  # type: ignore[index]
+    spec = present(get(world.cluster, "ms", "prod-payments-db", ns))["spec"]
     assert spec["tags"] == {"team": "pay", "tier": "gold"}
     # uppercase and other characters get a hashed object name
     sm.create_secret(Name="Weird_Name", SecretString="w")
@@ -66,7 +75,7 @@ def test_kubectl_created_secret_is_readable_through_api(world: Any, sm: Any, ns:
     got = sm.get_secret_value(SecretId="team/orders")
     assert got["ARN"] == obj["status"]["arn"]
     assert got["VersionId"] == obj["status"]["currentVersionId"]
-    projected = secret_data(get(world.cluster, "secret", "orders", ns))  # type: ignore[arg-type]
+    projected = secret_data(present(get(world.cluster, "secret", "orders", ns)))
     assert json.loads(got["SecretString"]) == projected
     assert sm.describe_secret(SecretId="team/orders")["Tags"] == [{"Key": "env", "Value": "prod"}]
 

@@ -14,7 +14,16 @@ from typing import Any
 import botocore.exceptions
 import yaml
 from tests.api_fixture import ApiWorld
-from tests.kube_helpers import condition, events, get, new_namespace, ready, secret_data, wait_for
+from tests.kube_helpers import (
+    condition,
+    events,
+    get,
+    new_namespace,
+    present,
+    ready,
+    secret_data,
+    wait_for,
+)
 
 DOC = Path(__file__).resolve().parents[3] / "docs" / "access.md"
 
@@ -61,7 +70,7 @@ def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> No
     obj = wait_for(lambda: ready(world.cluster, "db", shop), what="db Ready")
     arn = obj["status"]["arn"]
     shared = docs[1]["spec"]["resourcePolicy"]
-    assert condition(obj, "ResourcePolicyInForce")["status"] == "True"  # type: ignore[index]
+    assert present(condition(obj, "ResourcePolicyInForce"))["status"] == "True"
 
     # the other namespace reads it with boto3, by ARN (identity policy + resource policy)
     value = wait_for(lambda: reads(invoicer, arn), what="shared read allowed")
@@ -96,7 +105,7 @@ def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> No
         )
 
     obj = wait_for(refused, what="Ready=False ResourcePolicyRejected")
-    assert condition(obj, "Ready")["status"] == "False"  # type: ignore[index]
+    assert present(condition(obj, "Ready"))["status"] == "False"
     in_force = condition(obj, "ResourcePolicyInForce")
     assert in_force is not None and in_force["status"] == "False"
     assert "PublicPolicyException" in in_force["message"]
@@ -145,5 +154,5 @@ def test_a_secret_shared_by_its_spec_resource_policy_only(world: ApiWorld) -> No
         return o if o and o["spec"].get("resourcePolicy") == public else None
 
     obj = wait_for(settled, what="Ready with the public policy in the spec")
-    assert condition(obj, "ResourcePolicyInForce")["status"] == "True"  # type: ignore[index]
+    assert present(condition(obj, "ResourcePolicyInForce"))["status"] == "True"
     assert json.loads(owner.get_resource_policy(SecretId=arn)["ResourcePolicy"]) == public

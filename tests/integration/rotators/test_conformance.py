@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from tests.integration.rotators.rotation_harness import Engine, RotationCase
+from tests.kube_helpers import present
 
 from kustos.errors import InvalidParameterError
 from kustos.rotation import (
@@ -34,7 +35,7 @@ def test_one_rotation_end_to_end(case: RotationCase, engine: Engine) -> None:
     assert engine.current == new
     assert case.logs_in(new)
     if case.has_target:
-        assert case.logs_in(engine.previous) is case.alternating  # type: ignore[arg-type]
+        assert case.logs_in(present(engine.previous)) is case.alternating
 
 
 def test_create_is_idempotent_and_leaves_the_target_alone(

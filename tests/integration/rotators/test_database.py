@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from tests.integration.rotators.rotation_harness import Engine, RotationCase, build_case
@@ -241,24 +241,21 @@ def test_retire_secret_stops_only_the_previous_credentials(db_case: RotationCase
     """awaitRollout's last act: the previous user's password is replaced by one nobody
     keeps; AWSCURRENT keeps working; setSecret with the retired value (a rollback) makes
     the database accept it again. single-user has nothing left to retire."""
-    from kustos.rotation.rotator import RetireSecretRequest
+    from kustos.rotation.rotator import RetireSecretRequest, RetiringRotator
 
     engine = Engine(db_case, db_case.current)
     engine.rotate()
     assert engine.previous is not None
     assert db_case.logs_in(engine.previous) is db_case.alternating  # alternating: still works
-    retired = db_case.rotator.retire_secret(  # type: ignore[attr-defined]
-        db_case.request(RetireSecretRequest, engine, "retire-1")
-    )
+    rotator = cast(RetiringRotator, db_case.rotator)  # the database rotators retire
+    retired = rotator.retire_secret(db_case.request(RetireSecretRequest, engine, "retire-1"))
     assert not db_case.logs_in(engine.previous)
     assert db_case.logs_in(engine.current)
     if not db_case.alternating:
         assert retired.message == "nothing to retire"
         return
     assert "retired" in retired.message
-    again = db_case.rotator.retire_secret(  # type: ignore[attr-defined]
-        db_case.request(RetireSecretRequest, engine, "retire-2")
-    )
+    again = rotator.retire_secret(db_case.request(RetireSecretRequest, engine, "retire-2"))
     assert "retired" in again.message  # idempotent: no error on a second call
     # a rollback makes the database accept the previous value again, then tests it
     db_case.rotator.set_secret(
