@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,17 @@ def sa_token(world: ApiWorld, ident: Identity, path: Path) -> Path:
         ).stdout
     )
     return path
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 def test_client_credentials_and_cache(world: ApiWorld, ident: Identity, tmp_path: Path) -> None:
@@ -59,14 +69,20 @@ def test_client_credentials_and_cache(world: ApiWorld, ident: Identity, tmp_path
         stranger.list_secrets()
     assert exc.value.response["Error"]["Code"] == "UnrecognizedClientException"
 
+    # The caches' clock is the test's: a TTL is about time passing, not about how fast this
+    # machine answers (the real server and clients do everything else).
+    clock = ManualClock()
     cache = SecretCache(
-        bearer, SecretCacheConfig(ttl_seconds=0.5, max_stale_seconds=60, retry_base_seconds=0.2)
+        bearer,
+        SecretCacheConfig(ttl_seconds=0.5, max_stale_seconds=60, retry_base_seconds=0.2),
+        clock=clock,
     )
     assert cache.get_secret_string("client/db") == "v1"
     keys.put_secret_value(SecretId=arn, SecretString="v2")
+    clock.advance(0.4)
     assert cache.get_secret_string("client/db") == "v1"  # within the TTL
     assert cache.get_secret_string("client/db", "AWSPREVIOUS") == "v1"
-    time.sleep(0.6)
+    clock.advance(0.2)
     assert cache.get_secret_string("client/db") == "v2"  # refreshed after the TTL
     keys.put_secret_value(SecretId=arn, SecretString="v3")
     assert cache.refresh("client/db").value.reveal() == "v3"
@@ -78,16 +94,17 @@ def test_client_credentials_and_cache(world: ApiWorld, ident: Identity, tmp_path
             SecretId=sid, VersionStage=stage
         ),
         config=SecretCacheConfig(ttl_seconds=0.2, max_stale_seconds=60),
+        clock=clock,
     )
     assert stale.get_secret_string("client/db") == "v3"
     route["client"] = connect("https://127.0.0.1:1", token="t", max_attempts=1)
-    time.sleep(0.3)
+    clock.advance(0.3)
     assert stale.get_secret_string("client/db") == "v3"
     with pytest.raises(Exception, match="Could not connect"):
         stale.refresh("client/db")
     # deleted on the server: a definitive answer, not served stale
     keys.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
-    time.sleep(0.6)
+    clock.advance(0.6)
     with pytest.raises(ClientError) as exc:
         cache.get_secret_string("client/db")
     assert exc.value.response["Error"]["Code"] == "ResourceNotFoundException"
