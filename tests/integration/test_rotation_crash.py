@@ -25,6 +25,8 @@ from tests.rotation_helpers import (
 )
 
 pytestmark = [pytest.mark.cluster, pytest.mark.db, pytest.mark.slow]
+#: The longest module (two operator starts per case): one unit of parallel work per strategy.
+PARALLEL_BY = "strategy"
 
 STEPS = ("createSecret", "setSecret", "testSecret", "finishSecret")
 POINTS = [f"{step}:{when}" for step in STEPS for when in ("before", "after")]
