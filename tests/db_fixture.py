@@ -16,6 +16,10 @@ A server object has `host`, `port`, `admin_user`, `admin_password`, `database`, 
 `ca_path`, `connect(user=None, password=None, **kw)` (admin by default, autocommit on),
 `log_text()`, and `stop()` / `start()` / `stopped()` to simulate an unreachable database
 (the port is kept across a restart).
+
+`pod_postgres(pods)` starts another, private PostgreSQL that pods can reach too (dbctl's
+`PodNetwork`: the node's bridge address, TLS + scram from the pod range only); the caller
+stops it with `purge()` (also done at exit). `pg_server` stays loopback-only.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ def _dbctl() -> ModuleType:
         spec.loader.exec_module(module)
         module.fixture_servers = {}  # kind -> DbServer, shared by every copy of this module
         module.fixture_private_state = []  # temp state dirs to remove at exit
+        module.fixture_pod_state = []  # the same, of `pod_postgres` servers
     return sys.modules["kustos_dbctl"]
 
 
@@ -118,6 +123,14 @@ class DbServer:
     def stop(self) -> None:
         _dbctl().down(self.state_dir, only=self.kind)
 
+    def purge(self) -> None:
+        """Stop the server and delete its data (private servers only)."""
+        self.stop()
+        private: list[Path] = _dbctl().fixture_pod_state
+        if self.state_dir in private:
+            private.remove(self.state_dir)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
     def start(self) -> None:
         env = _dbctl().up(self.state_dir, only=self.kind)
         self.port = int(env[self.kind]["port"])
@@ -151,13 +164,28 @@ def _server(kind: str) -> DbServer:
     return _servers[kind]
 
 
+def pod_postgres(pods: Any) -> DbServer:
+    """A private PostgreSQL that also serves the pod network `pods` (a dbctl `PodNetwork`)."""
+    state = Path(tempfile.mkdtemp(prefix="kustos-db-pods-"))
+    _dbctl().fixture_pod_state.append(state)
+    atexit.register(_cleanup)
+    env = _dbctl().up(state, only="postgresql", pods=pods)
+    return DbServer.from_env("postgresql", state, env)
+
+
+def pod_network(dns_names: tuple[str, ...] = ()) -> Any:
+    """The local node's pod network (dbctl's `PodNetwork`, from tools/node/node.py)."""
+    return _dbctl().node_pod_network(dns_names)
+
+
 def _cleanup() -> None:
     """Stop the private servers and remove their state (reused ones are left alone)."""
     _private_state: list[Path] = _dbctl().fixture_private_state
-    for state in _private_state:
+    for state in [*_private_state, *_dbctl().fixture_pod_state]:
         _dbctl().down(state)
         shutil.rmtree(state, ignore_errors=True)
     _private_state.clear()
+    _dbctl().fixture_pod_state.clear()
     _dbctl().fixture_servers.clear()
 
 

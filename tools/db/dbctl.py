@@ -6,16 +6,24 @@
     python tools/db/dbctl.py env   [--state-dir .local/db]   print env.json
     python tools/db/dbctl.py purge [--state-dir .local/db]   stop both and delete the data
 
-Both servers listen on 127.0.0.1 only, on free ports chosen at first start (kept across
-restarts while free), run as the current user (as root: PostgreSQL runs as the `postgres`
-system user, which refuses root; MariaDB runs with `--user=root`), and never touch the
-system's sockets or config files (`--no-defaults`, private sockets under the state dir).
+Both servers listen on 127.0.0.1 only (but see "For pods" below), on free ports chosen at
+first start (kept across restarts while free), run as the current user (as root: PostgreSQL
+runs as the `postgres` system user, which refuses root; MariaDB runs with `--user=root`), and
+never touch the system's sockets or config files (`--no-defaults`, private sockets under the
+state dir).
 
 - PostgreSQL: scram-sha-256 everywhere, `log_statement=all` into `<state>/pg/server.log` (so
   tests can check no password reaches the server log), TLS on with a self-signed certificate
   for `localhost`/`127.0.0.1` (`<state>/tls/server.crt` doubles as the CA for verify-full).
 - MariaDB: general log on into `<state>/mariadb/general.log`, the same certificate for TLS,
   anonymous accounts removed, `--skip-name-resolve`.
+
+For pods (`up --for-pods`, or `up(state, pods=PodNetwork(...))` from the test fixtures),
+PostgreSQL also listens on the node's bridge address (`tools/node/node.py`: GATEWAY), pg_hba
+lets the pod range in with TLS and scram-sha-256 only (`hostssl`; plain connections from
+pods are refused), and the certificate's SAN also covers that address and the DNS names
+given (e.g. a Service's `postgres.<ns>.svc`), so pods can use `sslmode=verify-full` with
+`<state>/tls/server.crt` as the CA. Without it nothing but loopback is served.
 
 `<state>/env.json` holds what clients need: hosts, ports, admin credentials (throwaway, made
 up at first start), log paths, the CA path. Missing server binaries are installed with
@@ -36,6 +44,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +52,31 @@ PG_BIN_CANDIDATES = [Path(f"/usr/lib/postgresql/{v}/bin") for v in (17, 16, 15, 
 ADMIN_USER = "kustos_admin"
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STATE = REPO / ".local" / "db"
+
+
+@dataclass(frozen=True)
+class PodNetwork:
+    """Where pods reach the host: the node's bridge address and the pod range."""
+
+    address: str
+    cidr: str
+    dns_names: tuple[str, ...] = field(default=())
+
+
+def node_pod_network(dns_names: tuple[str, ...] = ()) -> PodNetwork:
+    """The local node's bridge address and pod range, from `tools/node/node.py`."""
+    import importlib.util
+
+    name = "kustos_tools_node"  # the name tools/controlplane/cluster.py loads it under
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, REPO / "tools" / "node" / "node.py")
+        assert spec
+        assert spec.loader
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    node = sys.modules[name]
+    return PodNetwork(str(node.GATEWAY), str(node.POD_CIDR), dns_names)
 
 
 def _is_root() -> bool:
@@ -124,10 +158,17 @@ def _pid_alive(pidfile: Path) -> int | None:
     return pid
 
 
-def ensure_tls(state: Path) -> tuple[Path, Path]:
+def ensure_tls(state: Path, pods: PodNetwork | None = None) -> tuple[Path, Path]:
+    """The server certificate (self-signed: it is its own CA); made again when `pods`
+    asks for names the existing one does not cover."""
     tls = state / "tls"
     crt, key = tls / "server.crt", tls / "server.key"
-    if not crt.exists():
+    san = "DNS:localhost,IP:127.0.0.1"
+    if pods is not None:
+        san += f",IP:{pods.address}" + "".join(f",DNS:{n}" for n in pods.dns_names)
+    san_file = tls / "san.txt"
+    old_san = san_file.read_text().strip() if san_file.exists() else "DNS:localhost,IP:127.0.0.1"
+    if not crt.exists() or (pods is not None and old_san != san):
         if not shutil.which("openssl"):
             _apt_install("openssl")
         tls.mkdir(parents=True, exist_ok=True)
@@ -148,10 +189,11 @@ def ensure_tls(state: Path) -> tuple[Path, Path]:
                 "-out",
                 str(crt),
                 "-addext",
-                "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                f"subjectAltName={san}",
             ]
         )
         key.chmod(0o600)
+        san_file.write_text(san + "\n")
     return crt, key
 
 
@@ -176,12 +218,14 @@ def _open_path_for_postgres(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- PostgreSQL
-def pg_up(state: Path) -> dict[str, Any]:
+def pg_up(state: Path, pods: PodNetwork | None = None) -> dict[str, Any]:
     env: dict[str, Any] = _load(state).get("postgresql", {})
     bindir = pg_bindir()
     data = state / "pg" / "data"
     log = state / "pg" / "server.log"
-    crt, key = ensure_tls(state)
+    if pods is None and env.get("pod_address"):  # a restart keeps what the first start set
+        pods = PodNetwork(env["pod_address"], env["pod_cidr"], tuple(env.get("pod_dns", ())))
+    crt, key = ensure_tls(state, pods)
     if not (data / "PG_VERSION").exists():
         password = env.get("admin_password") or secrets.token_urlsafe(24)
         (state / "pg").mkdir(parents=True, exist_ok=True)
@@ -214,9 +258,14 @@ def pg_up(state: Path) -> dict[str, Any]:
             as_postgres=True,
         )
         pwfile.unlink()
+        listen = "127.0.0.1" if pods is None else f"127.0.0.1,{pods.address}"
+        if pods is not None:
+            # Pods: TLS and scram only. initdb's lines admit loopback alone.
+            with (data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"\n# kustos dbctl: pods\nhostssl all all {pods.cidr} scram-sha-256\n")
         with (data / "postgresql.conf").open("a") as conf:
             conf.write(
-                "\n# kustos dbctl\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n"
+                f"\n# kustos dbctl\nlisten_addresses = '{listen}'\nunix_socket_directories = ''\n"
                 "log_statement = 'all'\nlog_connections = on\n"
                 "password_encryption = 'scram-sha-256'\n"
                 f"ssl = on\nssl_cert_file = '{state / 'pg' / 'server.crt'}'\n"
@@ -224,6 +273,10 @@ def pg_up(state: Path) -> dict[str, Any]:
                 "full_page_writes = off\nmax_connections = 200\n"
             )
         env = {"admin_user": ADMIN_USER, "admin_password": password}
+        if pods is not None:
+            env.update(pod_address=pods.address, pod_cidr=pods.cidr, pod_dns=list(pods.dns_names))
+    elif pods is not None and env.get("pod_address") != pods.address:
+        raise SystemExit(f"{data} was made without --for-pods: purge it first")
     port = int(env.get("port") or 0)
     if not _pid_alive(data / "postmaster.pid"):
         if not port or not port_free(port):
@@ -361,12 +414,13 @@ def mariadb_down(state: Path) -> None:
 
 
 # --------------------------------------------------------------------------- commands
-def up(state: Path, only: str | None = None) -> dict[str, Any]:
-    """Start both servers (or `only` "postgresql" / "mariadb"); returns env.json's content."""
+def up(state: Path, only: str | None = None, pods: PodNetwork | None = None) -> dict[str, Any]:
+    """Start both servers (or `only` "postgresql" / "mariadb"); returns env.json's content.
+    `pods`: PostgreSQL also serves the pod network (see the module docstring)."""
     state.mkdir(parents=True, exist_ok=True)
     env = _load(state)
     if only in (None, "postgresql"):
-        env["postgresql"] = pg_up(state)
+        env["postgresql"] = pg_up(state, pods)
         _save(state, env)
     if only in (None, "mariadb"):
         env["mariadb"] = mariadb_up(state)
@@ -387,10 +441,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir", type=Path, default=Path(os.environ.get("KUSTOS_DB_STATE", DEFAULT_STATE))
     )
+    parser.add_argument(
+        "--for-pods",
+        action="store_true",
+        help="PostgreSQL also listens on the local node's bridge address (TLS + scram from "
+        "the pod range only)",
+    )
+    parser.add_argument(
+        "--dns-name",
+        action="append",
+        default=[],
+        help="with --for-pods: a DNS name the certificate covers too (repeatable)",
+    )
     args = parser.parse_args(argv)
     state: Path = args.state_dir.resolve()
     if args.command == "up":
-        up(state)
+        up(state, pods=node_pod_network(tuple(args.dns_name)) if args.for_pods else None)
         print(f"databases up; connection details in {state / 'env.json'}", file=sys.stderr)
     elif args.command == "down":
         down(state)
