@@ -114,9 +114,7 @@ class World:
         self.secrets = SecretService(self.store, lambda: KEYRING, "test", clock=self.clock)
         self.kube, self.events = gateway or FakeSecrets(), FakeEvents()
         self.workloads = FakeWorkloads(*workloads)
-        self.rollouts = RolloutCoordinator(
-            self.workloads, RolloutLimits(debounce_seconds=10), clock=lambda: self.mono[0]
-        )
+        self.rollouts = self.new_rollouts()
 
         def changed(p: Projection) -> None:
             self.rollouts.secret_changed(
@@ -140,6 +138,8 @@ class World:
             RotationLimits(4, 2),
             workloads=self.workloads,
             hold_seconds=3600,
+            # As the factory wires it; through `self` so a test can swap the coordinator.
+            restart=lambda *args, **kw: self.rollouts.secret_changed(*args, **kw),
         )
         deletion = DeletionService(
             self.secrets,
@@ -151,6 +151,12 @@ class World:
             managed_service, lambda: rotation, lambda: deletion
         )
         self.body = self.apply(managed("db", spec or SPEC), frozenset({Trigger.CHANGED}))
+
+    def new_rollouts(self) -> RolloutCoordinator:
+        """A coordinator with nothing pending (a new replica's)."""
+        return RolloutCoordinator(
+            self.workloads, RolloutLimits(debounce_seconds=10), clock=lambda: self.mono[0]
+        )
 
     def apply(self, body: dict[str, Any], triggers: frozenset[Trigger]) -> dict[str, Any]:
         outcome: Outcome = self.controller.handle(body, triggers)

@@ -116,6 +116,28 @@ def test_an_operator_restart_resumes_the_wait_from_the_store(world: World) -> No
     assert world.row(token).status == SUCCEEDED
 
 
+def test_a_successor_restarts_the_consumers_whose_restart_died_with_the_leader(
+    world: World,
+) -> None:
+    world.rotate("r1")
+    token = world.current()
+    # The leader is killed inside the debounce window: the restarts it had pending lived in
+    # its memory. The replica that takes over the Lease has its own coordinator.
+    world.rollouts = world.new_rollouts()
+    assert world.rollouts.pending() == {}
+    world.tick(5)  # the successor's awaitRollout tick asks for them again
+    world.flush_restarts()
+    assert sorted(name for name, _ in world.workloads.patches) == ["web", "worker"]
+    world.tick(5)  # Rolling: not asked again
+    world.flush_restarts()
+    assert len(world.workloads.patches) == 2
+    world.workloads.roll_out("web")
+    world.workloads.roll_out("worker")
+    world.tick(5)
+    assert world.rotations.get(world.arn(), token).status == SUCCEEDED
+    assert world.current() == token
+
+
 def test_without_consumers_the_rotation_closes_at_finish_secret() -> None:
     world = World(deployment("other", uses="unrelated"))
     try:

@@ -59,6 +59,8 @@ class Services:
     notifier: Notifier | None = None
     #: Watches each rotation step (the crash-safety tests inject one); None in production.
     step_hook: StepHook | None = None
+    #: Restarts of consuming workloads (the projection's; awaitRollout asks it again).
+    rollouts: RolloutCoordinator | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, step_hook: StepHook | None = None) -> Services:
@@ -72,10 +74,11 @@ class Services:
         events = EventRecorder(api)
         audit, notifier = build_audit(settings, store, keys, api)
         lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
+        projection, rollouts = _projection(settings, api, gateway, lifecycle)
         managed = ManagedSecretService(
             secrets,
             SourceService(gateway),
-            _projection(settings, api, gateway, lifecycle),
+            projection,
             lifecycle,
             sharing=SharingService(gateway, NamespaceGateway(api)),
         )
@@ -91,6 +94,7 @@ class Services:
             audit=audit,
             notifier=notifier,
             step_hook=step_hook,
+            rollouts=rollouts,
         )
 
     @cached_property
@@ -195,6 +199,7 @@ def build_rotation(services: Services) -> RotationService:
         limits,
         workloads=WorkloadGateway(services.api),
         hold_seconds=settings.rotation_hold_seconds,
+        restart=services.rollouts.secret_changed if services.rollouts is not None else None,
     )
 
 
@@ -234,7 +239,7 @@ def _projection(
     api: client.ApiClient,
     gateway: SecretGateway,
     events: EventSink,
-) -> ProjectionService:
+) -> tuple[ProjectionService, RolloutCoordinator]:
     """The projection, with its template renderer and the restarts of consuming workloads."""
     renderer = TemplateRenderer(
         TemplateLimits(
@@ -258,4 +263,4 @@ def _projection(
             p.owner.namespace, p.target_name, p.version_id, p.restart_on_change, owner=p.owner
         )
 
-    return ProjectionService(gateway, renderer, on_change=changed)
+    return ProjectionService(gateway, renderer, on_change=changed), rollouts

@@ -19,7 +19,9 @@ object of Secret name to the version id projected (never anything derived from a
   workload's marker already names that version.
 
 Pending restarts live in memory: an operator restarted inside a window forgets them (the
-projected Secret is already new; the next change restarts as usual).
+projected Secret is already new; the next change restarts as usual), except those a rotation
+awaits: its awaitRollout ticks ask again (services/rotation/service.py), so the replica that
+takes over the Lease makes them.
 """
 
 from __future__ import annotations

@@ -22,6 +22,11 @@ version it came from (the workloads roll back to it through the same restarts), 
 closes as Held with the reason, an Event and the RotationFailed condition (reason
 RotationHeld) say why, and no scheduled rotation starts for `hold_seconds` (a new
 rotate-now does). Without consumers the rotation closes at finishSecret, as before.
+Each awaitRollout tick asks again for the restart of consumers not restarted for the version
+(`restart`, the rollout coordinator's `secret_changed`: a no-op while one is pending or once
+the workload names the version): the restart the projection asked for lives in the memory of
+the replica that projected, and a successor that took over the Lease (the leader killed
+inside the debounce window) would otherwise wait for a restart nobody makes, then hold.
 """
 
 from __future__ import annotations
@@ -31,11 +36,11 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from kustos.errors import InvalidRequestError, KustosError
-from kustos.kube.events import EventSink
+from kustos.kube.events import EventSink, ObjectRef
 from kustos.kube.secrets import SecretGateway
 from kustos.models.reasons import ConditionType, EventType, Reason
 from kustos.models.records import AWSPENDING, AWSPREVIOUS, SecretRecord
@@ -101,6 +106,20 @@ ROLLOUT_POLL_SECONDS = 3.0
 DEFAULT_ROLLOUT_TIMEOUT = 600
 
 
+class RestartRequest(Protocol):
+    """Ask for the restart of the workloads consuming Secret `secret` for `version_id`
+    (`RolloutCoordinator.secret_changed`)."""
+
+    def __call__(
+        self,
+        namespace: str,
+        secret: str,
+        version_id: str,
+        named: tuple[tuple[str, str], ...] = (),
+        owner: ObjectRef | None = None,
+    ) -> object: ...
+
+
 class RotationService:
     def __init__(
         self,
@@ -112,12 +131,15 @@ class RotationService:
         limits: RotationLimits,
         workloads: Workloads | None = None,
         hold_seconds: float = 3600.0,
+        restart: RestartRequest | None = None,
     ) -> None:
         """`workloads`: where the consumers are read (None: no awaitRollout step);
-        `hold_seconds`: how long a held rotation keeps the schedule from starting another."""
+        `hold_seconds`: how long a held rotation keeps the schedule from starting another;
+        `restart`: asks again for consumers' restarts while awaiting them (module docstring)."""
         self._secrets, self._store, self._gateway = secrets, store, gateway
         self._events, self._engine, self._limits = events, engine, limits
         self._workloads, self._hold_seconds = workloads, hold_seconds
+        self._restart = restart
 
     def _now(self) -> datetime:
         return self._secrets.clock()
@@ -488,6 +510,14 @@ class RotationService:
             ConsumerState(ref_of(w), rollout_state(w, target, token)) for w in self._consumers(obj)
         ]
         deadline = (active.finished_at or active.updated_at) + timedelta(seconds=timeout)
+        if (
+            self._restart is not None
+            and now < deadline
+            and any(c.state is RolloutState.NOT_RESTARTED for c in states)
+        ):
+            spec = parse_spec(obj.spec)
+            named = tuple((w.kind, w.name) for w in spec.target.restart_on_change)
+            self._restart(obj.namespace, target, token, named, owner=obj.ref)
         if all(c.state is RolloutState.DONE for c in states):
             message = self._retire(obj, record, active, config)
             self._store.close(record.arn, token, now)
