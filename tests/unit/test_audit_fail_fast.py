@@ -110,7 +110,8 @@ def test_a_locked_store_is_refused_within_seconds_then_at_once(store: SqlStore, 
         for i in range(20):
             with pytest.raises(AuditUnavailableError, match="not answering"):
                 audit.record(event(f"refused-{i}"))
-        assert time.monotonic() - started < 0.5  # at once: no queueing, no waiting
+        # at once: all 20 together take less than the one stall a single wait would cost
+        assert time.monotonic() - started < FAST.stall_seconds
     finally:
         lock.release()
     wait_until(lambda: audit.down() is None)  # the probe sees it answer again
@@ -235,7 +236,7 @@ def test_a_read_is_refused_fast_when_the_store_is_locked(store: SqlStore, db: Pa
         started = time.monotonic()
         with pytest.raises(AuditUnavailableError):
             api.call("GetSecretValue", {"SecretId": "db"}, WHO, meta)
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < FAST.stall_seconds  # no wait at all this time
     finally:
         lock.release()
     wait_until(lambda: audit.down() is None)

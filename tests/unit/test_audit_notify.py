@@ -31,11 +31,14 @@ class Hook:
         self.fail = fail
         self.received: list[tuple[dict[str, str], dict[str, Any]]] = []
         self.attempts = 0
+        self.gate = threading.Event()  # cleared: requests wait before they are answered
+        self.gate.set()
         hook = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                hook.gate.wait(30)
                 hook.attempts += 1
                 if hook.attempts <= hook.fail:
                     self.send_response(503)
@@ -107,12 +110,20 @@ def test_retried_until_delivered_never_blocking(
     # the header's value from the settings' snapshot of the environment, named by the file
     notifier = Notifier(load_subscribers(path, {"HOOK_TOKEN": "s3cr3t-header"}), backoff=0.05)
     audit.add_listener(notifier.offer)
-    started = time.perf_counter()
-    audit.record(event("DeleteSecret"))
-    audit.record(event("GetSecretValue"))  # not subscribed
-    audit.record(event("GetSecretValue", error_code="AccessDeniedException"))
-    audit.record(event("RotationFailed", error_code="RotationFailed", error_message="step 2"))
-    assert time.perf_counter() - started < 1.0  # delivery and its retries are elsewhere
+
+    def record_all() -> None:
+        audit.record(event("DeleteSecret"))
+        audit.record(event("GetSecretValue"))  # not subscribed
+        audit.record(event("GetSecretValue", error_code="AccessDeniedException"))
+        audit.record(event("RotationFailed", error_code="RotationFailed", error_message="step 2"))
+
+    hook.gate.clear()  # the receiver holds every request: a caller that delivered would wait
+    recorder = threading.Thread(target=record_all)
+    recorder.start()
+    recorder.join(20)
+    assert not recorder.is_alive()  # delivery and its retries are elsewhere
+    assert hook.received == []
+    hook.gate.set()
     hook.wait(3)
     notifier.close()
     assert hook.attempts == 5  # two 503s, then three deliveries
@@ -137,7 +148,7 @@ def test_full_queue_drops_instead_of_blocking(tmp_path: Path) -> None:
     before = metrics.NOTIFICATIONS.labels("dropped")._value.get()
     started = time.perf_counter()
     notifier.offer(rows)
-    assert time.perf_counter() - started < 0.5
+    assert time.perf_counter() - started < 5.0  # a blocking offer would never return
     assert metrics.NOTIFICATIONS.labels("dropped")._value.get() - before >= 3
 
 

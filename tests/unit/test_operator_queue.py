@@ -52,7 +52,7 @@ def test_one_run_per_object_at_a_time_and_triggers_coalesce() -> None:
         queue.submit("b", "other")
         wait_until(lambda: any(k == "b" for k, _ in runs))  # b is not blocked behind a
         release.set()
-        assert queue.wait_idle(5)
+        assert queue.wait_idle(30)
     finally:
         queue.stop()
     assert overlap == []
@@ -76,7 +76,7 @@ def test_the_pool_is_bounded() -> None:
     try:
         for key in range(20):
             queue.submit(key, "t")
-        assert queue.wait_idle(10)
+        assert queue.wait_idle(30)
     finally:
         queue.stop()
     assert peak[0] == 3

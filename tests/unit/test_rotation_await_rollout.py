@@ -134,7 +134,9 @@ def test_a_successor_restarts_the_consumers_whose_restart_died_with_the_leader(
     world.workloads.roll_out("web")
     world.workloads.roll_out("worker")
     world.tick(5)
-    assert world.rotations.get(world.arn(), token).status == SUCCEEDED
+    done = world.rotations.get(world.arn(), token)
+    assert done is not None
+    assert done.status == SUCCEEDED
     assert world.current() == token
 
 
