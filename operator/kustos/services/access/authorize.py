@@ -318,7 +318,7 @@ def build_access_service(
     return AccessService(
         TokenAuthenticator(gateway),
         AccessKeyService(store.access_keys, keyring, revocations=revocations),
-        PolicyIndex(gateway.list_policies),
+        PolicyIndex(gateway.list_policies, background=True),
         region=region,
         denials=DenialEvents(events, gateway.managed_secret_uid),
         revocations=revocations,

@@ -23,7 +23,8 @@ policies can be cached.
 Decisions are cached too (`DecisionCache`), per *generation* of the index: a number that
 moves whenever a re-list finds any policy added, removed or changed (uid and
 resourceVersion), so no decision outlives the policy set it was made under. The bound for
-an identity-policy change is therefore the index's: `ttl` (3 s) plus one list. A resource
+an identity-policy change is therefore the index's: `ttl` (3 s) plus one list (renewed in
+the background from two thirds of `ttl`, so requests do not wait for the list). A resource
 policy is part of the cached decision's key (its text, from the secret's record, which the
 store never serves stale), so a changed resource policy takes effect at once.
 """
@@ -154,23 +155,44 @@ def _principal_keys(principal: Principal) -> set[tuple[str, ...]]:
 
 
 class PolicyIndex:
+    """The policies in force, re-listed at most every `ttl` seconds.
+
+    With `background`, a listing older than two thirds of `ttl` is renewed by one background
+    thread while requests go on with the current one; only a listing `ttl` old (the bound)
+    is renewed on the request path, holding every request until it is done (and failing
+    them if the apiserver does not answer: closed, never stale past the bound). Without
+    `background` every renewal is on the request path."""
+
     def __init__(
-        self, source: Source, *, ttl: float = 3.0, clock: Callable[[], float] = time.monotonic
+        self,
+        source: Source,
+        *,
+        ttl: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
+        background: bool = False,
     ) -> None:
         self._source = source
         self._ttl = ttl
         self._clock = clock
+        self._background = background
         self._compiled: dict[tuple[str, str], BoundPolicy] = {}
         self._policies: list[BoundPolicy] = []
-        self._loaded_at: float | None = None
+        self._loaded_at: float | None = None  # when the listing in force was started
         self._lock = threading.Lock()
+        self._renewing = False  # a background renewal is running
         #: Moves whenever the set of policies in force changes (see the module docstring).
         self._generation = 0
 
     def refresh(self) -> None:
+        started = self._clock()
         namespaced, cluster = self._source()
+        self._install(started, [*namespaced, *cluster])
+
+    def _install(self, started: float, objects: list[Obj]) -> None:
+        if self._loaded_at is not None and started < self._loaded_at:
+            return  # a listing older than the one in force (a slow background renewal)
         compiled: dict[tuple[str, str], BoundPolicy] = {}
-        for obj in [*namespaced, *cluster]:
+        for obj in objects:
             meta = _mapping(obj.get("metadata"))
             key = (str(meta.get("uid")), str(meta.get("resourceVersion")))
             compiled[key] = self._compiled.get(key) or compile_policy_object(obj)
@@ -178,7 +200,18 @@ class PolicyIndex:
             self._generation += 1
         self._compiled = compiled
         self._policies = sorted(compiled.values(), key=lambda p: (p.kind, p.namespace, p.name))
-        self._loaded_at = self._clock()
+        self._loaded_at = started
+
+    def _renew_in_background(self) -> None:
+        try:
+            started = self._clock()
+            namespaced, cluster = self._source()
+            with self._lock:
+                self._install(started, [*namespaced, *cluster])
+        except Exception as exc:  # the request path renews (and fails closed) at the bound
+            log.warning("policies: background re-list failed: %s", type(exc).__name__)
+        finally:
+            self._renewing = False
 
     def policies(self) -> list[BoundPolicy]:
         return self.current()[1]
@@ -186,8 +219,14 @@ class PolicyIndex:
     def current(self) -> tuple[int, list[BoundPolicy]]:
         """(generation, the policies in force), re-listed first when older than `ttl`."""
         with self._lock:
-            if self._loaded_at is None or self._clock() - self._loaded_at >= self._ttl:
+            age = None if self._loaded_at is None else self._clock() - self._loaded_at
+            if age is None or age >= self._ttl:
                 self.refresh()
+            elif self._background and age >= self._ttl * 2 / 3 and not self._renewing:
+                self._renewing = True
+                threading.Thread(
+                    target=self._renew_in_background, name="kustos-policies", daemon=True
+                ).start()
             return self._generation, self._policies
 
     def generation(self) -> int:
