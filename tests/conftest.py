@@ -17,6 +17,9 @@ pytest_plugins = ["tests.cluster_fixture", "tests.operator_fixture", "tests.db_f
 _E2E = Path(__file__).parent / "e2e"
 
 
+# tryfirst: xdist's worker turns the marks into work units in its own modifyitems hook,
+# which otherwise runs before this one and sees no marks.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         group = "node" if _E2E in Path(item.path).parents else item.nodeid.split("::")[0]
