@@ -16,8 +16,8 @@ export KUBECONFIG
 CLUSTER := $(VENV)/bin/python tools/controlplane/cluster.py
 # make cluster-up runs a node (pods really run) unless NODE=0 (the control plane only).
 NODE ?= 1
-# Parallel pytest workers for the integration and e2e tiers (each has its own control plane
-# and databases; the e2e modules share one worker, the node being machine-wide).
+# Parallel pytest workers for the integration tier (each has its own control plane and
+# databases). The e2e tier runs first, alone: its node is machine-wide and changes the host.
 TEST_WORKERS ?= 3
 NODE_FLAG := $(if $(filter 0 no false,$(NODE)),--no-node,--node)
 IMAGES := $(VENV)/bin/python tools/images/images.py
@@ -142,8 +142,10 @@ test: $(VENV_STAMP) ## Install what is missing and run every test tier (unit, in
 	$(MAKE) lint && $(VENV)/bin/pytest tests/unit -q -p no:cacheprovider || { kill $$build; exit 1; }; \
 	echo "waiting for the cached builds (log: $(LOCAL)/build.log)"; \
 	wait $$build || { tail -30 $(LOCAL)/build.log; exit 1; }; \
-	$(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit --durations=30 \
-		-n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
+	$(VENV)/bin/pytest tests/e2e -q -p no:cacheprovider --durations=15; e2e=$$?; \
+	$(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit --ignore=tests/e2e \
+		--durations=30 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; rest=$$?; \
+	[ $$e2e -eq 0 ] && [ $$rest -eq 0 ]
 
 .PHONY: bench
 bench: $(VENV_STAMP) ## Run the benchmarks (on demand; figures go to docs/benchmarks.md)
