@@ -46,7 +46,8 @@ def store(tmp_path: Path) -> Iterator[SqlStore]:
     opened.close()
 
 
-def test_delete_and_restore_through_the_api_post_lifecycle_events(store: SqlStore) -> None:
+def _api(store: SqlStore) -> tuple[SecretsApi, FakeObjects, FakeEvents, DeletionService]:
+    """The API over `store` with in-memory gateways, sharing one DeletionService."""
     secrets = SecretService(store, lambda: KEYRING, "c")
     objects, events = FakeObjects(), FakeEvents()
     gateway = stand_in(ManagedObjectGateway, objects)
@@ -59,6 +60,11 @@ def test_delete_and_restore_through_the_api_post_lifecycle_events(store: SqlStor
         Audit(),
         deletion,
     )
+    return sm, objects, events, deletion
+
+
+def test_delete_and_restore_through_the_api_post_lifecycle_events(store: SqlStore) -> None:
+    sm, objects, events, _ = _api(store)
     sm.call("CreateSecret", {"Name": "svc/key", "SecretString": "k1"}, CALLER, META)
     assert ("team", "svc-key") in objects.objects
     sm.call("DeleteSecret", {"SecretId": "svc/key", "RecoveryWindowInDays": 7}, CALLER, META)
@@ -75,18 +81,7 @@ def test_a_late_deleted_event_for_the_removed_object_does_not_undo_a_restore(
     """The operator's watch may deliver DELETED for the object DeleteSecret removed only
     after RestoreSecret recreated it (same name, new uid): that event changes nothing, while
     a later `kubectl delete` of the new object still schedules deletion."""
-    secrets = SecretService(store, lambda: KEYRING, "c")
-    objects, events = FakeObjects(), FakeEvents()
-    gateway = stand_in(ManagedObjectGateway, objects)
-    deletion = DeletionService(secrets, gateway, stand_in(SecretGateway, FakeSecrets()), events)
-    sm = SecretsApi(
-        secrets,
-        gateway,
-        stand_in(SecretGateway, FakeSecrets()),
-        AllowAll(),
-        Audit(),
-        deletion,
-    )
+    sm, objects, _, deletion = _api(store)
     sm.call("CreateSecret", {"Name": "svc/key", "SecretString": "k1"}, CALLER, META)
     removed = objects.get("team", "svc-key")
     assert removed is not None
