@@ -82,13 +82,20 @@ class SecretVault:
 
 
 def _secret_data(
-    gateway: SecretGateway, namespace: str, name: str, what: str, importer: str | None = None
+    gateway: SecretGateway,
+    namespace: str,
+    name: str,
+    what: str,
+    importer: str | None = None,
+    *,
+    registered_function: bool = False,
 ) -> dict[str, str]:
-    """The Secret's data; with `importer`, only when the Secret consents to serve it."""
+    """The Secret's data; with `importer`, only when the Secret consents to serve it (or,
+    with `registered_function`, is registered as its namespace's rotation function)."""
     obj = gateway.get(namespace, name)
     if obj is None:
         raise SourceNotFoundError(f"rotation {what}: Secret {namespace}/{name} not found")
-    if importer is not None and not _serves(obj, importer, what):
+    if importer is not None and not _serves(obj, importer, registered_function):
         raise SourceNotAllowedError(
             f"rotation {what}: Secret {namespace}/{name} does not allow use by ManagedSecret "
             f"{importer}; whoever may write that Secret opts in with "
@@ -97,11 +104,11 @@ def _secret_data(
     return dict(obj.get("data") or {})
 
 
-def _serves(secret: Mapping[str, Any], importer: str, what: str) -> bool:
+def _serves(secret: Mapping[str, Any], importer: str, registered_function: bool) -> bool:
     if import_allowed(secret, importer):
         return True
     labels = (secret.get("metadata") or {}).get("labels") or {}
-    return what == "signingKeySecretRef" and labels.get(FUNCTION_LABEL) == FUNCTION_WEBHOOK
+    return registered_function and labels.get(FUNCTION_LABEL) == FUNCTION_WEBHOOK
 
 
 def _decode(data: dict[str, str], key: str, namespace: str, name: str, what: str) -> str:
@@ -154,7 +161,9 @@ def resolve_refs(
         )
     if "signingKeySecretRef" in config:
         ref = parse_ref(config["signingKeySecretRef"], "signingKeySecretRef")
-        data = _secret_data(gateway, namespace, ref.name, "signingKeySecretRef", importer)
+        data = _secret_data(
+            gateway, namespace, ref.name, "signingKeySecretRef", importer, registered_function=True
+        )
         key = ref.key or "signingKey"
         if key not in data:
             raise SourceError(
