@@ -23,7 +23,8 @@ def cluster(kube_cluster: Any) -> Any:
 
 def test_every_example_is_covered() -> None:
     # 03 runs an app pod against Kustos installed in the cluster: tests/e2e/test_install.py;
-    # 05 and 06 (boto3, JavaScript v3, no static key) too: tests/e2e/test_pod_credentials.py.
+    # 05 and 06 (boto3, JavaScript v3, no static key) too: tests/e2e/test_pod_credentials.py;
+    # 07 (an env-var app through rotations, real PostgreSQL): tests/e2e/test_consumers.py.
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == [
         "01-generated-password",
         "02-from-existing-secret",
@@ -31,6 +32,7 @@ def test_every_example_is_covered() -> None:
         "04-database-url",
         "05-boto3-no-static-key",
         "06-javascript-no-static-key",
+        "07-env-app-through-rotations",
     ]
 
 

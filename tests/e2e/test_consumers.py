@@ -1,0 +1,477 @@
+"""Apps that read database credentials from environment variables keep working through
+rotations, on the node: real pods, real PostgreSQL, real Deployment rollouts.
+
+The app is example 07 (``examples/07-env-app-through-rotations``: its image built from its
+Dockerfile FROM the local base, its Deployment and ManagedSecret as written there, with the
+database's address filled in): two replicas that each open a new connection and run a query
+every 50 ms with the projected Secret's keys as env vars, so they see a new login only in a
+new pod. Each pod keeps a report (counts, the time of its first successful query, its login's
+user and password fingerprint) in a hostPath directory of the test, so the counts outlive
+the pods. PostgreSQL is ``pod_postgres`` (TLS verified by the app against the server's CA).
+
+The operator runs as a host process beside the cluster (``operator_factory``: admin
+kubeconfig, its own SQLite store, from which the test reads each rotation's finish time),
+with a 1 s debounce and no rate limit in the way of 10 rotations a minute.
+
+- ``alternating-users``, 10 rotations (``kustos.io/rotate-now``): 0 failed queries across
+  all pods; while the rotation waits for the rollout (``awaitRollout``) the previous login
+  still works, and once it ended it does not; each rotation restarts the Deployment exactly
+  once (one pod-template generation, two new pods). Prints p50/p99 of the time from the
+  rotation's finishSecret to every consumer pod running a query with the new login.
+- ``single-user``: the same 10 rotations. Old pods fail from setSecret until they are
+  replaced (the old password is gone); the test asserts the app recovers (each rotation's
+  new pods query fine, one restart each) and prints the failed queries per rotation.
+- A failed rollout: the new pods crash (a ConfigMap value the old pods started without), so
+  the rotation holds after ``rolloutTimeoutSeconds``: AWSCURRENT back on the previous version,
+  ``RotationFailed`` with reason ``RotationHeld`` and a ``RotationHeld`` Event, the previous
+  login not retired, and the old pods keep serving with no failed query.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import yaml
+from tests.db_fixture import DbServer, pod_network, pod_postgres
+from tests.kube_helpers import condition, event_reasons, get, ready, secret_data, wait_for
+from tests.rotation_helpers import FAST, make_db_user
+
+pytestmark = [pytest.mark.cluster, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "examples" / "07-env-app-through-rotations"
+IMAGE = "orders-db-app:0.1.0"
+APP = "orders-db-app"
+MS = "orders-db"
+REPLICAS = 2
+ROTATIONS = 10
+OPERATOR_ENV = {
+    **FAST,
+    "KUSTOS_ROLLOUT_DEBOUNCE_SECONDS": "1",
+    "KUSTOS_ROLLOUT_MAX_PER_MINUTE": "1000",
+}
+
+
+@dataclass
+class Db:
+    pg: DbServer
+    address: str  # where pods (and the host operator) reach it: the node's bridge address
+
+
+@dataclass
+class App:
+    """One run of example 07 in its own namespace, with its host operator."""
+
+    cluster: Any
+    db: Db
+    ns: str
+    reports: Path
+    store: Path
+    failed_before: int = 0
+    seen_pods: set[str] = field(default_factory=set)
+
+    def ms(self) -> dict[str, Any]:
+        found = get(self.cluster, "managedsecret", MS, self.ns)
+        assert found is not None
+        return found
+
+    def creds(self) -> dict[str, str]:
+        return secret_data(get(self.cluster, "secret", MS, self.ns) or {})
+
+    def deployment(self) -> dict[str, Any]:
+        found = get(self.cluster, "deployment", APP, self.ns)
+        assert found is not None
+        return found
+
+    def read_reports(self) -> list[dict[str, Any]]:
+        out = []
+        for path in self.reports.glob("*.json"):
+            try:
+                out.append(json.loads(path.read_text()))
+            except (OSError, json.JSONDecodeError):  # replaced under us: read it next time
+                continue
+        self.seen_pods |= {r["pod"] for r in out}
+        return out
+
+    def finished_at(self, token: str) -> float:
+        """When finishSecret moved AWSCURRENT, from the operator's store (microseconds)."""
+        with sqlite3.connect(f"file:{self.store}?mode=ro", uri=True) as conn:
+            row = conn.execute("SELECT finished_at FROM rotations WHERE token = ?", (token,))
+            (value,) = row.fetchone()
+        moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        return moment.timestamp()
+
+    def logs_in(self, creds: dict[str, str]) -> bool:
+        try:
+            psycopg.connect(
+                host=self.db.address,
+                port=self.db.pg.port,
+                user=creds["username"],
+                password=creds["password"],
+                dbname=creds["dbname"],
+                sslmode="verify-full",
+                sslrootcert=str(self.db.pg.ca_path),
+                connect_timeout=10,
+            ).close()
+        except psycopg.OperationalError as error:
+            if "password authentication failed" in str(error):
+                return False
+            raise  # anything else is not an answer to the question
+        return True
+
+
+def _fingerprint(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()[:12]
+
+
+def _runs(report: dict[str, Any], creds: dict[str, str]) -> bool:
+    return bool(
+        report["user"] == creds["username"]
+        and report["password_sha"] == _fingerprint(creds["password"])
+    )
+
+
+@pytest.fixture(scope="module")
+def db(node_cluster: Any, example_image: Callable[..., str]) -> Iterator[Db]:
+    if node_cluster.control_plane is None:
+        pytest.skip("the test PostgreSQL runs on this machine: the local node only")
+    node_cluster.apply_crds()
+    example_image(EXAMPLE.name, IMAGE)
+    network = pod_network()
+    pg = pod_postgres(network)
+    try:
+        yield Db(pg, network.address)
+    finally:
+        pg.purge()
+
+
+def _docs(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((EXAMPLE / name).read_text()) if d]
+
+
+def _start(
+    cluster: Any,
+    db: Db,
+    operator_factory: Any,
+    tmp_path: Path,
+    strategy: str,
+    rollout_timeout: int = 120,
+    config_map: bool = False,
+) -> App:
+    runner = operator_factory(**OPERATOR_ENV)
+    runner.start()
+    ns = f"consumers-{uuid.uuid4().hex[:8]}"
+    cluster.kubectl("create", "namespace", ns)
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    reports.chmod(0o777)  # the app runs as 65532
+    app = App(cluster, db, ns, reports, runner.store_path)
+    user, password, dbname = make_db_user(db.pg)
+    consent = {"kustos.io/allow-import-by": MS}
+    secrets: list[tuple[str, dict[str, str], dict[str, str]]] = [
+        (
+            "orders-db-initial",
+            {
+                "username": user,
+                "password": password,
+                "host": db.address,
+                "port": str(db.pg.port),
+                "dbname": dbname,
+            },
+            consent,
+        ),
+        (
+            "orders-db-master",
+            {"username": db.pg.admin_user, "password": db.pg.admin_password},
+            consent,
+        ),
+        ("orders-db-ca", {"ca.crt": db.pg.ca_path.read_text()}, {}),
+    ]
+    for name, data, notes in secrets:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "annotations": notes},
+            "stringData": data,
+        }
+        # Server-side: no last-applied annotation repeating the password.
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(secret))
+
+    (ms,) = _docs("managedsecret.yaml")
+    rotation = ms["spec"]["rotation"]
+    rotation["rolloutTimeoutSeconds"] = rollout_timeout
+    rotation["postgresql"]["strategy"] = strategy
+    if strategy == "single-user":
+        del rotation["postgresql"]["masterSecretRef"]
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(ms))
+    wait_for(lambda: ready(cluster, MS, ns), timeout=120, what=f"{MS} Ready")
+
+    (deploy,) = _docs("deployment.yaml")
+    pod = deploy["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    container["env"].append({"name": "REPORT_DIR", "value": "/reports"})
+    container["volumeMounts"].append({"name": "reports", "mountPath": "/reports"})
+    pod["volumes"].append(
+        {"name": "reports", "hostPath": {"path": str(reports), "type": "Directory"}}
+    )
+    if config_map:  # a setting the pods read at start (the failed-rollout test breaks it)
+        cluster.kubectl("create", "configmap", APP, "-n", ns, "--from-literal=interval=0.05")
+        container["env"].append(
+            {
+                "name": "QUERY_INTERVAL_SECONDS",
+                "valueFrom": {"configMapKeyRef": {"name": APP, "key": "interval"}},
+            }
+        )
+    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(deploy))
+    _rolled_out(app)
+    wait_for(
+        lambda: _running(app, app.creds()) == REPLICAS,
+        timeout=120,
+        what="both pods querying",
+    )
+    return app
+
+
+def _rolled_out(app: App, timeout: int = 240) -> None:
+    try:
+        app.cluster.kubectl(
+            "-n",
+            app.ns,
+            "rollout",
+            "status",
+            f"deploy/{APP}",
+            f"--timeout={timeout}s",
+            timeout=timeout + 30,
+        )
+    except AssertionError as e:
+        described = app.cluster.kubectl("-n", app.ns, "describe", "pods", check=False).stdout
+        raise AssertionError(f"{APP} not rolled out:\n{described[-4000:]}") from e
+
+
+def _running(app: App, creds: dict[str, str]) -> int:
+    """How many live pods have queried with `creds`."""
+    return sum(
+        1
+        for r in app.read_reports()
+        if _runs(r, creds) and r["first_ok"] is not None and r["stopped"] is None
+    )
+
+
+def _failed(app: App) -> int:
+    return sum(int(r["failed"]) for r in app.read_reports())
+
+
+def _stop(app: App) -> None:
+    app.cluster.kubectl("delete", "namespace", app.ns, "--wait=true", timeout=240, check=False)
+
+
+@dataclass
+class Rotation:
+    token: str
+    saw_previous_login_while_awaiting: bool
+    seconds_to_all_pods: float
+    failed: int
+    generations: int
+    new_pods: int
+
+
+def _rotate(app: App, i: int) -> Rotation:
+    previous = app.creds()
+    before = app.ms().get("status", {}).get("rotation") or {}
+    generation = app.deployment()["metadata"]["generation"]
+    pods_before = {r["pod"] for r in app.read_reports()}
+    failed_before = _failed(app)
+    app.cluster.kubectl(
+        "annotate",
+        "ms",
+        MS,
+        "-n",
+        app.ns,
+        f"kustos.io/rotate-now=r{i}-{uuid.uuid4().hex[:6]}",
+        "--overwrite",
+    )
+    saw_previous = False
+    deadline = time.monotonic() + 240
+    while True:
+        assert time.monotonic() < deadline, f"rotation {i} did not end: {before}"
+        rotation = app.ms().get("status", {}).get("rotation") or {}
+        if rotation.get("token") not in (None, before.get("token")):
+            state, step = rotation.get("state"), rotation.get("step")
+            assert state in ("InProgress", "Succeeded"), rotation
+            if state == "Succeeded":
+                break
+            if step == "awaitRollout" and not saw_previous:
+                # finishSecret is behind: the app's new pods are starting, the old ones still
+                # log in with the previous credentials
+                saw_previous = app.logs_in(previous)
+        time.sleep(0.1)
+    token = rotation["token"]
+    new = app.creds()
+    assert new != previous
+    deploy = app.deployment()
+    status = deploy.get("status", {})
+    marker = deploy["spec"]["template"]["metadata"]["annotations"]["kustos.io/secret-versions"]
+    # the rotation ended: the Deployment had rolled the new version out
+    assert json.loads(marker)[MS] == token
+    assert status.get("updatedReplicas") == status.get("availableReplicas") == REPLICAS, status
+    assert not app.logs_in(previous), "the previous login works after the rotation ended"
+    # every old pod stopped (and wrote its last counts), every new pod queries
+    wait_for(
+        lambda: all(r["stopped"] is not None for r in app.read_reports() if _runs(r, previous)),
+        timeout=60,
+        what="the old pods stopped",
+    )
+    finished = app.finished_at(token)
+    firsts = wait_for(
+        lambda: (
+            f
+            if len(
+                f := [
+                    r["first_ok"]
+                    for r in app.read_reports()
+                    if _runs(r, new) and r["first_ok"] is not None and r["stopped"] is None
+                ]
+            )
+            == REPLICAS
+            else None
+        ),
+        timeout=60,
+        what="the new pods querying",
+    )
+    new_pods = {r["pod"] for r in app.read_reports()} - pods_before
+    return Rotation(
+        token=token,
+        saw_previous_login_while_awaiting=saw_previous,
+        seconds_to_all_pods=max(firsts) - finished,
+        failed=_failed(app) - failed_before,
+        generations=app.deployment()["metadata"]["generation"] - generation,
+        new_pods=len(new_pods),
+    )
+
+
+def _figures(strategy: str, rotations: list[Rotation]) -> str:
+    times = sorted(r.seconds_to_all_pods for r in rotations)
+    p99 = times[min(len(times) - 1, int(0.99 * len(times)))]
+    return (
+        f"\nFIGURES consumers on the node, {strategy}: {len(rotations)} rotations, "
+        f"{REPLICAS} pods; rotation finish -> all pods on the new login: "
+        f"p50 {statistics.median(times):.2f} s, p99 {p99:.2f} s, max {times[-1]:.2f} s; "
+        f"failed queries per rotation {[r.failed for r in rotations]}; "
+        f"restarts (pod-template generations) per rotation {[r.generations for r in rotations]}"
+    )
+
+
+def test_alternating_users_10_rotations_fail_no_query_and_retire_after_the_rollout(
+    node_cluster: Any, db: Db, operator_factory: Any, tmp_path: Path
+) -> None:
+    app = _start(node_cluster, db, operator_factory, tmp_path, "alternating-users")
+    try:
+        rotations = [_rotate(app, i) for i in range(ROTATIONS)]
+        print(_figures("alternating-users", rotations))
+        reports = app.read_reports()
+        print(f"queries: {sum(r['ok'] for r in reports)} ok, {_failed(app)} failed")
+        assert _failed(app) == 0, [r["errors"] for r in reports if r["failed"]]
+        assert [r.generations for r in rotations] == [1] * ROTATIONS
+        assert [r.new_pods for r in rotations] == [REPLICAS] * ROTATIONS
+        assert len(app.seen_pods) == REPLICAS * (ROTATIONS + 1)
+        assert all(r.saw_previous_login_while_awaiting for r in rotations)
+        assert len({r.token for r in rotations}) == ROTATIONS
+    finally:
+        _stop(app)
+
+
+def test_single_user_10_rotations_old_pods_fail_until_replaced_and_the_app_recovers(
+    node_cluster: Any, db: Db, operator_factory: Any, tmp_path: Path
+) -> None:
+    app = _start(node_cluster, db, operator_factory, tmp_path, "single-user")
+    try:
+        rotations = [_rotate(app, i) for i in range(ROTATIONS)]
+        print(_figures("single-user", rotations))
+        reports = app.read_reports()
+        print(f"queries: {sum(r['ok'] for r in reports)} ok, {_failed(app)} failed")
+        why = {e[1].split(":")[0] for r in reports for e in r["errors"]}
+        print(f"why they failed: {sorted(why)}")
+        assert [r.generations for r in rotations] == [1] * ROTATIONS
+        assert [r.new_pods for r in rotations] == [REPLICAS] * ROTATIONS
+        # recovered: the pods running now query with the current login and never failed
+        live = [r for r in reports if r["stopped"] is None]
+        assert len(live) == REPLICAS and all(_runs(r, app.creds()) for r in live)
+        assert all(r["failed"] == 0 and r["ok"] > 0 for r in live), live
+        # the old password stopped working at setSecret: what failed was old pods' logins
+        failing = [r for r in reports if r["failed"]]
+        assert all(r["stopped"] is not None for r in failing)
+    finally:
+        _stop(app)
+
+
+def test_a_rollout_that_fails_holds_the_rotation_and_the_old_pods_keep_serving(
+    node_cluster: Any, db: Db, operator_factory: Any, tmp_path: Path
+) -> None:
+    app = _start(
+        node_cluster,
+        db,
+        operator_factory,
+        tmp_path,
+        "alternating-users",
+        rollout_timeout=15,
+        config_map=True,
+    )
+    try:
+        previous, version = app.creds(), app.ms()["status"]["currentVersionId"]
+        old_pods = {r["pod"] for r in app.read_reports()}
+        # A setting the running pods read at start breaks: every new pod exits at once.
+        app.cluster.kubectl(
+            "patch",
+            "configmap",
+            APP,
+            "-n",
+            app.ns,
+            "--type=merge",
+            "-p",
+            json.dumps({"data": {"interval": "broken"}}),
+        )
+        app.cluster.kubectl(
+            "annotate", "ms", MS, "-n", app.ns, "kustos.io/rotate-now=doomed", "--overwrite"
+        )
+
+        def held() -> dict[str, Any] | None:
+            rotation = app.ms().get("status", {}).get("rotation") or {}
+            return rotation if rotation.get("state") == "Held" else None
+
+        rotation = wait_for(held, timeout=180, interval=0.5, what="the rotation held")
+        obj = app.ms()
+        failed = condition(obj, "RotationFailed") or {}
+        assert (failed.get("status"), failed.get("reason")) == ("True", "RotationHeld"), failed
+        assert f"Deployment/{APP}" in failed.get("message", "")
+        assert "RotationHeld" in event_reasons(app.cluster, MS, app.ns)
+        # AWSCURRENT is back on the version the rotation started from, and so is the Secret
+        assert obj["status"]["currentVersionId"] == version
+        assert app.creds() == previous
+        assert app.logs_in(previous)  # not retired
+        print(f"\nheld: {rotation}")
+        # The old pods serve on: still the same pods, still querying, nothing failed.
+        ok_then = {r["pod"]: r["ok"] for r in app.read_reports() if r["pod"] in old_pods}
+        wait_for(
+            lambda: all(
+                r["ok"] > ok_then[r["pod"]] + 20 for r in app.read_reports() if r["pod"] in old_pods
+            ),
+            timeout=60,
+            what="the old pods still querying",
+        )
+        live = {r["pod"] for r in app.read_reports() if r["stopped"] is None}
+        assert live == old_pods
+        assert _failed(app) == 0
+    finally:
+        _stop(app)
