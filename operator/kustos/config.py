@@ -69,9 +69,14 @@ class Settings:
     #: source Secrets, due purges). Changes reach the operator at once without it (watch and
     #: change feed); the pass trusts the status for the projected Secret (no read).
     resync_seconds: float = 30.0
-    #: Seconds between the passes that read each projected Secret and restore it if edited
-    #: (Kustos may not list or watch Secrets: see manifests/base/rbac.yaml).
+    #: Seconds between the passes that compare each projected Secret with what it should
+    #: hold and restore it if edited: against the watched cache where a namespace grants
+    #: the watch (`kustos-projection-watch`), else read by name (docs/security.md).
     drift_check_seconds: float = 300.0
+    #: Watch the projected Secrets (label-selected, per namespace with ManagedSecrets, where
+    #: a RoleBinding grants it): an edit or deletion is restored at once, and the drift
+    #: pass reads no Secret. Off: every drift pass reads each one by name.
+    secret_watch: bool = True
     #: Seconds between the paged LISTs that find objects deleted while the operator was down.
     orphan_sweep_seconds: float = 300.0
     #: Seconds between looks at the store's change feed (values written by any replica).
@@ -154,6 +159,7 @@ class Settings:
             ),
             feed_poll_seconds=float(env.get("KUSTOS_FEED_POLL_SECONDS", cls.feed_poll_seconds)),
             workers=int(env.get("KUSTOS_WORKERS", cls.workers)),
+            secret_watch=env.get("KUSTOS_SECRET_WATCH", "1") != "0",
             metrics_port=int(env.get("KUSTOS_METRICS_PORT", cls.metrics_port)),
             read_events_seconds=float(
                 env.get("KUSTOS_READ_EVENTS_SECONDS", cls.read_events_seconds)

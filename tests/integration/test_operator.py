@@ -173,6 +173,38 @@ def test_drift_is_corrected(cluster: Any, operator: Any) -> None:
     assert event_reasons(cluster, "drifty", ns).count("DriftCorrected") >= 1
 
 
+def test_the_secrets_watch_restores_an_edit_or_deletion_without_the_periodic_pass(
+    cluster: Any, operator_factory: Any
+) -> None:
+    # Both periodic passes an hour away: only the watch of projected Secrets can restore.
+    runner = operator_factory(KUSTOS_DRIFT_CHECK_SECONDS="3600", KUSTOS_RESYNC_SECONDS="3600")
+    runner.start()
+    ns = new_namespace(cluster)
+    apply(cluster, managed_secret("watched", ns, GENERATE))
+    wait_for(lambda: ready(cluster, "watched", ns), what="Ready")
+    original = secret_data(get(cluster, "secret", "watched", ns) or {})
+
+    def restored() -> bool:
+        found = get(cluster, "secret", "watched", ns)
+        return found is not None and secret_data(found) == original
+
+    cluster.kubectl(
+        "patch",
+        "secret",
+        "watched",
+        "-n",
+        ns,
+        "--type=merge",
+        "-p",
+        json.dumps({"stringData": {"password": "tampered"}}),
+    )
+    # Seconds, against a periodic pass of an hour (generous for a loaded 2-core machine).
+    wait_for(restored, timeout=10, what="the edit reverted by the watch")
+    cluster.kubectl("delete", "secret", "watched", "-n", ns)
+    wait_for(restored, timeout=10, what="the deleted Secret restored by the watch")
+    assert event_reasons(cluster, "watched", ns).count("DriftCorrected") >= 1
+
+
 def test_projected_secret_is_garbage_collected(cluster: Any, operator: Any) -> None:
     ns = new_namespace(cluster)
     apply(cluster, managed_secret("gone", ns, GENERATE))

@@ -108,6 +108,18 @@ def test_drift_is_found_by_the_drift_check_not_by_resync(world: World) -> None:
     assert world.events.reasons()[-1] is Reason.DRIFT_CORRECTED
 
 
+def test_the_secrets_watch_news_restores_an_edit_or_a_deletion(world: World) -> None:
+    body = applied(b := managed("db", GENERATE), world.controller.handle(b, C))
+    original = projected(world)
+    world.kube.objects[("team-a", "db")]["data"] = {}  # someone edits the Secret
+    world.controller.handle(body, frozenset({Trigger.PROJECTED_CHANGED}))
+    assert projected(world) == original
+    del world.kube.objects[("team-a", "db")]  # someone deletes it
+    world.controller.handle(body, frozenset({Trigger.PROJECTED_CHANGED}))
+    assert projected(world) == original
+    assert world.events.reasons()[-2:] == [Reason.DRIFT_CORRECTED, Reason.PROJECTED]
+
+
 def test_rotate_now_rotates_then_reprojects_in_the_same_step(world: World) -> None:
     spec = {**GENERATE, "rotation": {"generated": {}}}
     body = applied(b := managed("db", spec), world.controller.handle(b, C))

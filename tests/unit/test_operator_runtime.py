@@ -70,6 +70,7 @@ def rig(tmp_path: Path) -> Iterator[tuple[OperatorRuntime, Recorder, SqlStore, l
         store=store,
         managed_objects=objects,
         secrets=None,
+        secret_watch=None,
     )
     settings = Settings(
         resync_seconds=3600,

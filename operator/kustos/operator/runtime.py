@@ -5,15 +5,21 @@ controller triggers, and patches what the controller returns.
   kept; a new object, a new spec generation or a new `kustos.io/rotate-now` value is
   `CHANGED`/`ROTATE_NOW`; a status-only change (our own patches) is nothing; `DELETED` runs
   the deletion path with the object's last body.
+- **Projected Secrets** (`kustos.kube.secret_watch`, where a namespace grants the watch):
+  every namespace with a ManagedSecret gets a label-selected watch of its projected
+  Secrets; someone else's edit or deletion of one is `PROJECTED_CHANGED` for its owner (the
+  echo of our own writes is not), restored at once; the drift pass compares with that
+  cache and reads no Secret there.
 - **Change feed** (`_tail_feed`): every write that changes what a projected Secret holds
   (PutSecretValue, UpdateSecretVersionStage, a rotation's finish, RestoreSecret, a key
   change) appends to the store's feed in its own transaction, on whichever replica made it;
   one indexed query every `feed_poll_seconds` turns new entries into `VALUE_CHANGED`.
 - **Timers**: a rotation's due time or backoff end (`ROTATION_DUE`), retry with jittered
   exponential backoff for retryable errors, and the periodic safety nets, each spread over
-  its interval with jitter: `RESYNC` (no reads of projected Secrets), `DRIFT_CHECK` (reads
-  them), the purge of secrets past their recovery window, and a paged LIST for objects
-  deleted while the operator was down; and a verification of the whole audit log every
+  its interval with jitter: `RESYNC` (no reads of projected Secrets), `DRIFT_CHECK` (compares
+  them: the watched cache, else a GET by name where the watch is refused), the purge of
+  secrets past their recovery window, and a paged LIST for objects deleted while the
+  operator was down; and a verification of the whole audit log every
   `audit_verify_seconds` (its result is the `kustos_audit_verify_ok` metric, alerted on).
 
 Leadership: with several replicas only the Lease holder's runtime is started (`lead`); a
@@ -87,6 +93,9 @@ class OperatorRuntime:
         self._started = False
         self._feed = FeedCursor(0, self._clock)
         self._next_verify = 0.0
+        self._watch = services.secret_watch
+        if self._watch is not None:
+            self._watch.listen(self._projected_changed)
         self._threads = [
             threading.Thread(target=self._tail_feed, name="kustos-feed", daemon=True),
             threading.Thread(target=self._periodic, name="kustos-periodic", daemon=True),
@@ -97,6 +106,8 @@ class OperatorRuntime:
         # Everything written before now is covered by the watch's initial listing.
         self._started = True
         self._feed = FeedCursor(self._services.store.last_change(), self._clock)
+        if self._watch is not None:
+            self._watch.start()
         self.queue.start()
         for thread in self._threads:
             thread.start()
@@ -112,6 +123,8 @@ class OperatorRuntime:
         self._stop.set()
         if not self._started:  # a follower's runtime never ran
             return
+        if self._watch is not None:
+            self._watch.stop()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout=10)
@@ -132,9 +145,20 @@ class OperatorRuntime:
             old = self._bodies.get(key)
             self._bodies[key] = body
             self._seen_at[key] = self._clock()
+        if old is None and self._watch is not None:
+            self._watch.watch(key[0])  # idempotent: one watch per namespace
         trigger = _what_changed(old, body)
         if trigger is not None:
             self.queue.submit(key, trigger)
+
+    def _projected_changed(self, namespace: str, secret: Body, deleted: bool) -> None:
+        """Someone else changed or deleted a projected Secret: its owner restores it now."""
+        for ref in secret.get("metadata", {}).get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == "ManagedSecret":
+                key = (namespace, str(ref.get("name")))
+                body = self.body(key)
+                if body is not None and body["metadata"].get("uid") == ref.get("uid"):
+                    self.queue.submit(key, Trigger.PROJECTED_CHANGED)
 
     def body(self, key: Key) -> Body | None:
         with self._lock:

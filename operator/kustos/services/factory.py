@@ -16,6 +16,7 @@ from kustos.kube.events import EventRecorder, EventSink
 from kustos.kube.keyring_secret import KeyringSecret
 from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.namespaces import NamespaceGateway
+from kustos.kube.secret_watch import SecretWatch, WatchedSecretGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.kube.workloads import WorkloadGateway
 from kustos.models.records import SecretRecord
@@ -61,6 +62,9 @@ class Services:
     step_hook: StepHook | None = None
     #: Restarts of consuming workloads (the projection's; awaitRollout asks it again).
     rollouts: RolloutCoordinator | None = None
+    #: The watched cache of projected Secrets the projection reads (the operator runtime
+    #: starts it and names the namespaces); None: `secret_watch` is off.
+    secret_watch: SecretWatch | None = None
 
     @classmethod
     def build(cls, settings: Settings, *, step_hook: StepHook | None = None) -> Services:
@@ -74,7 +78,9 @@ class Services:
         events = EventRecorder(api)
         audit, notifier = build_audit(settings, store, keys, api)
         lifecycle = AuditingEventSink(events, audit, _object_resolver(store))
-        projection, rollouts = _projection(settings, api, gateway, lifecycle)
+        watch = SecretWatch(api) if settings.secret_watch else None
+        projected = WatchedSecretGateway(api, watch) if watch is not None else gateway
+        projection, rollouts = _projection(settings, api, projected, lifecycle)
         managed = ManagedSecretService(
             secrets,
             SourceService(gateway),
@@ -95,6 +101,7 @@ class Services:
             notifier=notifier,
             step_hook=step_hook,
             rollouts=rollouts,
+            secret_watch=watch,
         )
 
     @cached_property

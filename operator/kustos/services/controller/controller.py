@@ -15,7 +15,9 @@ Which triggers read the projected Secret: every trigger but `RESYNC` and `ROTATI
 Those two, the periodic safety net and the rotation timer, trust the status for it (the
 projected Secret is read and written only when the store's AWSCURRENT is not the version
 the status shows), so a pass over n unchanged objects reads no Secret.
-`DRIFT_CHECK`, a slower periodic pass, reads each one and restores it if edited.
+`DRIFT_CHECK`, a slower periodic pass, compares each one and restores it if edited (the
+operator's watched cache of projected Secrets answers those reads where it runs), and
+`PROJECTED_CHANGED`, that watch's news of someone else's edit or deletion, does so at once.
 """
 
 from __future__ import annotations
@@ -52,6 +54,8 @@ class Trigger(StrEnum):
     VALUE_CHANGED = "value-changed"
     #: The object is gone (the watch's DELETED event).
     DELETED = "deleted"
+    #: Someone else edited or deleted the projected Secret (the Secrets' watch).
+    PROJECTED_CHANGED = "projected-changed"
 
 
 #: Triggers that do not read the projected Secret (see the module docstring).
