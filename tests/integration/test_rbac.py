@@ -31,6 +31,38 @@ def manifest_rbac(cluster: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return role, binding
 
 
+def bind_projection_watch(cluster: Any, sa_ns: str, ns: str, suffix: str) -> None:
+    """The manifests' `kustos-projection-watch` (under a unique name), bound in `ns` only by
+    a RoleBinding, as a namespace opts in to drift detection by watch."""
+    built = cluster.kubectl("kustomize", str(MANIFESTS / "overlays" / "sqlite")).stdout
+    role = next(
+        copy.deepcopy(d)
+        for d in yaml.safe_load_all(built)
+        if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "kustos-projection-watch"
+    )
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]}
+    ]
+    role["metadata"] = {"name": f"kustos-projection-watch-{suffix}"}
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "kustos-projection-watch", "namespace": ns},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": sa_ns}],
+    }
+    cluster.kubectl(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [role, binding]}),
+    )
+
+
 def install_namespaced(cluster: Any, ns: str) -> None:
     """The manifests' namespaced Roles and bindings (the AuditAnchor's), moved to `ns`."""
     built = cluster.kubectl("kustomize", str(MANIFESTS / "overlays" / "sqlite")).stdout
@@ -158,10 +190,13 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
     cluster: Any, tmp_path: Path
 ) -> None:
     ns, apps = new_namespace(cluster, "rbac"), new_namespace(cluster, "app")
+    bare = new_namespace(cluster, "bare")  # no RoleBinding of kustos-projection-watch
     cluster.kubectl("create", "serviceaccount", SA, "-n", ns)
     role, binding = manifest_rbac(cluster)
-    install(cluster, role, binding, ns, uuid.uuid4().hex[:6])
+    suffix = uuid.uuid4().hex[:6]
+    install(cluster, role, binding, ns, suffix)
     install_namespaced(cluster, ns)
+    bind_projection_watch(cluster, ns, apps, suffix)
     kubeconfig = token_kubeconfig(cluster, ns, tmp_path / "sa-kubeconfig")
     whoami = cluster.kubectl(f"--kubeconfig={kubeconfig}", "auth", "whoami", "-o", "json")
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == (
@@ -169,7 +204,12 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
     )
     other = new_namespace(cluster, "share")
     runner = OperatorRunner(
-        kubeconfig, tmp_path, ns, KUSTOS_AUDIT_ANCHOR_SECONDS="0.5", KUSTOS_RESYNC_SECONDS="2"
+        kubeconfig,
+        tmp_path,
+        ns,
+        KUSTOS_AUDIT_ANCHOR_SECONDS="0.5",
+        KUSTOS_RESYNC_SECONDS="2",
+        KUSTOS_DRIFT_CHECK_SECONDS="3600",  # only the watch restores within the test
     )
     runner.start()
     try:
@@ -184,6 +224,27 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
         assert secret is not None
         refs = secret["metadata"]["ownerReferences"]
         assert refs[0]["uid"] == obj["metadata"]["uid"] and refs[0]["blockOwnerDeletion"]
+        # Where the namespace binds kustos-projection-watch, a deleted projected Secret is
+        # back in seconds (the drift pass is an hour away): the watch runs on that grant.
+        cluster.kubectl("delete", "secret", "db", "-n", apps)
+        wait_for(
+            lambda: (get(cluster, "secret", "db", apps) or {}).get("data") == secret["data"],
+            timeout=15,
+            what="the deleted Secret restored by the namespace's watch",
+        )
+        # Where it does not, the operator projects all the same (reads by name) and says
+        # the watch is refused there.
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps(managed_secret("db", bare, {"generate": {"passwordLength": 16}})),
+        )
+        wait_for(lambda: ready(cluster, "db", bare), timeout=90, what="Ready without the watch")
+        wait_for(
+            lambda: f"namespace {bare}: no RoleBinding of kustos-projection-watch" in runner.log(),
+            what="the refused watch reported",
+        )
         wait_for(
             lambda: (
                 (get(cluster, "auditanchor", "kustos-audit", ns) or {})
