@@ -112,10 +112,13 @@ class Store(Protocol):
         stages: Sequence[str],
         created_at: datetime,
         fingerprint: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> VersionRecord:
         """Insert an immutable version carrying `stages`, moving each label off any other
         version in the same transaction. Moving AWSCURRENT makes the version that held it
         AWSPREVIOUS (and AWSPREVIOUS leaves the version that held it before).
+        `extra`: keys merged into the record's `extra` in that transaction too, as
+        `merge_extra` does (one commit instead of two for a new object's first version).
         ResourceExistsError if `version_id` exists already for this secret."""
 
     def get_version(

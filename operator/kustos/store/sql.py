@@ -210,22 +210,7 @@ class SqlStore(Tables):
         secret's lock: other keys, and every other column, are left as they are."""
         with self._tx("update a secret", write=True) as conn:
             lock_secret(conn, arn)
-            text = conn.execute(
-                sa.select(secrets.c.extra).where(secrets.c.arn == arn)
-            ).scalar_one_or_none()
-            if text is None:
-                raise ResourceNotFoundError(f"secret {arn!r} not found")
-            extra = json.loads(text)
-            for key, value in items.items():
-                if value is None:
-                    extra.pop(key, None)
-                else:
-                    extra[key] = value
-            conn.execute(
-                sa.update(secrets)
-                .where(secrets.c.arn == arn)
-                .values(extra=json.dumps(extra, separators=(",", ":"), sort_keys=True))
-            )
+            _merge_extra(conn, arn, items)
 
     def _one_secret(
         self, query: sa.Select[Any], params: dict[str, str], kind: str = "secret"
@@ -321,6 +306,7 @@ class SqlStore(Tables):
         stages: Sequence[str],
         created_at: datetime,
         fingerprint: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> VersionRecord:
         labels = tuple(dict.fromkeys(stages))
         try:
@@ -346,6 +332,8 @@ class SqlStore(Tables):
                 )
                 for stage in labels:
                     attach(conn, arn, stage, version_id)
+                if extra:
+                    _merge_extra(conn, arn, extra)
                 _note(conn, arn, "version")
         except IntegrityError:
             raise ResourceExistsError(f"version {version_id!r} of {arn!r} exists already") from None
@@ -489,3 +477,21 @@ class SqlStore(Tables):
                 .values(key_id=new_key_id, wrapped_key=wrapped_key)
             )
             return bool(conn.execute(query).rowcount == 1)
+
+
+def _merge_extra(conn: sa.Connection, arn: str, items: dict[str, Any]) -> None:
+    """`merge_extra` inside a transaction that holds the secret's lock."""
+    text = conn.execute(sa.select(secrets.c.extra).where(secrets.c.arn == arn)).scalar_one_or_none()
+    if text is None:
+        raise ResourceNotFoundError(f"secret {arn!r} not found")
+    extra = json.loads(text)
+    for key, value in items.items():
+        if value is None:
+            extra.pop(key, None)
+        else:
+            extra[key] = value
+    conn.execute(
+        sa.update(secrets)
+        .where(secrets.c.arn == arn)
+        .values(extra=json.dumps(extra, separators=(",", ":"), sort_keys=True))
+    )

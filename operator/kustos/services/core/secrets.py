@@ -82,8 +82,12 @@ class SecretService:
         extra: dict[str, object] | None = None,
         arn: str | None = None,
         kms_key_id: str = "",
+        spec_generation: int = 0,
+        spec_uid: str | None = None,
     ) -> SecretRecord:
-        """`arn` may be chosen beforehand (see `make_arn`), e.g. to audit it before writing."""
+        """`arn` may be chosen beforehand (see `make_arn`), e.g. to audit it before writing.
+        `spec_generation`/`spec_uid`: the description and tags are those of that generation
+        of the object's spec (as `apply_spec` would record them, in the same insert)."""
         now = self.clock()
         record = SecretRecord(
             arn=arn or make_arn(self.cluster, namespace, name),
@@ -96,6 +100,8 @@ class SecretService:
             object_name=object_name,
             kms_key_id=kms_key_id,
             extra=dict(extra or {}),
+            spec_generation=spec_generation,
+            spec_uid=spec_uid,
         )
         self.store.create_secret(record)
         return record
@@ -133,7 +139,9 @@ class SecretService:
         stages: Sequence[str] = (AWSCURRENT,),
         version_id: str | None = None,
         fingerprint: str = "",
+        extra: dict[str, Any] | None = None,
     ) -> VersionRecord:
+        """`extra`: bookkeeping keys merged into the record in the same transaction."""
         if len(value) == 0:
             raise InvalidParameterError("a secret value must not be empty")
         if len(value) > 65536:
@@ -149,7 +157,7 @@ class SecretService:
             key_id=key_id,
         )
         return self.store.add_version(
-            record.arn, vid, sealed, stages, self.clock(), fingerprint=fingerprint
+            record.arn, vid, sealed, stages, self.clock(), fingerprint=fingerprint, extra=extra
         )
 
     def version(
