@@ -209,7 +209,9 @@ def main() -> None:
             f"= {crs + plain:.1f} s ({load()})",
             flush=True,
         )
-        cluster.kubectl("delete", "namespace", names["base"], "--wait=false")
+        # Gone before the operator starts: it would otherwise reconcile (and then delete)
+        # the baseline's N objects in the middle of the measurement.
+        cluster.kubectl("delete", "namespace", names["base"], "--timeout=900s", timeout=960)
 
     workdir = Path(tempfile.mkdtemp(prefix="kustos-scale-"))
     runner = OperatorRunner(cluster.kubeconfig, workdir, names["kustos-sys"], **DEFAULTS)
