@@ -401,8 +401,15 @@ def test_single_user_10_rotations_old_pods_fail_until_replaced_and_the_app_recov
         print(_figures("single-user", rotations))
         reports = app.read_reports()
         print(f"queries: {sum(r['ok'] for r in reports)} ok, {_failed(app)} failed")
-        why = {e[1].split(":")[0] for r in reports for e in r["errors"]}
+        # "OperationalError: connection failed: ... FATAL:  password authentication failed
+        # for user ...": what the server says, without the address and the user's name
+        why = {
+            e[1].split("FATAL:")[-1].split(" for user")[0].strip()
+            for r in reports
+            for e in r["errors"]
+        }
         print(f"why they failed: {sorted(why)}")
+        assert why == {"password authentication failed"}, why
         assert [r.generations for r in rotations] == [1] * ROTATIONS
         assert [r.new_pods for r in rotations] == [REPLICAS] * ROTATIONS
         # recovered: the pods running now query with the current login and never failed
@@ -473,5 +480,26 @@ def test_a_rollout_that_fails_holds_the_rotation_and_the_old_pods_keep_serving(
         live = {r["pod"] for r in app.read_reports() if r["stopped"] is None}
         assert live == old_pods
         assert _failed(app) == 0
+
+        # the pods that did not roll out are the new ones, and they crashed (the kubelet's
+        # Events outlive the pods the rollback replaced)
+        def crashed() -> list[str]:
+            listed = app.cluster.kubectl("get", "events", "-n", app.ns, "-o", "json").stdout
+            return [
+                e["involvedObject"]["name"]
+                for e in json.loads(listed)["items"]
+                if e["involvedObject"].get("kind") == "Pod"
+                and e["involvedObject"]["name"] not in old_pods
+                and e["reason"] == "BackOff"
+            ]
+
+        wait_for(crashed, timeout=60, what="a new pod crash-looping")
+
+        # ...and the Deployment is asked back onto the version AWSCURRENT is on again
+        def marker() -> str:
+            template = app.deployment()["spec"]["template"]["metadata"]
+            return str(json.loads(template["annotations"]["kustos.io/secret-versions"])[MS])
+
+        wait_for(lambda: marker() == version, timeout=60, what="the rollback's restart")
     finally:
         _stop(app)
