@@ -48,6 +48,7 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
     from kustos.kube.access import TokenReviewResult
     from kustos.kube.managed_objects import ManagedObjectGateway
     from kustos.kube.secrets import SecretGateway
+    from kustos.models.nonblocking import must_not_block
     from kustos.services.access.authorize import AccessService
     from kustos.services.access.keys import AccessKeyService
     from kustos.services.access.policies import PolicyIndex
@@ -72,6 +73,7 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
 
     class Reviewer:
         def review_token(self, token: str, audiences: list[str]) -> TokenReviewResult:
+            must_not_block("a TokenReview")  # a Kubernetes request in the product
             if token != TOKEN:
                 return TokenReviewResult(False, error="invalid")
             return TokenReviewResult(
@@ -89,6 +91,7 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
     def policies() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The policies "in the cluster": `<store>.policies.json` if present (tests edit
         it), else the allow-all POLICY."""
+        must_not_block("listing policies")  # a Kubernetes request in the product
         if policy_file.exists():
             return json.loads(policy_file.read_text()), []
         return [POLICY], []
@@ -103,7 +106,24 @@ def build_services(store_path: Path, *, audit: bool = True) -> Any:
     secrets = SecretService(store, lambda: keyring, "test")
 
     class NoAudit:
+        """Records nothing (for `--no-audit` A/B runs), on the same request paths as the
+        real log: a warm GetSecretValue is still answered on the event loop."""
+
+        first_wait_seconds = 1.0
+
         def record(self, event: Any) -> None:
+            return None
+
+        def submit(self, events: Any, on_done: Any) -> None:
+            on_done()
+
+        def keep_waiting(self, ticket: Any) -> bool:
+            return False
+
+        def settled(self, ticket: Any) -> bool:
+            return True
+
+        def settle(self, ticket: Any) -> None:
             return None
 
     sink: Any = (
@@ -150,7 +170,7 @@ def serve(store_path: Path, port: int, audit: bool) -> None:
 
     from aiohttp import web
 
-    from kustos.api.server import build_app
+    from kustos.api.server import build_app, tune_interpreter
 
     backend, extra = build_services(store_path, audit=audit)
 
@@ -167,6 +187,7 @@ def serve(store_path: Path, port: int, audit: bool) -> None:
 
         await drain(runner, float(os.environ.get("KUSTOS_API_DRAIN_SECONDS", "0")))
 
+    tune_interpreter()
     asyncio.run(main())
     if hasattr(extra["audit"], "close"):
         extra["audit"].close()

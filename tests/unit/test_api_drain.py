@@ -24,6 +24,7 @@ class _SlowDenier:
     """Answers every API call with AccessDenied, after `delay` seconds (a request in flight)."""
 
     operations = frozenset[str]()
+    audit_queue = None  # every request on a worker thread
 
     def __init__(self, delay: float) -> None:
         self.delay = delay

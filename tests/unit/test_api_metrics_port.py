@@ -17,6 +17,7 @@ from kustos.services.api.service import SecretsApi
 
 class _Nobody:
     operations = frozenset[str]()
+    audit_queue = None  # every request on a worker thread
 
     def authenticate(self, req: Any) -> Any:
         raise AssertionError("no API call in this test")

@@ -43,7 +43,7 @@ from aiohttp import web
 
 from kustos import __version__, metrics
 from kustos.api.injector import CachedInjection, Injection, add_injector_routes
-from kustos.api.server import ApiBackend, build_app, readiness_of
+from kustos.api.server import ApiBackend, build_app, readiness_of, tune_interpreter
 from kustos.api.tls import DEFAULT_SECRET, ServingTls, default_hosts
 from kustos.config import Settings
 from kustos.errors import KustosError
@@ -63,6 +63,7 @@ def make_app(services: Services) -> web.Application:
     from kustos.api.credentials import add_credentials_routes
     from kustos.services.access.container_credentials import ContainerCredentials
 
+    tune_interpreter()  # this process serves the API from now on
     backend = ApiBackend(services.access, services.secrets_api)
     issuer = ContainerCredentials(services.access, services.audit)
     inject = CachedInjection(lambda: load_injection(services))

@@ -24,6 +24,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from kustos.errors import FencedError, StoreError
 from kustos.metrics import STORE_ERRORS
 from kustos.models.fencing import FenceToken, check_fence
+from kustos.models.nonblocking import must_not_block
 from kustos.store.migrate import WRITE
 from kustos.store.schema import fence
 
@@ -37,6 +38,7 @@ class Tables:
 
     @contextmanager
     def _tx(self, what: str, *, write: bool = False) -> Iterator[Connection]:
+        must_not_block(what)
         token = check_fence() if write else None
         try:
             with self._writer.begin() if write else self._engine.connect() as conn:

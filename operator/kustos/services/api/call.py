@@ -15,15 +15,16 @@ passwords are dropped by `safe_parameters`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from kustos.errors import AuditUnavailableError, InvalidRequestError
 from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
+from kustos.models.nonblocking import defer_audit
 from kustos.models.records import SecretRecord
 from kustos.services.audit.reads import ReadEvents
 from kustos.services.core.deletion import DeletionService
@@ -33,6 +34,7 @@ from kustos.store.rotations import RotationStore
 
 __all__ = [
     "ANONYMOUS",
+    "AuditQueue",
     "AuditSink",
     "Authorizer",
     "Call",
@@ -81,6 +83,23 @@ class Authorizer(Protocol):
 class AuditSink(Protocol):
     def record(self, event: AuditEvent) -> None:
         """Make `event` durable; AuditUnavailableError when it cannot."""
+
+
+@runtime_checkable
+class AuditQueue(AuditSink, Protocol):
+    """An audit sink that can also take records without waiting for their commit (for
+    calls answered on an event loop; `kustos.services.audit.service.AuditService`)."""
+
+    @property
+    def first_wait_seconds(self) -> float: ...
+
+    def submit(self, events: Sequence[AuditEvent], on_done: Callable[[], None]) -> Any: ...
+
+    def keep_waiting(self, ticket: Any) -> bool: ...
+
+    def settled(self, ticket: Any) -> bool: ...
+
+    def settle(self, ticket: Any) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -206,12 +225,17 @@ class Call:
             self._record(self.event(error))
             self.audited = True
             return
+        event = self.event(error)
+        if defer_audit(event):
+            return
         try:
-            self.audit.record(self.event(error))
+            self.audit.record(event)
         except Exception:  # best effort: the call has failed anyway
             log.error("could not audit the failure of %s %s", self.operation, self.meta.request_id)
 
     def _record(self, event: AuditEvent) -> None:
+        if defer_audit(event):  # on the event loop: the adapter commits it before answering
+            return
         try:
             self.audit.record(event)
         except AuditUnavailableError:

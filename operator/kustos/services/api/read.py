@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kustos.errors import AccessDeniedError, InvalidParameterError, KustosError
+from kustos.models.nonblocking import after_audit
 from kustos.models.records import SecretRecord, VersionRecord
 from kustos.rotation.engine import AWAIT
 from kustos.services.api.call import Call, Deps
@@ -58,6 +59,13 @@ def _touch(deps: Deps, record: SecretRecord) -> None:
         deps.store.update_secret(record.evolve(last_accessed_at=today))
 
 
+def _count_read(deps: Deps, call: Call, record: SecretRecord, action: str) -> None:
+    """Count a successful read for the aggregated `Accessed` Events, once it is audited."""
+    reads = deps.reads
+    if reads is not None:
+        after_audit(lambda: reads.read(call.principal, record, action))
+
+
 def get_secret_value(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     version_id, stage = p.get("VersionId"), p.get("VersionStage")
     record = not_deleted(
@@ -73,8 +81,7 @@ def get_secret_value(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     result = _value_of(deps, record, version)
     call.commit_point(ARN=record.arn, Name=record.name, VersionId=version.version_id)
     _touch(deps, record)
-    if deps.reads is not None:
-        deps.reads.read(call.principal, record, "GetSecretValue")
+    _count_read(deps, call, record, "GetSecretValue")
     return result
 
 
@@ -121,9 +128,8 @@ def batch_get_secret_value(deps: Deps, call: Call, p: dict[str, Any]) -> Result:
     call.secret_arn = call.secret_name = None
     call.namespace = caller
     call.commit_point(SecretArns=[v["ARN"] for v in values], Errors=[e["SecretId"] for e in errors])
-    if deps.reads is not None:
-        for record in read:
-            deps.reads.read(call.principal, record, "BatchGetSecretValue")
+    for record in read:
+        _count_read(deps, call, record, "BatchGetSecretValue")
     out: Result = {"SecretValues": values, "Errors": errors}
     if next_token:
         out["NextToken"] = next_token

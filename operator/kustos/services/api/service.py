@@ -27,15 +27,24 @@ from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
 from kustos.models.audit import AuditEvent
 from kustos.models.identity import Principal
+from kustos.models.nonblocking import must_not_block
 from kustos.services.access.refusals import OTHER_SOURCES, RefusalBudget, Suppressed
 from kustos.services.api import lifecycle, policy, read, rotation, write
-from kustos.services.api.call import ANONYMOUS, AuditSink, Authorizer, Call, CallMeta, Deps
+from kustos.services.api.call import (
+    ANONYMOUS,
+    AuditQueue,
+    AuditSink,
+    Authorizer,
+    Call,
+    CallMeta,
+    Deps,
+)
 from kustos.services.audit.reads import ReadEvents
 from kustos.services.core.deletion import DeletionService
 from kustos.services.core.secrets import SecretService
 from kustos.store.rotations import RotationStore
 
-__all__ = ["OPERATIONS", "SecretsApi"]
+__all__ = ["NONBLOCKING", "OPERATIONS", "SecretsApi"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +73,11 @@ OPERATIONS: dict[str, Operation] = {
 }
 
 
+#: Read-only operations an adapter may attempt without blocking (`kustos.models.nonblocking`):
+#: from warm caches they need no store transaction, no Kubernetes request and no wait.
+NONBLOCKING = frozenset({"GetSecretValue", "BatchGetSecretValue", "DescribeSecret"})
+
+
 class SecretsApi:
     def __init__(
         self,
@@ -85,6 +99,12 @@ class SecretsApi:
     @property
     def operations(self) -> frozenset[str]:
         return frozenset(OPERATIONS)
+
+    @property
+    def audit_queue(self) -> AuditQueue | None:
+        """The audit sink, if it takes records without waiting (then the adapter may
+        attempt `NONBLOCKING` operations on its event loop and commit their records)."""
+        return self._audit if isinstance(self._audit, AuditQueue) else None
 
     def call(
         self, operation: str, params: dict[str, Any], principal: Principal, meta: CallMeta
@@ -123,6 +143,7 @@ class SecretsApi:
         record cannot be written). Unauthenticated ones past their source's budget are
         only counted, for an aggregate record."""
         if principal is None:
+            must_not_block("counting unauthenticated refusals")  # may write an aggregate
             admitted = self._refusals.admit(meta.source_ip or "unknown", error.aws_code)
             self.flush_refusals()
             if not admitted:

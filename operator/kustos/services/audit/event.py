@@ -109,10 +109,14 @@ def _default(value: Any) -> Any:
     return str(value)
 
 
+#: One encoder for every record (`json.dumps` with options builds a new one per call).
+_CANONICAL = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+)
+
+
 def canonical_json(doc: Any) -> str:
-    return json.dumps(
-        doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
-    )
+    return _CANONICAL.encode(doc)
 
 
 def _identity(who: Principal) -> dict[str, Any]:

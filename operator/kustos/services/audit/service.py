@@ -5,7 +5,9 @@ Group commit: `record()` turns the event into its row in the caller's thread, qu
 waits; one writer thread drains everything queued into one transaction, so N concurrent
 callers pay for one commit (one fsync) instead of N. Each caller returns only after its
 batch committed, or raises `AuditUnavailableError` — the caller must then refuse to return
-a value or make a change. Listeners (notifications) run after the commit and never block it.
+a value or make a change. A caller that may not block (the API's event loop) uses `submit`
+instead: it is called back when the batch's verdict is in, and settles its ticket then.
+Listeners (notifications) run after the commit and never block it.
 
 A refused call never shows as succeeded: a record is either still queued, and then the
 caller that gives up takes it out of the queue (it is never written), or it is in the batch
@@ -28,7 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from kustos import metrics
@@ -37,12 +39,13 @@ from kustos.crypto import Keyring
 from kustos.errors import AuditUnavailableError, KustosError
 from kustos.metrics import AUDIT_CHAIN_LENGTH, AUDIT_FAILURES, AUDIT_WRITE_SECONDS
 from kustos.models.audit import AuditEvent
+from kustos.models.nonblocking import must_not_block
 from kustos.services.audit.anchor import Anchor, AnchorPublisher, publish_safely
 from kustos.services.audit.event import AuditRecordRejected, time_text, to_row
 from kustos.services.audit.verify import VerifyReport, sign, verify
 from kustos.store.audit import GENESIS, AuditQuery, AuditStore, DigestRow, PendingRow
 
-__all__ = ["AuditRecordRejected", "AuditService", "AuditSettings", "Listener"]
+__all__ = ["AuditRecordRejected", "AuditService", "AuditSettings", "AuditTicket", "Listener"]
 
 log = logging.getLogger(__name__)
 #: Called with the rows of each committed batch, in the writer thread; must not block.
@@ -50,11 +53,28 @@ Listener = Callable[[Sequence[PendingRow]], None]
 
 
 @dataclass(eq=False)
-class _Pending:
+class AuditTicket:
+    """Records queued for the writer. Settled once the store's verdict is in: `done` is
+    set (a waiting caller) or `on_done` is called in the writer thread (a caller that does
+    not wait, e.g. the API's event loop); then `error` says whether they are durable."""
+
     rows: list[PendingRow]
-    done: threading.Event = field(default_factory=threading.Event)
+    started: float
+    done: threading.Event | None = None
+    on_done: Callable[[], None] | None = None
     error: str | None = None
+    settled: bool = False
     claimed: bool = False  # taken by the writer: only the store's verdict settles it
+
+    def _settle(self, error: str | None) -> None:
+        self.error, self.settled = error, True
+        if self.done is not None:
+            self.done.set()
+        if self.on_done is not None:
+            try:
+                self.on_done()
+            except Exception:  # e.g. the waiting event loop has closed
+                log.exception("audit: a waiter could not be woken")
 
 
 class AuditService:
@@ -71,7 +91,7 @@ class AuditService:
         self._keyring = keyring
         self.settings = settings or AuditSettings()
         self.anchor = anchor
-        self._queue: deque[_Pending] = deque()
+        self._queue: deque[AuditTicket] = deque()
         self._cond = threading.Condition()
         self._writer: threading.Thread | None = None
         self._maint: threading.Thread | None = None
@@ -104,27 +124,85 @@ class AuditService:
         self.record_many([event])
 
     def record_many(self, events: Sequence[AuditEvent]) -> None:
+        must_not_block("an audit commit")
+        ticket = self._enqueue(events, threading.Event(), None)
+        if ticket is None:
+            return
+        assert ticket.done is not None
+        if not ticket.done.wait(min(self.settings.stall_seconds, self.settings.commit_timeout)):
+            while not ticket.done.wait(0.1):
+                if not self.keep_waiting(ticket):
+                    ticket.done.wait()
+                    break
+        self.settle(ticket)
+
+    def submit(self, events: Sequence[AuditEvent], on_done: Callable[[], None]) -> AuditTicket:
+        """Queue `events` without waiting. `on_done()` is called in the writer thread once
+        the store's verdict is in (it must not block); the caller then calls `settle`.
+        While it waits, it calls `keep_waiting` now and then (every 0.1 s after the first
+        `first_wait_seconds`). AuditUnavailableError at once if the log cannot take them."""
+        ticket = self._enqueue(events, None, on_done)
+        if ticket is None:  # nothing to record
+            ticket = AuditTicket([], time.perf_counter(), settled=True)
+            on_done()
+        return ticket
+
+    @property
+    def first_wait_seconds(self) -> float:
+        return min(self.settings.stall_seconds, self.settings.commit_timeout)
+
+    def _enqueue(
+        self,
+        events: Sequence[AuditEvent],
+        done: threading.Event | None,
+        on_done: Callable[[], None] | None,
+    ) -> AuditTicket | None:
         rows = [to_row(e, self.cluster) for e in events]  # may raise AuditRecordRejected
         if not rows:
-            return
+            return None
         if self._closing.is_set():
             raise AuditUnavailableError("the audit log is closed")
         down = self.down()
         if down is not None:
             AUDIT_FAILURES.inc(len(rows))
             raise AuditUnavailableError(f"the audit store is not answering ({down})")
-        pending = _Pending(rows)
-        started = time.perf_counter()
+        ticket = AuditTicket(rows, time.perf_counter(), done, on_done)
         with self._cond:
             self._ensure_writer()
-            self._queue.append(pending)
+            self._queue.append(ticket)
             self._cond.notify()
-        if not pending.done.wait(min(self.settings.stall_seconds, self.settings.commit_timeout)):
-            self._wait_longer(pending, started)
-        if pending.error is not None:
-            AUDIT_FAILURES.inc(len(rows))
-            raise AuditUnavailableError(f"the audit record could not be written: {pending.error}")
-        AUDIT_WRITE_SECONDS.observe(time.perf_counter() - started)
+        return ticket
+
+    def settle(self, ticket: AuditTicket) -> None:
+        """After the verdict: returns if the records are durable, else AuditUnavailableError."""
+        if not ticket.rows:
+            return
+        if ticket.error is not None:
+            AUDIT_FAILURES.inc(len(ticket.rows))
+            raise AuditUnavailableError(f"the audit record could not be written: {ticket.error}")
+        AUDIT_WRITE_SECONDS.observe(time.perf_counter() - ticket.started)
+
+    @staticmethod
+    def settled(ticket: AuditTicket) -> bool:
+        """Whether the store's verdict on `ticket` is in."""
+        return ticket.settled
+
+    def keep_waiting(self, ticket: AuditTicket) -> bool:
+        """Whether a caller past `first_wait_seconds` should wait on. Once the store is down
+        or the commit timeout passed, a record still queued is withdrawn (it is then never
+        written: AuditUnavailableError); one being committed waits for the store's verdict
+        (False: wait for it, however long)."""
+        if ticket.settled:
+            return False
+        deadline = ticket.started + self.settings.commit_timeout
+        if self.down() is None and time.perf_counter() < deadline:
+            return True
+        with self._cond:
+            if not ticket.claimed:
+                self._queue.remove(ticket)
+                AUDIT_FAILURES.inc(len(ticket.rows))
+                raise AuditUnavailableError("the audit record was not committed in time")
+        return False
 
     def down(self) -> str | None:
         """Why the store counts as not answering (None: it answers)."""
@@ -134,22 +212,6 @@ class AuditService:
         if began is not None and time.monotonic() - began > self.settings.stall_seconds:
             return f"a commit has been running for over {self.settings.stall_seconds:g} s"
         return None
-
-    def _wait_longer(self, pending: _Pending, started: float) -> None:
-        """Past `stall_seconds`: once the store is down or the commit timeout passed,
-        withdraw the record if it is still queued (it is then never written); if it is
-        being committed, wait for the store's verdict."""
-        deadline = started + self.settings.commit_timeout
-        while not pending.done.wait(0.1):
-            if self.down() is None and time.perf_counter() < deadline:
-                continue
-            with self._cond:
-                if not pending.claimed:
-                    self._queue.remove(pending)
-                    AUDIT_FAILURES.inc(len(pending.rows))
-                    raise AuditUnavailableError("the audit record was not committed in time")
-            pending.done.wait()
-            return
 
     def _ensure_writer(self) -> None:
         if self._writer is None or not self._writer.is_alive():
@@ -167,7 +229,7 @@ class AuditService:
                     self._cond.wait(self.settings.probe_seconds if self._down else 0.5)
                     if self._down is not None and not self._queue:
                         break
-                batch: list[_Pending] = []
+                batch: list[AuditTicket] = []
                 count = 0
                 while self._queue and count < self.settings.max_batch:
                     batch.append(self._queue.popleft())
@@ -188,7 +250,7 @@ class AuditService:
         )
         self._down = None
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[AuditTicket]) -> None:
         rows = [row for pending in batch for row in pending.rows]
         error: str | None = None
         self._commit_started = began = time.monotonic()
@@ -210,9 +272,8 @@ class AuditService:
                     self._queue.clear()
         finally:
             self._commit_started = None
-        for pending in batch:
-            pending.error = error
-            pending.done.set()
+        for ticket in batch:
+            ticket._settle(error)
         if error is not None:
             return
         AUDIT_CHAIN_LENGTH.set(written[-1][0])
