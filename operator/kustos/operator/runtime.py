@@ -133,7 +133,7 @@ class OperatorRuntime:
     # -- watch ---------------------------------------------------------------------------
     def observe(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """One watch event of a ManagedSecret (type None: the initial listing)."""
-        key, body = _key(body), dict(body)
+        key, body = _key(body), _trimmed(body)
         if event_type == "DELETED":
             with self._lock:
                 self._bodies.pop(key, None)
@@ -344,6 +344,16 @@ class OperatorRuntime:
         purged = self._services.deletion.purge_due()
         if purged:
             log.info("purged %d secret(s) whose recovery window ended", purged)
+
+
+def _trimmed(body: Mapping[str, Any]) -> Body:
+    """The body as kept for each object: without `managedFields` (nothing here reads them;
+    at 10,000 objects they are a good part of the operator's memory)."""
+    copied = dict(body)
+    meta = dict(copied.get("metadata") or {})
+    meta.pop("managedFields", None)
+    copied["metadata"] = meta
+    return copied
 
 
 def _what_changed(old: Body | None, new: Body) -> Trigger | None:
