@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from tests.rotation_helpers import make_db_user
-from tests.unit.controller_fakes import FakeSecrets
+from tests.unit.fakes import FakeSecrets
 from tests.unit.rollout_fakes import World, deployment
 
 from kustos.models.reasons import Reason

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 from tests.integration.test_rollback_postgres import _logs_in, _secret
 from tests.rotation_helpers import make_db_user
-from tests.unit.controller_fakes import FakeSecrets
+from tests.unit.fakes import FakeSecrets
 from tests.unit.rollout_fakes import World, deployment
 
 pytestmark = pytest.mark.db

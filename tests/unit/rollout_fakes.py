@@ -8,8 +8,8 @@ import copy
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tests.unit.controller_fakes import KEYRING, FakeEvents, FakeObjects, FakeSecrets, managed
-from tests.unit.fakes import stand_in
+from tests.unit.controller_fakes import KEYRING
+from tests.unit.fakes import FakeEvents, FakeObjects, FakeSecrets, managed, stand_in
 
 from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway

@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from tests.unit.controller_fakes import World, build_world, managed
+from tests.unit.controller_fakes import World, build_world
+from tests.unit.fakes import managed
 
 from kustos.models.reasons import ConditionType, Reason
 from kustos.models.sensitive import SecretValue

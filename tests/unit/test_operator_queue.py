@@ -9,7 +9,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from tests.unit.controller_fakes import managed
+from tests.unit.fakes import managed
 
 from kustos.operator.queue import ObjectQueue, jittered
 from kustos.operator.runtime import _what_changed

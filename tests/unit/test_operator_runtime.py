@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from tests.unit.controller_fakes import managed
+from tests.unit.fakes import managed
 from tests.unit.test_store import sealed
 
 from kustos.config import Settings

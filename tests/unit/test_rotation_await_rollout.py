@@ -89,7 +89,7 @@ def test_a_rollout_that_does_not_finish_in_time_holds_and_rolls_back(world: Worl
     assert json.loads(
         world.workloads.get("web")["spec"]["template"]["metadata"]["annotations"][MARKER]
     ) == {"db": first}
-    held = [m for _, r, m in world.events.emitted if r is Reason.ROTATION_HELD]
+    held = [m for _, r, m, _ in world.events.emitted if r is Reason.ROTATION_HELD]
     assert len(held) == 1 and "Deployment/web (Rolling)" in held[0]
     condition = next(c for c in world.body["status"]["conditions"] if c["type"] == "RotationFailed")
     assert (condition["status"], condition["reason"]) == ("True", "RotationHeld")
@@ -260,7 +260,7 @@ def test_describe_secret_shows_await_rollout_and_a_hold(world: World) -> None:
 
 
 def test_fifty_secrets_of_one_deployment_rotated_at_once_restart_it_once() -> None:
-    from tests.unit.controller_fakes import managed
+    from tests.unit.fakes import managed
 
     names = [f"s{i}" for i in range(50)]
     web = deployment("web")

@@ -16,6 +16,7 @@ from tests.unit.fakes import FakeEvents, FakeSecrets, stand_in
 
 from kustos.crypto import Keyring
 from kustos.kube.secrets import SecretGateway
+from kustos.models.reasons import Reason
 from kustos.models.sensitive import SecretValue
 from kustos.models.status import ManagedSecretStatus
 from kustos.rotation.engine import RotationEngine
@@ -91,7 +92,7 @@ def test_an_explicit_opt_out_warns_once(h: Harness, mode: str) -> None:
     assert cond is not None and (cond["status"], cond["reason"]) == ("False", "TLSNotVerified")
     assert f"tls.mode {mode}" in cond["message"]
     h.tick(mode)
-    assert h.events.reasons().count("TLSNotVerified") == 1
+    assert h.events.reasons().count(Reason.TLS_NOT_VERIFIED) == 1
     assert tls_condition(h.tick("verify-full")) is None  # fixed: the condition goes
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
-from tests.unit.controller_fakes import managed
+from tests.unit.fakes import managed
 
 from kustos.config import Settings
 from kustos.kube.secret_watch import SELECTOR, SecretCache, SecretWatch, WatchedSecretGateway
