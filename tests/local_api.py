@@ -188,7 +188,10 @@ def serve(store_path: Path, port: int, audit: bool) -> None:
         await drain(runner, float(os.environ.get("KUSTOS_API_DRAIN_SECONDS", "0")))
 
     tune_interpreter()
-    asyncio.run(main())
+    from kustos.cli.loops import runner
+
+    with runner() as loop_runner:  # the product's loop
+        loop_runner.run(main())
     if hasattr(extra["audit"], "close"):
         extra["audit"].close()
     extra["store"].close()

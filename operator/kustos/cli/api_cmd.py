@@ -45,6 +45,7 @@ from kustos import __version__, metrics
 from kustos.api.injector import CachedInjection, Injection, add_injector_routes
 from kustos.api.server import ApiBackend, build_app, readiness_of, tune_interpreter
 from kustos.api.tls import DEFAULT_SECRET, ServingTls, default_hosts
+from kustos.cli.loops import runner
 from kustos.config import Settings
 from kustos.errors import KustosError
 from kustos.kube.secrets import SecretGateway
@@ -256,16 +257,17 @@ def api(
         tls = None if insecure else serving_tls(services, tls_secret)
         if processes > 1:
             workers = start_workers(processes - 1, host, port, tls_secret, insecure)
-        asyncio.run(
-            _serve(
-                make_app(services),
-                host,
-                port,
-                tls,
-                settings,
-                reuse_port=reuse_port or processes > 1,
+        with runner() as loop_runner:
+            loop_runner.run(
+                _serve(
+                    make_app(services),
+                    host,
+                    port,
+                    tls,
+                    settings,
+                    reuse_port=reuse_port or processes > 1,
+                )
             )
-        )
     finally:
         stop_workers(workers)
         services.close()

@@ -74,19 +74,22 @@ def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
     import kustos.operator.handlers
     import kustos.operator.policies  # noqa: F401  (access policy status)
     from kustos.cli import api_cmd
+    from kustos.cli.loops import runner
     from kustos.config import Settings
 
     api_cmd.serve_in_operator()  # the Secrets Manager API on Kopf's loop ($KUSTOS_API_PORT, 0: off)
     kopf.configure(verbose=verbose)
-    kopf.run(
-        clusterwide=True,
-        standalone=True,
-        liveness_endpoint=liveness or None,
-        memo=kopf.Memo(
-            settings=Settings.from_env(),  # settings read once, here
-            step_hook=(obj or {}).get("step_hook"),
-        ),
-    )  # tests only
+    with runner() as loop_runner:
+        kopf.run(
+            loop=loop_runner.get_loop(),
+            clusterwide=True,
+            standalone=True,
+            liveness_endpoint=liveness or None,
+            memo=kopf.Memo(
+                settings=Settings.from_env(),  # settings read once, here
+                step_hook=(obj or {}).get("step_hook"),  # tests only
+            ),
+        )
 
 
 sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process
