@@ -11,7 +11,8 @@ default intervals (resync 30 s, drift check 300 s, orphan sweep 300 s). Measures
    its projected Secret written (`status.currentVersionId`). Ratio to the baseline.
 3. **Writes per new object**: the apiserver's own `apiserver_request_total` (write verbs),
    minus this script's creations, divided by N; Events listed apart.
-4. **Operator RSS** (VmRSS and VmHWM of the operator process) with N objects.
+4. **Operator RSS** (VmRSS and VmHWM of the operator process) with N objects, and its CPU
+   time during the apply and at rest (from /proc).
 5. **Requests per minute at rest**: every request (all verbs) over a window of
    `--rest-seconds` (default 300: one whole drift-check interval) with the operator idle,
    minus the same window's count with the operator stopped (the controller manager's own
@@ -95,6 +96,12 @@ def rss(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) / 1024  # kB -> MiB
     return fields
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far (from /proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def create(cluster: KubeCluster, docs: list[dict[str, Any]]) -> float:
@@ -219,21 +226,24 @@ def main() -> None:
     time.sleep(5)  # its watches are up
     ns = names["bench"]
     ready = ReadyWatch(cluster.kubeconfig, ns, n)
+    assert runner.proc is not None
     before = requests(cluster)
+    cpu_before = cpu_seconds(runner.proc.pid)
     start = time.monotonic()
     created = create(cluster, managed(ns, n))
     while not ready.done.wait(5):
         print(f"  {len(ready.ready)}/{n} Ready after {time.monotonic() - start:.0f} s", flush=True)
     took = ready.at - start
+    apply_cpu = cpu_seconds(runner.proc.pid) - cpu_before
     time.sleep(10)  # the last status patches are counted
     during = writes_only(delta(requests(cluster), before))
     during["POST managedsecrets"] -= n  # this script's own
     events = during.pop("POST events", 0) + during.pop("PATCH events", 0)
     during = +during
-    assert runner.proc is not None
     out["apply"] = {
         "create_s": round(created, 1),
         "all_ready_s": round(took, 1),
+        "operator_cpu_s": round(apply_cpu, 1),
         "load": load(),
         "writes": dict(during),
         "writes_per_object": round(sum(during.values()) / n, 2),
@@ -246,15 +256,18 @@ def main() -> None:
         f"apply: created in {created:.1f} s, all {n} Ready after {took:.1f} s "
         f"(ratio {out['apply'].get('ratio')}); writes/object "
         f"{out['apply']['writes_per_object']} {dict(during)}; events/object "
-        f"{out['apply']['events_per_object']}; RSS {out['apply']['rss_mib']} ({load()})",
+        f"{out['apply']['events_per_object']}; operator CPU {apply_cpu:.1f} s; RSS "
+        f"{out['apply']['rss_mib']} ({load()})",
         flush=True,
     )
 
     # At rest: the operator idle with n objects, against the same window without it.
     time.sleep(30)
     before = requests(cluster)
+    cpu_before = cpu_seconds(runner.proc.pid)
     time.sleep(args.rest_seconds)
     busy = delta(requests(cluster), before)
+    rest_cpu = (cpu_seconds(runner.proc.pid) - cpu_before) / args.rest_seconds
     out["rest_rss_mib"] = rss(runner.proc.pid)
     runner.stop()
     before = requests(cluster)
@@ -269,11 +282,13 @@ def main() -> None:
         "operator_per_min": dict(operator),
         "operator_per_min_total": round(sum(operator.values()), 1),
         "controller_manager_per_min": round(sum(idle.values()) * per_min, 1),
+        "operator_cpu_cores": round(rest_cpu, 3),
         "load": load(),
     }
     print(
         f"at rest: operator {out['rest']['operator_per_min_total']}/min {dict(operator)}; "
-        f"without it {out['rest']['controller_manager_per_min']}/min; RSS "
+        f"without it {out['rest']['controller_manager_per_min']}/min; operator CPU "
+        f"{rest_cpu:.3f} cores; RSS "
         f"{out['rest_rss_mib']} ({load()})",
         flush=True,
     )
