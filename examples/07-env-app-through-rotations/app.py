@@ -6,7 +6,9 @@ user name and a fingerprint of the password (the first 12 hex digits of its SHA-
 
 - Ready (GET :8080/ready) once a query succeeded and while the last one did; Kubernetes's
   rolling update waits for it before it stops an old pod.
-- On SIGTERM it stops querying (an old pod being replaced takes no more work) and exits.
+- On SIGTERM it stops querying (an old pod being replaced takes no more work) and exits;
+  with DRAIN_SECONDS it goes on querying that long first (unready), as an app behind a
+  Service does while the endpoints that still send it requests catch up.
 - With REPORT_DIR set, it keeps `<REPORT_DIR>/<POD_NAME>.json` current (counts, the first
   successful query's time, the last errors), so the counts outlive the pod.
 """
@@ -27,6 +29,7 @@ import psycopg
 ENV = os.environ
 POD = ENV.get("POD_NAME", "app")
 INTERVAL = float(ENV.get("QUERY_INTERVAL_SECONDS", "0.05"))
+DRAIN = float(ENV.get("DRAIN_SECONDS", "0"))
 REPORT_DIR = ENV.get("REPORT_DIR", "")
 stopping = threading.Event()
 ready = threading.Event()
@@ -69,15 +72,25 @@ def query() -> None:
 
 class Ready(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
-        self.send_response(200 if ready.is_set() and not stopping.is_set() else 503)
+        self.send_response(200 if ready.is_set() and "terminating" not in state else 503)
         self.end_headers()
 
     def log_message(self, *args: Any) -> None:
         pass
 
 
+def drain(draining: threading.Event) -> None:
+    draining.wait()
+    state["terminating"] = time.time()
+    ready.clear()
+    stopping.wait(DRAIN)
+    stopping.set()
+
+
 def main() -> None:
-    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    draining = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: draining.set())
+    threading.Thread(target=drain, args=(draining,), daemon=True).start()
     server = http.server.ThreadingHTTPServer(("", 8080), Ready)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"{POD}: querying as {state['user']} (password sha256 {state['password_sha']})")

@@ -18,6 +18,11 @@ with a 1 s debounce and no rate limit in the way of 10 rotations a minute.
   still works, and once it ended it does not; each rotation restarts the Deployment exactly
   once (one pod-template generation, two new pods). Prints p50/p99 of the time from the
   rotation's finishSecret to every consumer pod running a query with the new login.
+  The operator's record of the rotation's end (written just before the retirement) comes
+  after every new pod's first query; the margin to the last old pod's SIGTERM is printed.
+- The same with old pods that drain 3 s after SIGTERM (as apps behind a Service do): a strict
+  xfail, the gap it shows is documented in docs/rotation.md (awaitRollout reads the
+  workload's status, which does not count terminating pods).
 - ``single-user``: the same 10 rotations. Old pods fail from setSecret until they are
   replaced (the old password is gone); the test asserts the app recovers (each rotation's
   new pods query fine, one restart each) and prints the failed queries per rotation.
@@ -113,6 +118,18 @@ class App:
         moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
         return moment.timestamp()
 
+    def closed_at(self, token: str) -> float:
+        """When the operator saw every consumer rolled out and went on to retire the previous
+        login (the rotation's last update, written just before the retirement)."""
+        with sqlite3.connect(f"file:{self.store}?mode=ro", uri=True) as conn:
+            row = conn.execute(
+                "SELECT updated_at FROM rotations WHERE token = ? AND status = 'Succeeded'",
+                (token,),
+            )
+            (value,) = row.fetchone()
+        moment = datetime.strptime(value, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC)
+        return moment.timestamp()
+
     def logs_in(self, creds: dict[str, str]) -> bool:
         try:
             psycopg.connect(
@@ -169,6 +186,7 @@ def _start(
     strategy: str,
     rollout_timeout: int = 120,
     config_map: bool = False,
+    drain_seconds: float = 0,
 ) -> App:
     runner = operator_factory(**OPERATOR_ENV)
     runner.start()
@@ -222,6 +240,8 @@ def _start(
     pod = deploy["spec"]["template"]["spec"]
     container = pod["containers"][0]
     container["env"].append({"name": "REPORT_DIR", "value": "/reports"})
+    if drain_seconds:
+        container["env"].append({"name": "DRAIN_SECONDS", "value": str(drain_seconds)})
     container["volumeMounts"].append({"name": "reports", "mountPath": "/reports"})
     pod["volumes"].append(
         {"name": "reports", "hostPath": {"path": str(reports), "type": "Directory"}}
@@ -282,6 +302,10 @@ class Rotation:
     token: str
     saw_previous_login_while_awaiting: bool
     seconds_to_all_pods: float
+    #: from the last old pod's SIGTERM / its last query to the retirement (negative: the
+    #: login was retired while an old pod was still terminating)
+    retired_after_sigterm: float
+    retired_after_last_old_query: float
     failed: int
     generations: int
     new_pods: int
@@ -351,10 +375,16 @@ def _rotate(app: App, i: int) -> Rotation:
         what="the new pods querying",
     )
     new_pods = {r["pod"] for r in app.read_reports()} - pods_before
+    closed = app.closed_at(token)
+    # retired after every new pod ran its first query (it is Ready only after that)
+    assert closed > max(firsts), (closed, firsts)
+    old = [r for r in app.read_reports() if _runs(r, previous)]
     return Rotation(
         token=token,
         saw_previous_login_while_awaiting=saw_previous,
         seconds_to_all_pods=max(firsts) - finished,
+        retired_after_sigterm=closed - max(r.get("terminating") or r["stopped"] for r in old),
+        retired_after_last_old_query=closed - max(r["last_ok"] or 0 for r in old),
         failed=_failed(app) - failed_before,
         generations=app.deployment()["metadata"]["generation"] - generation,
         new_pods=len(new_pods),
@@ -369,7 +399,10 @@ def _figures(strategy: str, rotations: list[Rotation]) -> str:
         f"{REPLICAS} pods; rotation finish -> all pods on the new login: "
         f"p50 {statistics.median(times):.2f} s, p99 {p99:.2f} s, max {times[-1]:.2f} s; "
         f"failed queries per rotation {[r.failed for r in rotations]}; "
-        f"restarts (pod-template generations) per rotation {[r.generations for r in rotations]}"
+        f"restarts (pod-template generations) per rotation {[r.generations for r in rotations]}; "
+        f"retired after the last old pod's SIGTERM by "
+        f"{[round(r.retired_after_sigterm, 2) for r in rotations]} s, after its last query by "
+        f"{[round(r.retired_after_last_old_query, 2) for r in rotations]} s"
     )
 
 
@@ -388,6 +421,24 @@ def test_alternating_users_10_rotations_fail_no_query_and_retire_after_the_rollo
         assert len(app.seen_pods) == REPLICAS * (ROTATIONS + 1)
         assert all(r.saw_previous_login_while_awaiting for r in rotations)
         assert len({r.token for r in rotations}) == ROTATIONS
+    finally:
+        _stop(app)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="awaitRollout takes a Deployment's status as the end of the rollout, and that "
+    "status no longer counts terminating pods: an old pod that drains after SIGTERM (as apps "
+    "behind a Service do) still queries when the previous login is retired",
+)
+def test_alternating_users_an_app_that_drains_after_sigterm_fails_no_query(
+    node_cluster: Any, db: Db, operator_factory: Any, tmp_path: Path
+) -> None:
+    app = _start(node_cluster, db, operator_factory, tmp_path, "alternating-users", drain_seconds=3)
+    try:
+        rotations = [_rotate(app, i) for i in range(2)]
+        print(_figures("alternating-users, old pods drain 3 s after SIGTERM", rotations))
+        assert _failed(app) == 0, [r["errors"][-1:] for r in app.read_reports() if r["failed"]]
     finally:
         _stop(app)
 
