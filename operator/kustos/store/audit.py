@@ -15,7 +15,9 @@ PostgreSQL advisory lock), so a batch reads the tail and extends it atomically. 
 file, appends run on one connection of the raw driver kept for them (`_RawAppender`: the same
 PRAGMAs as the engine's, ``synchronous=FULL``, so each commit is fsynced): a batch is then
 four statements (BEGIN IMMEDIATE, the tail, one executemany, COMMIT) without SQLAlchemy's
-checkout, event hooks and statement compilation, which cost more than the batch's SQL. The caller
+checkout, event hooks and statement compilation, which cost more than the batch's SQL; its
+WAL is checkpointed by a thread of its own, never inside an append's commit
+(`kustos.store.checkpointer`). The caller
 may bound how long an append waits for that lock (`lock_timeout`): the store then answers
 within that time, committed or not, instead of after the 30 s default busy wait. Digests and
 checkpoints (`audit_digests`) are built by a callback inside the same kind of transaction; the
@@ -40,6 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 from kustos.store.append_lock import AppendLock
 from kustos.store.audit_query import AuditQuery, where_clause
 from kustos.store.audit_tables import audit_digests, audit_log
+from kustos.store.checkpointer import Checkpointer
 from kustos.store.migrate import BUSY_TIMEOUT_S, WRITE, sqlite_pragmas
 
 __all__ = [
@@ -148,6 +151,8 @@ class _RawAppender:
         self._conn: sqlite3.Connection | None = None
         self._busy_ms: int | None = None
         self._guard = threading.Lock()
+        #: Checkpoints the WAL outside the appends' commits (`kustos.store.checkpointer`).
+        self.checkpointer = Checkpointer(database)
 
     def _connection(self, busy_ms: int) -> sqlite3.Connection:
         if self._conn is None:
@@ -158,6 +163,8 @@ class _RawAppender:
                 timeout=BUSY_TIMEOUT_S,
             )
             sqlite_pragmas(conn)
+            conn.execute("PRAGMA wal_autocheckpoint = 0")  # the checkpointer's job
+            self.checkpointer.start()
             self._conn, self._busy_ms = conn, BUSY_TIMEOUT_S * 1000
         if busy_ms != self._busy_ms:
             self._conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
@@ -200,6 +207,7 @@ class _RawAppender:
     def close(self) -> None:
         with self._guard:
             self._close()
+        self.checkpointer.close()
 
 
 def _chained(
