@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.kube_helpers import get, managed_secret, new_namespace, ready, wait_for
+from tests.kube_helpers import condition, get, managed_secret, new_namespace, ready, wait_for
 from tests.operator_fixture import OperatorRunner
 
 pytestmark = pytest.mark.cluster
@@ -241,6 +241,17 @@ def test_the_operator_projects_with_exactly_the_manifests_rbac(
             input=json.dumps(managed_secret("db", bare, {"generate": {"passwordLength": 16}})),
         )
         wait_for(lambda: ready(cluster, "db", bare), timeout=90, what="Ready without the watch")
+
+        def drift_watched(ns: str) -> str | None:
+            found = condition(get(cluster, "ms", "db", ns) or {}, "DriftWatched")
+            return None if found is None else str(found["status"])
+
+        wait_for(
+            lambda: drift_watched(bare) == "False",
+            timeout=90,
+            what="DriftWatched=False where the namespace does not bind the watch",
+        )
+        assert drift_watched(apps) is None  # watched: no such condition
         wait_for(
             lambda: f"namespace {bare}: no RoleBinding of kustos-projection-watch" in runner.log(),
             what="the refused watch reported",

@@ -35,6 +35,8 @@ class World:
     objects: FakeObjects
     events: FakeEvents
     controller: ManagedSecretController
+    #: Namespaces where the watch of projected Secrets is refused (add one to test it).
+    refused: set[str]
 
     def record(self, name: str, namespace: str = "team-a") -> Any:
         return self.store.get_secret(namespace, name)
@@ -45,8 +47,13 @@ def build_world() -> World:
     secrets = SecretService(store, lambda: KEYRING, "test", clock=lambda: datetime.now(UTC))
     kube, objects, events = FakeSecrets(), FakeObjects(), FakeEvents()
     gateway = stand_in(SecretGateway, kube)
+    refused: set[str] = set()  # namespaces where the watch of projected Secrets is refused
     managed_service = ManagedSecretService(
-        secrets, SourceService(gateway), ProjectionService(gateway), events
+        secrets,
+        SourceService(gateway),
+        ProjectionService(gateway),
+        events,
+        unwatched=refused.__contains__,
     )
     rotations = RotationStore(store.engine)
     rotation = RotationService(
@@ -59,4 +66,4 @@ def build_world() -> World:
     )
     deletion = DeletionService(secrets, stand_in(ManagedObjectGateway, objects), gateway, events)
     controller = ManagedSecretController(managed_service, lambda: rotation, lambda: deletion)
-    return World(store, secrets, kube, objects, events, controller)
+    return World(store, secrets, kube, objects, events, controller, refused)

@@ -121,6 +121,22 @@ def test_the_secrets_watch_news_restores_an_edit_or_a_deletion(world: World) -> 
     assert world.events.reasons()[-2:] == [Reason.DRIFT_CORRECTED, Reason.PROJECTED]
 
 
+def test_a_namespace_refusing_the_watch_is_a_warning_condition_not_a_failure(
+    world: World,
+) -> None:
+    world.refused.add("team-a")
+    body = applied(b := managed("db", GENERATE), world.controller.handle(b, C))
+    watched = next(c for c in body["status"]["conditions"] if c["type"] == "DriftWatched")
+    assert (watched["status"], watched["reason"]) == ("False", "DriftNotWatched")
+    assert ready(body)["status"] == "True"  # projected all the same, read by name
+    body = applied(body, world.controller.handle(body, R))  # the resync keeps it
+    assert any(c["type"] == "DriftWatched" for c in body["status"]["conditions"])
+    assert world.events.reasons().count(Reason.DRIFT_NOT_WATCHED) == 1  # no repeat
+    world.refused.clear()  # a RoleBinding was added: the watch runs
+    body = applied(body, world.controller.handle(body, R))
+    assert all(c["type"] != "DriftWatched" for c in body["status"]["conditions"])
+
+
 def test_rotate_now_rotates_then_reprojects_in_the_same_step(world: World) -> None:
     spec = {**GENERATE, "rotation": {"generated": {}}}
     body = applied(b := managed("db", spec), world.controller.handle(b, C))

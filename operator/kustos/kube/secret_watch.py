@@ -227,6 +227,11 @@ class SecretWatch:
         with self._lock:
             return sorted(self._forbidden)
 
+    def refused(self, namespace: str) -> bool:
+        """The watch is refused in `namespace` (403: no RoleBinding there)."""
+        with self._lock:
+            return namespace in self._forbidden
+
     def read(self, namespace: str, name: str) -> tuple[bool, Obj | None]:
         """The cached body (known=True), or known=False: ask the API by name. While the
         namespace's first listing is under way (a restart), waits for it a little rather

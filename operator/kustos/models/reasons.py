@@ -18,6 +18,9 @@ class ConditionType(StrEnum):
     RESOURCE_POLICY_IN_FORCE = "ResourcePolicyInForce"
     SOURCE_OPTED_IN = "SourceOptedIn"
     TLS_VERIFIED = "TLSVerified"
+    #: The projected Secret is watched (False: its namespace does not bind
+    #: kustos-projection-watch, so edits are found only by the periodic drift pass).
+    DRIFT_WATCHED = "DriftWatched"
 
 
 class EventType(StrEnum):
@@ -31,6 +34,7 @@ class Reason(StrEnum):
     VERSION_ADDED = "VersionAdded"
     PROJECTED = "Projected"
     DRIFT_CORRECTED = "DriftCorrected"
+    DRIFT_NOT_WATCHED = "DriftNotWatched"
     STAGE_MOVED = "StageMoved"
     RECONCILED = "Reconciled"
     RECONCILE_FAILED = "ReconcileFailed"

@@ -87,6 +87,7 @@ class Services:
             projection,
             lifecycle,
             sharing=SharingService(gateway, NamespaceGateway(api)),
+            unwatched=watch.refused if watch is not None else None,
         )
         return cls(
             settings,

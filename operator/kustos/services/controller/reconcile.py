@@ -9,7 +9,7 @@ is what the adapter patches (only if it differs from the current one).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -57,7 +57,11 @@ class Check:
 
 
 #: The condition types `_status` owns besides Ready (others belong to other services).
-CHECKS = (ConditionType.RESOURCE_POLICY_IN_FORCE, ConditionType.SOURCE_OPTED_IN)
+CHECKS = (
+    ConditionType.RESOURCE_POLICY_IN_FORCE,
+    ConditionType.SOURCE_OPTED_IN,
+    ConditionType.DRIFT_WATCHED,
+)
 
 
 @dataclass(frozen=True)
@@ -74,8 +78,12 @@ class ManagedSecretService:
         projection: ProjectionService,
         events: EventSink,
         sharing: SharingService | None = None,
+        unwatched: Callable[[str], bool] | None = None,
     ) -> None:
-        """`sharing`: copies into other namespaces (target.shareWith); None: not offered."""
+        """`sharing`: copies into other namespaces (target.shareWith); None: not offered.
+        `unwatched(namespace)`: the watch of projected Secrets is refused there (no
+        RoleBinding of kustos-projection-watch); the objects say so in `DriftWatched`."""
+        self._unwatched = unwatched
         self._secrets = secrets
         self._sources = sources
         self._projection = projection
@@ -130,6 +138,20 @@ class ManagedSecretService:
             target = spec.target_name(obj.name)
             if verify or not _shows_projected(status, obj, target, current.version_id):
                 self._project(obj, spec, record, current)
+            if self._unwatched is not None and self._unwatched(obj.namespace):
+                self._fail(
+                    obj,
+                    checks,
+                    Check(
+                        ConditionType.DRIFT_WATCHED,
+                        False,
+                        Reason.DRIFT_NOT_WATCHED,
+                        f"namespace {obj.namespace} does not bind kustos-projection-watch: "
+                        f"edits to Secret {target} are found by the periodic drift pass, "
+                        "not at once (docs/security.md)",
+                        blocks_ready=False,
+                    ),
+                )
             if self._sharing is not None and (spec.target.share_with or status.sharing):
                 self._share(obj, spec, record, current, status)
             message = f"version {current.version_id} projected into Secret {target}"
