@@ -5,6 +5,8 @@ fakes with a fake clock (see tests/unit/test_rotation_await_rollout.py)."""
 from __future__ import annotations
 
 import copy
+import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,6 +36,10 @@ SPEC = {
 }
 
 
+#: `list` is a method's name in FakeWorkloads.
+Objs = list[dict[str, Any]]
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -53,8 +59,9 @@ def deployment(name: str, uses: str = "db", replicas: int = 2) -> dict[str, Any]
         },
         "spec": {
             "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
             "template": {
-                "metadata": {},
+                "metadata": {"labels": {"app": name}},
                 "spec": {
                     "containers": [{"name": "app", "envFrom": [{"secretRef": {"name": uses}}]}]
                 },
@@ -70,15 +77,48 @@ def deployment(name: str, uses: str = "db", replicas: int = 2) -> dict[str, Any]
 
 
 class FakeWorkloads:
-    """Deployments; a pod-template patch bumps the generation and starts a rollout that the
-    test finishes (`roll_out`) or leaves stuck, as the Deployment controller would."""
+    """Deployments and their pods; a pod-template patch bumps the generation and starts a
+    rollout (one new pod beside the old ones) that the test finishes (`roll_out`: the old
+    pods go, or stay terminating) or leaves stuck, as the Deployment controller would."""
 
     def __init__(self, *items: dict[str, Any]) -> None:
         self.items = list(items)
         self.patches: list[tuple[str, dict[str, str]]] = []
+        #: Every pod, of every Deployment (their labels say whose).
+        self.pod_items: list[dict[str, Any]] = []
+        #: The label selectors the pods were listed with.
+        self.pod_lists: list[dict[str, Any]] = []
+        for item in self.items:
+            self.pod_items += [self._pod(item) for _ in range(item["spec"]["replicas"])]
 
     def list(self, namespace: str) -> list[dict[str, Any]]:
         return copy.deepcopy(self.items)
+
+    def pods(self, namespace: str, selector: Mapping[str, Any]) -> Objs:
+        self.pod_lists.append(dict(selector))
+        labels = selector.get("matchLabels") or {}
+        return copy.deepcopy(
+            [
+                p
+                for p in self.pod_items
+                if all(p["metadata"]["labels"].get(k) == v for k, v in labels.items())
+            ]
+        )
+
+    def _pod(self, item: dict[str, Any]) -> dict[str, Any]:
+        template = item["spec"]["template"]["metadata"]
+        return {
+            "metadata": {
+                "name": f"{item['metadata']['name']}-{len(self.pod_items)}-{uuid.uuid4().hex[:5]}",
+                "namespace": item["metadata"]["namespace"],
+                "labels": dict(template.get("labels") or {}),
+                "annotations": dict(template.get("annotations") or {}),
+            },
+            "status": {"phase": "Running"},
+        }
+
+    def pods_of(self, name: str) -> Objs:
+        return [p for p in self.pod_items if p["metadata"]["labels"].get("app") == name]
 
     def annotate_pod_template(
         self, namespace: str, kind: str, name: str, annotations: dict[str, str]
@@ -87,6 +127,7 @@ class FakeWorkloads:
         item = self.get(name)
         item["spec"]["template"]["metadata"].setdefault("annotations", {}).update(annotations)
         item["metadata"]["generation"] += 1
+        self.pod_items.append(self._pod(item))
         item["status"].update(
             observedGeneration=item["metadata"]["generation"],
             updatedReplicas=1,
@@ -97,10 +138,30 @@ class FakeWorkloads:
     def get(self, name: str) -> dict[str, Any]:
         return next(i for i in self.items if i["metadata"]["name"] == name)
 
-    def roll_out(self, name: str) -> None:
+    def roll_out(self, name: str, *, old_pods_terminating: bool = False) -> None:
+        """The Deployment's status says done and it runs `spec.replicas` pods of its current
+        template; the older pods are gone, or (`old_pods_terminating`) still there with a
+        deletionTimestamp, as pods that drain after SIGTERM are."""
         item = self.get(name)
         n = item["spec"]["replicas"]
         item["status"].update(updatedReplicas=n, availableReplicas=n, replicas=n)
+        current = item["spec"]["template"]["metadata"].get("annotations") or {}
+        old = [p for p in self.pods_of(name) if p["metadata"]["annotations"] != current]
+        self.pod_items = [p for p in self.pod_items if p not in old]
+        new = [p for p in self.pods_of(name) if "deletionTimestamp" not in p["metadata"]]
+        self.pod_items += [self._pod(item) for _ in range(n - len(new))]
+        if old_pods_terminating:
+            for pod in old:
+                pod["metadata"]["deletionTimestamp"] = "2026-12-01T12:00:00Z"
+            self.pod_items += old
+
+    def old_pods_gone(self, name: str) -> None:
+        """The terminating pods of `name` ended."""
+        self.pod_items = [
+            p
+            for p in self.pod_items
+            if not (p in self.pods_of(name) and "deletionTimestamp" in p["metadata"])
+        ]
 
 
 class World:

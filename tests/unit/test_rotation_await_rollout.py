@@ -15,8 +15,10 @@ import pytest
 from tests.unit.fakes import stand_in
 from tests.unit.rollout_fakes import World, deployment
 
+from kustos.errors import ServerError
 from kustos.kube.managed_objects import ManagedObjectGateway
 from kustos.kube.secrets import SecretGateway
+from kustos.kube.workloads import label_selector
 from kustos.models.reasons import Reason
 from kustos.rotation.engine import AWAIT
 from kustos.services.consumers.health import RolloutState, rollout_state
@@ -168,6 +170,86 @@ def test_rollout_state_reads_the_controllers_status() -> None:
     assert rollout_state(s, "db", "v2") is RolloutState.ROLLING
     s["status"]["currentRevision"] = "b"
     assert rollout_state(s, "db", "v2") is RolloutState.DONE
+
+
+def test_rollout_state_waits_for_every_pod_of_an_older_template() -> None:
+    d = deployment("web")
+    new = {MARKER: json.dumps({"db": "v2", "cache": "c1"})}
+    d["spec"]["template"]["metadata"]["annotations"] = new
+    running = {"metadata": {"annotations": new}, "status": {"phase": "Running"}}
+    terminating = {
+        "metadata": {
+            "annotations": {MARKER: json.dumps({"db": "v1", "cache": "c1"})},
+            "deletionTimestamp": "2026-12-01T12:00:00Z",
+        },
+        "status": {"phase": "Running"},
+    }
+    never_restarted = {"metadata": {"annotations": {}}, "status": {"phase": "Running"}}
+    evicted = {**never_restarted, "status": {"phase": "Failed"}}
+    assert rollout_state(d, "db", "v2", [running, running]) is RolloutState.DONE
+    assert rollout_state(d, "db", "v2", [running, evicted]) is RolloutState.DONE
+    # the status says done, but a pod of the previous template still terminates
+    assert rollout_state(d, "db", "v2", [running, terminating]) is RolloutState.ROLLING
+    assert rollout_state(d, "db", "v2", [running, never_restarted]) is RolloutState.ROLLING
+    # the terminating pod's template named the same version of the Secret asked about
+    assert rollout_state(d, "cache", "c1", [running, terminating]) is RolloutState.DONE
+    d["status"]["replicas"] = 3  # the status first: no pod makes it done
+    assert rollout_state(d, "db", "v2", [running]) is RolloutState.ROLLING
+
+
+def test_a_workloads_selector_becomes_the_label_selector_of_its_pods() -> None:
+    assert label_selector({"matchLabels": {"app": "web", "tier": "db"}}) == "app=web,tier=db"
+    expressions = [
+        {"key": "env", "operator": "In", "values": ["prod", "stage"]},
+        {"key": "canary", "operator": "NotIn", "values": ["yes"]},
+        {"key": "team", "operator": "Exists"},
+        {"key": "legacy", "operator": "DoesNotExist"},
+    ]
+    assert label_selector({"matchLabels": {"app": "web"}, "matchExpressions": expressions}) == (
+        "app=web,env in (prod,stage),canary notin (yes),team,!legacy"
+    )
+
+
+def test_the_previous_login_is_kept_while_an_old_pod_still_terminates(world: World) -> None:
+    world.rotate("r1")
+    token = world.body["status"]["rotation"]["token"]
+    world.flush_restarts()
+    world.tick(1)
+    assert world.workloads.pod_lists == []  # no pods listed while the status says rolling
+    # the Deployments report the rollout finished, but web's old pods drain after SIGTERM
+    world.workloads.roll_out("web", old_pods_terminating=True)
+    world.workloads.roll_out("worker")
+    world.tick(3)
+    assert world.workloads.pod_lists == [
+        {"matchLabels": {"app": "web"}},
+        {"matchLabels": {"app": "worker"}},
+    ]
+    assert world.row(token).status == IN_PROGRESS
+    assert Reason.CREDENTIALS_RETIRED not in world.events.reasons()
+    states = {c["name"]: c["state"] for c in world.body["status"]["rotation"]["consumers"]}
+    assert states == {"web": "Rolling", "worker": "Done"}
+    world.workloads.old_pods_gone("web")
+    world.tick(3)
+    assert world.row(token).status == SUCCEEDED
+    assert Reason.CREDENTIALS_RETIRED in world.events.reasons()
+
+
+def test_pods_that_cannot_be_listed_keep_the_rotation_waiting(world: World) -> None:
+    def refused(namespace: str, selector: Any) -> list[dict[str, Any]]:
+        raise ServerError("cannot list pods in team-a: HTTP 403", retry_delay=5.0)
+
+    world.rotate("r1")
+    token = world.body["status"]["rotation"]["token"]
+    world.flush_restarts()
+    for name in ("web", "worker"):
+        world.workloads.roll_out(name)
+    world.workloads.pods = refused  # type: ignore[method-assign]
+    world.tick(3)
+    assert world.row(token).status == IN_PROGRESS
+    assert Reason.CREDENTIALS_RETIRED not in world.events.reasons()
+    del world.workloads.pods  # the listing works again
+    world.tick(3)
+    assert world.row(token).status == SUCCEEDED
 
 
 # -- rollback (kustos.io/rollback, `kustos rollback`) ------------------------------------

@@ -1,6 +1,6 @@
 """Whether the workloads that consume a projected Secret finished rolling out a version.
 
-Read from what the workload controllers publish, never from pods directly:
+Read from what the workload controllers publish, then from the workload's pods:
 - the pod template's marker (`kustos.io/secret-versions`, see `rollouts`) names the version,
   i.e. Kustos restarted the workload for it;
 - `status.observedGeneration` >= `metadata.generation`: the controller saw that template;
@@ -10,6 +10,14 @@ Read from what the workload controllers publish, never from pods directly:
   `spec.replicas`, and `currentRevision` == `updateRevision`;
 - DaemonSet: `updatedNumberScheduled` and `numberAvailable` equal `desiredNumberScheduled`.
 A workload scaled to zero is rolled out as soon as the controller observed the template.
+
+Then the pods (those of the workload's `spec.selector`, which the caller lists once the
+status says done): the workload is still rolling while any of them was created from an
+older pod template, i.e. its marker does not name the version for that Secret. A pod with a
+`deletionTimestamp` counts: it is terminating, and an app that drains after SIGTERM (a
+preStop hook, a grace period) still uses the old credentials; the status no longer counts
+it. Pods that ended (phase `Succeeded` or `Failed`, e.g. evicted) do not run and do not count.
+
 No I/O here: `consumers_of` and `rollout_state` work on the dicts the API server returned.
 """
 
@@ -20,7 +28,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from kustos.services.consumers.rollouts import WorkloadRef, marker, wants_restart
+from kustos.services.consumers.rollouts import WorkloadRef, marker, pod_marker, wants_restart
 
 __all__ = ["ConsumerState", "RolloutState", "consumers_of", "ref_of", "rollout_state"]
 
@@ -50,7 +58,14 @@ def consumers_of(
     return [w for w in workloads if wants_restart(w, secret, named)]
 
 
-def rollout_state(workload: Mapping[str, Any], secret: str, version_id: str) -> RolloutState:
+def rollout_state(
+    workload: Mapping[str, Any],
+    secret: str,
+    version_id: str,
+    pods: Iterable[Mapping[str, Any]] = (),
+) -> RolloutState:
+    """`pods`: the workload's pods, running or terminating (module docstring); only looked
+    at once the status says the rollout is done."""
     if marker(workload).get(secret) != version_id:
         return RolloutState.NOT_RESTARTED
     meta, spec = workload.get("metadata") or {}, workload.get("spec") or {}
@@ -75,9 +90,18 @@ def rollout_state(workload: Mapping[str, Any], secret: str, version_id: str) -> 
             status.get("availableReplicas"),
             status.get("replicas"),
         )
-    if all(int(n or 0) == want for n in have):
-        return RolloutState.DONE
-    return RolloutState.ROLLING
+    if not all(int(n or 0) == want for n in have):
+        return RolloutState.ROLLING
+    if any(_older(pod, secret, version_id) for pod in pods):
+        return RolloutState.ROLLING
+    return RolloutState.DONE
+
+
+def _older(pod: Mapping[str, Any], secret: str, version_id: str) -> bool:
+    """Whether `pod` still runs (or terminates) from a pod template older than `version_id`."""
+    if ((pod.get("status") or {}).get("phase")) in ("Succeeded", "Failed"):
+        return False
+    return pod_marker(pod).get(secret) != version_id
 
 
 def ref_of(workload: Mapping[str, Any]) -> WorkloadRef:

@@ -48,6 +48,7 @@ __all__ = [
     "SecretUse",
     "WorkloadRef",
     "marker",
+    "pod_marker",
     "secret_use",
     "wants_restart",
 ]
@@ -130,7 +131,15 @@ def wants_restart(
 def marker(workload: Mapping[str, Any]) -> dict[str, str]:
     """The versions the workload's pods were last restarted for (Secret name -> id)."""
     template_meta = ((workload.get("spec") or {}).get("template") or {}).get("metadata") or {}
-    raw = (template_meta.get("annotations") or {}).get(MARKER)
+    return _versions((template_meta.get("annotations") or {}).get(MARKER))
+
+
+def pod_marker(pod: Mapping[str, Any]) -> dict[str, str]:
+    """The versions of the pod template a pod was created from (it carries its annotations)."""
+    return _versions(((pod.get("metadata") or {}).get("annotations") or {}).get(MARKER))
+
+
+def _versions(raw: Any) -> dict[str, str]:
     try:
         loaded = json.loads(raw) if raw else {}
     except ValueError:

@@ -14,7 +14,9 @@ at finishSecret; the caller then re-projects the Secret.
 awaitRollout, the step after finishSecret: when workloads restart on the projected Secret's
 changes (`services/consumers`), finishSecret keeps the rotation open (persisted in its row,
 so an operator restart resumes the wait). Each tick reads the consumers' rollout state
-(`consumers/health`); when every one has rolled out the new version, the rotator retires the
+(`consumers/health`: the workload's status, then, once that says done, one LIST of its pods
+so that no pod of an older template, terminating ones included, is still there); when every
+one has rolled out the new version, the rotator retires the
 previous credentials (alternating users: the previous user's password is replaced by one
 nobody keeps) and the rotation closes as Succeeded. If they have not within
 `rolloutTimeoutSeconds` of finishSecret, the rotation holds: AWSCURRENT moves back to the
@@ -34,6 +36,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -106,6 +109,12 @@ ROLLOUT_POLL_SECONDS = 3.0
 DEFAULT_ROLLOUT_TIMEOUT = 600
 
 
+class ConsumerWorkloads(Workloads, Protocol):
+    """The workloads (rollouts.Workloads) and their pods (`WorkloadGateway.pods`)."""
+
+    def pods(self, namespace: str, selector: Mapping[str, Any]) -> list[dict[str, Any]]: ...
+
+
 class RestartRequest(Protocol):
     """Ask for the restart of the workloads consuming Secret `secret` for `version_id`
     (`RolloutCoordinator.secret_changed`)."""
@@ -129,7 +138,7 @@ class RotationService:
         events: EventSink,
         engine: RotationEngine,
         limits: RotationLimits,
-        workloads: Workloads | None = None,
+        workloads: ConsumerWorkloads | None = None,
         hold_seconds: float = 3600.0,
         restart: RestartRequest | None = None,
     ) -> None:
@@ -494,6 +503,27 @@ class RotationService:
             return []
         return [dict(w) for w in consumers_of(found, spec.target_name(obj.name), named)]
 
+    def _rollout_state(self, workload: dict[str, Any], secret: str, token: str) -> RolloutState:
+        """The status first; once it says done, the pods (one LIST): still rolling while a pod
+        of an older template runs or terminates (consumers/health)."""
+        state = rollout_state(workload, secret, token)
+        if state is not RolloutState.DONE or self._workloads is None:
+            return state
+        meta = workload.get("metadata") or {}
+        selector = (workload.get("spec") or {}).get("selector") or {}
+        try:
+            pods = self._workloads.pods(str(meta.get("namespace") or ""), selector)
+        except KustosError as error:  # cannot tell whether old pods remain: wait, do not retire
+            _log.warning(
+                "rotation %s: cannot list the pods of %s %s, waiting: %s",
+                token,
+                workload.get("kind"),
+                meta.get("name"),
+                error.message,
+            )
+            return RolloutState.ROLLING
+        return rollout_state(workload, secret, token, pods)
+
     def _await_rollout(
         self,
         obj: ManagedObject,
@@ -507,7 +537,8 @@ class RotationService:
         now, token = self._now(), active.token
         target = parse_spec(obj.spec).target_name(obj.name)
         states = [
-            ConsumerState(ref_of(w), rollout_state(w, target, token)) for w in self._consumers(obj)
+            ConsumerState(ref_of(w), self._rollout_state(w, target, token))
+            for w in self._consumers(obj)
         ]
         deadline = (active.finished_at or active.updated_at) + timedelta(seconds=timeout)
         if (
