@@ -144,3 +144,36 @@ def test_secrets_are_encrypted_at_rest_in_etcd(kube_cluster: KubeCluster, namesp
         "get", "secret", "enc", "-n", namespace, "-o", "jsonpath={.data.v}"
     ).stdout
     assert base64.b64decode(shown).decode() == canary
+
+
+def test_a_component_just_spawned_is_never_taken_for_dead() -> None:
+    """Right after `subprocess.Popen` returns, the child's /proc/<pid>/cmdline is often still
+    empty (its exec has not set up the arguments): the start-up wait once called such a
+    containerd "exited during startup" with an empty log, failing every e2e test of a run.
+    It asks waitpid instead, and says how a component that really ended did."""
+    import shutil
+    import signal
+    import subprocess
+
+    from tests.cluster_fixture import _controlplane_module
+
+    cluster = _controlplane_module()
+    binary = shutil.which("sleep")
+    assert binary is not None
+    for _ in range(200):
+        proc = subprocess.Popen([binary, "30"], start_new_session=True)
+        try:
+            assert cluster._ended(proc.pid, binary) is None
+        finally:
+            proc.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while (ended := cluster._ended(proc.pid, binary)) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert ended == "killed by signal 9"
+    done = subprocess.Popen([binary, "0"])
+    deadline = time.monotonic() + 10
+    while (ended := cluster._ended(done.pid, binary)) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert ended == "exit status 0"

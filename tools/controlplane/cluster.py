@@ -112,6 +112,23 @@ def _pid_alive(pid: int, binary: str) -> bool:
     return state not in ("Z", "X") and bool(cmdline) and cmdline[0].decode() == binary
 
 
+def _ended(pid: int, binary: str) -> str | None:
+    """How a component being started ended (None: it is still running).
+
+    A process this one spawned is asked with waitpid: right after `subprocess.Popen`
+    returns, the child's exec may not have set up its arguments yet, so /proc/<pid>/cmdline
+    reads empty for a moment and `_pid_alive` would call a starting process dead."""
+    try:
+        waited, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child (a cluster started by another process)
+        return None if _pid_alive(pid, binary) else "gone"
+    if waited == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
 def _reap(pid: int) -> None:
     with contextlib.suppress(ChildProcessError):  # not our child: init reaps it
         os.waitpid(pid, os.WNOHANG)
@@ -789,9 +806,12 @@ class ControlPlane:
             if ready():
                 return
             pid = state.pids.get(name.split()[0])
-            if pid is not None and not _pid_alive(pid, binary):
-                _reap(pid)
-                raise ControlPlaneError(f"{name} exited during startup; {self._tail(name)}")
+            if pid is not None:
+                ended = _ended(pid, binary)
+                if ended is not None:
+                    raise ControlPlaneError(
+                        f"{name} exited during startup ({ended}); {self._tail(name)}"
+                    )
             time.sleep(0.1)
         raise ControlPlaneError(f"{name} not ready after {timeout:.0f}s; {self._tail(name)}")
 
