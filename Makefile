@@ -142,9 +142,9 @@ test: $(VENV_STAMP) ## Install what is missing and run every test tier (unit, in
 	$(MAKE) lint && $(VENV)/bin/pytest tests/unit -q -p no:cacheprovider || { kill $$build; exit 1; }; \
 	echo "waiting for the cached builds (log: $(LOCAL)/build.log)"; \
 	wait $$build || { tail -30 $(LOCAL)/build.log; exit 1; }; \
-	$(VENV)/bin/pytest tests/e2e -q -p no:cacheprovider --durations=15; e2e=$$?; \
-	$(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit --ignore=tests/e2e \
-		--durations=30 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder; rest=$$?; \
+	e2e=0; $(VENV)/bin/pytest tests/e2e -q -p no:cacheprovider --durations=15 || e2e=$$?; \
+	rest=0; $(VENV)/bin/pytest tests -q -p no:cacheprovider --ignore=tests/unit --ignore=tests/e2e \
+		--durations=30 -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder || rest=$$?; \
 	[ $$e2e -eq 0 ] && [ $$rest -eq 0 ]
 
 .PHONY: bench
