@@ -32,6 +32,7 @@ import json
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -203,11 +204,18 @@ class SecretWatch:
         with self._lock:
             threads = list(self._threads.values())
             streams = list(self._streams.values())
-        for stream in streams:  # unblock the threads' reads
-            with contextlib.suppress(Exception):  # a dead connection: nothing to close
-                stream.close()
+        for stream in streams:  # unblock the threads' reads, without waiting on them:
+            # closing a response another thread is reading can block until that read ends
+            # (up to the watch's timeout), which held the shutdown and the Lease's release.
+            threading.Thread(
+                target=_close_quietly, args=(stream,), name="kustos-secrets-close", daemon=True
+            ).start()
+        # One short budget for all of them, not one per namespace: a thread whose read the
+        # close did not unblock is a daemon that delivers nothing more (the runtime stops
+        # next), and the shutdown must reach the Lease's release quickly (a fast handover).
+        deadline = time.monotonic() + 1.0
         for thread in threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def watch(self, namespace: str) -> None:
         """Watch the namespace's projected Secrets from now on (idempotent)."""
@@ -386,3 +394,8 @@ class WatchedSecretGateway(SecretGateway):
         deleted = super().delete(namespace, name, uid)
         self._watch.cache.forget(namespace, name)
         return deleted
+
+
+def _close_quietly(stream: Any) -> None:
+    with contextlib.suppress(Exception):  # a dead connection: nothing to close
+        stream.close()
