@@ -265,3 +265,64 @@ def test_retire_secret_stops_only_the_previous_credentials(db_case: RotationCase
         db_case.request(TestSecretRequest, engine, "rollback", pending=engine.previous)
     )
     assert db_case.logs_in(engine.previous) and db_case.logs_in(engine.current)
+
+
+@pytest.mark.parametrize("strategy", ["single-user", "alternating-users"])
+def test_two_set_secrets_of_one_token_racing_on_postgresql_both_succeed(
+    pg_server: Any, strategy: str
+) -> None:
+    """What a new leader meets when the deposed one's statement still waits in the server:
+    two setSecret calls for one token wait on a transaction that holds the role (single-user:
+    it altered the user; alternating-users, first rotation: it created the clone). Released,
+    one change lands; PostgreSQL refuses the other ("tuple concurrently updated", or the role
+    exists), and that setSecret succeeds too, since the database accepts AWSPENDING."""
+    import threading
+    import time
+
+    from tests.integration.rotators.rotation_harness import _pg_case
+
+    case = _pg_case(pg_server, strategy)
+    engine = Engine(case, case.current)
+    token = str(uuid.uuid4())
+    pending = engine.create(token)
+    user = str((pending.as_mapping() or {})["username"])
+    holder = pg_server.connect()
+    holder.autocommit = False  # the transaction stays open until released below
+    results: list[Any] = []
+    try:
+        if strategy == "single-user":
+            holder.execute(f'ALTER ROLE "{user}" CONNECTION LIMIT -1')
+        else:
+            holder.execute(f'CREATE ROLE "{user}"')
+
+        def set_secret() -> None:
+            try:
+                results.append(engine.step(SetSecretRequest, token))
+            except Exception as exc:  # the assertion below shows it
+                results.append(exc)
+
+        threads = [threading.Thread(target=set_secret) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+            deadline = time.monotonic() + 30
+            waiting = 0
+            while waiting < threads.index(thread) + 1:  # one at a time: a known order
+                assert time.monotonic() < deadline, "setSecret never waited on the lock"
+                with pg_server.connect() as admin:
+                    row = admin.execute(
+                        "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                        "'kustos-rotator' AND wait_event_type = 'Lock'"
+                    ).fetchone()
+                waiting = row[0] if row else 0
+                time.sleep(0.05)
+    finally:
+        holder.rollback()
+        holder.close()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(results) == 2 and all(not isinstance(r, Exception) for r in results), results
+    messages = [r.message for r in results]
+    assert "database already accepts it (changed concurrently)" in messages, messages
+    assert sum(r.changed for r in results) == 1, messages  # one of them changed it
+    assert case.logs_in(pending)
+    engine.step(TestSecretRequest, token)

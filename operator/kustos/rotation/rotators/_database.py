@@ -38,7 +38,11 @@ from typing import Any, ClassVar, Protocol
 
 from kustos.errors import InvalidParameterError, InvalidRequestError
 from kustos.models import SecretValue
-from kustos.rotation.errors import CredentialsRejectedError, TargetUserMissingError
+from kustos.rotation.errors import (
+    CredentialsRejectedError,
+    TargetError,
+    TargetUserMissingError,
+)
 from kustos.rotation.passwords import generate_password
 from kustos.rotation.rotator import (
     CreateSecretRequest,
@@ -232,8 +236,27 @@ class DatabaseRotator(ABC):
         target = self.target(s, pending, req)
         if self._logs_in(target, pending):
             return SetSecretResponse(changed=False, message="database already accepts it")
-        if s.strategy == SINGLE:
-            return self._set_single(req, target, pending)
+        try:
+            if s.strategy == SINGLE:
+                return self._set_single(req, target, pending)
+            return self._set_through_master(req, target, pending)
+        except TargetError:
+            # Another writer of this very value changed the same user at the same moment:
+            # a deposed leader's statement that was still waiting in the server, or a retry
+            # that raced. The server refuses the second change of the same catalog row
+            # (PostgreSQL: "tuple concurrently updated"; CREATE ROLE: the role exists). The
+            # step's promise is that the database accepts AWSPENDING: if it now does, the
+            # step is done; if not, the failure stands (and is retried).
+            if self._logs_in(target, pending):
+                return SetSecretResponse(
+                    changed=False,
+                    message="database already accepts it (changed concurrently)",
+                )
+            raise
+
+    def _set_through_master(
+        self, req: StepRequest, target: Target, pending: Credentials
+    ) -> SetSecretResponse:
         master = parse_credentials(req.master, "master", req)
         user = pending.username
         with self.connect(target, master.username, master.password) as db:
