@@ -18,7 +18,13 @@ recipe=1
 key="$(printf '%s\n' "$recipe" "$suite" "$packages" "$mirror" | sha256sum | cut -c1-16)"
 out="$cache/base-$key.tar"
 if [ -s "$out" ]; then echo "$out"; exit 0; fi
+# One build per key at a time (a CI run, a test run and `make` may start together; two
+# builds once shared one temporary tarball, and the second `mv` failed): whoever waited
+# finds the tarball built.
 mkdir -p "$cache"
+exec 8>"$out.lock"
+flock 8
+if [ -s "$out" ]; then echo "$out"; exit 0; fi
 root="$(mktemp -d "$cache/base-rootfs.XXXXXX")"
 cleanup() {
   # debootstrap mounts proc and sys inside the target; never delete through a mount.
