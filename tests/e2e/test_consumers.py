@@ -33,6 +33,14 @@ with a 1 s debounce and no rate limit in the way of 10 rotations a minute.
   the rotation holds after ``rolloutTimeoutSeconds``: AWSCURRENT back on the previous version,
   ``RotationFailed`` with reason ``RotationHeld`` and a ``RotationHeld`` Event, the previous
   login not retired, and the old pods keep serving with no failed query.
+- Rollback (``alternating-users``): after a rotation, ``kustos rollback --secret-id`` (the
+  CLI, run beside the operator) moves AWSCURRENT back onto AWSPREVIOUS, whose login the
+  rotation had retired; two rotations later the ``kustos.io/rollback`` annotation names a
+  version with no label left (the other user's, retired too). Each time: the database
+  refused the version's login before and accepts it after (the status says setSecret and
+  testSecret ran with it before AWSCURRENT moved), the labels moved and no version was
+  added or lost, the Secret is re-projected, the Deployment restarts exactly once (one
+  pod-template generation, two new pods on the rolled-back login) and no query fails.
 """
 
 from __future__ import annotations
@@ -41,6 +49,8 @@ import hashlib
 import json
 import sqlite3
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -87,6 +97,8 @@ class App:
     ns: str
     reports: Path
     store: Path
+    #: the host operator (its env serves `kustos rollback` too)
+    runner: Any = None
     failed_before: int = 0
     seen_pods: set[str] = field(default_factory=set)
 
@@ -198,7 +210,7 @@ def _start(
     reports = tmp_path / "reports"
     reports.mkdir()
     reports.chmod(0o777)  # the app runs as 65532
-    app = App(cluster, db, ns, reports, runner.store_path)
+    app = App(cluster, db, ns, reports, runner.store_path, runner)
     user, password, dbname = make_db_user(db.pg)
     consent = {"kustos.io/allow-import-by": MS}
     secrets: list[tuple[str, dict[str, str], dict[str, str]]] = [
@@ -684,3 +696,189 @@ def test_50_managed_secrets_of_one_deployment_rotated_at_once_restart_it_once(
         wait_for(lambda: logged(digest()), timeout=60, what="the new pod read the 50 new values")
     finally:
         cluster.kubectl("delete", "namespace", ns, "--wait=true", timeout=240, check=False)
+
+
+# -- rollback (`kustos rollback`, the kustos.io/rollback annotation) -----------------------
+
+
+def _stages(app: App) -> dict[str, list[str]]:
+    """Every version of the secret in the operator's store, with its labels."""
+    from kustos.store import SqlStore
+
+    store = SqlStore(f"sqlite:///{app.store}")
+    try:
+        record = next(r for r in store.list_secrets(app.ns) if r.object_name == MS)
+        return {v.version_id: sorted(v.stages) for v in store.list_versions(record.arn)}
+    finally:
+        store.close()
+
+
+def _cli_rollback(app: App, version_id: str | None = None) -> dict[str, Any]:
+    """`kustos rollback --secret-id prod/orders/db` as a user runs it beside the operator
+    (its kubeconfig and store); the JSON it prints."""
+    args = ["rollback", "--secret-id", "prod/orders/db", "--namespace", app.ns]
+    if version_id is not None:
+        args += ["--version-id", version_id]
+    done = subprocess.run(
+        [sys.executable, "-m", "kustos.cli.main", *args],
+        env=app.runner.env,
+        capture_output=True,
+        text=True,
+        timeout=200,
+        check=False,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr[-2000:])
+    answer: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return answer
+
+
+def _annotation_rollback(app: App, request: str) -> dict[str, Any]:
+    """`kubectl annotate ms orders-db kustos.io/rollback=<request>`; the status's answer."""
+    app.cluster.kubectl(
+        "annotate", "ms", MS, "-n", app.ns, f"kustos.io/rollback={request}", "--overwrite"
+    )
+
+    def answered() -> dict[str, Any] | None:
+        found = app.ms().get("status", {}).get("rollback") or {}
+        return found if found.get("request") == request else None
+
+    return wait_for(answered, timeout=180, interval=0.2, what=f"rollback {request} answered")
+
+
+@dataclass
+class Rollback:
+    how: str
+    seconds_to_answer: float
+    seconds_to_all_pods: float
+    failed: int
+    generations: int
+    new_pods: int
+
+
+def _roll_back(
+    app: App, how: str, target: str, target_creds: dict[str, str], ask: Callable[[], str]
+) -> Rollback:
+    """Roll back onto version `target` (whose credentials are `target_creds`) with `ask`
+    (returns the request the status answers), and check what must hold after it."""
+    status = app.ms()["status"]
+    before, current = status["currentVersionId"], app.creds()
+    stages_before = _stages(app)
+    generation = app.deployment()["metadata"]["generation"]
+    pods_before = {r["pod"] for r in app.read_reports()}
+    failed_before = _failed(app)
+    # the rotations since retired them (or gave the user another password): refused now
+    assert not app.logs_in(target_creds), "the target version logs in before the rollback"
+    started, started_at = time.monotonic(), time.time()
+    request = ask()
+    answer = app.ms()["status"]["rollback"]
+    answered = time.monotonic() - started
+    assert answer["request"] == request, answer
+    assert answer["state"] == "Succeeded", answer
+    assert (answer["fromVersion"], answer["toVersion"]) == (before, target), answer
+    # setSecret and testSecret with the target's credentials, before AWSCURRENT moved
+    assert "postgresql accepts it again" in answer["message"], answer
+    assert "testSecret passed" in answer["message"], answer
+    assert target_creds["password"] not in json.dumps(app.ms())
+    assert app.logs_in(target_creds)
+    assert app.logs_in(current)  # the old pods' login: not retired by a rollback
+    # the labels moved, no version was added or lost
+    stages = _stages(app)
+    assert set(stages) == set(stages_before), (stages_before, stages)
+    assert stages[target] == ["AWSCURRENT"], stages
+    assert stages[before] == ["AWSPREVIOUS"], stages
+    assert sum(1 for labels in stages.values() if labels) == 2, stages
+    wait_for(
+        lambda: app.ms()["status"].get("currentVersionId") == target,
+        timeout=60,
+        what="status.currentVersionId on the target",
+    )
+    # re-projected
+    wait_for(lambda: app.creds() == target_creds, timeout=60, what="the Secret re-projected")
+
+    # the Deployment restarts onto the target version: its pods start on its login
+    def marker() -> str | None:
+        notes = app.deployment()["spec"]["template"]["metadata"].get("annotations") or {}
+        versions: dict[str, str] = json.loads(notes.get("kustos.io/secret-versions") or "{}")
+        return versions.get(MS)
+
+    wait_for(lambda: marker() == target, timeout=60, what="the rollback's restart")
+    _rolled_out(app)
+    wait_for(
+        lambda: _running(app, target_creds) == REPLICAS,
+        timeout=120,
+        what="the new pods querying with the target's login",
+    )
+    firsts = [
+        r["first_ok"]
+        for r in app.read_reports()
+        if _runs(r, target_creds) and r["first_ok"] is not None and r["stopped"] is None
+    ]
+    wait_for(
+        lambda: all(r["stopped"] is not None for r in app.read_reports() if _runs(r, current)),
+        timeout=60,
+        what="the old pods stopped",
+    )
+    return Rollback(
+        how=how,
+        seconds_to_answer=answered,
+        seconds_to_all_pods=max(firsts) - started_at,
+        failed=_failed(app) - failed_before,
+        generations=app.deployment()["metadata"]["generation"] - generation,
+        new_pods=len({r["pod"] for r in app.read_reports()} - pods_before),
+    )
+
+
+def test_rollback_by_cli_and_by_annotation_restores_the_login_restarts_once_fails_nothing(
+    node_cluster: Any, db: Db, operator_factory: Any, tmp_path: Path
+) -> None:
+    """alternating-users. After a rotation, `kustos rollback` moves AWSCURRENT back onto
+    AWSPREVIOUS, whose login the rotation had retired: the database accepts it again, the
+    Secret is re-projected, the Deployment restarts once, no query fails. Two rotations
+    later, the annotation names a version with no label left (the other user's, retired
+    too): the same holds."""
+    app = _start(node_cluster, db, operator_factory, tmp_path, "alternating-users")
+    try:
+        v0, creds0 = app.ms()["status"]["currentVersionId"], app.creds()
+        r1 = _rotate(app, 0)
+        creds1 = app.creds()
+        assert creds1["username"] == creds0["username"] + "_clone"
+        assert r1.failed == 0
+        cli_answer: dict[str, Any] = {}
+
+        def by_cli() -> str:
+            cli_answer.update(_cli_rollback(app))
+            return str(app.ms()["status"]["rollback"]["request"])
+
+        back = [_roll_back(app, "kustos rollback (AWSPREVIOUS)", v0, creds0, by_cli)]
+        assert (cli_answer["VersionId"], cli_answer["PreviousVersionId"]) == (v0, r1.token)
+        assert cli_answer["Name"] == "prod/orders/db"
+        # two more rotations: creds1's user (the clone) rotates, then is retired again
+        _rotate(app, 1)
+        _rotate(app, 2)
+        assert app.creds()["username"] == creds0["username"]
+        assert _stages(app)[r1.token] == []  # no label left on it
+        request = f"{r1.token}#e2e-{uuid.uuid4().hex[:6]}"
+
+        def by_annotation() -> str:
+            _annotation_rollback(app, request)
+            return request
+
+        back.append(
+            _roll_back(
+                app, "kustos.io/rollback=<version id> (no label)", r1.token, creds1, by_annotation
+            )
+        )
+        for b in back:
+            print(
+                f"\nFIGURES rollback on the node ({b.how}): answered in "
+                f"{b.seconds_to_answer:.2f} s; all {REPLICAS} pods on the rolled-back login "
+                f"{b.seconds_to_all_pods:.2f} s after the request; failed queries {b.failed}; "
+                f"restarts (pod-template generations) {b.generations}; new pods {b.new_pods}"
+            )
+        reports = app.read_reports()
+        print(f"queries: {sum(r['ok'] for r in reports)} ok, {_failed(app)} failed")
+        assert _failed(app) == 0, [r["errors"] for r in reports if r["failed"]]
+        assert [b.generations for b in back] == [1, 1]
+        assert [b.new_pods for b in back] == [REPLICAS, REPLICAS]
+    finally:
+        _stop(app)
