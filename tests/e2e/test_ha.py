@@ -13,6 +13,13 @@ cluster would be reached.
 - The leader's process SIGKILLed on the node (a crash: a forced deletion still lets the
   kubelet send SIGTERM, on which the leader releases the Lease): another replica acquires
   the Lease once the claim lapsed. The failover time is printed.
+- The leader pod is force-deleted while a single-user PostgreSQL rotation waits inside
+  setSecret (the test holds the role in an open transaction, so the leader's ALTER ROLE
+  waits on it; the store's write-ahead row says setSecret started): the other replica takes
+  the Lease and resumes setSecret for the same token, queued behind the deposed leader's
+  statement; released, the rotation completes exactly once (one row, the same token, no
+  failed attempt, two versions with the expected labels), the AWSCURRENT login works (no
+  lockout) and the projected Secret matches what the API serves. Times are printed.
 
 The module installs into its own namespace (``kustos-ha``, kustomize's ``namespace:``) and
 removes it, the app namespace and the overlay's cluster-scoped objects when it ends, so the
@@ -41,6 +48,7 @@ import pytest
 import yaml
 from tests.db_fixture import DbServer, pod_network, pod_postgres
 from tests.kube_helpers import apply, get, managed_secret, new_namespace, ready, wait_for
+from tests.rotation_helpers import make_db_user
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1500)]
 
@@ -658,3 +666,172 @@ def test_a_crashed_leader_is_replaced_once_its_lease_lapses(ha: Ha) -> None:
     )
     # Not released: taken only once the claim lapsed (up to one retry early), and soon after.
     assert 4.0 <= failover <= 30.0
+
+
+def _store_rotations(pg: DbServer, arn: str) -> list[dict[str, Any]]:
+    """The rotation rows of `arn` in Kustos's store (the write-ahead record every replica
+    resumes from), read as the database's admin."""
+    with pg.connect(dbname="kustos") as conn:
+        cur = conn.execute(
+            "SELECT token, step, phase, status, attempts, last_error FROM rotations "
+            "WHERE arn = %s ORDER BY created_at",
+            (arn,),
+        )
+        names = [c.name for c in cur.description or []]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+
+def _waiting_alters(pg: DbServer) -> dict[int, str]:
+    """Backends of the rotator waiting on a lock in an ALTER ROLE: pid -> client address.
+    (Only the statement's first words are read: the rest carries a password verifier.)"""
+    with pg.connect() as conn:
+        rows = conn.execute(
+            "SELECT pid, host(client_addr) FROM pg_stat_activity "
+            "WHERE application_name = 'kustos-rotator' AND wait_event_type = 'Lock' "
+            "AND left(query, 10) = 'ALTER ROLE'"
+        ).fetchall()
+    return {int(pid): str(addr) for pid, addr in rows}
+
+
+def test_leader_killed_inside_set_secret_of_a_postgresql_rotation_completes_once_no_lockout(
+    ha: Ha,
+) -> None:
+    """single-user PostgreSQL rotation (the riskiest: the user's own password changes). The
+    test holds the role in an open transaction, so the leader's ALTER ROLE waits inside
+    setSecret; the leader pod is force-deleted there. Its statement stays queued in the
+    server; the other replica takes the Lease, resumes setSecret for the same token and
+    queues behind it; then the test releases the role. The deposed leader's change lands
+    (the value the store already holds as AWSPENDING: written ahead), the new leader's is
+    refused as a concurrent update and its setSecret sees the database accept AWSPENDING."""
+    cluster, ns, pg = ha.cluster, ha.app_ns, ha.pg
+    user, password, dbname = make_db_user(pg)
+    consent = {"kustos.io/allow-import-by": "db"}
+    secrets_: list[tuple[str, dict[str, str], dict[str, str]]] = [
+        (
+            "db-initial",
+            {
+                "username": user,
+                "password": password,
+                "host": PG_HOST,  # as the operator pods reach it: the Service
+                "port": "5432",
+                "dbname": dbname,
+            },
+            consent,
+        ),
+        ("db-ca", {"ca.crt": pg.ca_path.read_text()}, {}),
+    ]
+    for name, data, notes in secrets_:
+        secret = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": ns, "annotations": notes},
+            "stringData": data,
+        }
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(secret))
+    spec = {
+        "name": "ha/db",
+        "valueFrom": {"secretRef": {"name": "db-initial"}},
+        "rotation": {
+            "postgresql": {
+                "strategy": "single-user",
+                # a statement may wait up to twice this: longer than the failover
+                "connectTimeoutSeconds": 60,
+                "tls": {"mode": "verify-full", "caSecretRef": {"name": "db-ca"}},
+            }
+        },
+    }
+    apply(cluster, managed_secret("db", ns, spec))
+    obj = wait_for(lambda: ready(cluster, "db", ns), timeout=120, what="db Ready")
+    arn, first = obj["status"]["arn"], obj["status"]["currentVersionId"]
+    assert _store_rotations(pg, arn) == []
+    wait_for(lambda: len(_ready_pods(cluster)) == 2, timeout=300, what="two replicas Ready")
+
+    holder = pg.connect()
+    holder.autocommit = False  # the role stays held until released below
+    released = False
+    try:
+        holder.execute(f'ALTER ROLE "{user}" CONNECTION LIMIT -1')
+        cluster.kubectl("-n", ns, "annotate", "ms", "db", f"kustos.io/rotate-now={uuid.uuid4()}")
+
+        def in_set_secret() -> tuple[dict[str, Any], dict[int, str]] | None:
+            rows = _store_rotations(pg, arn)
+            waiting = _waiting_alters(pg)
+            if len(rows) == 1 and (rows[0]["step"], rows[0]["phase"]) == ("setSecret", "started"):
+                return (rows[0], waiting) if waiting else None
+            return None
+
+        row, first_waiting = wait_for(in_set_secret, timeout=120, what="the leader in setSecret")
+        token = row["token"]
+        assert row["status"] == "InProgress" and len(first_waiting) == 1, (row, first_waiting)
+        holder_identity = _lease(cluster)["holderIdentity"]
+        leader = _pod_of(holder_identity)
+        leader_ip = (get(cluster, "pod", leader, NS) or {}).get("status", {}).get("podIP")
+        cluster.kubectl(
+            "-n", NS, "delete", "pod", leader, "--grace-period=0", "--force", "--wait=false"
+        )
+        killed = time.time()
+        # the statement that waits is the leader's (pods reach the server unmasqueraded)
+        assert set(first_waiting.values()) == {leader_ip}, (first_waiting, leader_ip)
+
+        def new_leader() -> dict[str, Any] | None:
+            lease = _lease(cluster)
+            return lease if lease.get("holderIdentity") not in (None, "", holder_identity) else None
+
+        lease = wait_for(new_leader, timeout=120, interval=0.2, what="another replica leads")
+        renewed = _micro(lease.get("acquireTime") or lease["renewTime"]) - killed
+
+        # the new leader resumed setSecret: its ALTER ROLE queues behind the deposed one's
+        def resumed() -> dict[int, str] | None:
+            waiting = _waiting_alters(pg)
+            return waiting if set(waiting) - set(first_waiting) else None
+
+        waiting = wait_for(resumed, timeout=180, interval=0.2, what="setSecret resumed")
+        resumed_after = time.time() - killed
+        orphan_still_waiting = set(first_waiting) <= set(waiting)
+        row = _store_rotations(pg, arn)[0]
+        assert (row["token"], row["step"], row["phase"]) == (token, "setSecret", "started"), row
+        holder.rollback()
+        released = True
+    finally:
+        if not released:
+            holder.rollback()
+        holder.close()
+
+    def closed() -> dict[str, Any] | None:
+        found = get(cluster, "managedsecret", "db", ns) or {}
+        rot = (found.get("status") or {}).get("rotation") or {}
+        return found if rot.get("token") == token and rot.get("state") != "InProgress" else None
+
+    obj = wait_for(closed, timeout=300, what="the rotation closed")
+    completed_after = time.time() - killed
+    rot = obj["status"]["rotation"]
+    print(
+        f"\nFAILOVER leader pod {leader} ({leader_ip}) force-deleted inside setSecret of a "
+        f"PostgreSQL rotation -> {_pod_of(lease['holderIdentity'])} renews the Lease "
+        f"{renewed:.1f} s later, resumes setSecret after {resumed_after:.1f} s (the deposed "
+        f"leader's ALTER ROLE {'still' if orphan_still_waiting else 'no longer'} queued: "
+        f"{sorted(first_waiting.values())} then {sorted(waiting.values())}); the rotation "
+        f"Succeeded {completed_after:.1f} s after the kill, attempts {rot.get('attempts', 0)}"
+    )
+    assert rot["state"] == "Succeeded", rot
+    assert rot["token"] == token  # the same rotation, resumed
+    assert not rot.get("lastError") and rot.get("attempts", 0) == 0, rot
+    assert obj["status"]["currentVersionId"] == token
+    # exactly once: one rotation row, closed; two versions, the expected labels
+    rows = _store_rotations(pg, arn)
+    assert [(r["token"], r["status"]) for r in rows] == [(token, "Succeeded")], rows
+    listed = _list_versions(ha, arn)
+    versions = {v["id"]: sorted(v["stages"]) for v in listed["versions"]}
+    assert len(listed["versions"]) == len(versions) == 2, listed
+    assert versions == {first: ["AWSPREVIOUS"], token: ["AWSCURRENT"]}, versions
+    assert listed["current"] == token
+    # no lockout: AWSCURRENT, as projected and as the API serves it, logs in; the old
+    # password does not (single-user); nothing is left waiting in the server
+    data = (get(cluster, "secret", "db", ns) or {})["data"]
+    projected = {k: base64.b64decode(v).decode() for k, v in data.items()}
+    assert listed["current_sha"] == _sha(projected["password"])
+    assert projected["username"] == user
+    assert pg.can_login(user, projected["password"], dbname=dbname)
+    assert not pg.can_login(user, password, dbname=dbname)
+    assert _waiting_alters(pg) == {}
+    assert _lease(cluster)["leaseTransitions"] >= 1
