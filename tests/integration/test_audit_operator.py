@@ -82,7 +82,7 @@ def test_lifecycle_is_audited_and_verifies(cluster: Any, operator_factory: Any) 
         return names if "DriftCorrected" in names else None
 
     names = wait_for(story, what="DriftCorrected audited")
-    assert names[:3] == ["Created", "VersionAdded", "Projected"]
+    assert names[:2] == ["Created", "DriftCorrected"]  # the first story is one record
     records = lookup(runner, "--namespace", ns)
     assert {r["userIdentity"]["arn"] for r in records} == {
         "arn:kustos:iam::cluster:user/system:kustos"
@@ -141,7 +141,7 @@ def test_verify_names_a_tampered_record(cluster: Any, operator_factory: Any) -> 
     ns = new_namespace(cluster)
     apply(cluster, managed_secret("tampered", ns, {"generate": {"keys": ["password"]}}))
     wait_for(lambda: ready(cluster, "tampered", ns), what="Ready")
-    wait_for(lambda: len(lookup(runner, "--namespace", ns)) >= 3, what="records")
+    wait_for(lambda: len(lookup(runner, "--namespace", ns)) >= 1, what="the Created record")
     runner.stop()
     import sqlite3
 

@@ -364,7 +364,7 @@ def test_lifecycle_is_audited_and_the_canary_never_is(
     managed.reconcile(obj)
     records = all_records(store)
     names = [r["eventName"] for r in records]
-    assert names[:3] == ["Created", "VersionAdded", "Projected"] and "DriftCorrected" in names
+    assert names == ["Created", "DriftCorrected"]  # a new object's first story is one record
     assert [e[1] for e in events.emitted] == names  # every Event was audited, in order
     created = records[0]
     assert created["userIdentity"]["arn"] == KUSTOS_SYSTEM.arn

@@ -61,7 +61,13 @@ def test_changed_creates_record_version_and_projection_then_resync_is_quiet(
     assert ready(body)["status"] == "True" and ready(body)["reason"] == "Projected"
     assert body["status"]["observedGeneration"] == 1
     assert len(projected(world)["password"]) == 12
-    assert world.events.reasons() == [Reason.CREATED, Reason.VERSION_ADDED, Reason.PROJECTED]
+    # One Event tells the whole first story (one apiserver write, one audit record).
+    assert world.events.reasons() == [Reason.CREATED]
+    version = body["status"]["currentVersionId"]
+    assert world.events.emitted[0][2] == (
+        f"secret prod/db created as {body['status']['arn']}; version {version} added as "
+        f"AWSCURRENT; version {version} projected into Secret db"
+    )
     gets, writes = world.kube.gets, world.kube.writes
     again = world.controller.handle(body, R)
     assert again.patch == {}  # nothing changed: nothing to write
@@ -225,6 +231,26 @@ def test_a_conflicting_target_is_reported_and_left_alone(world: World) -> None:
     condition = next(c for c in outcome.patch["conditions"] if c["type"] == "Ready")
     assert condition["reason"] == "TargetConflict"
     assert world.kube.objects[("team-a", "db")]["data"] == {"x": "eA=="}
+
+
+def test_later_changes_post_their_own_events(world: World) -> None:
+    """Only a new object's first reconcile joins its Events: a value added later is
+    projected in an Event of its own."""
+    body = applied(b := managed("db", {"name": "api/key"}), world.controller.handle(b, C))
+    assert world.events.reasons() == [Reason.CREATED]  # no value yet: the record alone
+    assert world.events.emitted[0][2].startswith("secret api/key created as arn:")
+    world.secrets.add_version(world.record("api/key"), SecretValue("v1"))
+    applied(body, world.controller.handle(body, V))
+    assert world.events.reasons() == [Reason.CREATED, Reason.PROJECTED]
+
+
+def test_a_new_object_that_fails_still_says_what_was_created_first(world: World) -> None:
+    world.kube.create("team-a", {"metadata": {"name": "db"}, "data": {"x": "eA=="}})
+    world.controller.handle(managed("db", GENERATE), C)
+    reasons = world.events.reasons()
+    assert reasons == [Reason.CREATED, Reason.TARGET_CONFLICT], reasons
+    assert "added as AWSCURRENT" in world.events.emitted[0][2]
+    assert "projected" not in world.events.emitted[0][2]
 
 
 def test_set_condition_keeps_the_transition_time_while_the_status_holds() -> None:
