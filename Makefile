@@ -50,9 +50,10 @@ controlplane: ## Build (or reuse) kube-apiserver, kube-controller-manager, kubec
 	@bash tools/controlplane/build.sh
 
 .PHONY: node
-node: controlplane ## Build (or reuse) kubelet, kube-scheduler, kube-proxy; install containerd, runc, CNI
+node: controlplane ## Build (or reuse) kubelet, kube-scheduler, kube-proxy, CoreDNS; install containerd, runc, CNI
 	@bash tools/node/ensure-packages.sh
 	@bash tools/node/build.sh
+	@bash tools/dns/build.sh
 
 .PHONY: cluster-up
 cluster-up: $(VENV_STAMP) ## Start the local cluster (control plane + one node; NODE=0: no node); kubeconfig in .local/kubeconfig
@@ -136,7 +137,8 @@ test: $(VENV_STAMP) ## Install what is missing and run every test tier (unit, in
 	@bash tests/sdk/ensure-packages.sh
 	@# The Go binaries and the base image build (cached) while lint and the unit tier run.
 	@mkdir -p $(LOCAL); \
-	( bash tools/controlplane/build.sh && bash tools/node/build.sh && bash tools/images/base.sh && \
+	( bash tools/controlplane/build.sh && bash tools/node/build.sh && bash tools/dns/build.sh && \
+	  bash tools/images/base.sh && \
 	  { $(VENV)/bin/python -m tests.sdk.toolchains || echo "SDK toolchains failed (above)"; } ) \
 		>$(LOCAL)/build.log 2>&1 & build=$$!; \
 	$(MAKE) lint && $(VENV)/bin/pytest tests/unit -q -p no:cacheprovider || { kill $$build; exit 1; }; \

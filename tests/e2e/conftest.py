@@ -3,7 +3,7 @@
 ``installed`` (per module) is Kustos installed as users install it (the image built from
 the Dockerfile, ``kubectl apply -k manifests/overlays/sqlite``), the operator Ready in its
 pod; ``example_image`` builds an example app's image (examples/*/Dockerfile, cached) and
-loads it into the node.
+loads it into the node; ``pod_pg`` (per module) is a private PostgreSQL that pods reach.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from tests import cluster_fixture
+from tests.db_fixture import DbServer, pod_network, pod_postgres
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAY = REPO / "manifests" / "overlays" / "sqlite"
@@ -103,3 +104,18 @@ def example_image(
         return built[name]
 
     return build
+
+
+@pytest.fixture(scope="module")
+def pod_pg(node_cluster: Any) -> Iterator[DbServer]:
+    """A private PostgreSQL on this machine that pods reach at the node's bridge address
+    (``DbServer.host`` is loopback for the test itself; pods use ``pod_network().address``
+    and ``port``), TLS on, password logins (scram-sha-256) from the pod range; purged after
+    the module."""
+    if node_cluster.control_plane is None:
+        pytest.skip("the test PostgreSQL runs on this machine: the local node only")
+    pg = pod_postgres(pod_network())
+    try:
+        yield pg
+    finally:
+        pg.purge()

@@ -6,6 +6,7 @@ that the machine is as it was before the node started, and starts it again.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import uuid
@@ -189,6 +190,176 @@ def test_pod_traffic_cannot_leave_the_machine(node_cluster: Any) -> None:
     assert not host_state()["link_local_v4"]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _service_ip(cluster: Any, name: str, ns: str) -> str:
+    service = get(cluster, "service", name, ns)
+    assert service is not None, f"no Service {ns}/{name}"
+    return str(service["spec"]["clusterIP"])
+
+
+# What a pod's resolver was given, and how it answers: printed as JSON by each DNS test's pod.
+_RESOLVER = """
+import json, socket
+conf = open('/etc/resolv.conf').read().split('\\n')
+def lines(word):
+    return [l.split()[1:] for l in conf if l.startswith(word + ' ')]
+def lookup(name):
+    try:
+        return sorted({a[4][0] for a in socket.getaddrinfo(name, None, socket.AF_INET)})
+    except socket.gaierror as e:
+        return 'gaierror %d' % e.errno
+"""
+
+
+def test_a_pod_calls_the_api_by_its_dns_name(node_cluster: Any) -> None:
+    """Cluster DNS: the standard resolv.conf (the kube-dns ClusterIP, the cluster's search
+    domains), `kubernetes.default.svc` resolves to the `kubernetes` Service, and an HTTPS call
+    by that name verifies the apiserver's certificate against the ServiceAccount's CA and is
+    authenticated as the pod's ServiceAccount (SelfSubjectReview)."""
+    ns = new_namespace(node_cluster)
+    script = (
+        _RESOLVER
+        + """
+import ssl, urllib.request
+sa = '/var/run/secrets/kubernetes.io/serviceaccount'
+ctx = ssl.create_default_context(cafile=sa + '/ca.crt')  # verifies the name too
+req = urllib.request.Request(
+    'https://kubernetes.default.svc/apis/authentication.k8s.io/v1/selfsubjectreviews',
+    data=json.dumps({'apiVersion': 'authentication.k8s.io/v1', 'kind': 'SelfSubjectReview'}).encode(),
+    headers={'Authorization': 'Bearer ' + open(sa + '/token').read(),
+             'Content-Type': 'application/json'})
+with urllib.request.urlopen(req, context=ctx, timeout=10) as r:
+    review = json.load(r)
+print(json.dumps({'nameservers': lines('nameserver'), 'search': lines('search'),
+                  'options': lines('options'), 'api': lookup('kubernetes.default.svc'),
+                  'user': review['status']['userInfo']['username']}))
+"""
+    )
+    phase, logs = _run_pod(node_cluster, _pod("dns-api", ns, node_cluster.base_image, script))
+    assert phase == "Succeeded", logs
+    out = json.loads(logs)
+    assert out["nameservers"] == [[_service_ip(node_cluster, "kube-dns", "kube-system")]]
+    assert out["search"] == [[f"{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"]]
+    assert ["ndots:5"] in out["options"]
+    assert out["api"] == [_service_ip(node_cluster, "kubernetes", "default")]
+    assert out["user"] == f"system:serviceaccount:{ns}:default"
+
+
+def test_a_service_name_resolves_to_its_cluster_ip_and_answers(node_cluster: Any) -> None:
+    ns = new_namespace(node_cluster)
+    server = (
+        "import http.server\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'hello')\n"
+        "http.server.HTTPServer(('', 8080), H).serve_forever()\n"
+    )
+    labels = {"app": "hello"}
+    web = _pod("hello", ns, node_cluster.base_image, server, restartPolicy="Always")
+    web["metadata"]["labels"] = labels
+    web["spec"]["containers"][0]["readinessProbe"] = {
+        "tcpSocket": {"port": 8080},
+        "periodSeconds": 1,
+    }
+    apply(node_cluster, web)
+    apply(
+        node_cluster,
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "hello", "namespace": ns},
+            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    node_cluster.kubectl("wait", "-n", ns, "pod/hello", "--for=condition=Ready", "--timeout=120s")
+    fqdn = f"hello.{ns}.svc.cluster.local"
+    client = (
+        _RESOLVER
+        + f"""
+import urllib.request
+body = urllib.request.urlopen('http://{fqdn}/', timeout=10).read().decode()
+print(json.dumps({{'fqdn': lookup('{fqdn}'), 'short': lookup('hello'),
+                  'other_ns': lookup('hello.default.svc.cluster.local'), 'body': body}}))
+"""
+    )
+    phase, logs = _run_pod(node_cluster, _pod("client", ns, node_cluster.base_image, client))
+    assert phase == "Succeeded", logs
+    out = json.loads(logs)
+    ip = _service_ip(node_cluster, "hello", ns)
+    assert out["fqdn"] == [ip]
+    assert out["short"] == [ip]  # through the namespace's search domain
+    assert out["other_ns"].startswith("gaierror")  # no such Service in `default`
+    assert out["body"] == "hello"
+
+
+def test_a_name_outside_the_cluster_is_refused_and_no_query_leaves_the_machine(
+    node_cluster: Any,
+) -> None:
+    """CoreDNS answers only cluster.local: `example.com` does not resolve, the DNS server
+    itself answers REFUSED at once (a forwarder would answer from upstream, or SERVFAIL after
+    its timeout), the binary has no forwarding plugin, and none of its sockets has a peer
+    off this machine."""
+    cp = node_cluster.control_plane
+    if cp is None:
+        pytest.skip("the local node's DNS; other clusters forward outside names upstream")
+    ns = new_namespace(node_cluster)
+    script = (
+        _RESOLVER
+        + """
+import random, struct, time
+server = lines('nameserver')[0][0]
+qid = random.randrange(1 << 16)
+name = b''.join(bytes([len(p)]) + p for p in b'example.com'.split(b'.')) + b'\\0'
+query = struct.pack('>6H', qid, 0x0100, 1, 0, 0, 0) + name + struct.pack('>2H', 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(5)
+t0 = time.monotonic()
+s.sendto(query, (server, 53))
+reply = s.recv(4096)
+rid, flags, _qd, answers = struct.unpack('>4H', reply[:8])
+print(json.dumps({'lookup': lookup('example.com'), 'same_id': rid == qid,
+                  'rcode': flags & 0xF, 'answers': answers,
+                  'seconds': time.monotonic() - t0}))
+"""
+    )
+    phase, logs = _run_pod(node_cluster, _pod("outside", ns, node_cluster.base_image, script))
+    assert phase == "Succeeded", logs
+    out = json.loads(logs)
+    assert out["lookup"].startswith("gaierror")
+    assert out["same_id"]
+    assert (out["rcode"], out["answers"]) == (5, 0)  # REFUSED, by CoreDNS itself
+    assert out["seconds"] < 1
+
+    state = json.loads((Path(cp.state_dir) / "state.json").read_text())
+    binary = Path(state["dns_bin_dir"]) / "coredns"
+    plugins = subprocess.run(
+        [str(binary), "-plugins"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "dns.kubernetes" in plugins
+    assert not [p for p in plugins if p in ("dns.forward", "dns.grpc", "dns.proxy", "dns.etcd")]
+    sockets = subprocess.run(
+        ["ss", "-Htuanp"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    pid = state["pids"]["coredns"]
+    mine = [line.split() for line in sockets if f"pid={pid}," in line]
+    assert mine, "CoreDNS has no sockets?"
+    # Loopback, the pod range (the apiserver is on its gateway), the Service range.
+    local = [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "10.244.0.0/24", "10.0.0.0/24")]
+    for fields in mine:
+        peer = fields[5].rsplit(":", 1)[0].strip("[]")
+        if peer == "*":
+            continue  # a listener
+        address = ipaddress.ip_address(peer.split("%")[0])
+        assert address.is_unspecified or any(address in n for n in local), fields
+
+
 def test_cluster_down_undoes_every_host_change_and_up_works_again(node_cluster: Any) -> None:
     """Runs last in this module: stop the shared node, compare, start it again."""
     cp = node_cluster.control_plane
@@ -196,9 +367,12 @@ def test_cluster_down_undoes_every_host_change_and_up_works_again(node_cluster: 
         pytest.skip("stops and starts the local node")
     baseline = node_cluster.host_baseline
     assert baseline is not None
+    pids = json.loads((Path(cp.state_dir) / "state.json").read_text())["pids"]
     cp.down()
     try:
         after = host_state()
+        running = [name for name, pid in pids.items() if _alive(pid)]
+        assert not running, f"still running: {running}"  # coredns among them
         # Nothing the node added is left. (What a killed earlier run left behind may be
         # cleaned up too, so `after` can hold less than the baseline, never more.)
         for key in ("rules", "chains", "links", "kubepods", "mounts", "netns"):

@@ -10,10 +10,11 @@ Without a node (the default, and what fast test tiers use) it runs on loopback a
 never run; everything that needs only the API and the controllers (CRDs, RBAC,
 ownerReference garbage collection, namespace deletion, ServiceAccounts,
 TokenRequest/TokenReview) is real, and several such control planes run side by side.
-With ``node=True`` it also runs containerd, the kubelet, kube-scheduler and kube-proxy
-(``tools/node/node.py`` owns their configuration and the machine changes), every
-controller, and the apiserver on the pod bridge's gateway, where pods reach it through the
-``kubernetes`` Service. One node per machine (a machine-wide lock).
+With ``node=True`` it also runs containerd, the kubelet, kube-scheduler, kube-proxy and
+CoreDNS, the cluster DNS (``tools/node/node.py`` owns their configuration and the machine
+changes), every controller, and the apiserver on the pod bridge's gateway, where pods reach
+it through the ``kubernetes`` Service (``kubernetes.default.svc``, a name its certificate
+carries). One node per machine (a machine-wide lock).
 
 Usable from the command line (``up``, ``down``, ``status``) and as a library
 (``ControlPlane``), which is how the test fixtures start a private control plane.
@@ -53,6 +54,9 @@ __all__ = ["REPO", "ControlPlane", "build_binaries", "main"]
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 SERVICE_CIDR = "10.0.0.0/24"
+# The kube-dns Service's ClusterIP (the kubelet's clusterDNS), as kubeadm picks it: the
+# tenth address of the Service range.
+CLUSTER_DNS = str(ipaddress.ip_network(SERVICE_CIDR)[10])
 SA_ISSUER = "https://kubernetes.default.svc"
 # Only the apiserver's own audience: a token minted for Kustos (audience "kustos") must not be
 # accepted by the Kubernetes API, nor a plain Kubernetes token by Kustos. Kustos checks its
@@ -71,7 +75,7 @@ CONTROLLERS = (
 )
 # Stopped in this order; started in the reverse.
 COMPONENTS = ("kube-controller-manager", "kube-apiserver", "etcd")
-NODE_COMPONENTS = ("kube-proxy", "kube-scheduler", "kubelet", "containerd")
+NODE_COMPONENTS = ("coredns", "kube-proxy", "kube-scheduler", "kubelet", "containerd")
 # With a node: every controller a user expects (node lifecycle, deployments, replica sets,
 # endpoints, PersistentVolume binding, jobs, disruption budgets...).
 NODE_CONTROLLERS = ("*",)
@@ -323,6 +327,7 @@ def _node_leaves(node: str, address: str) -> dict[str, tuple[x509.Name, tuple[st
         "kubelet-serving": (name(f"system:node:{node}", "system:nodes"), (address, node), False),
         "kube-scheduler": (name("system:kube-scheduler"), (), True),
         "kube-proxy": (name("system:kube-proxy"), (), True),
+        "coredns": (name(node_module().DNS_USER), (), True),
         "apiserver-kubelet-client": (
             name("kube-apiserver-kubelet-client", "system:masters"),
             (),
@@ -390,6 +395,7 @@ class State:
     pids: dict[str, int] = field(default_factory=dict)
     node_bin_dir: str = ""  # set when the cluster has a node
     node_name: str = ""
+    dns_bin_dir: str = ""  # CoreDNS, with the node
 
 
 def _tool_module(rel: str, name: str) -> ModuleType:
@@ -419,6 +425,8 @@ def _binary(state: State, name: str) -> str:
         return str(Path(state.bin_dir) / name)
     if name in ("kubelet", "kube-scheduler", "kube-proxy"):
         return str(Path(state.node_bin_dir) / name)
+    if name == "coredns":
+        return str(Path(state.dns_bin_dir) / name)
     found = shutil.which("sleep" if name == NODE_LOCK_HOLDER else name) or name
     return os.path.realpath(found)
 
@@ -505,7 +513,7 @@ class ControlPlane:
             return self.kubeconfig
         self.down()  # clear whatever a crashed or half-started run left behind
         bin_dir = build_binaries()
-        node_bin_dir, pause = self._prepare_node() if self.node else (None, None)
+        node_bin_dir, dns_bin_dir, pause = self._prepare_node() if self.node else (None,) * 3
         started = time.monotonic()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
@@ -515,6 +523,7 @@ class ControlPlane:
         names = ["etcd", "etcd-peer", "apiserver", "cm"]
         if self.node:
             names += ["kubelet", "kubelet-healthz", "scheduler", "proxy-healthz", "proxy-metrics"]
+            names += ["dns"]
         ports = {k: _free_port() for k in names}
         server = f"https://{address}:{ports['apiserver']}"
         state = State(
@@ -524,6 +533,7 @@ class ControlPlane:
             ports=ports,
             node_bin_dir=str(node_bin_dir or ""),
             node_name=node_name,
+            dns_bin_dir=str(dns_bin_dir or ""),
         )
         self._save(state)
         if self.node:
@@ -648,13 +658,15 @@ class ControlPlane:
 
     # --- the node ---------------------------------------------------------------------
 
-    def _prepare_node(self) -> tuple[Path, tuple[Path, str]]:
-        """Packages, node binaries and the pause image: everything slow, before any change."""
+    def _prepare_node(self) -> tuple[Path, Path, tuple[Path, str]]:
+        """Packages, node binaries, CoreDNS and the pause image: everything slow, before any
+        change."""
         node = node_module()
         node.ensure_packages()
         node_bin = node.build_binaries()
+        dns_bin = node.build_dns()
         pause = images_module().pause_archive()
-        return node_bin, pause
+        return node_bin, dns_bin, pause
 
     def _take_node_lock(self, state: State) -> None:
         """Hold the machine's node lock for as long as this cluster lives (a holder process
@@ -681,13 +693,18 @@ class ControlPlane:
         node = node_module()
         layout = node.NodeLayout(self.state_dir / "node")
         kubeconfigs = {}
-        for user in ("kubelet", "kube-scheduler", "kube-proxy"):
+        for user in ("kubelet", "kube-scheduler", "kube-proxy", "coredns"):
             path = layout.path(f"{user}.kubeconfig")
             _write(path, _kubeconfig(state.server, pki, user).encode())
             kubeconfigs[user] = path
         archive, pause_tag = pause
         args = node.write_configs(
-            layout, pki=pki, sandbox_image=pause_tag, ports=state.ports, kubeconfigs=kubeconfigs
+            layout,
+            pki=pki,
+            sandbox_image=pause_tag,
+            ports=state.ports,
+            kubeconfigs=kubeconfigs,
+            cluster_dns=CLUSTER_DNS,
         )
         t0 = time.monotonic()
         self._spawn(state, "containerd", args["containerd"])
@@ -706,6 +723,12 @@ class ControlPlane:
         )
         self._log(f"node {state.node_name} Ready {time.monotonic() - t0:.1f}s after containerd")
         self._apply(node.pv_objects(layout))
+        # Cluster DNS: its RBAC and Service first, so CoreDNS's first list succeeds.
+        t0 = time.monotonic()
+        self._apply(node.dns_objects(CLUSTER_DNS, state.ports["dns"]))
+        self._spawn(state, "coredns", args["coredns"])
+        self._wait(lambda: node.dns_answers(state.ports["dns"]), "coredns", state, timeout)
+        self._log(f"cluster DNS ready in {time.monotonic() - t0:.1f}s")
         self._wait(
             self._kubernetes_endpoint_published,
             "kube-apiserver (kubernetes endpoint)",
@@ -875,7 +898,7 @@ def main(argv: list[str] | None = None) -> int:
         "--node",
         action=argparse.BooleanOptionalAction,
         default=False,
-        help="also run a node (containerd, kubelet, kube-scheduler, kube-proxy)",
+        help="also run a node (containerd, kubelet, kube-scheduler, kube-proxy, CoreDNS)",
     )
     parser.add_argument(
         "--node-lock-timeout",

@@ -68,7 +68,9 @@ build_each() {
     [ "$name" = "." ] && name="$(basename "$PWD")"
     t0=$SECONDS
     echo "  building $name ..." >&2
-    ( while sleep 30; do echo "    still building $name ($((SECONDS - t0))s)" >&2; done ) &
+    # Its stdout is not ours: a `sleep` outliving the kill must not hold the caller's pipe
+    # (build.sh prints the directory on stdout, which the Python callers read to EOF).
+    ( while sleep 30; do echo "    still building $name ($((SECONDS - t0))s)" >&2; done ) >/dev/null &
     ticker=$!
     rc=0
     go build -ldflags "$ldflags" -o "$out/$name" "$pkg" || rc=$?

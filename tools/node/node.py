@@ -1,9 +1,11 @@
-"""The local node: containerd, kubelet, kube-scheduler and kube-proxy beside the control plane.
+"""The local node: containerd, kubelet, kube-scheduler, kube-proxy and CoreDNS beside the
+control plane.
 
 Owns what a node changes on the machine and what it runs: the machine-wide node lock, the
 pod bridge and its sysctls, the iptables rules that keep pod traffic on this machine, the
 configuration files of containerd (private socket, root and state), the bridge CNI, the
-kubelet and kube-proxy, the hostPath PersistentVolumes, and the undoing of all of it.
+kubelet and kube-proxy, the cluster DNS (CoreDNS and its Service), the hostPath
+PersistentVolumes, and the undoing of all of it.
 ``tools/controlplane/cluster.py`` owns the PKI and the processes: it asks this module for
 the host preparation, the commands to run, and the cleanup.
 
@@ -13,6 +15,17 @@ for as long as the node lives; a crash releases it). Control planes without a no
 side by side. Nothing is bound on, or routed to, 169.254.0.0/16; pods reach the host only at
 the bridge's gateway address, and every forwarded packet that would leave by another
 interface is dropped.
+
+Cluster DNS: CoreDNS (``tools/dns``: only the plugins used here, no forwarding plugin in the
+binary) runs on the host, bound to the gateway address on a free port, and answers only
+``cluster.local`` from the Kubernetes API (services, EndpointSlices, namespaces: its own
+client certificate and ClusterRole). A selector-less ``kube-dns`` Service in kube-system
+(a fixed ClusterIP, port 53) has one EndpointSlice pointing at it, so kube-proxy carries
+pods' queries there, and the kubelet's ``clusterDNS`` names that ClusterIP: pods get the
+standard ``resolv.conf`` (search ``<ns>.svc.cluster.local svc.cluster.local
+cluster.local``, ``ndots:5``). Any other name is refused by CoreDNS itself: no query is
+ever sent off the machine. Its process stops with the node; the Service's iptables rules
+are kube-proxy's ``KUBE-*`` chains, which down removes.
 
 Facts behind the settings (each was a blocker on these machines): ``/work/shared/NODE-NOTES.md``
 in the project's notes; summarized where each setting is made.
@@ -32,6 +45,8 @@ from pathlib import Path
 
 __all__ = [
     "BRIDGE",
+    "CLUSTER_DOMAIN",
+    "DNS_USER",
     "GATEWAY",
     "LOCK_FILE",
     "POD_CIDR",
@@ -39,7 +54,10 @@ __all__ = [
     "NodeLayout",
     "acquire_lock",
     "build_binaries",
+    "build_dns",
     "cleanup_host",
+    "dns_answers",
+    "dns_objects",
     "prepare_host",
 ]
 
@@ -47,6 +65,9 @@ HERE = Path(__file__).resolve().parent
 BRIDGE = "kustos0"
 POD_CIDR = "10.244.0.0/24"
 GATEWAY = "10.244.0.1"
+CLUSTER_DOMAIN = "cluster.local"
+# The user CoreDNS's client certificate names (bound to the ClusterRole of dns_objects).
+DNS_USER = "system:kustos:coredns"
 LOCK_FILE = Path("/run/lock/kustos-node.lock")
 OWNER_FILE = Path("/run/lock/kustos-node.owner")
 # Our rules live in these chains of the mangle table, jumped to first from its INPUT and
@@ -94,6 +115,18 @@ def build_binaries() -> Path:
     )
     if proc.returncode != 0:
         raise NodeError(f"tools/node/build.sh failed (exit {proc.returncode})")
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+def build_dns() -> Path:
+    """Build (or reuse the cached) CoreDNS of ``tools/dns``; return the directory holding it."""
+    override = os.environ.get("KUSTOS_DNS_BIN")
+    if override:
+        return Path(override)
+    build = HERE.parent / "dns" / "build.sh"
+    proc = subprocess.run(["bash", str(build)], stdout=subprocess.PIPE, text=True, check=False)
+    if proc.returncode != 0:
+        raise NodeError(f"tools/dns/build.sh failed (exit {proc.returncode})")
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
@@ -402,9 +435,11 @@ def write_configs(
     sandbox_image: str,
     ports: dict[str, int],
     kubeconfigs: dict[str, Path],
+    cluster_dns: str,
 ) -> dict[str, list[str]]:
-    """Write containerd's, the CNI's, the kubelet's and kube-proxy's configuration and return
-    each component's command-line arguments (binaries resolved by the caller)."""
+    """Write containerd's, the CNI's, the kubelet's, kube-proxy's and CoreDNS's configuration
+    and return each component's command-line arguments (binaries resolved by the caller).
+    ``cluster_dns`` is the ClusterIP of the ``kube-dns`` Service (``dns_objects``)."""
     root = layout.root
     for d in (
         "containerd/root",
@@ -490,8 +525,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         ],
     }
     (root / "cni/net.d/10-kustos.conflist").write_text(json.dumps(cni, indent=2) + "\n")
-    # Pods get no resolver that leads off the machine.
+    # The "host" resolver the kubelet hands to pods with dnsPolicy Default (and whose search
+    # list it appends for ClusterFirst ones): none that leads off the machine. Pods with the
+    # default policy (ClusterFirst) get clusterDNS, below.
     (root / "resolv.conf").write_text("nameserver 127.0.0.1\noptions ndots:1\n")
+    (root / "Corefile").write_text(_corefile(ports, kubeconfigs["coredns"]))
 
     kubelet_config = {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -512,7 +550,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         "containerRuntimeEndpoint": f"unix://{layout.containerd_socket}",
         "podLogsDir": str(root / "pod-logs"),
         "resolvConf": str(root / "resolv.conf"),
-        "clusterDomain": "cluster.local",
+        "clusterDomain": CLUSTER_DOMAIN,
+        "clusterDNS": [cluster_dns],
         # Hybrid cgroup v1 machines, no systemd, no swap accounting.
         "cgroupDriver": "cgroupfs",
         "failCgroupV1": False,
@@ -588,7 +627,120 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             "--leader-elect=false",
         ],
         "kube-proxy": [f"--config={root / 'kube-proxy.json'}", "--v=1"],
+        "coredns": [f"-conf={root / 'Corefile'}"],
     }
+
+
+def _corefile(ports: dict[str, int], kubeconfig: Path) -> str:
+    """One server block, for the cluster domain only: a query for any other name matches no
+    zone and CoreDNS answers REFUSED itself (there is no `forward` plugin in the binary; see
+    tools/dns/coredns/main.go). Bound to the gateway address (what kube-proxy DNATs the
+    kube-dns ClusterIP to), on a per-cluster port. Denials and errors are logged (names
+    only: a DNS query carries no secret)."""
+    return f"""{CLUSTER_DOMAIN}:{ports["dns"]} {{
+    bind {GATEWAY}
+    errors
+    log . {{
+        class denial error
+    }}
+    kubernetes {CLUSTER_DOMAIN} {{
+        kubeconfig {kubeconfig}
+        ttl 5
+    }}
+    cache 5
+}}
+"""
+
+
+def dns_answers(port: int, timeout: float = 2.0) -> bool:
+    """Whether CoreDNS, on the gateway at ``port``, answers for the ``kubernetes`` Service:
+    it serves only once its kubernetes plugin has synced with the API."""
+    import dns.exception
+    import dns.resolver
+
+    resolver = dns.resolver.Resolver(configure=False)
+    resolver.nameservers = [GATEWAY]
+    resolver.port = port
+    try:
+        resolver.resolve(f"kubernetes.default.svc.{CLUSTER_DOMAIN}", "A", lifetime=timeout)
+    except (dns.exception.DNSException, OSError):
+        return False
+    return True
+
+
+def dns_objects(cluster_dns: str, port: int) -> list[dict[str, object]]:
+    """The cluster DNS's objects: what CoreDNS may read (services, EndpointSlices, namespaces:
+    list and watch, nothing else), and the `kube-dns` Service in kube-system at
+    ``cluster_dns`` with a hand-made EndpointSlice to CoreDNS on the gateway (no selector:
+    CoreDNS is a host process, not a pod). Port 53 on the ClusterIP, ``port`` behind it."""
+    service = "kube-dns"
+    names = ("dns", "dns-tcp")
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "kustos:coredns"},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["services", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["discovery.k8s.io"],
+                    "resources": ["endpointslices"],
+                    "verbs": ["list", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "kustos:coredns"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": "kustos:coredns",
+            },
+            "subjects": [
+                {"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": DNS_USER}
+            ],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {
+                "name": service,
+                "namespace": "kube-system",
+                "labels": {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"},
+            },
+            "spec": {
+                "clusterIP": cluster_dns,
+                "ports": [
+                    {"name": names[0], "port": 53, "protocol": "UDP", "targetPort": port},
+                    {"name": names[1], "port": 53, "protocol": "TCP", "targetPort": port},
+                ],
+            },
+        },
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": f"{service}-host",
+                "namespace": "kube-system",
+                "labels": {
+                    "kubernetes.io/service-name": service,
+                    "endpointslice.kubernetes.io/managed-by": "node.tools.kustos.io",
+                },
+            },
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [GATEWAY], "conditions": {"ready": True}}],
+            "ports": [
+                {"name": names[0], "port": port, "protocol": "UDP"},
+                {"name": names[1], "port": port, "protocol": "TCP"},
+            ],
+        },
+    ]
 
 
 def pv_objects(layout: NodeLayout, count: int = 12, size: str = "5Gi") -> list[dict[str, object]]:
