@@ -86,9 +86,14 @@ def ensure_cluster() -> str:
     return str(_private.kubeconfig)
 
 
+def _record_baseline() -> None:
+    global _node_baseline
+    _node_baseline = host_state()
+
+
 def ensure_node_cluster() -> str:
     """Like ``ensure_cluster``, for a cluster with a node (started once per session)."""
-    global _private_node, _node_baseline
+    global _private_node
     external = os.environ.get(ENV_KUBECONFIG)
     if external:
         return str(Path(external).expanduser().resolve())
@@ -100,9 +105,11 @@ def ensure_node_cluster() -> str:
             kubectl_link=None,
             node=True,
             node_lock_timeout=float(os.environ.get("KUSTOS_NODE_LOCK_TIMEOUT", "1800")),
+            # The baseline is taken holding the node lock: while we waited for it, another
+            # run's node changed the machine (its sysctls are not what down restores).
+            on_node_lock=_record_baseline,
         )
         atexit.register(_teardown, cp, state_dir)
-        _node_baseline = host_state()
         cp.up()
         _private_node = cp
     return str(_private_node.kubeconfig)

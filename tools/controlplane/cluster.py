@@ -442,12 +442,16 @@ class ControlPlane:
         *,
         node: bool = False,
         node_lock_timeout: float = 0.0,
+        on_node_lock: Callable[[], object] | None = None,
     ):
         self.state_dir = state_dir.resolve()
         self.kubeconfig = kubeconfig.resolve()
         self.kubectl_link = kubectl_link
         self.node = node
         self.node_lock_timeout = node_lock_timeout
+        # Called once the machine's node lock is ours, before any host change: the moment
+        # to record the machine as it is without a node (another node may have run until now).
+        self.on_node_lock = on_node_lock
 
     def _components(self, state: State) -> tuple[str, ...]:
         if not state.node_bin_dir:
@@ -538,6 +542,8 @@ class ControlPlane:
         self._save(state)
         if self.node:
             self._take_node_lock(state)
+            if self.on_node_lock is not None:
+                self.on_node_lock()
         try:
             _make_pki(pki, node_name or None, address)
             if self.node:
