@@ -784,7 +784,12 @@ class ControlPlane:
         """Stop the processes and delete the state (etcd data, PKI, logs) and kubeconfig."""
         state = self._load()
         if state is not None:
-            node = node_module() if state.node_bin_dir else None
+            # The machine's pods, mounts, chains and bridge are cleaned only while our holder
+            # keeps the node lock: a run that never got it (it timed out waiting, or was
+            # stopped while waiting) must not tear down the node of the run that has it.
+            holder = state.pids.get(NODE_LOCK_HOLDER)
+            ours = holder is not None and _pid_alive(holder, _binary(state, NODE_LOCK_HOLDER))
+            node = node_module() if state.node_bin_dir and ours else None
             layout = node.NodeLayout(self.state_dir / "node") if node else None
             for name in self._components(state):
                 if node is not None and name == "kubelet":
