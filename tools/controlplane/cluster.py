@@ -452,6 +452,8 @@ class ControlPlane:
         # Called once the machine's node lock is ours, before any host change: the moment
         # to record the machine as it is without a node (another node may have run until now).
         self.on_node_lock = on_node_lock
+        # The lock holder a `down(keep_lock=True)` left running: the next `up` adopts it.
+        self._kept_holder: int | None = None
 
     def _components(self, state: State) -> tuple[str, ...]:
         if not state.node_bin_dir:
@@ -515,7 +517,9 @@ class ControlPlane:
         """Start the control plane unless it is already running; return the kubeconfig."""
         if self.healthy():
             return self.kubeconfig
-        self.down()  # clear whatever a crashed or half-started run left behind
+        kept = self._kept_holder  # adopted below; until then a plain down() still ends it
+        # Clear whatever a crashed or half-started run left behind.
+        self.down(keep_lock=kept is not None)
         bin_dir = build_binaries()
         node_bin_dir, dns_bin_dir, pause = self._prepare_node() if self.node else (None,) * 3
         started = time.monotonic()
@@ -541,7 +545,14 @@ class ControlPlane:
         )
         self._save(state)
         if self.node:
-            self._take_node_lock(state)
+            if kept is not None and _pid_alive(kept, _binary(state, NODE_LOCK_HOLDER)):
+                state.pids[NODE_LOCK_HOLDER] = kept  # the lock never left us
+                self._save(state)
+                # down's cleanup removed the owner note that waiting runs print.
+                node_module().OWNER_FILE.write_text(f"{self.state_dir} (pid {os.getpid()})\n")
+            else:
+                self._take_node_lock(state)
+            self._kept_holder = None
             if self.on_node_lock is not None:
                 self.on_node_lock()
         try:
@@ -780,8 +791,13 @@ class ControlPlane:
         if proc.returncode != 0:
             raise ControlPlaneError(f"kubectl apply failed: {proc.stderr.strip()}")
 
-    def down(self) -> None:
-        """Stop the processes and delete the state (etcd data, PKI, logs) and kubeconfig."""
+    def down(self, keep_lock: bool = False) -> None:
+        """Stop the processes and delete the state (etcd data, PKI, logs) and kubeconfig.
+
+        ``keep_lock``: the host is cleaned but the machine's node lock stays ours (its holder
+        keeps running) until the next ``up`` adopts it or a plain ``down`` ends it, so no
+        other run's node starts in between (the down-and-up test compares the machine there).
+        """
         state = self._load()
         if state is not None:
             # The machine's pods, mounts, chains and bridge are cleaned only while our holder
@@ -802,9 +818,15 @@ class ControlPlane:
                 if node is not None and name == NODE_LOCK_HOLDER:
                     # The host is cleaned while we still hold the machine's node lock.
                     node.cleanup_host(layout, Path(state.node_bin_dir) / "kube-proxy")
+                    if keep_lock:
+                        self._kept_holder = state.pids.get(name)
+                        continue
                 pid = state.pids.get(name)
                 if pid is not None:
                     _stop(pid, _binary(state, name))
+        if not keep_lock and self._kept_holder is not None:
+            _stop(self._kept_holder, os.path.realpath(shutil.which("sleep") or "sleep"))
+            self._kept_holder = None
         if self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         self.kubeconfig.unlink(missing_ok=True)
