@@ -9,6 +9,7 @@ values: build them from names, ids and codes only.
     ├── ClientError                      4xx, not retried
     │   ├── InvalidParameterError        InvalidParameterException
     │   ├── InvalidRequestError          InvalidRequestException
+    │   │   └── RollbackRefusedError     a rollback that would lock out AWSCURRENT's users
     │   ├── ValidationError              ValidationException
     │   ├── ResourceNotFoundError        ResourceNotFoundException
     │   ├── ResourceExistsError          ResourceExistsException
@@ -49,6 +50,7 @@ __all__ = [
     "PublicPolicyError",
     "ResourceExistsError",
     "ResourceNotFoundError",
+    "RollbackRefusedError",
     "ServerError",
     "StoreError",
     "ValidationError",
@@ -86,6 +88,11 @@ class InvalidParameterError(ClientError):
 
 class InvalidRequestError(ClientError):
     aws_code = "InvalidRequestException"
+
+
+class RollbackRefusedError(InvalidRequestError):
+    """A rollback refused because it would break what AWSCURRENT's holders log in with
+    (alternating users, a version of AWSCURRENT's own user); forcing it is the caller's call."""
 
 
 class ValidationError(ClientError):

@@ -21,6 +21,9 @@ class ConditionType(StrEnum):
     #: The projected Secret is watched (False: its namespace does not bind
     #: kustos-projection-watch, so edits are found only by the periodic drift pass).
     DRIFT_WATCHED = "DriftWatched"
+    #: The last kustos.io/rollback request was refused: it would lock out AWSCURRENT's
+    #: holders (alternating users); dropped when a later request is handled.
+    ROLLBACK_REFUSED = "RollbackRefused"
 
 
 class EventType(StrEnum):
@@ -69,6 +72,8 @@ class Reason(StrEnum):
     ROTATION_HELD = "RotationHeld"
     ROLLED_BACK = "RolledBack"
     ROLLBACK_FAILED = "RollbackFailed"
+    ROLLBACK_REFUSED = "RollbackRefused"
+    ROLLBACK_FORCED = "RollbackForced"
     TLS_NOT_VERIFIED = "TLSNotVerified"
     # deletion
     DELETION_SCHEDULED = "DeletionScheduled"

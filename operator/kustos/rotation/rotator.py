@@ -37,6 +37,7 @@ __all__ = [
     "RetireSecretRequest",
     "RetireSecretResponse",
     "RetiringRotator",
+    "RollbackGuard",
     "Rotator",
     "SetSecretRequest",
     "SetSecretResponse",
@@ -146,6 +147,22 @@ class RetiringRotator(Protocol):
         """Make the target refuse `req.previous` (never `req.current`).
 
         Must not error if `previous` is already refused, gone, or the same login as `current`.
+        """
+        ...
+
+
+@runtime_checkable
+class RollbackGuard(Protocol):
+    """A rotator whose strategy promises that AWSCURRENT keeps working while the target is
+    changed (alternating users), and that can tell when a rollback's setSecret would break
+    that promise (see `services/rotation`'s rollback). Optional: a rotator without
+    `rollback_lockout` is trusted to keep its promise (or makes none: single-user)."""
+
+    def rollback_lockout(self, req: SetSecretRequest) -> str | None:
+        """Why making the target accept `req.pending` again (a rollback to that version)
+        would stop `req.current` from logging in, e.g. "both are user app"; None if not.
+
+        Must not do I/O (`req.master` may be unresolved); names users, never values.
         """
         ...
 

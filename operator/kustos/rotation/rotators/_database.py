@@ -318,6 +318,25 @@ class DatabaseRotator(ABC):
         self.settings(req.config)
         return FinishSecretResponse()
 
+    def rollback_lockout(self, req: SetSecretRequest) -> str | None:
+        """alternating-users: a version of AWSCURRENT's own user (two rotations back) can be
+        accepted again only by setting that user's password to the old one, which the
+        clients holding AWSCURRENT then fail to log in with. The other user's versions are
+        safe, and so is a version whose password is AWSCURRENT's (setSecret changes
+        nothing). single-user promises nothing: every rollback sets the one user's password."""
+        s = self.settings(req.config)
+        if s.strategy != ALTERNATING or req.current is None:
+            return None
+        current = parse_credentials(req.current, "AWSCURRENT", req)
+        target = parse_credentials(req.pending, "rollback target", req)
+        if target.username != current.username or target.password == current.password:
+            return None
+        return (
+            f"it is a version of user {current.username}, the user AWSCURRENT logs in as: "
+            f"accepting it again sets {current.username}'s old password, so the pods running "
+            "on AWSCURRENT fail new logins until they are restarted"
+        )
+
     def retire_secret(self, req: RetireSecretRequest) -> RetireSecretResponse:
         """alternating-users: log in as master and give the previous user (the one that is
         not AWSCURRENT's) a fresh random password nobody keeps, so AWSPREVIOUS stops working.
