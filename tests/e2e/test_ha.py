@@ -121,7 +121,6 @@ class Ha:
     cluster: Any
     pg: DbServer
     app_ns: str
-    api_ip: str
 
 
 def _lease(cluster: Any) -> dict[str, Any]:
@@ -212,9 +211,9 @@ def _store_objects(pg: DbServer, pg_ip: str) -> list[dict[str, Any]]:
     ]
 
 
-def _kustomization(work: Path, pg_service_ip: str) -> str:
-    """The overlay as a user would take it: their namespace, the database's CA mounted, and
-    (this cluster has no DNS) the Service names in /etc/hosts."""
+def _kustomization(work: Path) -> str:
+    """The overlay as a user would take it: their namespace and the database's CA mounted.
+    The pods reach the database and the API by their Services' names (cluster DNS)."""
     deployment_patch = [
         {
             "op": "add",
@@ -231,11 +230,6 @@ def _kustomization(work: Path, pg_service_ip: str) -> str:
             "op": "add",
             "path": "/spec/template/spec/containers/0/volumeMounts/-",
             "value": {"name": "store-ca", "mountPath": str(Path(PG_CA).parent), "readOnly": True},
-        },
-        {
-            "op": "add",
-            "path": "/spec/template/spec/hostAliases",
-            "value": [{"ip": pg_service_ip, "hostnames": [PG_HOST]}],
         },
     ]
     webhook_patch = [
@@ -319,9 +313,8 @@ def ha(node_cluster: Any, kustos_image: str) -> Iterator[Ha]:
         for obj in _store_objects(pg, network.address):
             # Server-side: no last-applied annotation repeating the Secret's password.
             node_cluster.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(obj))
-        pg_ip = get(node_cluster, "service", "postgres", NS)["spec"]["clusterIP"]  # type: ignore[index]
         with tempfile.TemporaryDirectory(prefix="kustos-ha-") as work:
-            kustomization = _kustomization(Path(work), pg_ip)
+            kustomization = _kustomization(Path(work))
             (Path(work) / "kustomization.yaml").write_text(kustomization)
             node_cluster.kubectl(
                 "apply", "--server-side", "--force-conflicts", "-k", work, timeout=120
@@ -335,10 +328,9 @@ def ha(node_cluster: Any, kustos_image: str) -> Iterator[Ha]:
         wait_for(
             lambda: len(_ready_pods(node_cluster)) == 2, timeout=120, what="two replicas Ready"
         )
-        api_ip = get(node_cluster, "service", "kustos-api", NS)["spec"]["clusterIP"]  # type: ignore[index]
         app_ns = new_namespace(node_cluster, "ha-app")
         _app_objects(node_cluster, app_ns)
-        yield Ha(node_cluster, pg, app_ns, api_ip)
+        yield Ha(node_cluster, pg, app_ns)
     finally:
         try:
             _uninstall(node_cluster, app_ns)
@@ -415,7 +407,6 @@ def _client_pod(ha: Ha, name: str, *args: str) -> dict[str, Any]:
             "restartPolicy": "Never",
             "serviceAccountName": "reader",
             "automountServiceAccountToken": False,
-            "hostAliases": [{"ip": ha.api_ip, "hostnames": [API_HOST]}],
             "securityContext": {"runAsNonRoot": True, "runAsUser": 65532},
             "containers": [
                 {
