@@ -39,6 +39,9 @@ class AuditSettings:
     anchor_seconds: float = 5.0
     anchor_file: str | None = None
     anchor_webhook: str | None = None
+    #: The audit hub's socket (`kustos.services.audit.hub`): set for the API processes
+    #: that commit through another process's group commit (`kustos api --audit-hub`).
+    hub: str | None = None
 
     @classmethod
     def from_env(cls) -> AuditSettings:

@@ -25,12 +25,16 @@ than one core. They share the store: the audit log stays one hash chain (each pr
 group commit appends under the store's write lock), and the read cache of each process is
 checked against the store's read epoch on every read, so a write through any process is
 seen by all (docs/benchmarks.md). The extra processes serve no metrics port of their own.
+The first process also runs the audit hub (`kustos.services.audit.hub`): the others hand it
+their audit records (`--audit-hub`), so all processes share one group commit, one fsync per
+batch, instead of taking turns on the store's write lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import signal
 import ssl
@@ -50,6 +54,7 @@ from kustos.config import Settings
 from kustos.errors import KustosError
 from kustos.kube.secrets import SecretGateway
 from kustos.kube.webhooks import WebhookGateway
+from kustos.services.audit.hub import AuditHub, hub_path
 from kustos.services.factory import Services
 
 __all__ = ["api", "drain", "make_app", "serve_in_operator", "start_site"]
@@ -152,14 +157,23 @@ async def drain(runner: web.AppRunner, delay: float) -> None:
     log.info("API stopped")
 
 
+def start_hub(services: Services) -> AuditHub:
+    """The audit hub of this process's log, for the workers (a fresh private socket)."""
+    hub = AuditHub(services.audit, hub_path())
+    hub.start()
+    return hub
+
+
 def start_workers(
     n: int,
     host: str,
     port: int,
     tls_secret: str,
     insecure: bool,
+    hub: AuditHub | None = None,
 ) -> list[subprocess.Popen[bytes]]:
-    """`n` more `kustos api --reuse-port` processes on host:port (same environment)."""
+    """`n` more `kustos api --reuse-port` processes on host:port (same environment), which
+    commit their audit records through `hub` when given."""
     argv = [
         sys.executable,
         "-m",
@@ -177,6 +191,8 @@ def start_workers(
     ]
     if insecure:
         argv.append("--insecure")
+    if hub is not None:
+        argv += ["--audit-hub", str(hub.path)]
     prctl = _prctl()
     # In the child, between fork and exec, only a C call (no imports, no locks): a worker
     # gets SIGTERM when its parent dies, even by SIGKILL (PR_SET_PDEATHSIG, Linux).
@@ -231,6 +247,12 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 20.0) 
     help="Server processes sharing the port (SO_REUSEPORT) and the store.",
 )
 @click.option("--reuse-port", is_flag=True, help="Bind with SO_REUSEPORT (set for --processes).")
+@click.option(
+    "--audit-hub",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Commit audit records through the hub on this socket (set for the extra processes).",
+)
 def api(
     host: str,
     port: int,
@@ -240,6 +262,7 @@ def api(
     verbose: bool,
     processes: int,
     reuse_port: bool,
+    audit_hub: str | None,
 ) -> None:
     """Serve the Secrets Manager API (AWS JSON protocol) in the foreground."""
     logging.basicConfig(
@@ -247,8 +270,13 @@ def api(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     settings = Settings.from_env()  # read once, here
+    if audit_hub:
+        settings = dataclasses.replace(
+            settings, audit=dataclasses.replace(settings.audit, hub=audit_hub)
+        )
     services = Services.build(settings)
     workers: list[subprocess.Popen[bytes]] = []
+    hub: AuditHub | None = None
     try:
         services.keys.keyring()  # fail fast on a missing keyring
         metrics.start_metrics_server(
@@ -256,7 +284,8 @@ def api(
         )
         tls = None if insecure else serving_tls(services, tls_secret)
         if processes > 1:
-            workers = start_workers(processes - 1, host, port, tls_secret, insecure)
+            hub = start_hub(services)
+            workers = start_workers(processes - 1, host, port, tls_secret, insecure, hub)
         with runner() as loop_runner:
             loop_runner.run(
                 _serve(
@@ -270,6 +299,8 @@ def api(
             )
     finally:
         stop_workers(workers)
+        if hub is not None:
+            hub.close()
         services.close()
 
 
@@ -320,7 +351,8 @@ def serve_in_operator() -> None:
         if tls is not None:
             memo["api_tls_renewal"] = asyncio.create_task(tls.run(settings.api_tls_check_seconds))
         if processes > 1:
-            memo["api_workers"] = start_workers(processes - 1, host, port, secret, insecure)
+            memo["api_hub"] = hub = start_hub(services)
+            memo["api_workers"] = start_workers(processes - 1, host, port, secret, insecure, hub)
         memo["api_stop"] = lambda: _stop_api(memo)  # the operator's cleanup awaits it
 
     @kopf.on.cleanup()
@@ -337,6 +369,9 @@ async def _stop_api(memo: Any) -> None:
         await drain(runner, memo["services"].settings.api_drain_seconds)
     if workers:
         await stopping
+    hub = memo.pop("api_hub", None)
+    if hub is not None:  # after the workers: they commit through it while they drain
+        hub.close()
     renewal = memo.pop("api_tls_renewal", None)
     if renewal is not None:
         renewal.cancel()

@@ -6,6 +6,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
+from pathlib import Path
 
 from kubernetes import client
 
@@ -24,6 +25,7 @@ from kustos.rotation.engine import RotationEngine, StepHook
 from kustos.services.access.authorize import AccessService, build_access_service
 from kustos.services.api.service import SecretsApi
 from kustos.services.audit.anchor import AnchorPublisher, FileWitness, WebhookWitness, Witness
+from kustos.services.audit.hub import HubAppender
 from kustos.services.audit.notify import Notifier, load_subscribers
 from kustos.services.audit.reads import ReadEvents
 from kustos.services.audit.service import AuditService
@@ -176,10 +178,14 @@ def build_audit(
         writer=socket.gethostname(),
         witnesses=witnesses,
     )
-    audit = AuditService(audit_store, settings.cluster_name, keys.keyring, audit_settings, anchor)
+    # An API process that commits through another's hub notifies nothing: the hub does.
+    appender = HubAppender(Path(audit_settings.hub)) if audit_settings.hub else None
+    audit = AuditService(
+        audit_store, settings.cluster_name, keys.keyring, audit_settings, anchor, appender
+    )
     notifier = (
         Notifier(load_subscribers(settings.notifications_file, settings.environ))
-        if settings.notifications_file
+        if settings.notifications_file and appender is None
         else None
     )
     if notifier is not None:

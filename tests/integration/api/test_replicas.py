@@ -1,9 +1,11 @@
 """Replicas on one SQLite store: the operator (replica A) and `kustos api --processes 2`
 (replica B: two processes sharing a port by SO_REUSEPORT). A value written through one
-replica is what the other returns next, whatever each has cached."""
+replica is what the other returns next, whatever each has cached; B's second process commits
+its audit records through the first one's hub, into the one chain that verifies."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 
 import pytest
 from tests.api_fixture import ApiWorld
+from tests.integration.test_audit_operator import kustos
 from tests.kube_helpers import wait_for
 from tests.operator_fixture import free_port
 
@@ -71,6 +74,11 @@ def test_a_write_through_either_replica_is_read_by_the_other(
         assert wait_for(value_via_b, timeout=60, what="kustos api answering") == "v1"
         wait_for(lambda: len(_children(proc.pid)) == 1, timeout=30, what="the second process")
         workers = _children(proc.pid)
+        wait_for(  # the second process listens too: new connections reach either
+            lambda: log.read_text().count("Secrets Manager API on") == 2,
+            timeout=60,
+            what="the second process serving",
+        )
         for _ in range(10):  # both of B's processes have v1 cached
             assert value_via_b() == "v1"
 
@@ -84,6 +92,23 @@ def test_a_write_through_either_replica_is_read_by_the_other(
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode in (0, -15)
+    assert f"audit hub: API process {workers[0]} commits through this one" in log.read_text()
+    reads = json.loads(
+        kustos(
+            world.runner,
+            "audit",
+            "lookup",
+            "--secret-id",
+            arn,
+            "--event-name",
+            "GetSecretValue",
+            "--max-items",
+            "500",
+        ).stdout
+    )["Events"]
+    assert len(reads) >= 31  # every read through B is recorded, whichever process served it
+    verified = json.loads(kustos(world.runner, "audit", "verify", "--output", "json").stdout)
+    assert verified["ok"], verified
     wait_for(
         lambda: not any(Path(f"/proc/{w}").exists() for w in workers),
         timeout=30,

@@ -30,8 +30,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Protocol
 
 from kustos import metrics
 from kustos.config import AuditSettings
@@ -65,6 +66,8 @@ class AuditTicket:
     error: str | None = None
     settled: bool = False
     claimed: bool = False  # taken by the writer: only the store's verdict settles it
+    #: (seq, hash) of each row, once committed.
+    written: list[tuple[int, str]] = field(default_factory=list)
 
     def _settle(self, error: str | None) -> None:
         self.error, self.settled = error, True
@@ -77,6 +80,21 @@ class AuditTicket:
                 log.exception("audit: a waiter could not be woken")
 
 
+class Appender(Protocol):
+    """Where the writer commits its batches: the store itself, or the audit hub of the
+    process that commits for every API process (`kustos.services.audit.hub`)."""
+
+    def append(
+        self, rows: Sequence[PendingRow], lock_timeout: float | None = None
+    ) -> list[tuple[int, str]]: ...
+
+    def probe(self, lock_timeout: float) -> None: ...
+
+    def is_outage(self, exc: BaseException) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class AuditService:
     def __init__(
         self,
@@ -85,8 +103,12 @@ class AuditService:
         keyring: Callable[[], Keyring] | None = None,
         settings: AuditSettings | None = None,
         anchor: AnchorPublisher | None = None,
+        appender: Appender | None = None,
     ) -> None:
         self.store = store
+        #: Commits the batches (the store, or another process's hub: then that process
+        #: also runs the listeners, so this one runs none).
+        self.appender: Appender = appender or store
         self.cluster = cluster
         self._keyring = keyring
         self.settings = settings or AuditSettings()
@@ -104,7 +126,8 @@ class AuditService:
         self._down: str | None = None
 
     def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+        if self.appender is self.store:
+            self._listeners.append(listener)
 
     def add_flusher(self, flush: Callable[[bool], None]) -> None:
         """`flush(final)` runs on every maintenance tick (final=False) and once at close,
@@ -151,6 +174,17 @@ class AuditService:
     def first_wait_seconds(self) -> float:
         return min(self.settings.stall_seconds, self.settings.commit_timeout)
 
+    def submit_rows(
+        self, rows: list[PendingRow], on_done: Callable[[AuditTicket], None]
+    ) -> AuditTicket:
+        """`submit` for rows built elsewhere (another API process's, through the hub):
+        `on_done(ticket)` once their verdict is in; AuditUnavailableError at once if the
+        log cannot take them."""
+        holder: list[AuditTicket] = []
+        ticket = self._queue_rows(rows, None, lambda: on_done(holder[0]), holder)
+        assert ticket is not None
+        return ticket
+
     def _enqueue(
         self,
         events: Sequence[AuditEvent],
@@ -158,6 +192,15 @@ class AuditService:
         on_done: Callable[[], None] | None,
     ) -> AuditTicket | None:
         rows = [to_row(e, self.cluster) for e in events]  # may raise AuditRecordRejected
+        return self._queue_rows(rows, done, on_done)
+
+    def _queue_rows(
+        self,
+        rows: list[PendingRow],
+        done: threading.Event | None,
+        on_done: Callable[[], None] | None,
+        holder: list[AuditTicket] | None = None,
+    ) -> AuditTicket | None:
         if not rows:
             return None
         if self._closing.is_set():
@@ -167,6 +210,8 @@ class AuditService:
             AUDIT_FAILURES.inc(len(rows))
             raise AuditUnavailableError(f"the audit store is not answering ({down})")
         ticket = AuditTicket(rows, time.perf_counter(), done, on_done)
+        if holder is not None:
+            holder.append(ticket)
         with self._cond:
             self._ensure_writer()
             self._queue.append(ticket)
@@ -242,7 +287,7 @@ class AuditService:
 
     def _probe(self) -> None:
         try:
-            self.store.probe(self.settings.stall_seconds)
+            self.appender.probe(self.settings.stall_seconds)
         except Exception:  # still down
             return
         log.warning(
@@ -255,13 +300,13 @@ class AuditService:
         error: str | None = None
         self._commit_started = began = time.monotonic()
         try:
-            written = self.store.append(rows, lock_timeout=self.settings.stall_seconds)
+            written = self.appender.append(rows, lock_timeout=self.settings.stall_seconds)
         except Exception as exc:  # any failure means: not durable
             error = type(getattr(exc, "orig", None) or exc).__name__
             log.error("audit: a batch of %d records could not be committed: %s", len(rows), error)
             written = []
             took = time.monotonic() - began
-            if self.store.is_outage(exc) or took >= self.settings.stall_seconds:
+            if self.appender.is_outage(exc) or took >= self.settings.stall_seconds:
                 # Down before the callers wake, so that their failure records are refused
                 # at once; whatever is queued behind is refused now (it was never written).
                 self._down = f"{error} after {took:.1f} s"
@@ -272,7 +317,11 @@ class AuditService:
                     self._queue.clear()
         finally:
             self._commit_started = None
+        at = 0
         for ticket in batch:
+            if error is None:
+                ticket.written = written[at : at + len(ticket.rows)]
+                at += len(ticket.rows)
             ticket._settle(error)
         if error is not None:
             return
@@ -420,4 +469,6 @@ class AuditService:
                 log.exception("audit: no final digest")
             if self.anchor is not None:
                 publish_safely(self.anchor)
+        if self.appender is not self.store:
+            self.appender.close()
         self.store.close()
