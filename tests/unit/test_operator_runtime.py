@@ -21,7 +21,7 @@ from kustos.config import Settings
 from kustos.errors import ServerError
 from kustos.models.records import AWSCURRENT, SecretRecord
 from kustos.operator.runtime import OperatorRuntime
-from kustos.services.controller.controller import Outcome, Trigger
+from kustos.services.controller.controller import Outcome, Trigger, settles
 from kustos.store import SqlStore
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -31,6 +31,9 @@ T0 = datetime(2030, 1, 1, tzinfo=UTC)
 class Recorder:
     calls: list[tuple[str, frozenset[Trigger], str]] = field(default_factory=list)
     fail_first: int = 0
+    #: Answer with a clean Outcome (nothing to write) instead of a status patch.
+    clean: bool = False
+    retry_delay: float = 0.05
     cond: threading.Condition = field(default_factory=threading.Condition)
 
     def handle(self, body: Mapping[str, Any], triggers: Collection[Trigger]) -> Outcome:
@@ -41,7 +44,9 @@ class Recorder:
             self.cond.notify_all()
             if self.fail_first > 0:
                 self.fail_first -= 1
-                return Outcome(error=ServerError("apiserver busy", retry_delay=0.05))
+                return Outcome(error=ServerError("apiserver busy", retry_delay=self.retry_delay))
+        if self.clean:
+            return Outcome()
         return Outcome(patch={"observedGeneration": body["metadata"]["generation"]})
 
     # A deadline, not a sleep: it returns as soon as the calls are there; generous because the
@@ -141,3 +146,98 @@ def test_retryable_errors_are_retried(rig: Any) -> None:
     runtime.observe(None, managed("a", {}))
     calls = recorder.wait(3)
     assert [t for _, t, _ in calls] == [frozenset({Trigger.CHANGED})] * 3
+
+
+def _ready(name: str, spec: dict[str, Any], version: str, *, generation: int = 1) -> dict[str, Any]:
+    """A ManagedSecret the controller has settled: Ready at its generation."""
+    ready = {"type": "Ready", "status": "True", "reason": "Projected"}
+    body = managed(
+        name,
+        spec,
+        generation=generation,
+        status={
+            "observedGeneration": generation,
+            "conditions": [{**ready, "observedGeneration": generation}],
+        },
+    )
+    body["metadata"]["resourceVersion"] = version
+    return body
+
+
+def _resync(runtime: OperatorRuntime, recorder: Recorder, trigger: Trigger) -> int:
+    """Submit `trigger` to object a, wait until the queue is idle; the calls made."""
+    before = len(recorder.calls)
+    runtime.queue.submit(("team-a", "a"), trigger)
+    assert runtime.queue.wait_idle(30)
+    return len(recorder.calls) - before
+
+
+def test_a_settled_object_is_skipped_by_resync_until_its_body_changes(rig: Any) -> None:
+    runtime, recorder, _, _ = rig
+    recorder.clean = True
+    runtime.observe(None, _ready("a", {"name": "x"}, "10"))
+    recorder.wait(1)
+    assert runtime.queue.wait_idle(30)
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 0  # nothing changed since
+    assert _resync(runtime, recorder, Trigger.DRIFT_CHECK) == 1  # the slower pass looks
+    assert _resync(runtime, recorder, Trigger.VALUE_CHANGED) == 1  # the feed's news
+    # A status-only change (no trigger) still gives the body a new resourceVersion.
+    runtime.observe("MODIFIED", _ready("a", {"name": "x"}, "11"))
+    assert runtime.queue.wait_idle(30)
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 1
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 0
+
+
+def test_resync_looks_again_after_a_write_or_a_failure(rig: Any) -> None:
+    runtime, recorder, _, patches = rig
+    runtime.observe(None, _ready("a", {"name": "x"}, "10"))  # the recorder patches status
+    recorder.wait(1)
+    assert runtime.queue.wait_idle(30)
+    assert patches
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 1  # it wrote: not settled
+    recorder.clean = True
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 1
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 0
+    recorder.fail_first, recorder.retry_delay = 1, 3600  # its retry stays out of the way
+    assert _resync(runtime, recorder, Trigger.DRIFT_CHECK) == 1  # a failed look forgets
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 1
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"name": "x", "rotation": {"schedule": "rate(1 day)"}},
+        {"name": "x", "valueFrom": {"secretRef": {"name": "src"}}},
+        {"name": "x", "target": {"shareWith": {"namespaces": ["b"]}}},
+    ],
+    ids=["rotation", "valueFrom", "shareWith"],
+)
+def test_objects_that_follow_time_or_other_objects_are_never_skipped(
+    rig: Any, spec: dict[str, Any]
+) -> None:
+    runtime, recorder, _, _ = rig
+    recorder.clean = True
+    runtime.observe(None, _ready("a", spec, "10"))
+    recorder.wait(1)
+    assert runtime.queue.wait_idle(30)
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 1
+    assert _resync(runtime, recorder, Trigger.RESYNC) == 1
+
+
+def test_what_settles() -> None:
+    assert settles(_ready("a", {"name": "x"}, "1"))
+    newer = _ready("a", {"name": "x"}, "1")
+    newer["metadata"]["generation"] = 2  # the status is of generation 1
+    assert not settles(newer)
+    failing = _ready("a", {"name": "x"}, "1")
+    failing["status"]["conditions"][0]["status"] = "False"
+    assert not settles(failing)
+    deleting = _ready("a", {"name": "x"}, "1")
+    deleting["metadata"]["deletionTimestamp"] = "2030-01-01T00:00:00Z"
+    assert not settles(deleting)
+    rollback = _ready("a", {"name": "x"}, "1")
+    rollback["metadata"]["annotations"]["kustos.io/rollback"] = "previous"
+    assert not settles(rollback)
+    rollback["status"]["rollback"] = {"request": "previous"}  # handled already
+    assert settles(rollback)
+    assert not settles(managed("a", {"name": "x"}))  # never reconciled

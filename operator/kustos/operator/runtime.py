@@ -16,11 +16,14 @@ controller triggers, and patches what the controller returns.
   one indexed query every `feed_poll_seconds` turns new entries into `VALUE_CHANGED`.
 - **Timers**: a rotation's due time or backoff end (`ROTATION_DUE`), retry with jittered
   exponential backoff for retryable errors, and the periodic safety nets, each spread over
-  its interval with jitter: `RESYNC` (no reads of projected Secrets), `DRIFT_CHECK` (compares
-  them: the watched cache, else a GET by name where the watch is refused), the purge of
-  secrets past their recovery window, and a paged LIST for objects deleted while the
-  operator was down; and a verification of the whole audit log every
-  `audit_verify_seconds` (its result is the `kustos_audit_verify_ok` metric, alerted on).
+  its interval with jitter: `RESYNC` (no reads of projected Secrets; skipped for an object
+  whose body has not changed since a look found nothing to do and that `settles`, i.e. has
+  no timers, sources or shares to follow: the watch and the feed bring its news),
+  `DRIFT_CHECK` (never skipped; compares them: the watched cache, else a GET by name
+  where the watch is refused), the purge of secrets past their recovery window, and a
+  paged LIST for objects deleted while the operator was down; and a verification of the
+  whole audit log every `audit_verify_seconds` (its result is the
+  `kustos_audit_verify_ok` metric, alerted on).
 
 Leadership: with several replicas only the Lease holder's runtime is started (`lead`); a
 follower's keeps the newest bodies and coalesced triggers, so it starts with everything
@@ -46,7 +49,12 @@ from kustos.errors import KustosError
 from kustos.models.fencing import Fence, fenced
 from kustos.operator.feed import FeedCursor
 from kustos.operator.queue import ObjectQueue, jittered
-from kustos.services.controller.controller import ManagedSecretController, Outcome, Trigger
+from kustos.services.controller.controller import (
+    ManagedSecretController,
+    Outcome,
+    Trigger,
+    settles,
+)
 from kustos.services.core.deletion import sweep_orphans
 from kustos.services.factory import Services
 from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW
@@ -89,6 +97,9 @@ class OperatorRuntime:
         self._failures: dict[Key, int] = {}
         self._timer_at: dict[Key, float] = {}  # the earliest ROTATION_DUE timer per object
         self._seen_at: dict[Key, float] = {}  # when the watch last delivered each object
+        # The resourceVersion of each object's body when a trigger last found nothing to do
+        # and the body `settles`: the next RESYNC of that same body is skipped.
+        self._settled: dict[Key, str] = {}
         self._stop = threading.Event()
         self._started = False
         self._feed = FeedCursor(0, self._clock)
@@ -138,6 +149,7 @@ class OperatorRuntime:
             with self._lock:
                 self._bodies.pop(key, None)
                 self._seen_at.pop(key, None)
+                self._settled.pop(key, None)
                 self._gone[key] = body
             self.queue.submit(key, Trigger.DELETED)
             return
@@ -183,18 +195,29 @@ class OperatorRuntime:
                 self._run(key, gone, frozenset({Trigger.DELETED}))
             triggers = triggers - {Trigger.DELETED}
         body = self.body(key)
-        if triggers and body is not None:
-            self._run(key, body, triggers)
+        if not triggers or body is None:
+            return
+        if triggers == {Trigger.RESYNC} and self._is_settled(key, body):
+            return  # nothing changed since a look found nothing to do (DRIFT_CHECK still looks)
+        self._run(key, body, triggers)
+
+    def _is_settled(self, key: Key, body: Body) -> bool:
+        version = body["metadata"].get("resourceVersion")
+        with self._lock:
+            return version is not None and self._settled.get(key) == version
 
     def _run(self, key: Key, body: Body, triggers: frozenset[Trigger]) -> None:
         try:
             outcome = self.controller.handle(body, triggers)
         except KustosError as exc:
             log.warning("%s/%s: %s", *key, exc.message)
+            with self._lock:
+                self._settled.pop(key, None)
             self._retry(key, exc.retry_delay)
             return
         if outcome.deleted:
             return
+        self._remember_settled(key, body, outcome)
         if outcome.patch:
             self._patch(key, body, outcome.patch)
         if outcome.retry:
@@ -204,6 +227,14 @@ class OperatorRuntime:
             with self._lock:
                 self._failures.pop(key, None)
         self._schedule_rotation(key, outcome)
+
+    def _remember_settled(self, key: Key, body: Body, outcome: Outcome) -> None:
+        version = body["metadata"].get("resourceVersion")
+        with self._lock:
+            if outcome.clean and version is not None and settles(body):
+                self._settled[key] = str(version)
+            else:
+                self._settled.pop(key, None)
 
     def _patch(self, key: Key, body: Body, patch: dict[str, Any]) -> None:
         self._services.managed_objects.patch_status(key[0], key[1], patch)
@@ -334,6 +365,7 @@ class OperatorRuntime:
                 if self._seen_at.get(key, 0.0) < listed_at:
                     self._bodies.pop(key, None)
                     self._seen_at.pop(key, None)
+                    self._settled.pop(key, None)
 
     def _spread(self, trigger: Trigger, interval: float) -> None:
         """Every known object gets `trigger`, spread over half the interval (no bursts)."""

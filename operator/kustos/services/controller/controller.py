@@ -29,14 +29,16 @@ from enum import StrEnum
 from typing import Any
 
 from kustos.errors import KustosError
+from kustos.models.reasons import ConditionType
 from kustos.models.status import ManagedSecretStatus
 from kustos.services.controller.reconcile import ManagedSecretService
 from kustos.services.core.deletion import DeletionService
 from kustos.services.core.objects import ManagedObject
+from kustos.services.rotation.rollback import ANNOTATION_ROLLBACK
 from kustos.services.rotation.rollback import wanted as rollback_wanted
 from kustos.services.rotation.service import ANNOTATION_ROTATE_NOW, RotationService
 
-__all__ = ["ManagedSecretController", "Outcome", "Trigger"]
+__all__ = ["ManagedSecretController", "Outcome", "Trigger", "settles"]
 
 
 class Trigger(StrEnum):
@@ -73,6 +75,11 @@ class Outcome:
     deleted: bool = False
     #: A rotation moved AWSCURRENT (and the new value was re-projected).
     rotated: bool = False
+
+    @property
+    def clean(self) -> bool:
+        """Nothing was written, nothing failed, nothing is due: the object is settled."""
+        return not self.patch and self.error is None and self.due is None and not self.rotated
 
     @property
     def retry(self) -> bool:
@@ -126,3 +133,35 @@ class ManagedSecretController:
 def _rotation_work(obj: ManagedObject, status: ManagedSecretStatus) -> bool:
     """Rotation is configured, or was (its state must be cleaned up or finished)."""
     return bool(obj.spec.get("rotation") or status.rotation or status.next_rotation_at)
+
+
+def settles(body: Mapping[str, Any]) -> bool:
+    """Whether a clean `RESYNC` of this body stays clean until the body or the store's
+    feed says otherwise, so the operator may skip the next ones (`DRIFT_CHECK` still looks).
+
+    Not for objects whose next step depends on time or on other objects: rotation (timers,
+    state to finish), a `valueFrom` source (its Secret is followed by the resync), copies
+    shared with other namespaces (a new namespace may match), a pending rollback, a
+    deletion; and only when the status shows Ready at the current generation."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    status = body.get("status") or {}
+    if meta.get("deletionTimestamp") or spec.get("rotation") or spec.get("valueFrom"):
+        return False
+    if (spec.get("target") or {}).get("shareWith"):
+        return False
+    if status.get("rotation") or status.get("nextRotationAt") or status.get("sharing"):
+        return False
+    request = ((meta.get("annotations") or {}).get(ANNOTATION_ROLLBACK) or "").strip()[:128]
+    if request and request != (status.get("rollback") or {}).get("request"):
+        return False
+    generation = meta.get("generation")
+    return (
+        any(
+            c.get("type") == str(ConditionType.READY)
+            and c.get("status") == "True"
+            and c.get("observedGeneration") == generation
+            for c in status.get("conditions") or []
+        )
+        and status.get("observedGeneration") == generation
+    )
