@@ -4,6 +4,7 @@ Events as `kubectl delete ms` does: the API uses the one DeletionService it is g
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +99,19 @@ def test_a_late_deleted_event_for_the_removed_object_does_not_undo_a_restore(
 
     scheduled = deletion.object_deleted(recreated)  # kubectl delete of the new incarnation
     assert scheduled is not None and scheduled.deletion_date is not None
+
+
+def test_purge_due_removes_only_secrets_whose_window_ended(store: SqlStore) -> None:
+    sm, _, _, deletion = _api(store)
+    for name in ("a", "b", "c"):
+        sm.call("CreateSecret", {"Name": name, "SecretString": "v"}, CALLER, META)
+    sm.call("DeleteSecret", {"SecretId": "a", "RecoveryWindowInDays": 7}, CALLER, META)
+    sm.call("DeleteSecret", {"SecretId": "b", "RecoveryWindowInDays": 30}, CALLER, META)
+    now = datetime.now(UTC)
+    assert deletion.purge_due(now) == 0  # both windows are open
+    assert deletion.purge_due(now + timedelta(days=8)) == 1
+    assert store.get_secret("team", "a") is None
+    assert store.get_secret("team", "b") is not None  # 30 days
+    assert store.get_secret("team", "c") is not None  # never deleted
+    assert deletion.purge_due(now + timedelta(days=31)) == 1
+    assert [r.name for r in store.list_secrets()] == ["c"]

@@ -184,6 +184,23 @@ def test_purge_removes_secret_versions_and_labels(secret: SqlStore) -> None:
     assert secret.get_version(ARN) is None
 
 
+def test_secrets_deleted_by_a_moment(store: SqlStore) -> None:
+    plus2 = timezone(timedelta(hours=2))
+    noon = datetime(2030, 1, 2, 12, tzinfo=UTC)
+    due = {
+        "live": None,
+        "due": T0,
+        # 13:00+02:00 is 11:00 UTC: due by noon UTC, although its local hour is later.
+        "tz": datetime(2030, 1, 2, 13, tzinfo=plus2),
+        "later": T0 + timedelta(days=1),
+    }
+    for name, when in due.items():
+        store.create_secret(record(arn=f"arn:{name}", name=name).evolve(deletion_date=when))
+    assert sorted(r.arn for r in store.secrets_deleted_by(noon)) == ["arn:due", "arn:tz"]
+    assert [r.arn for r in store.secrets_deleted_by(T0)] == ["arn:due"]  # at the moment: due
+    assert store.secrets_deleted_by(T0 - timedelta(seconds=1)) == []
+
+
 # -- versions and labels ------------------------------------------------------------------
 def test_add_version_needs_the_secret(store: SqlStore) -> None:
     with pytest.raises(ResourceNotFoundError):

@@ -82,6 +82,10 @@ class Store(Protocol):
 
     def list_secrets(self, namespace: str | None = None) -> list[SecretRecord]: ...
 
+    def secrets_deleted_by(self, moment: datetime) -> list[SecretRecord]:
+        """Secrets whose deletion date is at or before `moment` (one filtered query: the
+        operator looks every resync, and nothing else is decoded)."""
+
     def purge_secret(self, arn: str) -> None:
         """Remove the secret and all its versions for good. No error if absent."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -252,13 +252,15 @@ class SqlStore(Tables):
             query = query.where(secrets.c.namespace == namespace)
         with self._tx("list secrets") as conn:
             rows = conn.execute(query).mappings().all()
-        records = []
-        for row in rows:
-            try:
-                records.append(secret_from_row(row))
-            except StoreError as exc:
-                log.error("skipping a corrupted secret: %s", exc.message)
-        return records
+        return _healthy(rows)
+
+    def secrets_deleted_by(self, moment: datetime) -> list[SecretRecord]:
+        query = sa.select(secrets).where(
+            secrets.c.deletion_date.is_not(None), secrets.c.deletion_date <= moment
+        )
+        with self._tx("list secrets due for purge") as conn:
+            rows = conn.execute(query).mappings().all()
+        return _healthy(rows)
 
     def purge_secret(self, arn: str) -> None:
         with self._tx("purge a secret", write=True) as conn:
@@ -495,3 +497,14 @@ def _merge_extra(conn: sa.Connection, arn: str, items: dict[str, Any]) -> None:
         .where(secrets.c.arn == arn)
         .values(extra=json.dumps(extra, separators=(",", ":"), sort_keys=True))
     )
+
+
+def _healthy(rows: Sequence[Mapping[Any, Any]]) -> list[SecretRecord]:
+    """The rows' records; a corrupted row is logged and skipped."""
+    records = []
+    for row in rows:
+        try:
+            records.append(secret_from_row(row))
+        except StoreError as exc:
+            log.error("skipping a corrupted secret: %s", exc.message)
+    return records

@@ -110,10 +110,9 @@ class DeletionService:
         """Purge every secret whose recovery window has ended; returns how many."""
         now = now or self._secrets.clock()
         purged = 0
-        for record in self._secrets.store.list_secrets():
-            if record.deletion_date is not None and record.deletion_date <= now:
-                self.purge(record, by="recovery window ended")
-                purged += 1
+        for record in self._secrets.store.secrets_deleted_by(now):
+            self.purge(record, by="recovery window ended")
+            purged += 1
         return purged
 
     # -- kubectl delete ------------------------------------------------------------------
