@@ -14,7 +14,8 @@ from tests.kube_helpers import present
 from kustos.crypto import Keyring, seal
 from kustos.models.records import AWSCURRENT, AWSPREVIOUS, SecretRecord
 from kustos.store import SqlStore
-from kustos.store.read_cache import ReadCache
+from kustos.store.migrate import POOL_CACHE_KIB
+from kustos.store.read_cache import EPOCH_CACHE_KIB, ReadCache
 
 ARN = "arn:kustos:secretsmanager:c1:team-a:secret:prod/db-AbCdEf"
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -181,3 +182,15 @@ def test_no_cache_on_memory_stores() -> None:
         assert store.read_cache is None
     finally:
         store.close()
+
+
+def test_connections_keep_small_page_caches(replicas: tuple[SqlStore, SqlStore]) -> None:
+    """One pooled connection per busy thread: each keeps a small page cache of its own
+    (SQLite's default is 2,000 KiB each), the epoch connections a smaller one."""
+    a, _ = replicas
+    with a._engine.connect() as conn:  # a pooled connection, as every query gets
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -POOL_CACHE_KIB
+    cache = _cache(a)
+    cache.epoch()
+    assert cache._conn().execute("PRAGMA cache_size").fetchone()[0] == -EPOCH_CACHE_KIB
+    assert POOL_CACHE_KIB < 2000 and EPOCH_CACHE_KIB < POOL_CACHE_KIB

@@ -27,6 +27,8 @@ from typing import Any
 __all__ = ["ReadCache"]
 
 _EPOCH = "SELECT n FROM kustos_read_epoch WHERE id = 1"
+#: The page cache of each thread's epoch connection, KiB: the epoch row and its few pages.
+EPOCH_CACHE_KIB = 64
 
 
 class ReadCache:
@@ -49,6 +51,7 @@ class ReadCache:
         if conn is None:
             conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_ms)}")
+            conn.execute(f"PRAGMA cache_size = -{EPOCH_CACHE_KIB}")  # it reads one row
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
