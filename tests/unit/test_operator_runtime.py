@@ -241,3 +241,20 @@ def test_what_settles() -> None:
     rollback["status"]["rollback"] = {"request": "previous"}  # handled already
     assert settles(rollback)
     assert not settles(managed("a", {"name": "x"}))  # never reconciled
+
+
+def test_a_kept_body_is_a_fresh_copy_and_takes_our_status_patch(rig: Any) -> None:
+    runtime, recorder, _, patches = rig
+    body = managed("a", {"name": "x"})
+    body["metadata"]["managedFields"] = [{"manager": "kubectl"}]
+    runtime.observe(None, body)
+    recorder.wait(1)
+    assert runtime.queue.wait_idle(30)
+    read = runtime.body(("team-a", "a"))
+    assert read is not None
+    read["spec"]["name"] = "changed by a reader"
+    kept = runtime.body(("team-a", "a"))
+    assert kept is not None and kept["spec"] == {"name": "x"}
+    assert "managedFields" not in kept["metadata"]
+    assert patches[-1] == ("a", {"observedGeneration": 1})
+    assert kept["status"] == {"observedGeneration": 1}  # our patch, before the watch's echo

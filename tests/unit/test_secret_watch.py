@@ -46,6 +46,8 @@ def test_only_someone_elses_newer_change_is_news() -> None:
     assert cache.replace_all("team-a", [secret("s", 10)]) == []  # the first listing: no news
     known, body = cache.get("team-a", "s")
     assert known and body is not None and "managedFields" not in body["metadata"]
+    body["data"]["password"] = "Y2hhbmdlZA=="  # a reader's change stays its own
+    assert cache.get("team-a", "s")[1]["data"] == {"password": "eA=="}  # type: ignore[index]
     cache.remember("team-a", secret("s", 12))  # our own write...
     assert not cache.apply("team-a", "MODIFIED", secret("s", 12))  # ...its echo is no news
     assert not cache.apply("team-a", "MODIFIED", secret("s", 11))  # older than our write

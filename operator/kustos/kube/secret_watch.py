@@ -27,7 +27,6 @@ data the operator wrote itself and may read anyway. Nothing here logs an object'
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import random
@@ -40,6 +39,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from kustos.kube.secrets import SecretGateway
+from kustos.models.packed import Packed
 
 __all__ = ["SELECTOR", "ChangeListener", "SecretCache", "SecretWatch", "WatchedSecretGateway"]
 
@@ -51,26 +51,26 @@ SELECTOR = "app.kubernetes.io/managed-by=kustos"
 ChangeListener = Callable[[str, Obj, bool], None]
 
 
-def _rv(obj: Obj) -> int | None:
+def _rv(obj: Packed) -> int | None:
     try:
-        return int(obj.get("metadata", {}).get("resourceVersion", ""))
+        return int(obj.resource_version or "")
     except ValueError:
         return None  # opaque to clients by contract: then every event counts as newer
 
 
-def _newer(candidate: Obj, cached: Obj | None) -> bool:
+def _newer(candidate: Packed, cached: Packed | None) -> bool:
     if cached is None:
         return True
     new, old = _rv(candidate), _rv(cached)
     return new is None or old is None or new > old
 
 
-def _trim(obj: Obj) -> Obj:
+def _trim(obj: Obj) -> Packed:
     obj = dict(obj)
     meta = dict(obj.get("metadata") or {})
     meta.pop("managedFields", None)
     obj["metadata"] = meta
-    return obj
+    return Packed.of(obj)
 
 
 class SecretCache:
@@ -78,11 +78,11 @@ class SecretCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._objects: dict[str, dict[str, Obj]] = {}  # namespace -> name -> body
+        self._objects: dict[str, dict[str, Packed]] = {}  # namespace -> name -> body
         self._synced: set[str] = set()
         #: The newest resourceVersion of a deletion per (namespace, name), so an older
         #: event cannot bring back what was deleted (kept until the name is written again).
-        self._tombstones: dict[tuple[str, str], Obj] = {}
+        self._tombstones: dict[tuple[str, str], Packed] = {}
 
     def synced(self, namespace: str) -> bool:
         with self._lock:
@@ -94,7 +94,7 @@ class SecretCache:
             if namespace not in self._synced:
                 return False, None
             obj = self._objects.get(namespace, {}).get(name)
-            return True, copy.deepcopy(obj) if obj is not None else None
+        return True, obj.unpack() if obj is not None else None  # a fresh dict
 
     def replace_all(self, namespace: str, items: list[Obj]) -> list[tuple[Obj, bool]]:
         """A complete listing landed: the namespace is synced. Returns what differs from
@@ -112,8 +112,8 @@ class SecretCache:
                 del self._tombstones[key]
         if not was_synced:
             return []
-        changed = [(o, False) for n, o in fresh.items() if _differs(old.get(n), o)]
-        changed += [(o, True) for n, o in old.items() if n not in fresh]
+        changed = [(o.unpack(), False) for n, o in fresh.items() if _differs(old.get(n), o)]
+        changed += [(o.unpack(), True) for n, o in old.items() if n not in fresh]
         return changed
 
     def unsync(self, namespace: str) -> None:
@@ -124,18 +124,18 @@ class SecretCache:
 
     def apply(self, namespace: str, event_type: str, obj: Obj) -> bool:
         """One watch event; True when it is news (someone else's change)."""
-        obj = _trim(obj)
         name = obj["metadata"]["name"]
+        packed = _trim(obj)
         with self._lock:
             entries = self._objects.setdefault(namespace, {})
             cached = entries.get(name) or self._tombstones.get((namespace, name))
-            if not _newer(obj, cached):
+            if not _newer(packed, cached):
                 return False  # the echo of our own write, or older than it
             if event_type == "DELETED":
                 entries.pop(name, None)
-                self._tombstones[(namespace, name)] = obj
+                self._tombstones[(namespace, name)] = packed
             else:
-                entries[name] = obj
+                entries[name] = packed
                 self._tombstones.pop((namespace, name), None)
             return True
 
@@ -155,7 +155,7 @@ class SecretCache:
             return sum(len(v) for v in self._objects.values())
 
 
-def _differs(old: Obj | None, new: Obj) -> bool:
+def _differs(old: Packed | None, new: Packed) -> bool:
     if old is None:
         return True
     return _rv(old) != _rv(new) or _rv(new) is None

@@ -47,6 +47,7 @@ from typing import Any
 from kustos.config import Settings
 from kustos.errors import KustosError
 from kustos.models.fencing import Fence, fenced
+from kustos.models.packed import Packed
 from kustos.operator.feed import FeedCursor
 from kustos.operator.queue import ObjectQueue, jittered
 from kustos.services.controller.controller import (
@@ -92,7 +93,7 @@ class OperatorRuntime:
         )
         self.queue: ObjectQueue[Key, Trigger] = ObjectQueue(self._process, settings.workers)
         self._lock = threading.Lock()
-        self._bodies: dict[Key, Body] = {}
+        self._bodies: dict[Key, Packed] = {}  # compact: kustos.models.packed
         self._gone: dict[Key, Body] = {}  # last bodies of deleted objects, until handled
         self._failures: dict[Key, int] = {}
         self._timer_at: dict[Key, float] = {}  # the earliest ROTATION_DUE timer per object
@@ -153,13 +154,14 @@ class OperatorRuntime:
                 self._gone[key] = body
             self.queue.submit(key, Trigger.DELETED)
             return
+        packed = Packed.of(body)
         with self._lock:
             old = self._bodies.get(key)
-            self._bodies[key] = body
+            self._bodies[key] = packed
             self._seen_at[key] = self._clock()
         if old is None and self._watch is not None:
             self._watch.watch(key[0])  # idempotent: one watch per namespace
-        trigger = _what_changed(old, body)
+        trigger = _what_changed(None if old is None else old.unpack(), body)
         if trigger is not None:
             self.queue.submit(key, trigger)
 
@@ -173,8 +175,10 @@ class OperatorRuntime:
                     self.queue.submit(key, Trigger.PROJECTED_CHANGED)
 
     def body(self, key: Key) -> Body | None:
+        """The newest body of the object (a fresh dict), None when it is not known."""
         with self._lock:
-            return self._bodies.get(key)
+            packed = self._bodies.get(key)
+        return None if packed is None else packed.unpack()
 
     def keys(self) -> list[Key]:
         with self._lock:
@@ -239,12 +243,14 @@ class OperatorRuntime:
     def _patch(self, key: Key, body: Body, patch: dict[str, Any]) -> None:
         self._services.managed_objects.patch_status(key[0], key[1], patch)
         with self._lock:  # until the watch brings the patched object
-            current = self._bodies.get(key)
+            packed = self._bodies.get(key)
+            current = None if packed is None else packed.unpack()
             if current is not None and current["metadata"].get("uid") == body["metadata"].get(
                 "uid"
             ):
                 status = {**(current.get("status") or {}), **patch}
                 current["status"] = {k: v for k, v in status.items() if v is not None}
+                self._bodies[key] = Packed.of(current)
 
     def _retry(self, key: Key, hint: float | None) -> None:
         with self._lock:
