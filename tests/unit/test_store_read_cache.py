@@ -194,3 +194,24 @@ def test_connections_keep_small_page_caches(replicas: tuple[SqlStore, SqlStore])
     cache.epoch()
     assert cache._conn().execute("PRAGMA cache_size").fetchone()[0] == -EPOCH_CACHE_KIB
     assert POOL_CACHE_KIB < 2000 and EPOCH_CACHE_KIB < POOL_CACHE_KIB
+
+
+def test_entries_of_an_older_epoch_are_dropped_not_kept(
+    replicas: tuple[SqlStore, SqlStore],
+) -> None:
+    """The epoch only grows: after a write anywhere, the first entry put with the new epoch
+    drops every older one (none could hit again), and a load that started before the write
+    is not kept. The cache holds what was read since the last write."""
+    a, b = replicas
+    cache = _cache(b)
+    assert b.get_secret_by_arn(ARN) is not None
+    assert b.get_version(ARN, stage=AWSCURRENT) is not None
+    assert len(cache) == 2
+    before = cache.epoch()
+    _add(a, "v2")  # another replica's write moves the epoch
+    assert cache.epoch() > before
+    version = b.get_version(ARN, stage=AWSCURRENT)
+    assert version is not None and version.version_id == "v2"
+    assert len(cache) == 1  # only what was read since the write
+    cache.put("late", before, "loaded before the write")
+    assert len(cache) == 1 and cache.get("late")[2] is False

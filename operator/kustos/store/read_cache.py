@@ -11,7 +11,10 @@ without the cache; what a cache hit saves is SQLAlchemy's per-query work (connec
 checkout, BEGIN, four statements, row processing).
 
 The epoch is read *before* loading (`epoch()` then `put`), so an entry is never tagged newer
-than its contents; a write that lands in between only makes the next lookup miss.
+than its contents; a write that lands in between only makes the next lookup miss. The epoch
+only grows, so an entry tagged with an older one can never be answered again: the first
+`put` of a newer epoch drops them all, and a `put` of an older one keeps nothing. The cache
+holds what was read since the last write, at most `max_entries` of it.
 SQLite only (PostgreSQL has no triggers for it: `SqlStore` does not build the cache there).
 """
 
@@ -40,6 +43,7 @@ class ReadCache:
         self._max = max_entries
         self._local = threading.local()
         self._entries: dict[Hashable, tuple[int, Any]] = {}
+        self._epoch = -1  # the newest epoch an entry was put with
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         #: Lookups answered from memory and lookups that went to the store (tests, metrics).
@@ -74,12 +78,20 @@ class ReadCache:
 
     def put(self, key: Hashable, epoch: int, value: Any) -> None:
         """Remember `value`, loaded after the epoch read returned `epoch`."""
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        self._entries[key] = (epoch, value)
+        with self._lock:
+            if epoch < self._epoch:
+                return  # loaded before a write: the next lookup misses anyway
+            if epoch > self._epoch or len(self._entries) >= self._max:
+                self._entries = {}  # none of them can hit again (or the cache is full)
+                self._epoch = epoch
+            self._entries[key] = (epoch, value)
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def close(self) -> None:
         with self._lock:
