@@ -50,6 +50,14 @@ class EventRecorder:
         self._fold_seconds = fold_seconds
         self._recent: dict[tuple[str, str, str, str], tuple[str, int, float]] = {}
         self._lock = threading.Lock()
+        self._created = 0
+
+    def _forget_folded(self) -> None:
+        """Drop what can no longer fold (older than `fold_seconds`); at most 10,000 kept."""
+        horizon = time.monotonic() - self._fold_seconds
+        self._recent = {k: v for k, v in self._recent.items() if v[2] >= horizon}
+        if len(self._recent) > 10_000:
+            self._recent = {}
 
     def emit(
         self,
@@ -100,8 +108,9 @@ class EventRecorder:
             created_name = json.loads(resp.data)["metadata"]["name"]
             with self._lock:
                 self._recent[key] = (created_name, 1, time.monotonic())
-                if len(self._recent) > 10_000:
-                    self._recent.clear()
+                self._created += 1
+                if self._created % 1_000 == 0 or len(self._recent) > 10_000:
+                    self._forget_folded()
         except ApiException as exc:
             log.warning(
                 "could not post Event %s on %s/%s: HTTP %s",
