@@ -2,9 +2,9 @@
 controller triggers, and patches what the controller returns.
 
 - **Watch** (Kopf's watch of ManagedSecrets, `observe`): the newest body of every object is
-  kept; a new object, a new spec generation or a new `kustos.io/rotate-now` value is
-  `CHANGED`/`ROTATE_NOW`; a status-only change (our own patches) is nothing; `DELETED` runs
-  the deletion path with the object's last body.
+  kept, as compact JSON (`kustos.models.packed`); a new object, a new spec generation or a
+  new `kustos.io/rotate-now` value is `CHANGED`/`ROTATE_NOW`; a status-only change (our own
+  patches) is nothing; `DELETED` runs the deletion path with the object's last body.
 - **Projected Secrets** (`kustos.kube.secret_watch`, where a namespace grants the watch):
   every namespace with a ManagedSecret gets a label-selected watch of its projected
   Secrets; someone else's edit or deletion of one is `PROJECTED_CHANGED` for its owner (the
