@@ -18,7 +18,7 @@ from kustos.models.identity import Principal
 from kustos.services.audit.service import AuditService
 from kustos.services.audit.verify import VerifyReport
 from kustos.store import SqlStore
-from kustos.store.audit import AuditStore, chain_hash
+from kustos.store.audit import INSERT_ROWS, AuditStore, chain_hash
 
 KEYRING = Keyring.generate()
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -81,6 +81,21 @@ def test_chain_links_and_verifies(audit: AuditService, db: Path) -> None:
         assert chain_hash(r[-2], r[0], r[1:-3], r[-3]) == r[-1]
     report = audit.verify()
     assert report.ok and report.records == 10 and report.signatures_checked
+
+
+def test_a_batch_larger_than_one_insert_is_whole_and_in_order(
+    audit: AuditService, db: Path
+) -> None:
+    n = 2 * INSERT_ROWS + 7  # three statements: two full chunks and a short one
+    fill(audit, n)
+    audit.record_many([event(n + 1)])  # the next batch links to the last row of that one
+    rows = list(audit.store.iter_chain())
+    assert [r[0] for r in rows] == list(range(1, n + 2))
+    assert [r[1] for r in rows] == [f"e{i:04d}" for i in range(1, n + 2)]
+    for before, after in itertools.pairwise(rows):
+        assert after[-2] == before[-1]
+    report = audit.verify()
+    assert report.ok and report.records == n + 1
 
 
 def test_digest_signed_and_checked(audit: AuditService, db: Path) -> None:

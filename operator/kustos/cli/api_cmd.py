@@ -47,7 +47,13 @@ from aiohttp import web
 
 from kustos import __version__, metrics
 from kustos.api.injector import CachedInjection, Injection, add_injector_routes
-from kustos.api.server import ApiBackend, build_app, readiness_of, tune_interpreter
+from kustos.api.server import (
+    ApiBackend,
+    build_app,
+    readiness_of,
+    settle_heap,
+    tune_interpreter,
+)
 from kustos.api.tls import DEFAULT_SECRET, ServingTls, default_hosts
 from kustos.cli.loops import runner
 from kustos.config import Settings
@@ -142,6 +148,7 @@ async def start_site(
         runner, host, port, ssl_context=context, backlog=1024, reuse_port=reuse_port or None
     ).start()
     log.info("Secrets Manager API on %s://%s:%d", "https" if context else "http", host, port)
+    log.debug("serving: %d objects built by startup frozen out of the collector", settle_heap())
     return runner
 
 
