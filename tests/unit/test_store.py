@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +39,7 @@ from kustos.models.records import (
 )
 from kustos.store import SqlStore, open_store
 from kustos.store import sql as sql_module
-from kustos.store.migrate import VERSION_TABLE, head_revision
+from kustos.store.migrate import HEAD_REVISION, VERSION_TABLE, head_revision
 from kustos.store.schema import UTCDateTime, metadata
 
 ARN = "arn:kustos:secretsmanager:c1:team-a:secret:prod/db-AbCdEf"
@@ -402,6 +404,35 @@ def test_migrations_reach_head_and_reopen_idempotently(db_path: Path) -> None:
     assert again.get_secret_by_arn(ARN) == record()
     assert labels(again) == {"v1": (AWSCURRENT,)}
     again.close()
+
+
+def test_the_head_constant_is_the_scripts_head() -> None:
+    assert head_revision() == HEAD_REVISION  # a new migration moves both
+
+
+def test_a_store_at_the_head_opens_without_alembic(db_path: Path) -> None:
+    SqlStore(f"sqlite:///{db_path}").close()  # migrated here
+    probe = (
+        "import sys\n"
+        "from kustos.store import SqlStore\n"
+        f"store = SqlStore({f'sqlite:///{db_path}'!r})\n"
+        "print(store.schema_version(), sorted({m.split('.')[0] for m in sys.modules}"
+        " & {'alembic', 'mako', 'pygments'}))\n"
+        "store.close()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == [HEAD_REVISION, "[]"]
+
+
+def test_an_empty_store_reports_no_revision_then_migrates(db_path: Path) -> None:
+    engine = sa.create_engine(f"sqlite:///{db_path}")
+    assert kustos.store.migrate.schema_version(engine) is None
+    engine.dispose()
+    store = SqlStore(f"sqlite:///{db_path}")
+    assert store.schema_version() == HEAD_REVISION
+    store.close()
 
 
 def _same_type(

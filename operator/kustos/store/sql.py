@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from kustos.errors import (
@@ -99,7 +98,7 @@ class SqlStore(Tables):
         )
         try:
             migrate.upgrade(self._engine)
-        except CommandError as exc:
+        except migrate.MigrationError as exc:
             self._engine.dispose()
             raise StoreError(f"cannot migrate the store schema: {exc}") from None
         except DBAPIError as exc:
