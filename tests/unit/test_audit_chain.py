@@ -18,7 +18,7 @@ from kustos.models.identity import Principal
 from kustos.services.audit.service import AuditService
 from kustos.services.audit.verify import VerifyReport
 from kustos.store import SqlStore
-from kustos.store.audit import INSERT_ROWS, AuditStore, chain_hash
+from kustos.store.audit import INSERT_ROWS, AuditStore, _chunks, chain_hash
 
 KEYRING = Keyring.generate()
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -96,6 +96,14 @@ def test_a_batch_larger_than_one_insert_is_whole_and_in_order(
         assert after[-2] == before[-1]
     report = audit.verify()
     assert report.ok and report.records == n + 1
+
+
+@pytest.mark.parametrize("n", [0, 1, 23, 63, 64, 65, 2 * INSERT_ROWS + 7])
+def test_insert_chunks_cover_the_batch_in_few_shapes(n: int) -> None:
+    sizes = _chunks(n)
+    assert sum(sizes) == n
+    assert all(s == INSERT_ROWS or (s & (s - 1) == 0 and s < INSERT_ROWS) for s in sizes)
+    assert len(sizes) == n // INSERT_ROWS + bin(n % INSERT_ROWS).count("1")
 
 
 def test_digest_signed_and_checked(audit: AuditService, db: Path) -> None:

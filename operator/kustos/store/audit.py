@@ -131,22 +131,39 @@ def _insert_sql(paramstyle: str, rows: int = 1) -> str:
     )
 
 
-#: Rows per INSERT statement on the raw driver. SQLite's limit on bound variables is 32,766
-#: since 3.32 (999 before): 64 rows of 15 columns stay under either.
+#: Most rows per INSERT statement on the raw driver. SQLite's limit on bound variables is
+#: 32,766 since 3.32 (999 before): 64 rows of 15 columns stay under either.
 INSERT_ROWS = 64
 
 
+def _chunks(n: int) -> list[int]:
+    """Sizes of the statements that insert `n` rows: `INSERT_ROWS` while that many are
+    left, then the powers of two of the rest, largest first (23 -> 16, 4, 2, 1)."""
+    sizes = [INSERT_ROWS] * (n // INSERT_ROWS)
+    rest = n % INSERT_ROWS
+    bit = INSERT_ROWS
+    while rest:
+        bit >>= 1
+        if rest & bit:
+            sizes.append(bit)
+            rest -= bit
+    return sizes
+
+
 def _insert_rows(conn: sqlite3.Connection, values: Sequence[tuple[object, ...]]) -> None:
-    """Insert `values` in statements of up to `INSERT_ROWS` rows each.
+    """Insert `values` in a few multi-row statements (`_chunks`).
 
     The driver lets go of the GIL around every step of a statement, and an executemany steps
     once per row: with the event loop busy, each step's return waited for the interpreter's
-    switch interval, a few milliseconds per batch that every caller in it waited too. One
-    statement per chunk steps once. SQLite's statement cache keeps the few shapes a
-    batch takes."""
-    for start in range(0, len(values), INSERT_ROWS):
-        chunk = values[start : start + INSERT_ROWS]
-        conn.execute(_insert_sql("qmark", len(chunk)), [field for row in chunk for field in row])
+    switch interval, a few milliseconds per batch that every caller in it waited too
+    (`bench/gil_batch.py`). A multi-row statement steps once. Its sizes are powers of two,
+    so the driver's statement cache holds at most seven shapes, not one per batch size (64
+    shapes of 1 to 64 rows took 4.7 MiB prepared, the seven 0.3 MiB)."""
+    start = 0
+    for size in _chunks(len(values)):
+        chunk = values[start : start + size]
+        start += size
+        conn.execute(_insert_sql("qmark", size), [field for row in chunk for field in row])
 
 
 def chain_hash(prev_hash: str, seq: int, columns: Sequence[object], record: str) -> str:
