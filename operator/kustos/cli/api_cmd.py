@@ -148,7 +148,6 @@ async def start_site(
         runner, host, port, ssl_context=context, backlog=1024, reuse_port=reuse_port or None
     ).start()
     log.info("Secrets Manager API on %s://%s:%d", "https" if context else "http", host, port)
-    log.debug("serving: %d objects built by startup frozen out of the collector", settle_heap())
     return runner
 
 
@@ -321,6 +320,8 @@ async def _serve(
     reuse_port: bool = False,
 ) -> None:
     runner = await start_site(app, host, port, tls.context if tls else None, reuse_port=reuse_port)
+    frozen = settle_heap()  # this process is a server from now on
+    log.debug("%d objects built by startup frozen out of the collector", frozen)
     renewal = asyncio.create_task(tls.run(settings.api_tls_check_seconds)) if tls else None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -355,6 +356,8 @@ def serve_in_operator() -> None:
         memo["api_runner"] = await start_site(
             make_app(services), host, port, tls.context if tls else None, reuse_port=processes > 1
         )
+        frozen = settle_heap()  # the operator's process serves the API from now on
+        log.debug("%d objects built by startup frozen out of the collector", frozen)
         if tls is not None:
             memo["api_tls_renewal"] = asyncio.create_task(tls.run(settings.api_tls_check_seconds))
         if processes > 1:

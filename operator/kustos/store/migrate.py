@@ -113,6 +113,17 @@ def _sqlite_begin(connection: Connection) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
+def _config(connection: Connection | None = None) -> Any:
+    """Alembic's configuration of the scripts under ``migrations/`` (imports Alembic)."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
 class MigrationError(Exception):
     """The schema cannot be brought to the head (e.g. a revision this code does not know)."""
 
@@ -126,17 +137,13 @@ def upgrade(engine: Engine) -> None:
     if schema_version(engine) == HEAD_REVISION:
         return
     from alembic import command
-    from alembic.config import Config
     from alembic.util import CommandError
 
     with engine.execution_options(**{WRITE: True}).begin() as connection:
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-        config = Config()
-        config.set_main_option("script_location", str(MIGRATIONS))
-        config.attributes["connection"] = connection
         try:
-            command.upgrade(config, "head")
+            command.upgrade(_config(connection), "head")
         except CommandError as exc:
             raise MigrationError(str(exc)) from None
 
@@ -155,9 +162,6 @@ def schema_version(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     """The newest revision of the scripts under ``migrations/`` (imports Alembic)."""
-    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS))
-    return ScriptDirectory.from_config(config).get_current_head()
+    return ScriptDirectory.from_config(_config()).get_current_head()
