@@ -34,7 +34,8 @@ def test_startup_garbage_is_collected_and_the_living_frozen(unfrozen: None) -> N
     garbage = _cycle()  # only a collection frees a cycle
     frozen = settle_heap()
     assert garbage() is None
-    assert frozen == gc.get_freeze_count() > 0
+    # The count only shrinks afterwards: frozen objects are still freed by reference counting.
+    assert frozen > 0 and 0 < gc.get_freeze_count() <= frozen
     assert not any(o is kept for o in gc.get_objects())  # beyond a full pass's reach
 
 
