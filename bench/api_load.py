@@ -15,7 +15,7 @@ closed loop (each thread sends its next request when the last answer arrived). M
 drives both servers with the C load generator `wrk` instead, each request carrying a
 ServiceAccount bearer token (audience `kustos` for Kustos, TokenReview-cached; the default
 audience for the apiserver), so the load generator costs little of the shared CPUs.
-With --baseline, an older checkout's operator is measured in the same run ("before"), so
+With --baseline, an older checkout's operator is measured in the same run ("before Np"), so
 before/after/apiserver share one machine state. CPU per request is the operator's (and its
 API worker processes') user+system time over the run divided by the requests served.
 With --profile, cProfile measures the server's request path in-process (same store,
@@ -322,7 +322,13 @@ def main() -> None:
         "--baseline",
         default="",
         help="an older checkout's operator/ directory, measured in the same "
-        "run as 'before' (with 1 API process)",
+        "run as 'before Np' (N: --baseline-processes)",
+    )
+    parser.add_argument(
+        "--baseline-processes",
+        type=int,
+        default=1,
+        help="KUSTOS_API_PROCESSES of the --baseline operator",
     )
     parser.add_argument("--json", default="", help="write every figure to this file")
     parser.add_argument("--profile", action="store_true")
@@ -337,7 +343,8 @@ def main() -> None:
     cluster.apply_crds()
     sides = [Kustos(cluster, f"after {n}p", None, n) for n in args.processes]
     if args.baseline:
-        sides.insert(0, Kustos(cluster, "before", args.baseline, 1))
+        n = args.baseline_processes
+        sides.insert(0, Kustos(cluster, f"before {n}p", args.baseline, n))
     workdir = Path(tempfile.mkdtemp(prefix="kustos-bench-wrk-"))
     try:
         ns = sides[-1].ns

@@ -122,7 +122,10 @@ def host_state() -> dict[str, Any]:
         return subprocess.run(list(cmd), capture_output=True, text=True, check=False).stdout
 
     saved = out("iptables-save") + out("ip6tables-save")
-    rules = [line for line in saved.splitlines() if line and not line.startswith(("#", ":"))]
+    # Rules only ("-A chain ..."): a table's "*nat" header and its "COMMIT" are printed once
+    # the table exists, and a fresh machine has none until the node's first rule loads it,
+    # so an empty table left after `down` is not a change the node failed to undo.
+    rules = [line for line in saved.splitlines() if line.startswith("-")]
     nat_chains = [line.split()[0] for line in saved.splitlines() if line.startswith(":")]
     links = sorted(
         line.split(":")[1].strip().split("@")[0] for line in out("ip", "-o", "link").splitlines()

@@ -21,25 +21,25 @@ rolling update of N replicas drops no call (tests/e2e/test_ha.py).
 Several processes (`--processes N`, in the operator `$KUSTOS_API_PROCESSES`): the first
 serves and starts N-1 more `kustos api --reuse-port` processes on the same address, all
 bound with SO_REUSEPORT, so the kernel spreads connections over them and CPython uses more
-than one core. They share the store: the audit log stays one hash chain (each process's
-group commit appends under the store's write lock), and the read cache of each process is
-checked against the store's read epoch on every read, so a write through any process is
-seen by all (docs/benchmarks.md). The extra processes serve no metrics port of their own.
-The first process also runs the audit hub (`kustos.services.audit.hub`): the others hand it
-their audit records (`--audit-hub`), so all processes share one group commit, one fsync per
-batch, instead of taking turns on the store's write lock.
+than one core; one that exits is started again (`kustos.cli.api_processes`). They share the
+store, and the read cache of each process is checked against the store's read epoch on
+every read, so a write through any process is seen by all (docs/benchmarks.md). The extra
+processes serve no metrics port of their own. The first process also runs the audit hub
+(`kustos.services.audit.hub`): the others hand it their audit records (`--audit-hub`), so
+all processes share one group commit, one fsync per batch, one hash chain.
+(A first process that only commits, with N serving, was measured in session 11 and bought
+nothing on two cores: docs/benchmarks.md.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import dataclasses
 import logging
 import signal
 import ssl
-import subprocess
-import sys
 from typing import Any
 
 import click
@@ -55,6 +55,7 @@ from kustos.api.server import (
     tune_interpreter,
 )
 from kustos.api.tls import DEFAULT_SECRET, ServingTls, default_hosts
+from kustos.cli.api_processes import ServingProcesses, serving_argv
 from kustos.cli.loops import runner
 from kustos.config import Settings
 from kustos.errors import KustosError
@@ -67,6 +68,8 @@ __all__ = ["api", "drain", "make_app", "serve_in_operator", "start_site"]
 
 log = logging.getLogger("kustos.api")
 API_SERVICE = "kustos-api"
+#: Seconds between looks at the serving processes (one that exited is started again).
+SUPERVISE_SECONDS = 1.0
 
 
 def make_app(services: Services) -> web.Application:
@@ -170,63 +173,6 @@ def start_hub(services: Services) -> AuditHub:
     return hub
 
 
-def start_workers(
-    n: int,
-    host: str,
-    port: int,
-    tls_secret: str,
-    insecure: bool,
-    hub: AuditHub | None = None,
-) -> list[subprocess.Popen[bytes]]:
-    """`n` more `kustos api --reuse-port` processes on host:port (same environment), which
-    commit their audit records through `hub` when given."""
-    argv = [
-        sys.executable,
-        "-m",
-        "kustos.cli.main",
-        "api",
-        "--host",
-        host,
-        "--port",
-        str(port),
-        "--tls-secret",
-        tls_secret,
-        "--reuse-port",
-        "--metrics-port",
-        "0",
-    ]
-    if insecure:
-        argv.append("--insecure")
-    if hub is not None:
-        argv += ["--audit-hub", str(hub.path)]
-    prctl = _prctl()
-    # In the child, between fork and exec, only a C call (no imports, no locks): a worker
-    # gets SIGTERM when its parent dies, even by SIGKILL (PR_SET_PDEATHSIG, Linux).
-    term = int(signal.SIGTERM)
-    hook = None if prctl is None else (lambda: prctl(1, term) and None)
-    return [subprocess.Popen(argv, preexec_fn=hook) for _ in range(n)]
-
-
-def _prctl() -> Any:
-    import ctypes
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-def stop_workers(workers: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in workers:
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @click.command("api")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8443, show_default=True, type=int, help="Port to listen on.")
@@ -281,7 +227,7 @@ def api(
             settings, audit=dataclasses.replace(settings.audit, hub=audit_hub)
         )
     services = Services.build(settings)
-    workers: list[subprocess.Popen[bytes]] = []
+    workers: ServingProcesses | None = None
     hub: AuditHub | None = None
     try:
         services.keys.keyring()  # fail fast on a missing keyring
@@ -291,7 +237,9 @@ def api(
         tls = None if insecure else serving_tls(services, tls_secret)
         if processes > 1:
             hub = start_hub(services)
-            workers = start_workers(processes - 1, host, port, tls_secret, insecure, hub)
+            argv = serving_argv(host, port, tls_secret, insecure, str(hub.path))
+            workers = ServingProcesses(argv, processes - 1)
+            workers.start()
         with runner() as loop_runner:
             loop_runner.run(
                 _serve(
@@ -301,10 +249,12 @@ def api(
                     tls,
                     settings,
                     reuse_port=reuse_port or processes > 1,
+                    workers=workers,
                 )
             )
     finally:
-        stop_workers(workers)
+        if workers is not None:
+            workers.stop()
         if hub is not None:
             hub.close()
         services.close()
@@ -318,6 +268,7 @@ async def _serve(
     settings: Settings,
     *,
     reuse_port: bool = False,
+    workers: ServingProcesses | None = None,
 ) -> None:
     runner = await start_site(app, host, port, tls.context if tls else None, reuse_port=reuse_port)
     frozen = settle_heap()  # this process is a server from now on
@@ -328,12 +279,23 @@ async def _serve(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        if workers is not None:
+            await supervise(workers, stop)
+        else:
+            await stop.wait()
         await drain(runner, settings.api_drain_seconds)
     finally:
         if renewal is not None:
             renewal.cancel()
         await runner.cleanup()  # nothing left to do after a drain
+
+
+async def supervise(workers: ServingProcesses, stop: asyncio.Event) -> None:
+    """Restart exited serving processes (`ServingProcesses.supervise_once`) until `stop`."""
+    while not stop.is_set():
+        workers.supervise_once()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=SUPERVISE_SECONDS)
 
 
 def serve_in_operator() -> None:
@@ -356,13 +318,21 @@ def serve_in_operator() -> None:
         memo["api_runner"] = await start_site(
             make_app(services), host, port, tls.context if tls else None, reuse_port=processes > 1
         )
-        frozen = settle_heap()  # the operator's process serves the API from now on
-        log.debug("%d objects built by startup frozen out of the collector", frozen)
         if tls is not None:
             memo["api_tls_renewal"] = asyncio.create_task(tls.run(settings.api_tls_check_seconds))
         if processes > 1:
             memo["api_hub"] = hub = start_hub(services)
-            memo["api_workers"] = start_workers(processes - 1, host, port, secret, insecure, hub)
+            workers = ServingProcesses(
+                serving_argv(host, port, secret, insecure, str(hub.path)), processes - 1
+            )
+            workers.start()
+            memo["api_workers"] = workers
+            memo["api_supervisor"] = (
+                (stop := asyncio.Event()),
+                asyncio.create_task(supervise(workers, stop)),
+            )
+        frozen = settle_heap()  # the operator's process is a server from now on
+        log.debug("%d objects built by startup frozen out of the collector", frozen)
         memo["api_stop"] = lambda: _stop_api(memo)  # the operator's cleanup awaits it
 
     @kopf.on.cleanup()
@@ -372,12 +342,16 @@ def serve_in_operator() -> None:
 
 async def _stop_api(memo: Any) -> None:
     """Drain and stop the API in the operator (once; later calls find nothing to do)."""
+    supervisor = memo.pop("api_supervisor", None)
+    if supervisor is not None:
+        supervisor[0].set()
+        await supervisor[1]
     workers, runner = memo.pop("api_workers", None), memo.pop("api_runner", None)
-    if workers:  # each drains on its SIGTERM, while this one drains too
-        stopping = asyncio.create_task(asyncio.to_thread(stop_workers, workers))
+    if workers is not None:  # each drains on its SIGTERM, while this one drains too
+        stopping = asyncio.create_task(asyncio.to_thread(workers.stop))
     if runner is not None:
         await drain(runner, memo["services"].settings.api_drain_seconds)
-    if workers:
+    if workers is not None:
         await stopping
     hub = memo.pop("api_hub", None)
     if hub is not None:  # after the workers: they commit through it while they drain

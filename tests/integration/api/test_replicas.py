@@ -1,11 +1,14 @@
 """Replicas on one SQLite store: the operator (replica A) and `kustos api --processes 2`
 (replica B: two processes sharing a port by SO_REUSEPORT). A value written through one
 replica is what the other returns next, whatever each has cached; B's second process commits
-its audit records through the first one's hub, into the one chain that verifies."""
+its audit records through the first one's hub, into the one chain that verifies, and is
+started again when it dies."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -88,11 +91,29 @@ def test_a_write_through_either_replica_is_read_by_the_other(
         b.client(ident).put_secret_value(SecretId=arn, SecretString="v3")  # through B
         assert sm.get_secret_value(SecretId=arn)["SecretString"] == "v3"
         assert [value_via_b() for _ in range(10)] == ["v3"] * 10
+
+        os.kill(workers[0], signal.SIGKILL)  # the second process dies: another replaces it
+        wait_for(
+            lambda: len(set(_children(proc.pid)) - {workers[0]}) == 1,
+            timeout=30,
+            what="a new second process",
+        )
+        workers = sorted(set(workers) | set(_children(proc.pid)))
+        wait_for(
+            lambda: log.read_text().count("Secrets Manager API on") == 3,
+            timeout=60,
+            what="the new process serving",
+        )
+        # 30 new connections: both processes serve some (one misses all with p = 2**-30)
+        assert [value_via_b() for _ in range(30)] == ["v3"] * 30
     finally:
         proc.terminate()
         proc.wait(timeout=30)
     assert proc.returncode in (0, -15)
-    assert f"audit hub: API process {workers[0]} commits through this one" in log.read_text()
+    assert "exited with -9; starting another" in log.read_text()
+    text = log.read_text()
+    committed = [w for w in workers if f"API process {w} commits through this one" in text]
+    assert len(committed) == 2, committed  # the second process, and the one that replaced it
     reads = json.loads(
         kustos(
             world.runner,
@@ -106,11 +127,11 @@ def test_a_write_through_either_replica_is_read_by_the_other(
             "500",
         ).stdout
     )["Events"]
-    assert len(reads) >= 31  # every read through B is recorded, whichever process served it
+    assert len(reads) >= 61  # every read through B is recorded, whichever process served it
     verified = json.loads(kustos(world.runner, "audit", "verify", "--output", "json").stdout)
     assert verified["ok"], verified
     wait_for(
         lambda: not any(Path(f"/proc/{w}").exists() for w in workers),
         timeout=30,
-        what="the worker process to exit with its parent",
+        what="the serving processes to exit with their parent",
     )
