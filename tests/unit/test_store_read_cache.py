@@ -15,7 +15,7 @@ from kustos.crypto import Keyring, seal
 from kustos.models.records import AWSCURRENT, AWSPREVIOUS, SecretRecord
 from kustos.store import SqlStore
 from kustos.store.migrate import POOL_CACHE_KIB
-from kustos.store.read_cache import EPOCH_CACHE_KIB, ReadCache
+from kustos.store.read_cache import ADMIT_WINDOW_SECONDS, EPOCH_CACHE_KIB, ReadCache
 
 ARN = "arn:kustos:secretsmanager:c1:team-a:secret:prod/db-AbCdEf"
 T0 = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -63,13 +63,124 @@ def _cache(store: SqlStore) -> ReadCache:
 
 
 def test_repeated_reads_are_hits(replicas: tuple[SqlStore, SqlStore]) -> None:
+    """A key is kept from its second load at one epoch on; later reads are hits."""
     _, b = replicas
     cache = _cache(b)
-    for _ in range(3):
+    for _ in range(4):
         assert b.get_secret_by_arn(ARN) is not None
         version = b.get_version(ARN, stage=AWSCURRENT)
         assert version is not None and version.version_id == "v1"
-    assert (cache.misses, cache.hits) == (2, 4)
+    assert (cache.misses, cache.hits) == (4, 4)
+
+
+def test_a_pass_that_reads_each_key_once_keeps_nothing(path: Path) -> None:
+    """The operator's periodic pass reads every secret and its version once: none of that is
+    kept (it used to fill the cache with two entries per object, in the API's process)."""
+    store = SqlStore(f"sqlite:///{path}")
+    try:
+        arns = [f"{ARN}{i}" for i in range(50)]
+        for i, arn in enumerate(arns):
+            store.create_secret(
+                SecretRecord(
+                    arn=arn, namespace="team-a", name=f"s{i}", created_at=T0, updated_at=T0
+                )
+            )
+            store.add_version(
+                arn, "v1", seal(b"x", arn=arn, version_id="v1", keyring=KEYRING), [AWSCURRENT], T0
+            )
+        for i, arn in enumerate(arns):
+            assert store.get_secret("team-a", f"s{i}") is not None
+            assert store.get_version(arn, stage=AWSCURRENT) is not None
+        cache = _cache(store)
+        assert len(cache) == 0 and cache.misses == 100
+        assert store.get_version(arns[0], stage=AWSCURRENT) is not None  # read again: kept
+        assert len(cache) == 1
+    finally:
+        store.close()
+
+
+def test_only_a_key_loaded_again_soon_is_kept_and_kept_again_after_a_write(path: Path) -> None:
+    now = [0.0]
+    cache = ReadCache(path, clock=lambda: now[0])
+    cache.put("pass", 1, "read once a pass")
+    now[0] += ADMIT_WINDOW_SECONDS + 1  # the next pass: too late to count as hot
+    cache.put("pass", 1, "read once a pass")
+    cache.put("hot", 1, "read by the API")
+    now[0] += 0.5
+    cache.put("hot", 1, "read by the API")
+    assert len(cache) == 1 and cache._entries.keys() == {"hot"}
+    now[0] += 60  # a write anywhere (epoch 2) empties the cache; a hot key comes back at once
+    cache.put("hot", 2, "read by the API after the write")
+    cache.put("pass", 2, "read once a pass")
+    assert cache._entries.keys() == {"hot"}
+    cache.close()
+
+
+class _CountingEpoch:
+    """Counts `ReadCache.epoch` calls (each one a SELECT on the store)."""
+
+    def __init__(self, cache: ReadCache, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = cache.epoch
+
+        def counted() -> int:
+            self.calls += 1
+            return real()
+
+        monkeypatch.setattr(cache, "epoch", counted)
+
+
+def test_pinned_reads_share_one_epoch_read_and_see_earlier_writes(
+    replicas: tuple[SqlStore, SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = replicas
+    counter = _CountingEpoch(_cache(b), monkeypatch)
+    for _ in range(2):  # admitted: the next reads are hits
+        b.get_secret_by_arn(ARN), b.get_version(ARN, stage=AWSCURRENT)
+    counter.calls = 0
+    with b.pinned_reads():
+        assert present(b.get_secret_by_arn(ARN)).arn == ARN
+        assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v1"
+    assert counter.calls == 1
+    _add(a, "v2")  # another replica writes before the next block starts
+    with b.pinned_reads():
+        assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v2"
+    assert counter.calls == 2
+
+
+def test_a_write_inside_a_pinned_block_is_read_back(
+    replicas: tuple[SqlStore, SqlStore],
+) -> None:
+    """A write through the store drops the context's pinned epoch: read your own writes."""
+    _, b = replicas
+    for _ in range(2):
+        b.get_version(ARN, stage=AWSCURRENT)
+    with b.pinned_reads():
+        assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v1"
+        _add(b, "v2")
+        assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v2"
+
+
+def test_a_pin_is_not_seen_by_another_thread(
+    replicas: tuple[SqlStore, SqlStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pin is the context's: a thread running meanwhile reads the epoch itself, so it
+    sees a write committed after the block began."""
+    import threading
+
+    a, b = replicas
+    for _ in range(2):
+        b.get_version(ARN, stage=AWSCURRENT)
+    seen: list[str] = []
+    with b.pinned_reads():
+        assert present(b.get_version(ARN, stage=AWSCURRENT)).version_id == "v1"
+        _add(a, "v2")
+        reader = threading.Thread(
+            target=lambda: seen.append(present(b.get_version(ARN, stage=AWSCURRENT)).version_id)
+        )
+        reader.start()
+        reader.join()
+    assert seen == ["v2"]
 
 
 def test_a_new_version_written_by_another_replica_is_read_at_once(
@@ -204,14 +315,16 @@ def test_entries_of_an_older_epoch_are_dropped_not_kept(
     is not kept. The cache holds what was read since the last write."""
     a, b = replicas
     cache = _cache(b)
-    assert b.get_secret_by_arn(ARN) is not None
-    assert b.get_version(ARN, stage=AWSCURRENT) is not None
+    for _ in range(2):  # kept from the second load on
+        assert b.get_secret_by_arn(ARN) is not None
+        assert b.get_version(ARN, stage=AWSCURRENT) is not None
     assert len(cache) == 2
     before = cache.epoch()
     _add(a, "v2")  # another replica's write moves the epoch
     assert cache.epoch() > before
-    version = b.get_version(ARN, stage=AWSCURRENT)
-    assert version is not None and version.version_id == "v2"
+    for _ in range(2):
+        version = b.get_version(ARN, stage=AWSCURRENT)
+        assert version is not None and version.version_id == "v2"
     assert len(cache) == 1  # only what was read since the write
     cache.put("late", before, "loaded before the write")
     assert len(cache) == 1 and cache.get("late")[2] is False

@@ -13,6 +13,7 @@ AWSCURRENT is always on exactly one version.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -152,5 +153,10 @@ class Store(Protocol):
     ) -> bool:
         """Swap a version's wrapped data key (compare-and-set on old_key_id); payload bytes
         are untouched. Returns False if the row changed meanwhile."""
+
+    def pinned_reads(self) -> AbstractContextManager[None]:
+        """A block whose reads may share one freshness check taken as it starts (each still
+        sees every write committed before the block began, and the block's own writes)."""
+        ...
 
     def close(self) -> None: ...

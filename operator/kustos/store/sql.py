@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,10 @@ class SqlStore(Tables):
         if cache is not None:
             cache.put(key, epoch, record)
         return record
+
+    def pinned_reads(self) -> AbstractContextManager[None]:
+        cache = self.read_cache
+        return cache.pinned() if cache is not None else nullcontext()
 
     def get_secret(self, namespace: str, name: str) -> SecretRecord | None:
         return self._one_secret(_SECRET_BY_NAME, {"namespace": namespace, "name": name})

@@ -26,6 +26,7 @@ from kustos.metrics import STORE_ERRORS
 from kustos.models.fencing import FenceToken, check_fence
 from kustos.models.nonblocking import must_not_block
 from kustos.store.migrate import WRITE
+from kustos.store.read_cache import unpin
 from kustos.store.schema import fence
 
 __all__ = ["Tables"]
@@ -50,6 +51,9 @@ class Tables:
         except DBAPIError as exc:
             STORE_ERRORS.labels(what).inc()
             raise StoreError(f"store failed to {what}: {type(exc.orig).__name__}") from None
+        finally:
+            if write:
+                unpin()  # this context's next read sees what it wrote
 
 
 def _raise_term(conn: Connection, token: FenceToken, what: str) -> None:

@@ -184,6 +184,11 @@ class Call:
             self.principal, f"secretsmanager:{action}", record, self.context(namespace, merged)
         )
 
+    @property
+    def read_only(self) -> bool:
+        """Whether the operation only reads (its record's readOnly; it may pin its reads)."""
+        return self.operation in _READ_ONLY
+
     # -- audit ---------------------------------------------------------------------------
     def event(self, error: Exception | None = None) -> AuditEvent:
         code = getattr(error, "aws_code", None) if error is not None else None
@@ -191,7 +196,7 @@ class Call:
         return AuditEvent(
             event_name=self.operation,
             principal=self.principal,
-            read_only=self.operation in _READ_ONLY,
+            read_only=self.read_only,
             namespace=self.namespace,
             secret_arn=self.secret_arn,
             secret_name=self.secret_name,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from kustos.errors import AuditUnavailableError, KustosError, ServerError
@@ -113,7 +114,10 @@ class SecretsApi:
         call = Call(operation, params, principal, meta, self._authorizer, self._audit)
         try:
             handler = OPERATIONS[operation]
-            result = handler(self._deps, call, params)
+            # A read-only call's lookups (the secret, then its version) share one check of
+            # the store's read epoch, taken as the call starts (kustos.store.read_cache).
+            with self._deps.secrets.store.pinned_reads() if call.read_only else nullcontext():
+                result = handler(self._deps, call, params)
             call.commit_point()
             return result
         except KustosError as exc:
