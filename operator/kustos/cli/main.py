@@ -75,8 +75,10 @@ def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
     import kustos.operator.policies  # noqa: F401  (access policy status)
     from kustos.cli import api_cmd
     from kustos.cli.loops import runner
+    from kustos.cli.malloc import limit_arenas
     from kustos.config import Settings
 
+    limit_arenas()  # before any thread starts
     api_cmd.serve_in_operator()  # the Secrets Manager API on Kopf's loop ($KUSTOS_API_PORT, 0: off)
     kopf.configure(verbose=verbose)
     with runner() as loop_runner:
