@@ -37,10 +37,18 @@ def procs(clock: Clock) -> Iterator[list[ServingProcesses]]:
         group.stop(timeout=10)
 
 
-def test_n_processes_start_and_stop(procs: list[ServingProcesses], clock: Clock) -> None:
-    group = ServingProcesses(SLEEPER, 3, clock=clock)
+def _started(
+    procs: list[ServingProcesses], argv: list[str], n: int, clock: Clock
+) -> ServingProcesses:
+    """A started group, stopped by the `procs` fixture at the end of the test."""
+    group = ServingProcesses(argv, n, clock=clock)
     procs.append(group)
     group.start()
+    return group
+
+
+def test_n_processes_start_and_stop(procs: list[ServingProcesses], clock: Clock) -> None:
+    group = _started(procs, SLEEPER, 3, clock)
     assert len(set(group.pids)) == 3
     assert group.running()
     group.stop(timeout=10)
@@ -51,9 +59,7 @@ def test_n_processes_start_and_stop(procs: list[ServingProcesses], clock: Clock)
 def test_one_that_exits_after_a_long_life_is_replaced_at_once(
     procs: list[ServingProcesses], clock: Clock
 ) -> None:
-    group = ServingProcesses(SLEEPER, 2, clock=clock)
-    procs.append(group)
-    group.start()
+    group = _started(procs, SLEEPER, 2, clock)
     first, second = group.pids
     clock.now += api_processes.HEALTHY_SECONDS + 1
     group._slots[0].proc.kill()
@@ -66,9 +72,7 @@ def test_one_that_exits_after_a_long_life_is_replaced_at_once(
 def test_one_that_keeps_exiting_is_restarted_with_a_doubling_delay(
     procs: list[ServingProcesses], clock: Clock
 ) -> None:
-    group = ServingProcesses(QUITTER, 1, clock=clock)
-    procs.append(group)
-    group.start()
+    group = _started(procs, QUITTER, 1, clock)
     group._slots[0].proc.wait()
     delays = []
     for _ in range(8):
