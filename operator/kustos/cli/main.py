@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import threading
 from typing import Any
 
 import click
@@ -75,10 +76,12 @@ def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
     import kustos.operator.policies  # noqa: F401  (access policy status)
     from kustos.cli import api_cmd
     from kustos.cli.loops import runner
-    from kustos.cli.malloc import limit_arenas
+    from kustos.cli.malloc import limit_arenas, start_trimmer
     from kustos.config import Settings
 
     limit_arenas()  # before any thread starts
+    trimming = threading.Event()
+    start_trimmer(trimming)
     api_cmd.serve_in_operator()  # the Secrets Manager API on Kopf's loop ($KUSTOS_API_PORT, 0: off)
     kopf.configure(verbose=verbose)
     with runner() as loop_runner:
@@ -92,6 +95,7 @@ def run(obj: dict[str, Any] | None, verbose: bool, liveness: str) -> None:
                 step_hook=(obj or {}).get("step_hook"),  # tests only
             ),
         )
+    trimming.set()
 
 
 sm_cli.register(cli)  # the Secrets Manager verbs; rotate-secret --namespace stays in-process
