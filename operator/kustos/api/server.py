@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from aiohttp import web
 
 from kustos import metrics
@@ -154,8 +155,17 @@ def _answer(status: int, body: dict[str, Any], request_id: str) -> web.Response:
     if "__type" in body:
         headers["x-amzn-ErrorType"] = str(body["__type"])
     return web.Response(
-        status=status, body=json.dumps(body).encode(), headers=headers, content_type=CONTENT_TYPE
+        status=status, body=_encode(body), headers=headers, content_type=CONTENT_TYPE
     )
+
+
+def _encode(body: dict[str, Any]) -> bytes:
+    """The answer as JSON (UTF-8); orjson, or the standard library for what it does not take
+    (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return json.dumps(body).encode()
 
 
 def handle(backend: ApiBackend, view: RequestView, request_id: str) -> tuple[int, dict[str, Any]]:

@@ -6,12 +6,12 @@ callers from names, ids, stages and flags only (SecretString/SecretBinary are ne
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from kustos.models.identity import Principal
+from kustos.models.ids import random_uuid
 
 __all__ = ["AuditEvent"]
 
@@ -30,8 +30,8 @@ class AuditEvent:
     secret_name: str | None = None
     source_ip: str | None = None
     user_agent: str | None = None
-    request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    request_id: str = field(default_factory=random_uuid)
+    event_id: str = field(default_factory=random_uuid)
     event_time: datetime = field(default_factory=lambda: datetime.now(UTC))
     request_parameters: dict[str, Any] | None = None
     response_elements: dict[str, Any] | None = None

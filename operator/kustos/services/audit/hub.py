@@ -26,7 +26,6 @@ Nothing is given up:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import operator
 import os
@@ -40,6 +39,8 @@ from collections.abc import Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from kustos.errors import AuditUnavailableError
 from kustos.services.audit.service import AuditService, AuditTicket
@@ -73,7 +74,7 @@ def hub_path() -> Path:
 
 # -- framing ------------------------------------------------------------------------------
 def _send(sock: socket.socket, message: dict[str, Any]) -> None:
-    body = json.dumps(message, separators=(",", ":")).encode()
+    body = orjson.dumps(message)
     sock.sendall(_HEADER.pack(len(body)) + body)
 
 
@@ -92,7 +93,7 @@ def _recv(sock: socket.socket, buffer: bytearray) -> dict[str, Any]:
     (size,) = _HEADER.unpack(_recv_exact(sock, _HEADER.size, buffer))
     if size > _MAX_FRAME:
         raise ConnectionError(f"an audit hub frame of {size} bytes is too large")
-    message = json.loads(_recv_exact(sock, size, buffer))
+    message = orjson.loads(_recv_exact(sock, size, buffer))
     if not isinstance(message, dict):
         raise ConnectionError("an audit hub frame is not an object")
     return message
