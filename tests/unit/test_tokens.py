@@ -219,3 +219,34 @@ def test_jwt_expiry_reads_only_well_formed_claims() -> None:
     assert jwt_expiry(jwt(None)) is None
     assert jwt_expiry("a.b") is None
     assert jwt_expiry("a.!!!.c") is None
+
+
+def test_a_cached_token_is_not_decoded_again_and_keeps_its_iat(
+    auth: TokenAuthenticator,
+    reviewer: Reviewer,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The entry carries the token's `iat` (revocation needs it) and ends at its `exp`."""
+    from kustos.services.access import tokens
+
+    claims = {"sub": SA, "exp": int(NOW + 30), "iat": int(NOW - 5)}
+    body = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
+    token = f"eyJhbGciOiJSUzI1NiJ9.{body}.c2ln"
+    reviewer.valid.add(token)
+    decoded: list[str] = []
+    real = tokens.jwt_claims
+
+    def counting(text: str) -> tokens.Claims:
+        decoded.append(text)
+        return real(text)
+
+    monkeypatch.setattr(tokens, "jwt_claims", counting)
+    for _ in range(3):
+        principal, issued_at = auth.identify(token)
+        assert issued_at == NOW - 5
+        assert principal.pod_name == "app-0"
+    assert len(decoded) == 1 and len(reviewer.calls) == 1
+    clock.now = NOW + 30  # its exp: refused without a review, though it was cached
+    assert code(auth, token) == "ExpiredTokenException"
+    assert len(reviewer.calls) == 1

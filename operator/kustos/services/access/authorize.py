@@ -176,9 +176,9 @@ class AccessService:
     def _bearer(self, token: str, source: str | None = None) -> Principal:
         """TokenReview (cached), then revocation: refused if issued (JWT ``iat``) before
         the principal was revoked (`kustos.services.access.revocations`)."""
-        principal = self.tokens.authenticate(token, source=source)
+        principal, issued_at = self.tokens.identify(token, source=source)
         if self.revocations is not None:
-            self.revocations.check(principal.arn, jwt_issued_at(token.strip()))
+            self.revocations.check(principal.arn, issued_at)
         return principal
 
     @staticmethod

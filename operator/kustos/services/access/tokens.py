@@ -22,14 +22,14 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from kustos.errors import AuthenticationError
 from kustos.kube.access import TokenReviewResult
 from kustos.models.identity import Principal
 from kustos.services.access.refusals import RefusalBudget
 
-__all__ = ["AUDIENCE", "TokenAuthenticator", "TokenReviewer", "jwt_expiry"]
+__all__ = ["AUDIENCE", "Claims", "TokenAuthenticator", "TokenReviewer", "jwt_claims", "jwt_expiry"]
 
 AUDIENCE = "kustos"
 _POD_NAME = "authentication.kubernetes.io/pod-name"
@@ -40,20 +40,38 @@ class TokenReviewer(Protocol):
     def review_token(self, token: str, audiences: list[str]) -> TokenReviewResult: ...
 
 
-def jwt_expiry(token: str) -> float | None:
-    """The `exp` claim (epoch seconds) of a JWT, unverified; None if not a readable JWT.
+class Claims(NamedTuple):
+    """The time claims of a JWT (epoch seconds), unverified; None where absent."""
 
-    Only ever used to refuse early or to shorten a cache entry, never to accept.
+    exp: float | None = None
+    iat: float | None = None
+
+
+def _seconds(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def jwt_claims(token: str) -> Claims:
+    """`exp` and `iat` of a JWT, unverified; empty if not a readable JWT.
+
+    Only ever used to refuse early, to shorten a cache entry, or (once the API server has
+    accepted the token, so they are genuine) for revocation; never to accept.
     """
     parts = token.split(".")
     if len(parts) != 3:
-        return None
+        return Claims()
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-        exp = payload.get("exp") if isinstance(payload, dict) else None
     except (ValueError, TypeError):
-        return None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+        return Claims()
+    if not isinstance(payload, dict):
+        return Claims()
+    return Claims(_seconds(payload.get("exp")), _seconds(payload.get("iat")))
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The `exp` claim (epoch seconds) of a JWT, unverified; None if not a readable JWT."""
+    return jwt_claims(token).exp
 
 
 def _invalid() -> AuthenticationError:
@@ -95,7 +113,8 @@ class TokenAuthenticator:
         self._negative_ttl = negative_ttl
         self._budget = budget if budget is not None else RefusalBudget()
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        #: sha256(token) -> (principal, cached until, the token's `iat`).
+        self._cache: OrderedDict[str, tuple[Principal, float, float | None]] = OrderedDict()
         self._refused: OrderedDict[str, tuple[str, float]] = OrderedDict()
         self._lock = threading.Lock()
         #: How many TokenReviews were sent (for tests and metrics).
@@ -103,21 +122,27 @@ class TokenAuthenticator:
 
     def authenticate(self, token: str, source: str | None = None) -> Principal:
         """The principal of `token`; `source` (the client's address) bounds failed reviews."""
+        return self.identify(token, source)[0]
+
+    def identify(self, token: str, source: str | None = None) -> tuple[Principal, float | None]:
+        """The principal of `token` and the token's `iat` (for revocation). A cached token
+        is answered without decoding it again: its entry ends by its `exp`."""
         token = token.strip()
         if not token or len(token) > _MAX_TOKEN_CHARS:
             raise _invalid()
         now = self._clock()
-        exp = jwt_expiry(token)
-        if exp is not None and exp <= now:
-            raise _expired()
         key = hashlib.sha256(token.encode()).hexdigest()
         with self._lock:
             hit = self._cache.get(key)
             if hit is not None:
                 if hit[1] > now:
                     self._cache.move_to_end(key)
-                    return hit[0]
+                    return hit[0], hit[2]
                 del self._cache[key]
+        claims = jwt_claims(token)
+        if claims.exp is not None and claims.exp <= now:
+            raise _expired()
+        with self._lock:
             refused = self._refused.get(key)
             if refused is not None:
                 if refused[1] > now:
@@ -135,12 +160,13 @@ class TokenAuthenticator:
             if source is not None:
                 self._budget.admit(source, exc.aws_code)
             raise
+        exp = claims.exp
         until = now + self._max_ttl if exp is None else min(exp, now + self._max_ttl)
         with self._lock:
-            self._cache[key] = (principal, until)
+            self._cache[key] = (principal, until, claims.iat)
             while len(self._cache) > self._max_entries:
                 self._cache.popitem(last=False)
-        return principal
+        return principal, claims.iat
 
     def _review(self, token: str) -> Principal:
         self.reviews += 1
