@@ -258,3 +258,86 @@ def test_a_kept_body_is_a_fresh_copy_and_takes_our_status_patch(rig: Any) -> Non
     assert "managedFields" not in kept["metadata"]
     assert patches[-1] == ("a", {"observedGeneration": 1})
     assert kept["status"] == {"observedGeneration": 1}  # our patch, before the watch's echo
+
+
+class Cluster:
+    """The ManagedSecrets the apiserver holds; counts what the sweep asks for."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
+        self.asked: list[str] = []
+
+    def count(self) -> int:
+        self.asked.append("count")
+        return len(self.names)
+
+    def list_all(self) -> list[dict[str, Any]]:
+        self.asked.append("list")
+        return [managed(n, {}) for n in sorted(self.names)]
+
+    def get(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.asked.append(f"get {name}")
+        return managed(name, {}) if name in self.names else None
+
+
+def _sweep_rig(tmp_path: Path, cluster: Cluster, records: list[str]) -> tuple[Any, list[str]]:
+    store = SqlStore(f"sqlite:///{tmp_path / 'kustos.db'}")
+    for name in records:
+        store.create_secret(
+            SecretRecord(
+                arn=f"arn:kustos:secretsmanager:t:team-a:secret:{name}-AbCdEf",
+                namespace="team-a",
+                name=name,
+                created_at=T0,
+                updated_at=T0,
+                object_name=name,
+            )
+        )
+    scheduled: list[str] = []
+    services: Any = SimpleNamespace(
+        managed=None,
+        rotation=None,
+        managed_objects=cluster,
+        deletion=SimpleNamespace(schedule=lambda record, when, by: scheduled.append(record.name)),
+        secrets=SimpleNamespace(store=store, clock=lambda: datetime(2030, 2, 1, tzinfo=UTC)),
+        store=store,
+        secret_watch=None,
+    )
+    runtime = OperatorRuntime(services, Settings(workers=1))
+    return runtime, scheduled
+
+
+def test_at_rest_the_sweep_asks_for_a_count_not_a_listing(tmp_path: Path) -> None:
+    """As many objects as the watch knows: one count, and a GET only for a record whose
+    object the watch does not know (deleted while the operator was down)."""
+    cluster = Cluster({"a", "b"})
+    runtime, scheduled = _sweep_rig(tmp_path, cluster, ["a", "b", "gone"])
+    for name in ("a", "b"):
+        runtime.observe(None, managed(name, {}))
+    runtime._sweep()
+    assert cluster.asked == ["count", "get gone"]
+    assert scheduled == ["gone"]
+
+
+def test_a_record_whose_object_the_watch_missed_is_kept(tmp_path: Path) -> None:
+    """The count matches, but the GET finds the object: nothing is deleted."""
+    cluster = Cluster({"a", "late"})
+    runtime, scheduled = _sweep_rig(tmp_path, cluster, ["a", "late"])
+    runtime.observe(None, managed("a", {}))
+    runtime.observe(None, managed("stale", {}))  # its DELETED event lost; "late" not yet seen
+    runtime._sweep()
+    assert cluster.asked == ["count", "get late"]
+    assert scheduled == []
+
+
+def test_a_lost_deleted_event_makes_the_sweep_list_everything(tmp_path: Path) -> None:
+    """The watch knows more objects than there are: a complete listing decides, the
+    missing object is forgotten and its secret's deletion scheduled."""
+    cluster = Cluster({"a"})
+    runtime, scheduled = _sweep_rig(tmp_path, cluster, ["a", "b"])
+    for name in ("a", "b"):
+        runtime.observe(None, managed(name, {}))
+    runtime._sweep()
+    assert cluster.asked == ["count", "list"]
+    assert scheduled == ["b"]
+    assert runtime.keys() == [("team-a", "a")]

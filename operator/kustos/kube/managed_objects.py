@@ -44,6 +44,20 @@ class ManagedObjectGateway:
             if token is None:
                 return items
 
+    def count(self) -> int | None:
+        """How many ManagedSecrets the cluster holds, from one LIST of a single item (its
+        `remainingItemCount`); None when the apiserver does not say."""
+        try:
+            result = self._custom.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1)
+        except ApiException as exc:
+            raise ServerError(f"cannot list ManagedSecrets: HTTP {exc.status}") from None
+        meta = result.get("metadata") or {}
+        items = len(result.get("items", []))
+        if not meta.get("continue"):
+            return items
+        remaining = meta.get("remainingItemCount")
+        return items + remaining if isinstance(remaining, int) else None
+
     def get(self, namespace: str, name: str) -> Obj | None:
         try:
             found: Obj = self._custom.get_namespaced_custom_object(

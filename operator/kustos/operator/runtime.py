@@ -345,10 +345,7 @@ class OperatorRuntime:
             self._spread(Trigger.DRIFT_CHECK, settings.drift_check_seconds)
         if now >= next_sweep:
             next_sweep = now + jittered(settings.orphan_sweep_seconds)
-            started = self._clock()
-            objects = self._services.managed_objects.list_all()
-            self._forget_missing({_key(o) for o in objects}, started)
-            sweep_orphans(self._services.deletion, self._services.secrets, objects)
+            self._sweep()
         if now >= next_prune:
             next_prune = now + 600
             self._services.store.prune_changes(datetime.now(UTC) - FEED_RETENTION)
@@ -362,6 +359,29 @@ class OperatorRuntime:
                     len(report.findings),
                 )
         return next_resync, next_drift, next_sweep, next_prune
+
+    def _sweep(self) -> None:
+        """Secrets whose ManagedSecret is gone unnoticed get their deletion scheduled.
+
+        When the cluster holds as many objects as the watch knows, the watch's keys stand
+        for a listing, and a record not among them is looked up on its own before it is
+        deleted: one request at rest, not a LIST of every object. Otherwise (a DELETED
+        event lost in a watch gap, or objects the watch has not delivered yet) a complete
+        paged listing decides, and the objects it no longer has are forgotten."""
+        objects = self._services.managed_objects
+        started = self._clock()
+        known = set(self.keys())
+        if objects.count() == len(known):
+            sweep_orphans(
+                self._services.deletion,
+                self._services.secrets,
+                known,
+                gone=lambda namespace, name: objects.get(namespace, name) is None,
+            )
+            return
+        present = {_key(o) for o in objects.list_all()}
+        self._forget_missing(present, started)
+        sweep_orphans(self._services.deletion, self._services.secrets, present)
 
     def _forget_missing(self, present: set[Key], listed_at: float) -> None:
         """Drop objects a complete listing no longer has (a DELETED event lost in a watch

@@ -13,6 +13,7 @@ came first.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -167,13 +168,17 @@ class DeletionService:
 def sweep_orphans(
     deletion: DeletionService,
     secrets: SecretService,
-    objects: list[dict[str, Any]],
+    present: set[tuple[str, str]],
     grace: timedelta = timedelta(minutes=2),
+    *,
+    gone: Callable[[str, str], bool] | None = None,
 ) -> int:
     """Schedule deletion of secrets whose ManagedSecret is gone without Kustos noticing
-    (deleted while the operator was down). `objects` is a complete listing; records changed
-    within `grace` are left alone (an object being created or restored right now)."""
-    present = {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in objects}
+    (deleted while the operator was down). `present` holds the (namespace, name) of every
+    object: a complete listing, or, with `gone`, what the watch knows, and then each record
+    not among them is deleted only once `gone(namespace, name)` confirms its object is not
+    there. Records changed within `grace` are left alone (an object being created or
+    restored right now)."""
     now = secrets.clock()
     scheduled = 0
     for record in secrets.store.list_secrets():
@@ -182,6 +187,7 @@ def sweep_orphans(
             and record.deletion_date is None
             and (record.namespace, record.object_name) not in present
             and now - record.updated_at > grace
+            and (gone is None or gone(record.namespace, record.object_name))
         ):
             deletion.schedule(
                 record, now + timedelta(days=DEFAULT_RECOVERY_DAYS), by="kubectl (noticed late)"
