@@ -144,12 +144,17 @@ async def start_site(
     context: ssl.SSLContext | None,
     *,
     reuse_port: bool = False,
+    listeners: int = 1,
 ) -> web.AppRunner:
+    """Serve `app`; with `reuse_port`, on `listeners` sockets of the port's SO_REUSEPORT
+    group (the kernel hashes each new connection over every socket in the group, so a
+    process with two gets twice the share of one with one)."""
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(
-        runner, host, port, ssl_context=context, backlog=1024, reuse_port=reuse_port or None
-    ).start()
+    for _ in range(listeners if reuse_port else 1):
+        await web.TCPSite(
+            runner, host, port, ssl_context=context, backlog=1024, reuse_port=reuse_port or None
+        ).start()
     log.info("Secrets Manager API on %s://%s:%d", "https" if context else "http", host, port)
     return runner
 
@@ -200,6 +205,14 @@ def start_hub(services: Services) -> AuditHub:
 )
 @click.option("--reuse-port", is_flag=True, help="Bind with SO_REUSEPORT (set for --processes).")
 @click.option(
+    "--listeners",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 8),
+    help="Sockets of the SO_REUSEPORT group this process listens on (its share of new "
+    "connections).",
+)
+@click.option(
     "--audit-hub",
     type=click.Path(dir_okay=False),
     default=None,
@@ -214,6 +227,7 @@ def api(
     verbose: bool,
     processes: int,
     reuse_port: bool,
+    listeners: int,
     audit_hub: str | None,
 ) -> None:
     """Serve the Secrets Manager API (AWS JSON protocol) in the foreground."""
@@ -249,6 +263,7 @@ def api(
                     tls,
                     settings,
                     reuse_port=reuse_port or processes > 1,
+                    listeners=listeners,
                     workers=workers,
                 )
             )
@@ -268,9 +283,12 @@ async def _serve(
     settings: Settings,
     *,
     reuse_port: bool = False,
+    listeners: int = 1,
     workers: ServingProcesses | None = None,
 ) -> None:
-    runner = await start_site(app, host, port, tls.context if tls else None, reuse_port=reuse_port)
+    runner = await start_site(
+        app, host, port, tls.context if tls else None, reuse_port=reuse_port, listeners=listeners
+    )
     frozen = settle_heap()  # this process is a server from now on
     log.debug("%d objects built by startup frozen out of the collector", frozen)
     renewal = asyncio.create_task(tls.run(settings.api_tls_check_seconds)) if tls else None

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["ServingProcesses", "serving_argv"]
+__all__ = ["WORKER_LISTENERS", "ServingProcesses", "serving_argv"]
 
 log = logging.getLogger("kustos.api")
 
@@ -28,6 +28,10 @@ HEALTHY_SECONDS = 30.0
 #: Delays between restarts of a process that keeps exiting soon after its start.
 FIRST_RESTART_DELAY = 0.5
 MAX_RESTART_DELAY = 30.0
+#: Listening sockets of each child in the port's SO_REUSEPORT group; the first process has
+#: one. The first also runs the audit hub and its writer (and, in the operator, Kopf), so it
+#: has less time per connection: a child takes about twice its share of new connections.
+WORKER_LISTENERS = 2
 
 
 def serving_argv(
@@ -36,6 +40,7 @@ def serving_argv(
     """The command line of one serving process (metrics only in the parent)."""
     argv = [sys.executable, "-m", "kustos.cli.main", "api", "--host", host, "--port", str(port)]
     argv += ["--tls-secret", tls_secret, "--reuse-port", "--metrics-port", "0"]
+    argv += ["--listeners", str(WORKER_LISTENERS)]
     if insecure:
         argv.append("--insecure")
     if hub is not None:
