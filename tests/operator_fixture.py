@@ -56,8 +56,12 @@ class OperatorRunner:
             KUSTOS_METRICS_PORT="0",
             KUSTOS_API_DRAIN_SECONDS="0",  # no Service in front: nothing to wait for
             PYTHONUNBUFFERED="1",
-            # the repository first, for entries in tests/ (the worktree's own package next)
-            PYTHONPATH=os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+            # the repository first, for entries in tests/, then its own package: a run from
+            # another worktree (an older checkout in a bench) runs that checkout's code, not
+            # the editable install's
+            PYTHONPATH=os.pathsep.join(
+                p for p in (str(REPO), str(REPO / "operator"), os.environ.get("PYTHONPATH")) if p
+            ),
         )
         env.update(self.extra_env)
         return env
