@@ -30,14 +30,19 @@ ctypes.CDLL(ctypes.util.find_library("c")).malloc_stats()  # one "Arena n:" per 
 """
 
 
-def _arenas(mode: str) -> int:
-    out = subprocess.run(
-        [sys.executable, "-c", _THREADS_ALLOCATING, mode],
+def _probe(script: str, mode: str) -> subprocess.CompletedProcess[str]:
+    """`script` in a fresh interpreter (its allocator untouched by this one), given `mode`."""
+    return subprocess.run(
+        [sys.executable, "-c", script, mode],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
+
+
+def _arenas(mode: str) -> int:
+    out = _probe(_THREADS_ALLOCATING, mode)
     return sum(line.startswith("Arena ") for line in out.stderr.splitlines())
 
 
@@ -84,13 +89,7 @@ print(base, before, rss(), released)
 
 
 def _freed(mode: str) -> tuple[int, int, int, str]:
-    out = subprocess.run(
-        [sys.executable, "-c", _FREED_BELOW_THE_TOP, mode],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    out = _probe(_FREED_BELOW_THE_TOP, mode)
     base, before, after, released = out.stdout.split()
     return int(base), int(before), int(after), released
 

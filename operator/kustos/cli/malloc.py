@@ -3,15 +3,20 @@
 glibc gives each thread that allocates while another holds the main heap's lock an arena of
 its own, up to eight per core, and memory freed into an arena stays with that arena. The
 operator runs Kopf's threads, a worker pool and the API's threads. At 10,000 objects its RSS
-at rest stays near the peak of the periodic pass over them (VmHWM 331 MiB, VmRSS 259-263
-MiB, `docs/benchmarks.md`, issue 9): freed memory that is not handed back. Two arenas bound
-how many heaps can each keep such memory. It must run before the process starts threads.
+at rest stayed near the peak of the periodic pass over them (VmHWM 331 MiB, VmRSS 259-263
+MiB, issue 9), which looked like freed memory not handed back. Two arenas bound how many
+heaps can each keep such memory. It must run before the process starts threads.
 
-The cap alone left RSS at rest at 262-264 MiB at 10,000 objects: glibc gives memory back on
-its own only from the top of the main heap, so what a pass frees below its last live block
-stays resident. `start_trimmer` hands it back (`malloc_trim(0)` releases the free pages of
-every arena) once every `TRIM_SECONDS` from a daemon thread: a walk of the free lists that
-takes milliseconds and holds each arena's lock only while it walks that arena.
+glibc gives memory back on its own only from the top of the main heap, so what a burst of
+work frees below its last live block stays resident. `start_trimmer` hands such pages back
+(`malloc_trim(0)` releases the free pages of every arena) once every `TRIM_SECONDS` from a
+daemon thread: a walk of the free lists that takes milliseconds and holds each arena's lock
+only while it walks that arena.
+
+Measured at 10,000 objects (docs/benchmarks.md, session 13), neither the cap nor the trim
+lowered RSS at rest (262 MiB with both, 259-263 without): that memory was live, mostly the
+store's pooled SQLite connections (`kustos.store.migrate.POOL_KEPT`). The peaks were lower
+in the runs with both (VmHWM 312 MiB after the apply, against 331-332), one run each.
 """
 
 from __future__ import annotations
